@@ -1,0 +1,8 @@
+"""spark-submit entry point: `spark-submit jobs/standardize.py [OPTIONS]` = `udp standardize [OPTIONS]`."""
+
+import sys
+
+from udp_spark.cli import main
+
+if __name__ == "__main__":
+    main(["standardize", *sys.argv[1:]])

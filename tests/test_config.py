@@ -1,0 +1,82 @@
+"""Config validation: typed models, errors that name the file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from udp_spark.config import ConfigError, ExprSpec, load_config, load_source
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_repo_config_loads_all_sources() -> None:
+    cfg = load_config(REPO / "conf" / "pipeline.yaml")
+    assert set(cfg.sources) == {"crm", "webshop_customers", "webshop_orders", "app_users",
+                                "app_events", "support_tickets", "email_subscribers",
+                                "pos_transactions"}
+    crm = cfg.sources["crm"]
+    assert crm.party is not None and crm.party.email == "email"
+    assert isinstance(crm.party.gender, ExprSpec)
+    assert cfg.sources["webshop_orders"].interactions[0].party_source == "webshop_customers"
+    assert len(cfg.config_hash) == 16
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_unknown_key_is_named_with_file(tmp_path: Path) -> None:
+    f = _write(tmp_path / "s.yaml", "name: s\nformat: csv\npath: x.csv\ntrust_rank: 1\n"
+               "party: {source_key: id, emial: e}\n")
+    with pytest.raises(ConfigError) as err:
+        load_source(f)
+    assert f"{f}: party.emial: unknown key" in str(err.value)
+
+
+def test_missing_path_for_file_source(tmp_path: Path) -> None:
+    f = _write(tmp_path / "s.yaml", "name: s\nformat: parquet\ntrust_rank: 1\n"
+               "party: {source_key: id, email: e}\n")
+    with pytest.raises(ConfigError, match="needs 'path'"):
+        load_source(f)
+
+
+def test_mapping_without_identifiers_is_rejected(tmp_path: Path) -> None:
+    f = _write(tmp_path / "s.yaml", "name: s\nformat: csv\npath: a.csv\ntrust_rank: 1\n"
+               "party: {source_key: id, city: c}\n")
+    with pytest.raises(ConfigError, match="no name, email, phone"):
+        load_source(f)
+
+
+def test_env_interpolation_and_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MY_ROOT", "/data/x")
+    p = _write(tmp_path / "pipeline.yaml", "data_root: ${MY_ROOT}\n"
+               "lakehouse:\n  root: ${NOT_SET_VAR:-./lh}\n")
+    cfg = load_config(p)
+    assert cfg.data_root == "/data/x" and cfg.lakehouse.root == "./lh"
+    cfg2 = load_config(p, data_root="/other", lakehouse_root="/lake")
+    assert cfg2.data_root == "/other" and cfg2.lakehouse.root == "/lake"
+
+
+def test_missing_env_var_is_an_error(tmp_path: Path) -> None:
+    p = _write(tmp_path / "pipeline.yaml", "data_root: ${SURELY_NOT_SET_UDP}\n")
+    with pytest.raises(ConfigError, match="SURELY_NOT_SET_UDP is not set"):
+        load_config(p)
+
+
+def test_unknown_party_source_reference(tmp_path: Path) -> None:
+    p = _write(tmp_path / "pipeline.yaml", "sources_dir: sources\n")
+    _write(tmp_path / "sources" / "o.yaml", "name: o\nformat: json\npath: o.json\n"
+           "trust_rank: 1\ninteractions:\n  - {type: {const: order}, key: id, "
+           "party_source: nowhere, party_key: c, occurred_at: ts}\n")
+    with pytest.raises(ConfigError, match="unknown source 'nowhere'"):
+        load_config(p)
+
+
+def test_bad_yaml_names_file(tmp_path: Path) -> None:
+    p = _write(tmp_path / "pipeline.yaml", "lakehouse: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(p)

@@ -1,0 +1,141 @@
+"""The ``udp`` command: one subcommand per stage, plus ``generate`` and ``demo``.
+
+Jobs in ``jobs/`` are thin wrappers around these commands for ``spark-submit``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="udp-spark: unified customer profiles on Spark and Delta Lake.")
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", envvar="UDP_CONFIG",
+                                         help="pipeline YAML (sources are read beside it)")]
+DataRootOpt = Annotated[str | None, typer.Option(
+    "--data-root", envvar="UDP_DATA_ROOT", help="base folder of relative source paths")]
+LakehouseOpt = Annotated[str | None, typer.Option(
+    "--lakehouse", envvar="UDP_LAKEHOUSE", help="root folder/URI of the Delta tables")]
+SourcesOpt = Annotated[list[str] | None, typer.Option(
+    "--source", "-s", help="only this source (repeatable)")]
+
+DEFAULT_CONFIG = Path("conf/pipeline.yaml")
+log = logging.getLogger("udp_spark")
+
+
+def _context(config: Path, data_root: str | None, lakehouse: str | None):  # noqa: ANN202
+    from udp_spark.config import load_config
+    from udp_spark.pipeline.context import StageContext
+    from udp_spark.session import get_session
+
+    cfg = load_config(config, data_root=data_root, lakehouse_root=lakehouse)
+    spark = get_session(cfg.spark)
+    return StageContext(spark, cfg)
+
+
+@app.command("setup-jars")
+def setup_jars() -> None:
+    """Download the pinned Delta jars from Maven Central once (checksums verified)."""
+    from udp_spark.jars import fetch_jars, jars_dir
+
+    paths = fetch_jars()
+    typer.echo(f"{len(paths)} jars ready in {jars_dir()}")
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("data/demo"),
+    people: Annotated[int, typer.Option(min=1, help="number of distinct people")] = 20_000,
+    seed: Annotated[int, typer.Option(help="random seed: same seed, same files")] = 42,
+    noise: Annotated[float, typer.Option(min=0.0, help="noise multiplier (1 = realistic)")] = 1.0,
+) -> None:
+    """Generate synthetic data for six source systems, with the truth kept apart."""
+    from udp_spark.generate import generate as gen
+
+    report = gen(out, people=people, seed=seed, noise=noise)
+    typer.echo(f"{report.people} people -> {report.party_records} party records, "
+               f"{report.source_rows} source rows in {report.seconds:.1f}s under {out}")
+    for name, rows in sorted(report.files.items()):
+        typer.echo(f"  {name:40s} {rows:>10,}")
+
+
+@app.command()
+def ingest(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
+           lakehouse: LakehouseOpt = None, source: SourcesOpt = None,
+           batch_id: Annotated[str | None, typer.Option(
+               help="batch id (JDBC sources; prefixes file batch ids)")] = None) -> None:
+    """Land source files/tables into bronze Delta tables (already landed batches skipped)."""
+    from udp_spark.pipeline.ingest import run_ingest
+
+    report = run_ingest(_context(config, data_root, lakehouse), source, batch_id)
+    for s in report.sources:
+        typer.echo(f"bronze.{s.source:22s} files {s.batches_seen:>4} new {s.batches_new:>4} "
+                   f"rows written {s.rows_written:>10,}"
+                   + (f"  rescued columns: {s.rescued_columns}" if s.rescued_columns else "")
+                   + (f"  MISSING columns: {s.missing_columns}" if s.missing_columns else ""))
+
+
+@app.command()
+def standardize(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
+                lakehouse: LakehouseOpt = None, source: SourcesOpt = None) -> None:
+    """Bronze -> silver party records, interactions and quarantine."""
+    from udp_spark.pipeline.standardize import run_standardize
+
+    r = run_standardize(_context(config, data_root, lakehouse), source)
+    typer.echo(f"party records +{r.party_inserted:,} ~{r.party_updated:,}; interactions "
+               f"+{r.interactions_inserted:,} ~{r.interactions_updated:,}; quarantine "
+               f"+{r.quarantine_inserted:,}")
+
+
+@app.command()
+def demo(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    people: Annotated[int, typer.Option(min=1)] = 20_000,
+    seed: int = 42,
+    noise: float = 1.0,
+    data_dir: Annotated[Path, typer.Option(help="where demo sources are generated")] = Path(
+        "data/demo"),
+    lakehouse: LakehouseOpt = None,
+    fresh: Annotated[bool, typer.Option(help="delete the demo lakehouse first")] = False,
+) -> None:
+    """Generate demo data (if missing) and run every stage end to end, with a summary."""
+    from udp_spark.pipeline.demo import run_demo
+
+    run_demo(config=config, people=people, seed=seed, noise=noise, data_dir=data_dir,
+             lakehouse=lakehouse, fresh=fresh, echo=typer.echo)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``udp`` console script and of ``jobs/*.py``."""
+    from udp_spark.config import ConfigError
+    from udp_spark.io import SourceReadError
+    from udp_spark.jars import JarsMissingError
+    from udp_spark.session import SessionError
+    from udp_spark.standardize.transforms import MappingError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s", stream=sys.stderr)
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    try:
+        app(args=argv, standalone_mode=False)
+    except (ConfigError, MappingError, SourceReadError, JarsMissingError, SessionError,
+            ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except Exception as exc:
+        import click
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            raise SystemExit(exc.exit_code) from None
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,318 @@
+"""Configuration as data: ``conf/pipeline.yaml`` and one YAML file per source.
+
+Parsed once at the entry point into frozen, typed models that forbid unknown keys; library
+functions take these models, never paths or dicts. Every error names the file and the key.
+
+Example::
+
+    cfg = load_config("conf/pipeline.yaml")
+    cfg.sources["crm"].party.email        # 'email'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "ConfigError",
+    "ConstSpec",
+    "ExprSpec",
+    "FieldSpec",
+    "InteractionMapping",
+    "LakehouseConfig",
+    "PartyMapping",
+    "PipelineConfig",
+    "SourceConfig",
+    "SparkProfile",
+    "StandardizeSettings",
+    "load_config",
+    "load_source",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration file is missing, unreadable or invalid; the message names file and key."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ExprSpec(_Model):
+    """A Spark SQL expression over the raw source columns, e.g. ``concat(first, ' ', last)``."""
+
+    expr: str
+
+
+class ConstSpec(_Model):
+    """A constant value for every row, e.g. ``{const: web}``."""
+
+    const: str | int | float | bool | None
+
+
+# A field mapping: a raw column name (dotted for nested JSON), an expression or a constant.
+FieldSpec = Annotated[str | ExprSpec | ConstSpec, Field(union_mode="left_to_right")]
+
+
+class PartyMapping(_Model):
+    """How a source's raw columns map onto the canonical party schema.
+
+    ``full_name`` is split into given/middle/family names when those are not mapped.
+    ``identifiers`` are extra ids (national id, CRM id, ...) usable as keys or comparisons
+    by later stages; ``attributes`` are kept as a string map for later stages (consent ...).
+    """
+
+    source_key: FieldSpec
+    given_name: FieldSpec | None = None
+    middle_name: FieldSpec | None = None
+    family_name: FieldSpec | None = None
+    full_name: FieldSpec | None = None
+    email: FieldSpec | None = None
+    phone: FieldSpec | None = None
+    mobile: FieldSpec | None = None
+    street: FieldSpec | None = None
+    city: FieldSpec | None = None
+    state: FieldSpec | None = None
+    postcode: FieldSpec | None = None
+    country: FieldSpec | None = None
+    date_of_birth: FieldSpec | None = None
+    birth_year: FieldSpec | None = None
+    gender: FieldSpec | None = None
+    loyalty_id: FieldSpec | None = None
+    created_at: FieldSpec | None = None
+    updated_at: FieldSpec | None = None
+    identifiers: dict[str, FieldSpec] = Field(default_factory=dict)
+    attributes: dict[str, FieldSpec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _some_name_or_identifier(self) -> PartyMapping:
+        usable = (self.given_name, self.family_name, self.full_name, self.email, self.phone,
+                  self.mobile, self.loyalty_id)
+        if all(v is None for v in usable) and not self.identifiers:
+            raise ValueError(
+                "party mapping has no name, email, phone, loyalty_id or identifiers: "
+                "map at least one so records can be matched"
+            )
+        return self
+
+
+class InteractionMapping(_Model):
+    """Rows of a source that are interactions (orders, events, tickets, engagement)."""
+
+    type: FieldSpec
+    key: FieldSpec
+    party_key: FieldSpec | None = None
+    party_source: str | None = None  # defaults to the source itself
+    occurred_at: FieldSpec
+    amount: FieldSpec | None = None
+    currency: FieldSpec | None = None
+    channel: FieldSpec | None = None
+    status: FieldSpec | None = None
+    attributes: dict[str, FieldSpec] = Field(default_factory=dict)
+
+
+SourceFormat = Literal["csv", "json", "parquet", "delta", "jdbc"]
+
+
+class SourceConfig(_Model):
+    """One source system: where its rows are, how to read them and how they map."""
+
+    name: str
+    format: SourceFormat
+    path: str | None = None
+    table: str | None = None
+    options: dict[str, str] = Field(default_factory=dict)
+    description: str = ""
+    trust_rank: int = Field(ge=1, description="1 = most trusted source")
+    default_country: str = Field(default="US", min_length=2, max_length=2)
+    date_formats: tuple[str, ...] = ("yyyy-MM-dd",)
+    timestamp_formats: tuple[str, ...] = ("iso8601",)
+    columns: tuple[str, ...] = ()
+    party: PartyMapping | None = None
+    interactions: tuple[InteractionMapping, ...] = ()
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_identifier(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", v):
+            raise ValueError("must be lower_snake_case (it becomes a table name)")
+        return v
+
+    @field_validator("default_country")
+    @classmethod
+    def _upper_country(cls, v: str) -> str:
+        return v.upper()
+
+    @model_validator(mode="after")
+    def _location(self) -> SourceConfig:
+        if self.format in ("csv", "json", "parquet") and not self.path:
+            raise ValueError(f"format {self.format!r} needs 'path'")
+        if self.format == "jdbc" and not (self.table or "dbtable" in self.options
+                                          or "query" in self.options):
+            raise ValueError("format 'jdbc' needs 'table' (or options.dbtable / options.query)")
+        if self.format == "delta" and not (self.path or self.table):
+            raise ValueError("format 'delta' needs 'path' or 'table'")
+        if self.party is None and not self.interactions:
+            raise ValueError("a source needs a 'party' mapping, 'interactions', or both")
+        return self
+
+
+class LakehouseConfig(_Model):
+    """Where tables live: folders under ``root`` or, with ``catalog``, metastore tables."""
+
+    root: str = "./lakehouse"
+    catalog: str | None = None
+    schemas: dict[str, str] = Field(
+        default_factory=lambda: {"bronze": "bronze", "silver": "silver", "gold": "gold",
+                                 "audit": "audit", "privacy": "privacy"}
+    )
+
+
+class SparkProfile(_Model):
+    """Settings for a locally built session; ignored when a session already exists."""
+
+    app_name: str = "udp-spark"
+    master: str = "local[*]"
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class StandardizeSettings(_Model):
+    """Knobs of the standardize stage."""
+
+    min_birth_year: int = 1900
+    max_age_years: int = 120
+    placeholder_emails: tuple[str, ...] = (
+        "noemail@example.com", "none@none.com", "no@email.com", "test@test.com",
+        "na@na.com", "unknown@unknown.com",
+    )
+
+
+class PipelineConfig(_Model):
+    """The whole pipeline: lakehouse location, Spark profile, sources and stage settings."""
+
+    lakehouse: LakehouseConfig = LakehouseConfig()
+    spark: SparkProfile = SparkProfile()
+    data_root: str = "./data/demo"
+    checkpoint_dir: str = "./lakehouse/_checkpoints"
+    sources_dir: str = "sources"
+    standardize: StandardizeSettings = StandardizeSettings()
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    config_hash: str = ""
+
+    def source_path(self, source: SourceConfig) -> str:
+        """The source's path, resolved against ``data_root`` when relative."""
+        assert source.path is not None
+        if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", source.path) or os.path.isabs(source.path):
+            return source.path
+        return str(Path(self.data_root) / source.path)
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(value: Any, file: Path) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in strings (secrets stay out of YAML)."""
+    if isinstance(value, str):
+        def repl(m: re.Match[str]) -> str:
+            var, default = m.group(1), m.group(2)
+            if var in os.environ:
+                return os.environ[var]
+            if default is not None:
+                return default
+            raise ConfigError(f"{file}: environment variable {var} is not set (used as ${{{var}}})")
+        return _ENV.sub(repl, value)
+    if isinstance(value, dict):
+        return {k: _interpolate(v, file) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, file) for v in value]
+    return value
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of keys, got {type(data).__name__}")
+    return _interpolate(data, path)
+
+
+def _explain(exc: ValidationError, file: Path) -> ConfigError:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("str", "ExprSpec",
+                                                                             "ConstSpec")))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling against the documented keys)"
+        lines.append(f"{file}: {key or '<top>'}: {msg}")
+    return ConfigError("invalid configuration\n  " + "\n  ".join(lines))
+
+
+def load_source(path: str | Path) -> SourceConfig:
+    """Load and validate one source YAML file."""
+    path = Path(path)
+    data = _read_yaml(path)
+    data.setdefault("name", path.stem)
+    try:
+        return SourceConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _explain(exc, path) from None
+
+
+def load_config(path: str | Path = "conf/pipeline.yaml", *, data_root: str | None = None,
+                lakehouse_root: str | None = None) -> PipelineConfig:
+    """Load ``pipeline.yaml`` and every ``*.yaml`` in its sources folder, validated.
+
+    Args:
+        path: the pipeline file.
+        data_root: overrides ``data_root`` (where relative source paths point).
+        lakehouse_root: overrides ``lakehouse.root``.
+
+    Raises:
+        ConfigError: naming the file and key of the first problems found.
+    """
+    path = Path(path)
+    data = _read_yaml(path)
+    if data_root is not None:
+        data["data_root"] = data_root
+    if lakehouse_root is not None:
+        data.setdefault("lakehouse", {})
+        data["lakehouse"] = {**data["lakehouse"], "root": lakehouse_root}
+    sources_dir = path.parent / str(data.get("sources_dir", "sources"))
+    sources: dict[str, SourceConfig] = {}
+    for src_file in sorted(sources_dir.glob("*.yaml")) if sources_dir.is_dir() else []:
+        src = load_source(src_file)
+        if src.name in sources:
+            raise ConfigError(f"{src_file}: name: source {src.name!r} is defined twice")
+        sources[src.name] = src
+    for src in sources.values():
+        for i, inter in enumerate(src.interactions):
+            if inter.party_source and inter.party_source not in sources:
+                raise ConfigError(
+                    f"{sources_dir / (src.name + '.yaml')}: interactions.{i}.party_source: "
+                    f"unknown source {inter.party_source!r}; sources are {sorted(sources)}"
+                )
+    raw_hash = hashlib.sha256(
+        json.dumps({"pipeline": data, "sources": {k: v.model_dump(mode="json")
+                                                  for k, v in sources.items()}},
+                   sort_keys=True, default=str).encode()
+    ).hexdigest()[:16]
+    try:
+        return PipelineConfig.model_validate({**data, "sources": sources,
+                                              "config_hash": raw_hash})
+    except ValidationError as exc:
+        raise _explain(exc, path) from None

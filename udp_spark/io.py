@@ -1,0 +1,242 @@
+"""All reading and writing: source files/tables, Delta tables, idempotent writes.
+
+Transforms elsewhere never read, write or count; jobs call these functions. Delta-specific
+code lives here so the rest of the library is engine-agnostic DataFrame logic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from udp_spark.config import PipelineConfig, SourceConfig
+from udp_spark.tables import TableRef
+
+log = logging.getLogger(__name__)
+
+CORRUPT_COL = "_corrupt_record"
+
+
+class SourceReadError(RuntimeError):
+    """A source cannot be read as configured; the message names the source and the fix."""
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What one write did: table, new version (None if nothing was written), Delta metrics."""
+
+    table: str
+    version: int | None
+    operation: str
+    metrics: Mapping[str, int] = field(default_factory=dict)
+
+    def metric(self, key: str) -> int:
+        return int(self.metrics.get(key, 0))
+
+
+# --------------------------------------------------------------------------- Delta tables
+
+
+def table_exists(spark: SparkSession, ref: TableRef) -> bool:
+    """True when the Delta table exists."""
+    if ref.path:
+        return DeltaTable.isDeltaTable(spark, ref.path)
+    assert ref.name
+    return bool(spark.catalog.tableExists(ref.name))
+
+
+def delta_table(spark: SparkSession, ref: TableRef) -> DeltaTable:
+    return DeltaTable.forPath(spark, ref.path) if ref.path else DeltaTable.forName(spark, ref.name)
+
+
+def read_table(spark: SparkSession, ref: TableRef, *, version: int | None = None,
+               timestamp: str | None = None) -> DataFrame:
+    """Read a Delta table, optionally as of a version or timestamp (time travel)."""
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    if timestamp is not None:
+        reader = reader.option("timestampAsOf", timestamp)
+    return reader.load(ref.path) if ref.path else reader.table(ref.name)  # type: ignore[arg-type]
+
+
+def table_version(spark: SparkSession, ref: TableRef) -> int | None:
+    """Latest version of the table, or None if it does not exist."""
+    if not table_exists(spark, ref):
+        return None
+    row = delta_table(spark, ref).history(1).select("version").first()
+    return int(row["version"]) if row else None
+
+
+def _last_commit(spark: SparkSession, ref: TableRef) -> WriteResult:
+    row = delta_table(spark, ref).history(1).select(
+        "version", "operation", "operationMetrics").first()
+    assert row is not None
+    metrics = {k: int(v) for k, v in (row["operationMetrics"] or {}).items()
+               if v is not None and str(v).lstrip("-").isdigit()}
+    return WriteResult(str(ref), int(row["version"]), row["operation"], metrics)
+
+
+@contextlib.contextmanager
+def commit_metadata(spark: SparkSession, info: Mapping[str, object]) -> Iterator[None]:
+    """Tag the Delta commits made inside the block with ``info`` (JSON in userMetadata)."""
+    key = "spark.databricks.delta.commitInfo.userMetadata"
+    spark.conf.set(key, json.dumps(dict(info), sort_keys=True, default=str))
+    try:
+        yield
+    finally:
+        spark.conf.unset(key)
+
+
+def _writer_save(df: DataFrame, ref: TableRef, mode: str, **options: str) -> None:
+    writer = df.write.format("delta").mode(mode)
+    for k, v in options.items():
+        writer = writer.option(k, v)
+    if ref.path:
+        writer.save(ref.path)
+    else:
+        writer.saveAsTable(ref.name)  # type: ignore[arg-type]
+
+
+def append_new_batches(df: DataFrame, ref: TableRef, *, batch_col: str = "_batch_id",
+                       known_batches: Sequence[str] | None = None) -> WriteResult:
+    """Append the rows of batches not yet in ``ref``; landing a batch twice adds nothing.
+
+    ``known_batches`` lets a caller that already filtered its input skip the anti-join.
+    """
+    spark = df.sparkSession
+    if table_exists(spark, ref) and known_batches is None:
+        landed = read_table(spark, ref).select(batch_col).distinct()
+        df = df.join(F.broadcast(landed), batch_col, "left_anti")
+    _writer_save(df, ref, "append", mergeSchema="true")
+    return _last_commit(spark, ref)
+
+
+def overwrite(df: DataFrame, ref: TableRef) -> WriteResult:
+    """Replace the table's content atomically (one Delta commit)."""
+    _writer_save(df, ref, "overwrite", overwriteSchema="true")
+    return _last_commit(df.sparkSession, ref)
+
+
+def merge_upsert(df: DataFrame, ref: TableRef, keys: Sequence[str], *,
+                 change_col: str | None = "_row_hash", insert_only: bool = False) -> WriteResult:
+    """MERGE ``df`` into ``ref`` on ``keys``: insert new rows, update rows whose
+    ``change_col`` differs. Running it again with the same input changes nothing.
+
+    Creates the table from ``df`` if it does not exist. ``df`` must be unique on ``keys``.
+    """
+    spark = df.sparkSession
+    if not table_exists(spark, ref):
+        _writer_save(df, ref, "append")
+        created = _last_commit(spark, ref)
+        inserted = created.metric("numOutputRows")
+        return WriteResult(created.table, created.version, created.operation,
+                           {**created.metrics, "numTargetRowsInserted": inserted})
+    cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    merge = delta_table(spark, ref).alias("t").merge(df.alias("s"), cond)
+    if not insert_only:
+        update_cond = f"NOT (t.`{change_col}` <=> s.`{change_col}`)" if change_col else None
+        merge = merge.whenMatchedUpdateAll(condition=update_cond)
+    merge.whenNotMatchedInsertAll().execute()
+    return _last_commit(spark, ref)
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def batch_id_for_file(source: str, path: str, length: int, modified: object) -> str:
+    """Stable id of one landed file: same file, same size and mtime -> same batch."""
+    raw = f"{source}|{path}|{length}|{modified}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+
+def list_source_files(spark: SparkSession, cfg: PipelineConfig,
+                      source: SourceConfig) -> list[tuple[str, str]]:
+    """``(path, batch_id)`` of every file a file-based source currently has.
+
+    Uses the ``binaryFile`` source for listing only (content is never read), so it works on
+    local disks, object stores and Spark Connect alike.
+    """
+    path = cfg.source_path(source)
+    reader = spark.read.format("binaryFile")
+    if source.format == "parquet":
+        reader = reader.option("pathGlobFilter", "*.parquet").option("recursiveFileLookup",
+                                                                      "true")
+    try:
+        listing = reader.load(path).select("path", "length", "modificationTime").collect()
+    except Exception as exc:  # AnalysisException: path does not exist
+        if "PATH_NOT_FOUND" in str(exc) or "does not exist" in str(exc):
+            raise SourceReadError(
+                f"source {source.name!r}: no files at {path!r} (path {source.path!r} under "
+                f"data_root {cfg.data_root!r}); check 'path' in its YAML or --data-root"
+            ) from None
+        raise
+    files = sorted((r["path"], batch_id_for_file(source.name, r["path"], r["length"],
+                                                 r["modificationTime"])) for r in listing)
+    if not files:
+        raise SourceReadError(f"source {source.name!r}: {path!r} matched no files")
+    return files
+
+
+def read_source_files(spark: SparkSession, source: SourceConfig,
+                      files: Sequence[tuple[str, str]]) -> DataFrame:
+    """Read the given files of a source with every value as it arrived (as strings).
+
+    Adds ``_file`` and ``_batch_id``. Malformed CSV/JSON rows are kept, with the raw line
+    in ``_corrupt_record``; nothing is dropped.
+    """
+    paths = [p for p, _ in files]
+    fmt = source.format
+    opts = dict(source.options)
+    if fmt == "csv":
+        opts.setdefault("header", "true")
+        header_df = spark.read.options(**opts).csv(paths[0])
+        schema = T.StructType([T.StructField(c, T.StringType()) for c in header_df.columns]
+                              + [T.StructField(CORRUPT_COL, T.StringType())])
+        df = (spark.read.options(**opts).option("mode", "PERMISSIVE")
+              .option("columnNameOfCorruptRecord", CORRUPT_COL).schema(schema).csv(paths))
+    elif fmt == "json":
+        df = (spark.read.options(**opts).option("mode", "PERMISSIVE")
+              .option("primitivesAsString", "true")
+              .option("columnNameOfCorruptRecord", CORRUPT_COL).json(paths))
+    elif fmt == "parquet":
+        df = spark.read.options(**opts).parquet(*paths)
+    else:  # pragma: no cover - guarded by the caller
+        raise SourceReadError(f"source {source.name!r}: {fmt} is not file-based")
+    batch_map = F.create_map(*[F.lit(x) for pair in files for x in pair])
+    return (df.withColumn("_file", F.col("_metadata.file_path"))
+              .withColumn("_batch_id", F.element_at(batch_map, F.col("_file"))))
+
+
+def read_source_table(spark: SparkSession, source: SourceConfig, batch_id: str) -> DataFrame:
+    """Read a Delta or JDBC source as one batch with the given id."""
+    if source.format == "delta":
+        reader = spark.read.format("delta")
+        df = reader.load(source.path) if source.path else reader.table(source.table)  # type: ignore[arg-type]
+    elif source.format == "jdbc":
+        reader = spark.read.format("jdbc").options(**source.options)
+        if source.table:
+            reader = reader.option("dbtable", source.table)
+        df = reader.load()
+    else:  # pragma: no cover
+        raise SourceReadError(f"source {source.name!r}: {source.format} is file-based")
+    where = source.path or source.table or source.options.get("dbtable", "query")
+    return df.withColumn("_file", F.lit(where)).withColumn("_batch_id", F.lit(batch_id))
+
+
+def delta_source_version(spark: SparkSession, source: SourceConfig) -> int:
+    """Current version of a Delta source table (its natural batch id)."""
+    dt = (DeltaTable.forPath(spark, source.path) if source.path
+          else DeltaTable.forName(spark, source.table))  # type: ignore[arg-type]
+    row = dt.history(1).select("version").first()
+    assert row is not None
+    return int(row["version"])

@@ -1,0 +1,94 @@
+"""The one place a SparkSession is built.
+
+On a cluster (``spark-submit``, Databricks, a notebook) the session that exists is used as
+it is, with its configuration. Locally a session is built with the pinned Delta jars from
+:mod:`udp_spark.jars`, the Delta SQL extension and catalog, and laptop-sized defaults; it
+never touches the network.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from udp_spark.config import SparkProfile
+from udp_spark.jars import local_jar_paths
+
+log = logging.getLogger(__name__)
+
+# Defaults for a locally built session; the profile's conf and the caller's extra conf win.
+LOCAL_DEFAULTS: dict[str, str] = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.shuffle.partitions": "8",
+    "spark.default.parallelism": "4",
+    "spark.driver.memory": "4g",
+    "spark.sql.adaptive.enabled": "true",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.ui.showConsoleProgress": "false",
+    # Delta: small local tables do not need 50 log-replay partitions.
+    "spark.databricks.delta.snapshotPartitions": "2",
+    "spark.databricks.delta.schema.autoMerge.enabled": "false",
+}
+
+
+class SessionError(RuntimeError):
+    """A Spark session cannot be built here; the message says what to install or run."""
+
+
+def _check_java() -> None:
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    if not java or not Path(java).exists():
+        raise SessionError(
+            "Java not found: Spark 4 needs Java 17 or 21. Install OpenJDK 17 "
+            "(e.g. `apt-get install openjdk-17-jre-headless`) and/or set JAVA_HOME."
+        )
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    except OSError as exc:  # pragma: no cover - broken java binary
+        raise SessionError(f"cannot run {java}: {exc}") from exc
+    first = (out.stderr or out.stdout).splitlines()[:1]
+    version = first[0] if first else ""
+    if '"1.8' in version or '"11' in version:
+        raise SessionError(f"Spark 4 needs Java 17 or newer; {java} is {version}")
+
+
+def get_session(profile: SparkProfile | None = None,
+                extra_conf: Mapping[str, str] | None = None) -> SparkSession:
+    """Return the active session, or build a local one with Delta.
+
+    Args:
+        profile: app name, master and conf for a local session (ignored if one exists).
+        extra_conf: conf that wins over the profile (tests use it).
+
+    Raises:
+        SessionError: Java or the Delta jars are missing, with what to run.
+    """
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    if os.environ.get("PYSPARK_GATEWAY_PORT"):
+        # Launched by spark-submit / a managed runtime: its JVM and conf are authoritative.
+        return SparkSession.builder.getOrCreate()
+
+    profile = profile or SparkProfile()
+    _check_java()
+    jars = local_jar_paths()
+    conf = {**LOCAL_DEFAULTS, **profile.conf, **(extra_conf or {})}
+    user_jars = [j for j in conf.pop("spark.jars", "").split(",") if j]
+    builder = SparkSession.builder.appName(profile.app_name).master(profile.master)
+    builder = builder.config("spark.jars", ",".join([str(j) for j in jars] + user_jars))
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    log.info("local Spark %s session with Delta (%d jars)", spark.version, len(jars))
+    return spark

@@ -1,0 +1,455 @@
+"""Bronze -> silver transforms: canonical party records, interactions, quarantine.
+
+Each source is mapped onto one canonical party schema by its YAML mapping, then every field is
+normalized. Problems are not dropped: each row carries ``_issues`` (field, raw value, reason,
+action) and ``_reject_reason``; :func:`quarantine_rows` turns them into quarantine rows and
+:func:`party_records` keeps the usable rows, one per source record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import date
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from udp_spark.config import (
+    ConstSpec,
+    ExprSpec,
+    FieldSpec,
+    InteractionMapping,
+    PartyMapping,
+    SourceConfig,
+    StandardizeSettings,
+)
+from udp_spark.io import CORRUPT_COL
+from udp_spark.landing import RESCUED_COL
+from udp_spark.standardize import functions as sf
+from udp_spark.standardize.phones import normalize_phone
+
+Transform = Callable[[DataFrame], DataFrame]
+
+ISSUE_TYPE = T.StructType([
+    T.StructField("field", T.StringType()),
+    T.StructField("raw_value", T.StringType()),
+    T.StructField("reason", T.StringType()),
+    T.StructField("action", T.StringType()),
+])
+
+# Canonical party fields in output order (lineage and run columns follow).
+PARTY_FIELDS = (
+    "record_id", "source", "source_key", "source_rank",
+    "given_name", "middle_name", "family_name", "full_name",
+    "given_name_norm", "middle_name_norm", "family_name_norm",
+    "given_name_phonetic", "family_name_phonetic", "given_name_aliases",
+    "email", "email_canonical", "email_valid",
+    "phone_e164", "phone_valid", "phone_kind", "mobile_e164", "mobile_valid",
+    "street", "street_norm", "city", "city_norm", "state", "postcode", "country",
+    "date_of_birth", "birth_year", "gender", "loyalty_id", "identifiers", "attributes",
+    "created_at", "updated_at", "completeness",
+)
+
+INTERACTION_FIELDS = (
+    "interaction_id", "record_id", "source", "interaction_key", "type", "occurred_at",
+    "amount", "currency", "channel", "status", "attributes",
+)
+
+
+class MappingError(ValueError):
+    """A source mapping names a column the data does not have."""
+
+
+# --------------------------------------------------------------------------- mapping
+
+
+def _column_exists(schema: T.StructType, path: str) -> bool:
+    dtype: T.DataType = schema
+    for part in path.split("."):
+        if not isinstance(dtype, T.StructType) or part not in dtype.fieldNames():
+            return False
+        dtype = dtype[part].dataType
+    return True
+
+
+def field_column(spec: FieldSpec | None) -> Column:
+    """The column a mapping entry denotes, as a string (null when unmapped)."""
+    if spec is None:
+        return F.lit(None).cast("string")
+    if isinstance(spec, ExprSpec):
+        return F.expr(spec.expr).cast("string")
+    if isinstance(spec, ConstSpec):
+        return F.lit(spec.const).cast("string")
+    return F.col(".".join(f"`{p}`" for p in spec.split("."))).cast("string")
+
+
+def check_mapping(source: SourceConfig, schema: T.StructType) -> None:
+    """Fail early, naming source, field and column, if a mapped column does not exist."""
+    specs: list[tuple[str, FieldSpec | None]] = []
+    if source.party:
+        for name, spec in source.party:
+            if isinstance(spec, dict):
+                specs += [(f"party.{name}.{k}", v) for k, v in spec.items()]
+            else:
+                specs.append((f"party.{name}", spec))
+    for i, inter in enumerate(source.interactions):
+        for name, spec in inter:
+            if isinstance(spec, dict):
+                specs += [(f"interactions.{i}.{name}.{k}", v) for k, v in spec.items()]
+            elif name != "party_source":
+                specs.append((f"interactions.{i}.{name}", spec))
+    for key, spec in specs:
+        if isinstance(spec, str) and not _column_exists(schema, spec):
+            raise MappingError(
+                f"source {source.name!r}: {key} maps column {spec!r}, which is not in the data; "
+                f"columns are {sorted(schema.fieldNames())}"
+            )
+
+
+def _raw_row_json(df: DataFrame) -> Column:
+    data = [c for c in df.columns if not c.startswith("_") or c in (RESCUED_COL, CORRUPT_COL)]
+    return F.to_json(F.struct(*[F.col(f"`{c}`") for c in data]))
+
+
+def _issue(field: str, raw: Column, reason: str, action: str) -> Column:
+    return F.struct(F.lit(field).alias("field"), raw.cast("string").alias("raw_value"),
+                    F.lit(reason).alias("reason"), F.lit(action).alias("action"))
+
+
+def _issues(*conditional: tuple[Column, Column]) -> Column:
+    """array of issue structs for the conditions that hold (nulls removed)."""
+    items = [F.when(cond, issue) for cond, issue in conditional]
+    if not items:
+        return F.array().cast(T.ArrayType(ISSUE_TYPE))
+    return F.filter(F.array(*items), lambda x: x.isNotNull())
+
+
+# --------------------------------------------------------------------------- party
+
+
+def check_party(source: SourceConfig, settings: StandardizeSettings,
+                today: date | None = None) -> Transform:
+    """Bronze rows -> one normalized canonical row per input row with ``_issues`` and
+    ``_reject_reason`` (null when the row is usable)."""
+    assert source.party is not None
+    m: PartyMapping = source.party
+    today = today or date.today()
+
+    def transform(bronze: DataFrame) -> DataFrame:
+        check_mapping(source, bronze.schema)
+        raw = bronze.select(
+            _raw_row_json(bronze).alias("_raw_row"),
+            F.col(CORRUPT_COL).alias("_corrupt"),
+            *[field_column(getattr(m, f)).alias(f"raw_{f}") for f in (
+                "source_key", "given_name", "middle_name", "family_name", "full_name", "email",
+                "phone", "mobile", "street", "city", "state", "postcode", "country",
+                "date_of_birth", "birth_year", "gender", "loyalty_id", "created_at",
+                "updated_at")],
+            (F.create_map(*[x for k, v in sorted(m.identifiers.items())
+                            for x in (F.lit(k), sf.normalize_id(field_column(v)))])
+             if m.identifiers else F.create_map().cast("map<string,string>")).alias("_ids"),
+            (F.create_map(*[x for k, v in sorted(m.attributes.items())
+                            for x in (F.lit(k), sf.clean_text(field_column(v)))])
+             if m.attributes else F.create_map().cast("map<string,string>")).alias("_attrs"),
+            "_batch_id", "_file", "_ingested_at", "_row_hash",
+        )
+        split = sf.split_full_name(F.col("raw_full_name"))
+        given = F.coalesce(sf.clean_text(F.col("raw_given_name")), split["given"])
+        middle = F.coalesce(sf.clean_text(F.col("raw_middle_name")), split["middle"])
+        family = F.coalesce(sf.clean_text(F.col("raw_family_name")), split["family"])
+        country_clean = sf.clean_text(F.col("raw_country"))
+        country = sf.normalize_country(country_clean, None)
+        region = F.coalesce(country, F.lit(source.default_country))
+        email_norm = sf.normalize_email(sf.clean_text(F.col("raw_email")))
+        placeholder = email_norm.isin(*settings.placeholder_emails)
+        email_ok = sf.email_is_valid(email_norm) & ~placeholder
+        dob = sf.parse_date(sf.clean_text(F.col("raw_date_of_birth")), source.date_formats)
+        dob_in_range = (F.year(dob) >= settings.min_birth_year) & (dob <= F.lit(today))
+        birth_year_raw = sf.clean_text(F.col("raw_birth_year"))
+        birth_year = birth_year_raw.try_cast("int")
+        created = sf.parse_timestamp(sf.clean_text(F.col("raw_created_at")),
+                                     source.timestamp_formats)
+        updated = sf.parse_timestamp(sf.clean_text(F.col("raw_updated_at")),
+                                     source.timestamp_formats)
+        key = sf.clean_text(F.col("raw_source_key"))
+
+        df = raw.select(
+            "*",
+            key.alias("source_key"),
+            given.alias("_given"), middle.alias("_middle"), family.alias("_family"),
+            email_norm.alias("_email"), email_ok.alias("_email_ok"),
+            placeholder.alias("_email_placeholder"),
+            normalize_phone(sf.clean_text(F.col("raw_phone")), region).alias("_phone"),
+            normalize_phone(sf.clean_text(F.col("raw_mobile")), region).alias("_mobile"),
+            country.alias("_country"), country_clean.alias("_country_clean"),
+            dob.alias("_dob"), F.coalesce(dob_in_range, F.lit(False)).alias("_dob_ok"),
+            birth_year.alias("_birth_year"), birth_year_raw.alias("_birth_year_raw"),
+            created.alias("_created"), updated.alias("_updated"),
+        )
+        c = F.col
+        name_present = c("_given").isNotNull() | c("_family").isNotNull()
+        email_present = c("_email").isNotNull()
+        issues = _issues(
+            (email_present & c("_email_placeholder"),
+             _issue("email", c("raw_email"), "placeholder email", "field_nulled")),
+            (email_present & ~c("_email_placeholder") & ~c("_email_ok"),
+             _issue("email", c("raw_email"), "invalid email", "field_nulled")),
+            (c("_phone.valid") == F.lit(False),
+             _issue("phone", c("raw_phone"), "invalid phone number", "field_nulled")),
+            (c("_mobile.valid") == F.lit(False),
+             _issue("mobile", c("raw_mobile"), "invalid phone number", "field_nulled")),
+            (sf.clean_text(c("raw_date_of_birth")).isNotNull() & c("_dob").isNull(),
+             _issue("date_of_birth", c("raw_date_of_birth"), "unparseable date", "field_nulled")),
+            (c("_dob").isNotNull() & ~c("_dob_ok"),
+             _issue("date_of_birth", c("raw_date_of_birth"), "date of birth out of range",
+                    "field_nulled")),
+            (c("_birth_year_raw").isNotNull()
+             & ~F.coalesce(c("_birth_year").between(settings.min_birth_year, today.year),
+                           F.lit(False)),
+             _issue("birth_year", c("raw_birth_year"), "invalid birth year", "field_nulled")),
+            (sf.clean_text(c("raw_created_at")).isNotNull() & c("_created").isNull(),
+             _issue("created_at", c("raw_created_at"), "unparseable timestamp", "field_nulled")),
+            (sf.clean_text(c("raw_updated_at")).isNotNull() & c("_updated").isNull(),
+             _issue("updated_at", c("raw_updated_at"), "unparseable timestamp", "field_nulled")),
+            (c("_country_clean").isNotNull() & c("_country").isNull(),
+             _issue("country", c("raw_country"), "unknown country", "field_nulled")),
+            (F.lit(any(getattr(m, f) is not None
+                       for f in ("given_name", "family_name", "full_name"))) & ~name_present,
+             _issue("name", F.coalesce(c("raw_full_name"), c("raw_given_name"),
+                                       c("raw_family_name")), "empty name", "kept_without_name")),
+        )
+        usable = (name_present | c("_email_ok") | F.coalesce(c("_phone.valid"), F.lit(False))
+                  | F.coalesce(c("_mobile.valid"), F.lit(False))
+                  | sf.normalize_id(c("raw_loyalty_id")).isNotNull()
+                  | (F.size(F.map_filter(c("_ids"), lambda k, v: v.isNotNull())) > 0))
+        reject = (F.when(c("_corrupt").isNotNull(), F.lit("malformed row"))
+                  .when(c("source_key").isNull(), F.lit("missing source key"))
+                  .when(~usable, F.lit("no usable identifier")))
+        given_norm = sf.normalize_name(c("_given"))
+        family_norm = sf.normalize_name(c("_family"))
+        out = df.select(
+            F.concat_ws(":", F.lit(source.name), c("source_key")).alias("record_id"),
+            F.lit(source.name).alias("source"),
+            c("source_key"),
+            F.lit(source.trust_rank).alias("source_rank"),
+            sf.display_name(c("_given")).alias("given_name"),
+            sf.display_name(c("_middle")).alias("middle_name"),
+            sf.display_name(c("_family")).alias("family_name"),
+            F.nullif(F.concat_ws(" ", sf.display_name(c("_given")),
+                                 sf.display_name(c("_middle")),
+                                 sf.display_name(c("_family"))), F.lit("")).alias("full_name"),
+            given_norm.alias("given_name_norm"),
+            sf.normalize_name(c("_middle")).alias("middle_name_norm"),
+            family_norm.alias("family_name_norm"),
+            sf.name_phonetic(given_norm).alias("given_name_phonetic"),
+            sf.name_phonetic(family_norm).alias("family_name_phonetic"),
+            sf.nickname_aliases(given_norm).alias("given_name_aliases"),
+            F.when(c("_email_ok"), c("_email")).alias("email"),
+            F.when(c("_email_ok"), sf.canonical_email(c("_email"))).alias("email_canonical"),
+            F.when(email_present, c("_email_ok")).alias("email_valid"),
+            c("_phone.e164").alias("phone_e164"), c("_phone.valid").alias("phone_valid"),
+            c("_phone.kind").alias("phone_kind"),
+            c("_mobile.e164").alias("mobile_e164"), c("_mobile.valid").alias("mobile_valid"),
+            sf.clean_text(c("raw_street")).alias("street"),
+            sf.normalize_street(c("raw_street")).alias("street_norm"),
+            sf.clean_text(c("raw_city")).alias("city"),
+            sf.normalize_city(c("raw_city")).alias("city_norm"),
+            sf.clean_text(c("raw_state")).alias("state"),
+            sf.normalize_postcode(c("raw_postcode")).alias("postcode"),
+            F.coalesce(c("_country"), F.when(c("_country_clean").isNull(),
+                                             F.lit(source.default_country))).alias("country"),
+            F.when(c("_dob_ok"), c("_dob")).alias("date_of_birth"),
+            F.coalesce(F.when(c("_dob_ok"), F.year(c("_dob"))),
+                       F.when(c("_birth_year").between(settings.min_birth_year, today.year),
+                              c("_birth_year"))).alias("birth_year"),
+            sf.normalize_gender(c("raw_gender")).alias("gender"),
+            sf.normalize_id(c("raw_loyalty_id")).alias("loyalty_id"),
+            F.map_filter(c("_ids"), lambda k, v: v.isNotNull()).alias("identifiers"),
+            F.map_filter(c("_attrs"), lambda k, v: v.isNotNull()).alias("attributes"),
+            c("_created").alias("created_at"),
+            c("_updated").alias("updated_at"),
+            issues.alias("_issues"),
+            reject.alias("_reject_reason"),
+            c("_raw_row"), c("_batch_id"), c("_file"), c("_ingested_at"), c("_row_hash"),
+        )
+        if source.interactions:
+            # Rows without a party key are interaction-only (an anonymous till receipt):
+            # they live on in silver.interactions and are not a quarantine case here.
+            out = out.filter(F.coalesce(c("_reject_reason") != "missing source key",
+                                        F.lit(True)))
+        return out
+
+    return transform
+
+
+def _completeness() -> Column:
+    c = F.col
+    parts = [c("given_name_norm").isNotNull(), c("family_name_norm").isNotNull(),
+             c("email").isNotNull(), c("phone_e164").isNotNull() | c("mobile_e164").isNotNull(),
+             c("street_norm").isNotNull(), c("city_norm").isNotNull(), c("postcode").isNotNull(),
+             c("date_of_birth").isNotNull()]
+    total = sum((p.cast("int") for p in parts[1:]), parts[0].cast("int"))
+    return F.round(total / F.lit(len(parts)), 3)
+
+
+def party_records(run_id: str) -> Transform:
+    """Checked rows -> usable party records, one per ``record_id``.
+
+    A source may hold a record several times (re-exports, one row per support ticket): each
+    field takes its latest non-null value, ordered by ``updated_at`` then ingestion time.
+    """
+
+    def transform(checked: DataFrame) -> DataFrame:
+        usable = checked.filter(F.col("_reject_reason").isNull()).withColumn(
+            "_order", F.struct(F.coalesce("updated_at", "_ingested_at"), F.col("_ingested_at"),
+                               F.col("_row_hash")))
+        value_fields = [f for f in PARTY_FIELDS if f not in (
+            "record_id", "source", "source_key", "source_rank", "completeness")]
+
+        def latest(f: str) -> Column:
+            if f in ("identifiers", "attributes", "given_name_aliases"):
+                present = F.size(F.col(f)) > 0
+            else:
+                present = F.col(f).isNotNull()
+            return F.max_by(F.col(f), F.when(present, F.col("_order"))).alias(f)
+
+        grouped = usable.groupBy("record_id", "source", "source_key", "source_rank").agg(
+            *[latest(f) for f in value_fields],
+            F.sort_array(F.collect_set("_batch_id")).alias("_batch_ids"),
+            F.count(F.lit(1)).cast("int").alias("_source_rows"),
+            F.max("_ingested_at").alias("_ingested_at"),
+        )
+        filled = grouped.select(
+            *[F.coalesce(F.col(f), F.create_map().cast("map<string,string>")).alias(f)
+              if f in ("identifiers", "attributes")
+              else F.coalesce(F.col(f), F.array().cast("array<string>")).alias(f)
+              if f == "given_name_aliases" else F.col(f)
+              for f in PARTY_FIELDS if f != "completeness"],
+            "_batch_ids", "_source_rows", "_ingested_at")
+        with_score = filled.withColumn("completeness", _completeness())
+        content = F.to_json(F.struct(*[F.col(f) for f in PARTY_FIELDS], F.col("_batch_ids")))
+        return with_score.select(
+            *PARTY_FIELDS, "_batch_ids", "_source_rows", "_ingested_at",
+            F.lit(run_id).alias("_run_id"),
+            F.sha2(content, 256).alias("_row_hash"),
+        )
+
+    return transform
+
+
+# --------------------------------------------------------------------------- interactions
+
+
+def check_interactions(source: SourceConfig, mapping: InteractionMapping,
+                       index: int) -> Transform:
+    """Bronze rows -> canonical interactions with ``_issues`` and ``_reject_reason``."""
+
+    def transform(bronze: DataFrame) -> DataFrame:
+        check_mapping(source, bronze.schema)
+        c = F.col
+        key = sf.clean_text(field_column(mapping.key))
+        party_key = sf.clean_text(field_column(mapping.party_key))
+        occurred_raw = sf.clean_text(field_column(mapping.occurred_at))
+        occurred = sf.parse_timestamp(occurred_raw, source.timestamp_formats)
+        amount_raw = sf.clean_text(field_column(mapping.amount))
+        amount = F.regexp_replace(amount_raw, r"[^0-9.\-]", "").try_cast("decimal(18,2)")
+        party_source = mapping.party_source or source.name
+        df = bronze.select(
+            _raw_row_json(bronze).alias("_raw_row"), c(CORRUPT_COL).alias("_corrupt"),
+            key.alias("interaction_key"), party_key.alias("_party_key"),
+            occurred_raw.alias("_occurred_raw"), occurred.alias("occurred_at"),
+            amount_raw.alias("_amount_raw"), amount.alias("amount"),
+            sf.clean_text(field_column(mapping.type)).alias("type"),
+            F.upper(sf.clean_text(field_column(mapping.currency))).alias("currency"),
+            F.lower(sf.clean_text(field_column(mapping.channel))).alias("channel"),
+            F.lower(sf.clean_text(field_column(mapping.status))).alias("status"),
+            (F.create_map(*[x for k, v in sorted(mapping.attributes.items())
+                            for x in (F.lit(k), sf.clean_text(field_column(v)))])
+             if mapping.attributes else F.create_map().cast("map<string,string>"))
+            .alias("_attrs"),
+            "_batch_id", "_file", "_ingested_at", "_row_hash",
+        )
+        issues = _issues(
+            (c("_amount_raw").isNotNull() & c("amount").isNull(),
+             _issue("amount", c("_amount_raw"), "unparseable amount", "field_nulled")),
+        )
+        reject = (F.when(c("_corrupt").isNotNull(), F.lit("malformed row"))
+                  .when(c("interaction_key").isNull(), F.lit("missing interaction key"))
+                  .when(c("_occurred_raw").isNull(), F.lit("missing timestamp"))
+                  .when(c("occurred_at").isNull(), F.lit("unparseable timestamp")))
+        if source.party is not None or index > 0:
+            # A malformed line is quarantined once, by the party check or the first mapping.
+            reject = F.when(c("_corrupt").isNull(), reject).otherwise(F.lit("_duplicate"))
+        out = df.select(
+            F.concat_ws(":", F.lit(source.name), F.lit(str(index)), c("interaction_key"))
+            .alias("interaction_id"),
+            F.when(c("_party_key").isNotNull(),
+                   F.concat_ws(":", F.lit(party_source), c("_party_key"))).alias("record_id"),
+            F.lit(source.name).alias("source"),
+            "interaction_key", "type", "occurred_at", "amount", "currency", "channel", "status",
+            F.map_filter(c("_attrs"), lambda k, v: v.isNotNull()).alias("attributes"),
+            issues.alias("_issues"), reject.alias("_reject_reason"),
+            "_raw_row", "_batch_id", "_file", "_ingested_at", "_row_hash",
+        )
+        return out.filter(F.coalesce(c("_reject_reason") != "_duplicate", F.lit(True)))
+
+    return transform
+
+
+def interaction_records(run_id: str) -> Transform:
+    """Checked interactions -> usable ones, one per ``interaction_id`` (the latest landed)."""
+
+    def transform(checked: DataFrame) -> DataFrame:
+        usable = checked.filter(F.col("_reject_reason").isNull())
+        latest = usable.groupBy("interaction_id").agg(
+            F.max_by(F.struct(*INTERACTION_FIELDS, "_batch_id", "_ingested_at"),
+                     F.struct("_ingested_at", "_row_hash")).alias("r"))
+        flat = latest.select("r.*")
+        content = F.to_json(F.struct(*[F.col(f) for f in INTERACTION_FIELDS]))
+        return flat.select(*INTERACTION_FIELDS, "_batch_id", "_ingested_at",
+                           F.lit(run_id).alias("_run_id"), F.sha2(content, 256).alias("_row_hash"))
+
+    return transform
+
+
+# --------------------------------------------------------------------------- quarantine
+
+QUARANTINE_FIELDS = ("quarantine_id", "stage", "source", "record_id", "field", "raw_value",
+                     "reason", "action", "raw_row", "_batch_id", "_file", "_row_hash")
+
+
+def quarantine_rows(kind: str, run_id: str) -> Transform:
+    """Checked rows -> one quarantine row per rejected row and per field issue.
+
+    ``quarantine_id`` is a hash of the bronze row, the field and the reason, so the same
+    problem found again on a re-run is the same quarantine row.
+    """
+    id_col = "record_id" if kind == "party" else "interaction_id"
+
+    def transform(checked: DataFrame) -> DataFrame:
+        c = F.col
+        rejected = checked.filter(c("_reject_reason").isNotNull()).select(
+            c("source"), c(id_col).alias("record_id"), F.lit(None).cast("string").alias("field"),
+            F.lit(None).cast("string").alias("raw_value"), c("_reject_reason").alias("reason"),
+            F.lit("row_rejected").alias("action"),
+            c("_raw_row").alias("raw_row"), "_batch_id", "_file", "_row_hash")
+        fields = checked.filter(c("_reject_reason").isNull()).select(
+            "source", c(id_col).alias("record_id"), F.explode("_issues").alias("i"),
+            c("_raw_row").alias("raw_row"), "_batch_id", "_file", "_row_hash",
+        ).select("source", "record_id", "i.field", "i.raw_value", "i.reason", "i.action",
+                 "raw_row", "_batch_id", "_file", "_row_hash")
+        both = rejected.unionByName(fields)
+        qid = F.sha2(F.concat_ws("|", F.lit(kind), c("_row_hash"), F.coalesce(c("field"),
+                                 F.lit("")), c("reason")), 256)
+        return both.select(qid.alias("quarantine_id"), F.lit(f"standardize:{kind}").alias("stage"),
+                           *QUARANTINE_FIELDS[2:],
+                           F.lit(run_id).alias("_run_id"),
+                           F.current_timestamp().alias("quarantined_at")
+                           ).dropDuplicates(["quarantine_id"])
+
+    return transform
+
+
+def sources_with_party(sources: Sequence[SourceConfig]) -> list[SourceConfig]:
+    return [s for s in sources if s.party is not None]

@@ -1,0 +1,51 @@
+"""Where every table lives: the one place table names become paths or catalog names.
+
+The same jobs run on local folders (``./lakehouse/silver/party_records``), object storage
+(``s3a://bucket/lakehouse/...``) or metastore/catalog tables (``main.silver.party_records``),
+chosen by ``lakehouse`` in ``conf/pipeline.yaml``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from udp_spark.config import LakehouseConfig
+
+# Every table the pipeline writes, by layer; sources add bronze.<source>.
+SILVER_PARTY_RECORDS = ("silver", "party_records")
+SILVER_INTERACTIONS = ("silver", "interactions")
+SILVER_QUARANTINE = ("silver", "quarantine")
+AUDIT_RUNS = ("audit", "runs")
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """A table: by path (``path`` set) or by metastore name (``name`` set)."""
+
+    layer: str
+    table: str
+    path: str | None = None
+    name: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.layer}.{self.table}"
+
+
+@dataclass(frozen=True)
+class Lakehouse:
+    """Resolves ``(layer, table)`` to a :class:`TableRef` according to the config."""
+
+    config: LakehouseConfig
+
+    def table(self, layer: str, table: str) -> TableRef:
+        schema = self.config.schemas.get(layer, layer)
+        if self.config.catalog:
+            return TableRef(layer, table, name=f"{self.config.catalog}.{schema}.{table}")
+        root = self.config.root.rstrip("/")
+        return TableRef(layer, table, path=f"{root}/{schema}/{table}")
+
+    def bronze(self, source: str) -> TableRef:
+        return self.table("bronze", source)
+
+    def ref(self, layer_table: tuple[str, str]) -> TableRef:
+        return self.table(*layer_table)

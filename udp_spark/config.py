@@ -195,6 +195,59 @@ class StandardizeSettings(_Model):
     )
 
 
+class BlockingKey(_Model):
+    """Records sharing a value of any of ``columns`` (values pooled) become candidate pairs."""
+
+    name: str
+    columns: tuple[str, ...] = Field(min_length=1)
+
+
+class BlockingRule(_Model):
+    """Records agreeing on all of ``columns`` become candidate pairs."""
+
+    name: str
+    columns: tuple[str, ...] = Field(min_length=1)
+
+
+class LshSettings(_Model):
+    """Banded MinHash over character shingles of ``columns`` joined by spaces.
+
+    Two records with shingle-set Jaccard similarity s share at least one band with
+    probability 1 - (1 - s**rows)**bands.
+    """
+
+    enabled: bool = True
+    columns: tuple[str, ...] = ("given_name_norm", "family_name_norm", "street_norm",
+                                "city_norm")
+    shingle_size: int = Field(default=3, ge=2, le=6)
+    bands: int = Field(default=16, ge=1, le=64)
+    rows: int = Field(default=3, ge=1, le=8)
+    min_shingles: int = Field(default=6, ge=1)
+
+
+class BlockingSettings(_Model):
+    keys: tuple[BlockingKey, ...] = (
+        BlockingKey(name="email", columns=("email_canonical",)),
+        BlockingKey(name="phone", columns=("phone_e164", "mobile_e164")),
+        BlockingKey(name="loyalty_id", columns=("loyalty_id",)),
+    )
+    rules: tuple[BlockingRule, ...] = (
+        BlockingRule(name="family_phonetic_postcode",
+                     columns=("family_name_phonetic", "postcode")),
+        BlockingRule(name="given_family", columns=("given_name_norm", "family_name_norm")),
+        BlockingRule(name="family_dob", columns=("family_name_norm", "date_of_birth")),
+        BlockingRule(name="given_dob", columns=("given_name_norm", "date_of_birth")),
+    )
+    lsh: LshSettings = LshSettings()
+    max_block_size: int = Field(default=300, ge=2,
+                                description="keys shared by more records are reported, "
+                                            "not expanded into pairs")
+
+
+class MatchingSettings(_Model):
+    blocking: BlockingSettings = BlockingSettings()
+
+
 class PipelineConfig(_Model):
     """The whole pipeline: lakehouse location, Spark profile, sources and stage settings."""
 
@@ -204,6 +257,7 @@ class PipelineConfig(_Model):
     checkpoint_dir: str = "./lakehouse/_checkpoints"
     sources_dir: str = "sources"
     standardize: StandardizeSettings = StandardizeSettings()
+    matching: MatchingSettings = MatchingSettings()
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     config_hash: str = ""
 

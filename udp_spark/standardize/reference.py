@@ -61,7 +61,7 @@ ACCENT_FOLD_MULTI: Mapping[str, str] = MappingProxyType({
 })
 
 #: Apostrophe-like characters: removed inside words (o'brien -> obrien).
-APOSTROPHES: str = "'’‘`´ʼ"
+APOSTROPHES: str = "'\u2019\u2018`\u00b4\u02bc"
 
 # --------------------------------------------------------------------------------------------
 # Person names
@@ -214,7 +214,7 @@ COUNTRIES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "Caribe neerlandés", "Caraibi olandesi", "Países Baixos Caribenhos", "Caribisch Nederland",
     )),
     ("BR", "BRA", ("Brazil", "Brasilien", "Brésil", "Brasil", "Brasile", "Brazilië")),
-    ("BS", "BHS", ("Bahamas", "Bahama’s")),
+    ("BS", "BHS", ("Bahamas", "Bahama\u2019s")),
     ("BT", "BTN", ("Bhutan", "Bhoutan", "Bután", "Butão")),
     ("BV", "BVT", (
         "Bouvet Island", "Bouvetinsel", "Île Bouvet", "Isla Bouvet", "Isola Bouvet", "Ilha Bouvet",
@@ -243,7 +243,7 @@ COUNTRIES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("CH", "CHE", (
         "Switzerland", "Schweiz", "Suisse", "Suiza", "Svizzera", "Suíça", "Zwitserland",
     )),
-    ("CI", "CIV", ("Côte d’Ivoire", "Costa d’Avorio", "Costa do Marfim", "Ivoorkust")),
+    ("CI", "CIV", ("Côte d\u2019Ivoire", "Costa d\u2019Avorio", "Costa do Marfim", "Ivoorkust")),
     ("CK", "COK", (
         "Cook Islands", "Cookinseln", "Îles Cook", "Islas Cook", "Isole Cook", "Ilhas Cook",
         "Cookeilanden",
@@ -357,8 +357,8 @@ COUNTRIES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("IN", "IND", ("India", "Indien", "Inde", "Índia")),
     ("IO", "IOT", (
         "British Indian Ocean Territory", "Britisches Territorium im Indischen Ozean",
-        "Territoire britannique de l’océan Indien", "Territorio Británico del Océano Índico",
-        "Territorio britannico dell’Oceano Indiano", "Território Britânico do Oceano Índico",
+        "Territoire britannique de l\u2019océan Indien", "Territorio Británico del Océano Índico",
+        "Territorio britannico dell\u2019Oceano Indiano", "Território Britânico do Oceano Índico",
         "Brits Indische Oceaanterritorium",
     )),
     ("IQ", "IRQ", ("Iraq", "Irak", "Iraque")),
@@ -527,7 +527,8 @@ COUNTRIES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("SE", "SWE", ("Sweden", "Schweden", "Suède", "Suecia", "Svezia", "Suécia", "Zweden")),
     ("SG", "SGP", ("Singapore", "Singapur", "Singapour", "Singapura")),
     ("SH", "SHN", (
-        "St. Helena", "Sainte-Hélène", "Santa Elena", "Sant’Elena", "Santa Helena", "Sint-Helena",
+        "St. Helena", "Sainte-Hélène", "Santa Elena", "Sant\u2019Elena", "Santa Helena",
+        "Sint-Helena",
     )),
     ("SI", "SVN", ("Slovenia", "Slowenien", "Slovénie", "Eslovenia", "Eslovênia", "Slovenië")),
     ("SJ", "SJM", (
@@ -719,7 +720,7 @@ def fold_text(text: str) -> str:
 
 
 def lookup_key(text: str) -> str:
-    """Python twin of the Spark lookup key: 'U.S.A.' -> 'usa', 'Côte d’Ivoire' -> 'cote divoire'.
+    """Python twin of the Spark lookup key: 'U.S.A.' -> 'usa', "Côte d'Ivoire" -> 'cote divoire'.
 
     Folded, dots and apostrophes removed, other non-letter/digit runs -> one space, trimmed,
     a leading 'the ' dropped.

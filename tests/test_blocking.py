@@ -1,0 +1,79 @@
+"""Blocking: keys, rules, banded MinHash, oversized blocks, each pair once."""
+
+from __future__ import annotations
+
+from chispa import assert_df_equality
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from udp_spark.config import BlockingKey, BlockingRule, BlockingSettings, LshSettings
+from udp_spark.matching.blocking import (
+    block_keys,
+    candidate_pairs,
+    oversized_blocks,
+    shingles,
+)
+
+SCHEMA = ("record_id string, email_canonical string, phone_e164 string, mobile_e164 string, "
+          "family_name_norm string, postcode string, given_name_norm string, street_norm string")
+
+
+def _records(spark: SparkSession):  # noqa: ANN202
+    return spark.createDataFrame([
+        ("a", "ann@x.com", "+1415", None, "lee", "94107", "ann", "1 main st"),
+        ("b", "ann@x.com", None, "+1415", "lee", "94107", "anne", "1 main st"),
+        ("c", None, None, "+1415", "ray", "10001", "bob", "9 oak ave"),
+        ("d", None, None, None, "ray", "10001", "rob", "9 oak ave"),
+        ("e", None, None, None, None, None, None, None),
+    ], SCHEMA)
+
+
+def test_keys_rules_and_pairs(spark: SparkSession) -> None:
+    settings = BlockingSettings(
+        keys=(BlockingKey(name="email", columns=("email_canonical",)),
+              BlockingKey(name="phone", columns=("phone_e164", "mobile_e164"))),
+        rules=(BlockingRule(name="fam_pc", columns=("family_name_norm", "postcode")),),
+        lsh=LshSettings(enabled=False))
+    keys = _records(spark).transform(block_keys(settings))
+    pairs = keys.transform(candidate_pairs(100))
+    expected = spark.createDataFrame([
+        ("a", "b", ["key:email", "key:phone", "rule:fam_pc"]),
+        ("a", "c", ["key:phone"]),
+        ("b", "c", ["key:phone"]),
+        ("c", "d", ["rule:fam_pc"]),
+    ], "record_id_l string, record_id_r string, methods array<string>")
+    assert_df_equality(pairs, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_oversized_blocks_are_reported_not_expanded(spark: SparkSession) -> None:
+    rows = [(f"r{i}", "noemail@example.com", None, None, None, None, None, None)
+            for i in range(6)] + [("x", "x@y.com", None, None, None, None, None, None),
+                                  ("y", "x@y.com", None, None, None, None, None, None)]
+    settings = BlockingSettings(keys=(BlockingKey(name="email", columns=("email_canonical",)),),
+                                rules=(), lsh=LshSettings(enabled=False))
+    keys = spark.createDataFrame(rows, SCHEMA).transform(block_keys(settings))
+    pairs = keys.transform(candidate_pairs(max_block_size=5))
+    assert [(r[0], r[1]) for r in pairs.collect()] == [("x", "y")]
+    big = oversized_blocks(keys, 5).collect()
+    assert [(r["block"], r["size"], r["method"]) for r in big] == [
+        ("key:email:noemail@example.com", 6, "key:email")]
+
+
+def test_shingles(spark: SparkSession) -> None:
+    df = spark.createDataFrame([("abcd",), ("ab",), (None,)], "t string")
+    got = [r[0] for r in df.select(F.sort_array(shingles(F.col("t"), 3))).collect()]
+    assert got == [["abc", "bcd"], [], []]
+
+
+def test_lsh_pairs_similar_text_and_not_dissimilar(spark: SparkSession) -> None:
+    settings = BlockingSettings(keys=(), rules=(), lsh=LshSettings(
+        columns=("given_name_norm", "family_name_norm", "street_norm"), bands=16, rows=3))
+    recs = spark.createDataFrame([
+        ("a", None, None, None, "johnson", None, "katherine", "12 willow brook lane"),
+        ("b", None, None, None, "johnson", None, "katharine", "12 willow brook ln"),
+        ("c", None, None, None, "nguyen", None, "bao", "400 industrial pkwy"),
+    ], SCHEMA)
+    pairs = recs.transform(block_keys(settings)).transform(candidate_pairs(100))
+    got = {(r[0], r[1]) for r in pairs.collect()}
+    assert ("a", "b") in got
+    assert ("a", "c") not in got and ("b", "c") not in got

@@ -1,0 +1,133 @@
+"""Candidate pairs: deterministic keys, rule blocks and banded MinHash LSH.
+
+Every blocking method emits ``(record_id, block)`` rows, where ``block`` names the method and
+its key value. Records in the same block become candidate pairs, except in blocks larger than
+``max_block_size`` (a shop's generic phone, ``noemail@...``): those are reported by
+:func:`oversized_blocks` and not expanded. Pairs from all methods are unioned, each pair once
+(``record_id_l < record_id_r``), with the list of methods that proposed it.
+
+Example::
+
+    keys = records.transform(block_keys(cfg.matching.blocking))
+    pairs = keys.transform(candidate_pairs(cfg.matching.blocking.max_block_size))
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from udp_spark.config import BlockingSettings, LshSettings
+
+Transform = Callable[[DataFrame], DataFrame]
+
+
+
+def _non_empty(col: Column) -> Column:
+    s = F.trim(col.cast("string"))
+    return F.when(s != F.lit(""), s)
+
+
+def shingles(text: Column, size: int) -> Column:
+    """Distinct character ``size``-grams of ``text`` (array<string>; empty for short text)."""
+    n = F.length(text)
+    return F.when(
+        n >= size,
+        F.array_distinct(F.transform(F.sequence(F.lit(1), n - size + 1),
+                                     lambda i: F.substring(text, i, size))),
+    ).otherwise(F.array().cast("array<string>"))
+
+
+def minhash_band_keys(sh: Column, bands: int, rows: int) -> Column:
+    """``bands`` band keys (array<string>) of a MinHash signature of shingle set ``sh``.
+
+    Each of the ``bands * rows`` hash functions is ``xxhash64(seed, shingle)``; a band key is
+    the hash of its band index and its ``rows`` minima, so records share a band only if all
+    ``rows`` minima agree (the AND within a band that Spark ML's MinHashLSH lacks).
+    """
+    mins = [F.array_min(F.transform(sh, lambda x, s=seed: F.xxhash64(F.lit(s), x)))
+            for seed in range(bands * rows)]
+    return F.array(*[
+        F.concat_ws(":", F.lit(b), F.xxhash64(*mins[b * rows:(b + 1) * rows]).cast("string"))
+        for b in range(bands)
+    ])
+
+
+def lsh_keys(settings: LshSettings) -> Transform:
+    """records -> ``(record_id, block)`` for every MinHash band of name + address text."""
+
+    def transform(records: DataFrame) -> DataFrame:
+        text = F.concat_ws(" ", *[F.coalesce(F.col(c).cast("string"), F.lit(""))
+                                  for c in settings.columns])
+        text = F.trim(F.regexp_replace(text, r"\s+", " "))
+        sh = shingles(text, settings.shingle_size)
+        with_sh = records.select("record_id", sh.alias("_sh")).filter(
+            F.size("_sh") >= settings.min_shingles)
+        return with_sh.select(
+            "record_id",
+            F.explode(minhash_band_keys(F.col("_sh"), settings.bands, settings.rows))
+            .alias("_band"),
+        ).select("record_id", F.concat(F.lit("lsh:"), F.col("_band")).alias("block"))
+
+    return transform
+
+
+def block_keys(settings: BlockingSettings) -> Transform:
+    """records -> ``(record_id, block)`` for every deterministic key, rule and LSH band."""
+
+    def transform(records: DataFrame) -> DataFrame:
+        parts: list[DataFrame] = []
+        for key in settings.keys:
+            values = F.array(*[_non_empty(F.col(c)) for c in key.columns])
+            parts.append(records.select(
+                "record_id", F.explode(F.array_distinct(F.filter(values, lambda v: v.isNotNull())))
+                .alias("_v")).select("record_id",
+                                     F.concat(F.lit(f"key:{key.name}:"), F.col("_v"))
+                                     .alias("block")))
+        for rule in settings.rules:
+            vals = [_non_empty(F.col(c)) for c in rule.columns]
+            all_present = functools.reduce(lambda a, b: a & b, [v.isNotNull() for v in vals])
+            parts.append(records.filter(all_present).select(
+                "record_id",
+                F.concat(F.lit(f"rule:{rule.name}:"), F.concat_ws("|", *vals)).alias("block")))
+        if settings.lsh.enabled:
+            parts.append(records.transform(lsh_keys(settings.lsh)))
+        return functools.reduce(lambda a, b: a.unionByName(b), parts).distinct()
+
+    return transform
+
+
+def _method(block: Column) -> Column:
+    """'key:email:x@y' -> 'key:email'; 'lsh:3:123' -> 'lsh'."""
+    return F.when(block.startswith("lsh:"), F.lit("lsh")).otherwise(
+        F.regexp_extract(block, r"^([a-z]+:[a-z0-9_]+):", 1))
+
+
+def block_sizes(keys: DataFrame) -> DataFrame:
+    """``(block, method, size)`` for every block."""
+    return keys.groupBy("block").agg(F.count("*").alias("size")).withColumn(
+        "method", _method(F.col("block")))
+
+
+def oversized_blocks(keys: DataFrame, max_block_size: int) -> DataFrame:
+    """Blocks too large to expand: shared placeholder values, generic numbers, common names."""
+    return block_sizes(keys).filter(F.col("size") > max_block_size)
+
+
+def candidate_pairs(max_block_size: int) -> Transform:
+    """``(record_id, block)`` -> ``(record_id_l, record_id_r, methods)``, each pair once."""
+
+    def transform(keys: DataFrame) -> DataFrame:
+        sizes = keys.groupBy("block").agg(F.count("*").alias("_n"))
+        usable = keys.join(sizes.filter((F.col("_n") >= 2) & (F.col("_n") <= max_block_size)),
+                           "block").select("record_id", "block")
+        left = usable.select(F.col("record_id").alias("record_id_l"), "block")
+        right = usable.select(F.col("record_id").alias("record_id_r"), "block")
+        pairs = left.join(right, "block").filter(F.col("record_id_l") < F.col("record_id_r"))
+        return pairs.groupBy("record_id_l", "record_id_r").agg(
+            F.sort_array(F.collect_set(_method(F.col("block")))).alias("methods"))
+
+    return transform

@@ -1,0 +1,232 @@
+"""Declarative comparisons: each turns a record pair into a graded agreement level.
+
+Levels are small integers, highest = strongest agreement, 0 = disagreement, and
+:data:`MISSING` (-1) when either side lacks the value: missing is its own level, never
+disagreement. A pair frame has every record column twice, suffixed ``_l`` and ``_r``.
+
+Example::
+
+    comparisons = default_comparisons()
+    vectors = pairs.transform(comparison_vectors(comparisons))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from udp_spark.matching.similarity import jaro_winkler
+
+MISSING = -1
+
+LevelFn = Callable[[], Column]
+
+
+def L(name: str) -> Column:  # noqa: N802 - reads well in level definitions
+    return F.col(f"{name}_l")
+
+
+def R(name: str) -> Column:  # noqa: N802
+    return F.col(f"{name}_r")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A named comparison with its levels, from strongest agreement down to 0.
+
+    ``levels`` are ``(label, condition)`` from the highest level down; the first condition
+    that holds gives the level ``len(levels) - i``; none holding gives 0. ``missing`` says
+    when the comparison has no information. ``tf_column`` names the column whose value
+    frequency adjusts the top level (two Smiths prove less than two Zbigniewskis).
+    """
+
+    name: str
+    levels: tuple[tuple[str, LevelFn], ...]
+    missing: LevelFn
+    tf_column: str | None = None
+    description: str = ""
+
+    @property
+    def level_labels(self) -> dict[int, str]:
+        n = len(self.levels)
+        labels = {n - i: label for i, (label, _) in enumerate(self.levels)}
+        return {**labels, 0: "else", MISSING: "missing"}
+
+    @property
+    def top_level(self) -> int:
+        return len(self.levels)
+
+    def level(self) -> Column:
+        n = len(self.levels)
+        expr = F.when(self.missing(), F.lit(MISSING))
+        for i, (_, cond) in enumerate(self.levels):
+            expr = expr.when(cond(), F.lit(n - i))
+        return expr.otherwise(F.lit(0)).cast("int").alias(self.name)
+
+
+def _either_null(*cols: str) -> LevelFn:
+    def f() -> Column:
+        out = F.lit(False)
+        for c in cols:
+            out = out | L(c).isNull() | R(c).isNull()
+        return out
+    return f
+
+
+def _swapped() -> Column:
+    return (L("given_name_norm") == R("family_name_norm")) & (
+        L("family_name_norm") == R("given_name_norm"))
+
+
+def given_name() -> Comparison:
+    g_l, g_r = L("given_name_norm"), R("given_name_norm")
+    jw = jaro_winkler(g_l, g_r)
+    return Comparison(
+        "given_name",
+        (("exact or swapped", lambda: (g_l == g_r) | _swapped()),
+         ("nickname", lambda: F.arrays_overlap(L("given_name_aliases"),
+                                               R("given_name_aliases"))),
+         ("jaro_winkler >= 0.92", lambda: jw >= 0.92),
+         ("jaro_winkler >= 0.80 or initial", lambda: (jw >= 0.80) | (
+             ((F.length(g_l) == 1) | (F.length(g_r) == 1))
+             & (F.substring(g_l, 1, 1) == F.substring(g_r, 1, 1))))),
+        _either_null("given_name_norm"),
+        tf_column="given_name_norm",
+    )
+
+
+def family_name() -> Comparison:
+    f_l, f_r = L("family_name_norm"), R("family_name_norm")
+    jw = jaro_winkler(f_l, f_r)
+    return Comparison(
+        "family_name",
+        (("exact or swapped", lambda: (f_l == f_r) | _swapped()),
+         ("jaro_winkler >= 0.92", lambda: jw >= 0.92),
+         ("jaro_winkler >= 0.80 or phonetic",
+          lambda: (jw >= 0.80) | (L("family_name_phonetic") == R("family_name_phonetic")))),
+        _either_null("family_name_norm"),
+        tf_column="family_name_norm",
+    )
+
+
+def date_of_birth() -> Comparison:
+    d_l, d_r = L("date_of_birth"), R("date_of_birth")
+    y_l, y_r = L("birth_year"), R("birth_year")
+    both_dates = d_l.isNotNull() & d_r.isNotNull()
+    s_l, s_r = F.date_format(d_l, "yyyyMMdd"), F.date_format(d_r, "yyyyMMdd")
+    return Comparison(
+        "date_of_birth",
+        (("exact", lambda: both_dates & (d_l == d_r)),
+         ("day/month transposed", lambda: both_dates & (F.year(d_l) == F.year(d_r))
+          & (F.month(d_l) == F.dayofmonth(d_r)) & (F.dayofmonth(d_l) == F.month(d_r))),
+         ("one digit off", lambda: both_dates & (F.levenshtein(s_l, s_r) <= 1)),
+         ("same birth year", lambda: y_l == y_r),
+         ("birth year off by one", lambda: F.abs(y_l - y_r) == 1)),
+        lambda: y_l.isNull() | y_r.isNull(),
+    )
+
+
+def email() -> Comparison:
+    e_l, e_r = L("email_canonical"), R("email_canonical")
+    local_l = F.substring_index(e_l, "@", 1)
+    local_r = F.substring_index(e_r, "@", 1)
+    return Comparison(
+        "email",
+        (("exact", lambda: e_l == e_r),
+         ("same local part", lambda: local_l == local_r),
+         ("levenshtein <= 2", lambda: F.levenshtein(e_l, e_r) <= 2)),
+        _either_null("email_canonical"),
+        tf_column="email_canonical",
+    )
+
+
+def _phones(side: Callable[[str], Column]) -> Column:
+    return F.filter(F.array(side("phone_e164"), side("mobile_e164")), lambda x: x.isNotNull())
+
+
+def phone() -> Comparison:
+    p_l, p_r = _phones(L), _phones(R)
+    last7_l = F.transform(p_l, lambda x: F.substring(x, -7, 7))
+    last7_r = F.transform(p_r, lambda x: F.substring(x, -7, 7))
+    return Comparison(
+        "phone",
+        (("shared number", lambda: F.arrays_overlap(p_l, p_r)),
+         ("same last 7 digits", lambda: F.arrays_overlap(last7_l, last7_r))),
+        lambda: (F.size(p_l) == 0) | (F.size(p_r) == 0),
+    )
+
+
+def street() -> Comparison:
+    s_l, s_r = L("street_norm"), R("street_norm")
+    jw = jaro_winkler(s_l, s_r)
+    return Comparison(
+        "street",
+        (("exact", lambda: s_l == s_r),
+         ("jaro_winkler >= 0.90", lambda: jw >= 0.90),
+         ("jaro_winkler >= 0.75", lambda: jw >= 0.75)),
+        _either_null("street_norm"),
+        tf_column="street_norm",
+    )
+
+
+def postcode() -> Comparison:
+    p_l, p_r = L("postcode"), R("postcode")
+    return Comparison(
+        "postcode",
+        (("exact", lambda: p_l == p_r),
+         ("same first 3", lambda: F.substring(p_l, 1, 3) == F.substring(p_r, 1, 3))),
+        _either_null("postcode"),
+    )
+
+
+def city() -> Comparison:
+    return Comparison("city", (("exact", lambda: L("city_norm") == R("city_norm")),),
+                      _either_null("city_norm"))
+
+
+def loyalty_id() -> Comparison:
+    return Comparison("loyalty_id", (("exact", lambda: L("loyalty_id") == R("loyalty_id")),),
+                      _either_null("loyalty_id"))
+
+
+def gender() -> Comparison:
+    return Comparison("gender", (("exact", lambda: L("gender") == R("gender")),),
+                      _either_null("gender"))
+
+
+def default_comparisons() -> tuple[Comparison, ...]:
+    """The comparisons used when the config names none."""
+    return (given_name(), family_name(), date_of_birth(), email(), phone(), street(),
+            postcode(), city(), loyalty_id(), gender())
+
+
+RECORD_COLUMNS = (
+    "record_id", "source", "given_name_norm", "given_name_aliases", "family_name_norm",
+    "family_name_phonetic", "date_of_birth", "birth_year", "email_canonical", "phone_e164",
+    "mobile_e164", "street_norm", "postcode", "city_norm", "loyalty_id", "gender",
+)
+
+
+def pair_frame(records: DataFrame, pairs: DataFrame,
+               columns: Sequence[str] = RECORD_COLUMNS) -> DataFrame:
+    """``(record_id_l, record_id_r, ...)`` joined with both records' columns (``_l``/``_r``)."""
+    sel = records.select(*columns)
+    left = sel.select(*[F.col(c).alias(f"{c}_l") for c in columns])
+    right = sel.select(*[F.col(c).alias(f"{c}_r") for c in columns])
+    return pairs.join(left, "record_id_l").join(right, "record_id_r")
+
+
+def comparison_vectors(comparisons: Sequence[Comparison]) -> Callable[[DataFrame], DataFrame]:
+    """pair frame -> the pair keys, extra pair columns kept, plus one level per comparison."""
+
+    def transform(pairs: DataFrame) -> DataFrame:
+        keep = [c for c in pairs.columns if not (c.endswith("_l") or c.endswith("_r"))
+                or c in ("record_id_l", "record_id_r")]
+        tf_cols = [F.col(f"{c.tf_column}_l").alias(f"tf_value_{c.name}")
+                   for c in comparisons if c.tf_column]
+        return pairs.select(*keep, *[c.level() for c in comparisons], *tf_cols)
+
+    return transform

@@ -1,0 +1,160 @@
+"""Fellegi-Sunter matcher: m and u probabilities per comparison level, fitted without labels.
+
+* u (the chance a level is seen on a non-matching pair) from random record pairs, where
+  matches are negligibly rare;
+* m (the same on matching pairs) and the prior match rate by expectation maximisation over the
+  candidate pairs' comparison vectors, with u held fixed (as Splink does).
+
+EM runs on the distinct comparison vectors with their counts (a few thousand rows whatever the
+data size), so it is exact and fast on the driver. Scoring is pure Spark column expressions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+MISSING = -1
+_EPS = 1e-6
+
+
+@dataclass
+class FSModel:
+    """Parameters of a fitted Fellegi-Sunter model (JSON-serializable)."""
+
+    comparisons: list[str]
+    levels: dict[str, list[int]]
+    labels: dict[str, dict[int, str]]
+    m: dict[str, dict[int, float]]
+    u: dict[str, dict[int, float]]
+    prior: float
+    tf_columns: dict[str, str] = field(default_factory=dict)
+    top_levels: dict[str, int] = field(default_factory=dict)
+    em_iterations: int = 0
+    converged: bool = False
+
+    def bayes_factor(self, comparison: str, level: int) -> float:
+        if level == MISSING:
+            return 1.0
+        return max(self.m[comparison][level], _EPS) / max(self.u[comparison][level], _EPS)
+
+    def weight(self, comparison: str, level: int) -> float:
+        """log2 Bayes factor of a level (its contribution to the match weight)."""
+        return math.log2(self.bayes_factor(comparison, level))
+
+    @property
+    def prior_weight(self) -> float:
+        return math.log2(self.prior / (1 - self.prior))
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> FSModel:
+        d = json.loads(text)
+        for key in ("labels", "m", "u"):
+            d[key] = {c: {int(k): v for k, v in lv.items()} for c, lv in d[key].items()}
+        return cls(**d)
+
+    def weights_table(self) -> pd.DataFrame:
+        """One row per comparison level: label, m, u, match weight (for charts and docs)."""
+        rows = []
+        for c in self.comparisons:
+            for lv in sorted(self.levels[c], reverse=True):
+                rows.append({"comparison": c, "level": lv, "label": self.labels[c][lv],
+                             "m": self.m[c].get(lv, float("nan")),
+                             "u": self.u[c].get(lv, float("nan")),
+                             "weight": self.weight(c, lv) if lv != MISSING else 0.0})
+        return pd.DataFrame(rows)
+
+
+def estimate_u(counts: pd.DataFrame, comparisons: Sequence[str],
+               levels: Mapping[str, Sequence[int]]) -> dict[str, dict[int, float]]:
+    """u per level from comparison-vector counts of random pairs (missing excluded)."""
+    u: dict[str, dict[int, float]] = {}
+    for c in comparisons:
+        by_level = counts.groupby(c)["n"].sum()
+        present = by_level[by_level.index != MISSING]
+        total = float(present.sum())
+        n_levels = len([lv for lv in levels[c] if lv != MISSING])
+        # Laplace smoothing: a level never seen at random is rare, not impossible.
+        u[c] = {int(lv): (float(present.get(lv, 0.0)) + 1.0) / (total + n_levels)
+                for lv in levels[c] if lv != MISSING}
+    return u
+
+
+def _initial_m(levels: Sequence[int], top: int) -> dict[int, float]:
+    """Start m with most mass on the strongest level, decreasing geometrically."""
+    lv = sorted([x for x in levels if x != MISSING], reverse=True)
+    raw = {x: 0.5 ** (top - x) if x > 0 else 0.02 for x in lv}
+    s = sum(raw.values())
+    return {x: v / s for x, v in raw.items()}
+
+
+def fit_em(counts: pd.DataFrame, comparisons: Sequence[str],
+           levels: Mapping[str, Sequence[int]], u: Mapping[str, Mapping[int, float]], *,
+           labels: Mapping[str, Mapping[int, str]], top_levels: Mapping[str, int],
+           tf_columns: Mapping[str, str] | None = None, prior: float = 0.1,
+           max_iterations: int = 100, tolerance: float = 1e-5,
+           fixed_m: Mapping[str, Mapping[int, float]] | None = None) -> FSModel:
+    """Fit m and the prior by EM on candidate-pair comparison-vector ``counts`` (u fixed).
+
+    Args:
+        counts: one row per distinct comparison vector: a column per comparison with its
+            level, and ``n`` (how many pairs have that vector).
+    """
+    n = counts["n"].to_numpy(dtype=float)
+    lv = {c: counts[c].to_numpy(dtype=int) for c in comparisons}
+    m = {c: dict(fixed_m[c]) if fixed_m and c in fixed_m else _initial_m(levels[c], top_levels[c])
+         for c in comparisons}
+    it, converged = 0, False
+    for it in range(1, max_iterations + 1):
+        log_m = np.zeros(len(n))
+        log_u = np.zeros(len(n))
+        for c in comparisons:
+            present = lv[c] != MISSING
+            mv = np.array([m[c].get(x, _EPS) if x != MISSING else 1.0 for x in lv[c]])
+            uv = np.array([u[c].get(x, _EPS) if x != MISSING else 1.0 for x in lv[c]])
+            log_m += np.where(present, np.log(np.maximum(mv, _EPS)), 0.0)
+            log_u += np.where(present, np.log(np.maximum(uv, _EPS)), 0.0)
+        a = np.log(prior) + log_m
+        b = np.log(1 - prior) + log_u
+        p = 1.0 / (1.0 + np.exp(np.clip(b - a, -700, 700)))
+        w = n * p
+        new_prior = float(np.clip(w.sum() / n.sum(), 1e-6, 1 - 1e-6))
+        change = abs(new_prior - prior)
+        new_m: dict[str, dict[int, float]] = {}
+        for c in comparisons:
+            present = lv[c] != MISSING
+            denom = float(w[present].sum())
+            k = len([x for x in levels[c] if x != MISSING])
+            new_m[c] = {}
+            for x in levels[c]:
+                if x == MISSING:
+                    continue
+                num = float(w[present & (lv[c] == x)].sum())
+                new_m[c][x] = (num + 1e-3) / (denom + 1e-3 * k)
+                change = max(change, abs(new_m[c][x] - m[c].get(x, 0.0)))
+            if fixed_m and c in fixed_m:
+                new_m[c] = dict(fixed_m[c])
+        m, prior = new_m, new_prior
+        if change < tolerance:
+            converged = True
+            break
+    return FSModel(
+        comparisons=list(comparisons),
+        levels={c: sorted(int(x) for x in levels[c]) for c in comparisons},
+        labels={c: {int(k): v for k, v in labels[c].items()} for c in comparisons},
+        m=m, u={c: dict(u[c]) for c in comparisons}, prior=prior,
+        tf_columns=dict(tf_columns or {}), top_levels=dict(top_levels),
+        em_iterations=it, converged=converged,
+    )
+
+
+def match_probability(weight: float) -> float:
+    return 1.0 / (1.0 + 2.0 ** (-weight))

@@ -1,0 +1,91 @@
+"""Spark side of the Fellegi-Sunter model: per-comparison weights, term frequencies, scores.
+
+Everything is a column expression over comparison vectors (no UDF): each comparison's weight
+is a map lookup by level, and the top level of a term-frequency comparison uses the value's
+frequency instead of the average u, so agreeing on a rare name counts for more.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from udp_spark.matching.fellegi_sunter import MISSING, FSModel
+
+Transform = Callable[[DataFrame], DataFrame]
+
+TF_FLOOR = 1e-6  # frequencies below this (very rare values) are treated as this rare
+
+
+def tf_table(records: DataFrame, column: str) -> DataFrame:
+    """``(value, tf)``: the share of records (with a value) that hold each value."""
+    present = records.filter(F.col(column).isNotNull())
+    counts = present.groupBy(F.col(column).alias("value")).agg(F.count("*").alias("n"))
+    total = present.agg(F.count("*").alias("total"))
+    return counts.crossJoin(total).select("value", (F.col("n") / F.col("total")).alias("tf"))
+
+
+def _weight_map(model: FSModel, comparison: str) -> Column:
+    pairs = []
+    for level in model.levels[comparison]:
+        w = 0.0 if level == MISSING else model.weight(comparison, level)
+        pairs += [F.lit(level), F.lit(w)]
+    return F.create_map(*pairs)
+
+
+def weight_columns(model: FSModel, tf: dict[str, DataFrame] | None = None) -> Transform:
+    """vectors -> adds ``w_<comparison>`` (log2 Bayes factor of the pair's level).
+
+    ``tf``: comparison name -> its :func:`tf_table`; the top level of those comparisons gets
+    ``log2(m_top / max(tf(value), TF_FLOOR))``.
+    """
+
+    def transform(vectors: DataFrame) -> DataFrame:
+        out = vectors
+        for c in model.comparisons:
+            base = F.element_at(_weight_map(model, c), F.col(c))
+            tf_col = f"tf_value_{c}"
+            if tf and c in tf and tf_col in vectors.columns:
+                top = model.top_levels[c]
+                m_top = max(model.m[c][top], 1e-12)
+                table = F.broadcast(tf[c].select(F.col("value").alias(tf_col),
+                                                 F.col("tf").alias(f"_tf_{c}")))
+                out = out.join(table, tf_col, "left")
+                adj = F.log2(F.lit(m_top) / F.greatest(F.col(f"_tf_{c}"), F.lit(TF_FLOOR)))
+                base = F.when((F.col(c) == top) & F.col(f"_tf_{c}").isNotNull(), adj
+                              ).otherwise(base)
+                out = out.withColumn(f"w_{c}", base).drop(f"_tf_{c}")
+            else:
+                out = out.withColumn(f"w_{c}", base)
+        return out
+
+    return transform
+
+
+def score(model: FSModel) -> Transform:
+    """weights -> adds ``match_weight`` and ``match_probability``."""
+
+    def transform(weighted: DataFrame) -> DataFrame:
+        total = F.lit(model.prior_weight)
+        for c in model.comparisons:
+            total = total + F.coalesce(F.col(f"w_{c}"), F.lit(0.0))
+        return weighted.withColumn("match_weight", total).withColumn(
+            "match_probability", F.lit(1.0) / (F.lit(1.0) + F.pow(F.lit(2.0), -F.col("match_weight"))))
+
+    return transform
+
+
+def contributions(model: FSModel) -> Column:
+    """map<comparison, weight> of a scored pair, for explanations."""
+    return F.create_map(*[x for c in model.comparisons for x in (F.lit(c), F.col(f"w_{c}"))])
+
+
+def probability_to_weight(p: float) -> float:
+    return math.log2(p / (1 - p))
+
+
+def comparison_names(model: FSModel) -> Sequence[str]:
+    return model.comparisons

@@ -1,0 +1,51 @@
+"""Stable customer ids: unchanged clusters keep ids; merges and splits are events."""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, SparkSession
+
+from udp_spark.matching.identity import assign_customer_ids
+
+
+def _clusters(spark: SparkSession, rows: list[tuple[str, str]]) -> DataFrame:
+    return spark.createDataFrame(rows, "record_id string, cluster_id string")
+
+
+def _xref(clusters: DataFrame, ids: DataFrame) -> DataFrame:
+    return clusters.join(ids, "cluster_id").select("record_id", "customer_id")
+
+
+def _as_dict(df: DataFrame) -> dict[str, str]:
+    return {r["record_id"]: r["customer_id"] for r in df.collect()}
+
+
+def test_first_run_then_same_clusters_keep_ids(spark: SparkSession) -> None:
+    c1 = _clusters(spark, [("a", "a"), ("b", "a"), ("c", "c")])
+    ids1, ev1 = assign_customer_ids(c1, None, "run1")
+    x1 = _xref(c1, ids1)
+    m1 = _as_dict(x1)
+    assert m1["a"] == m1["b"] != m1["c"]
+    assert sorted(r["event_type"] for r in ev1.collect()) == ["created", "created"]
+    # Same clusters, labelled differently by a later run: ids unchanged, no events.
+    c2 = _clusters(spark, [("a", "b"), ("b", "b"), ("c", "c")])
+    ids2, ev2 = assign_customer_ids(c2, x1, "run2")
+    assert _as_dict(_xref(c2, ids2)) == m1
+    assert ev2.count() == 0
+
+
+def test_merge_keeps_larger_and_split_keeps_largest_part(spark: SparkSession) -> None:
+    c1 = _clusters(spark, [("a", "a"), ("b", "a"), ("c", "c"), ("d", "d"), ("e", "d"),
+                           ("f", "d")])
+    ids1, _ = assign_customer_ids(c1, None, "run1")
+    m1 = _as_dict(_xref(c1, ids1))
+    # a,b,c merge (a,b's id survives: 2 records); d,e,f split into {d,e} and {f}
+    c2 = _clusters(spark, [("a", "a"), ("b", "a"), ("c", "a"), ("d", "d"), ("e", "d"),
+                           ("f", "f")])
+    ids2, ev2 = assign_customer_ids(c2, _xref(c1, ids1), "run2")
+    m2 = _as_dict(_xref(c2, ids2))
+    assert m2["a"] == m2["b"] == m2["c"] == m1["a"]
+    assert m2["d"] == m2["e"] == m1["d"]
+    assert m2["f"] not in set(m1.values())
+    events = {(r["event_type"], r["customer_id"], r["related_customer_id"])
+              for r in ev2.collect()}
+    assert events == {("merged", m1["c"], m1["a"]), ("split", m2["f"], m1["d"])}

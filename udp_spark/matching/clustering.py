@@ -1,0 +1,104 @@
+"""Clusters from scored pairs, checked as a whole.
+
+Connected components over accepted edges chain households together: each link may be 95%
+right while the chain joins parents, children and twins. So inside every component,
+records are merged greedily from the strongest edge down (union-find) and a merge is refused
+when it would put two records with strong evidence of being different people (a *conflict*:
+different dates of birth, different first names, different loyalty ids) into one cluster.
+Weak bridging edges therefore lose to strong conflicts, whatever the chain length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pandas as pd
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+Transform = Callable[[DataFrame], DataFrame]
+
+SPLIT_SCHEMA = T.StructType([
+    T.StructField("record_id", T.StringType()),
+    T.StructField("cluster_id", T.StringType()),
+    T.StructField("component", T.StringType()),
+])
+
+
+def conflict_flag(*, dob: bool = True, given_name: bool = True,
+                  loyalty_id: bool = True) -> Column:
+    """True for a scored pair with strong evidence of two different people.
+
+    Uses the pair's comparison levels: 0 means both values present and disagreeing beyond
+    typos (date of birth more than a digit off and not transposed, first names neither
+    similar, nicknames of each other nor swapped, different loyalty cards).
+    """
+    out = F.lit(False)
+    if dob:
+        out = out | (F.col("date_of_birth") == 0)
+    if given_name:
+        out = out | (F.col("given_name") == 0)
+    if loyalty_id:
+        out = out | (F.col("loyalty_id") == 0)
+    return out
+
+
+def _split_component(pdf: pd.DataFrame) -> pd.DataFrame:
+    """Greedy constrained union-find over one component's edges and conflicts."""
+    component = str(pdf["component"].iloc[0])
+    nodes = pd.unique(pd.concat([pdf["record_id_l"], pdf["record_id_r"]]).dropna())
+    parent = {n: n for n in nodes}
+    members = {n: {n} for n in nodes}
+    cannot: dict[str, set[str]] = {n: set() for n in nodes}
+    conflicts = pdf[pdf["is_conflict"]]
+    for a, b in zip(conflicts["record_id_l"], conflicts["record_id_r"], strict=True):
+        cannot[a].add(b)
+        cannot[b].add(a)
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    edges = pdf[pdf["is_edge"]].sort_values(["match_weight", "record_id_l", "record_id_r"],
+                                            ascending=[False, True, True])
+    for a, b in zip(edges["record_id_l"], edges["record_id_r"], strict=True):
+        ra, rb = find(a), find(b)
+        if ra == rb:
+            continue
+        small, big = (ra, rb) if len(members[ra]) <= len(members[rb]) else (rb, ra)
+        if any(cannot[m] & members[big] for m in members[small]):
+            continue  # a strong conflict outweighs this link
+        parent[small] = big
+        members[big] |= members[small]
+    roots = {n: find(n) for n in nodes}
+    label = {r: min(members[r]) for r in set(roots.values())}
+    return pd.DataFrame({"record_id": list(roots), "cluster_id": [label[roots[n]] for n in roots],
+                         "component": component})
+
+
+def split_components(components: DataFrame) -> Transform:
+    """Scored pairs -> ``(record_id, cluster_id, component)`` for records in any edge.
+
+    Args:
+        components: ``(id, component)`` from connected components over the edges.
+
+    The input pairs need ``record_id_l``, ``record_id_r``, ``match_weight``, ``is_edge``
+    (accepted link) and ``is_conflict`` (see :func:`conflict_flag`). ``cluster_id`` is the
+    smallest record id of the cluster, so it does not depend on processing order.
+    """
+
+    def transform(pairs: DataFrame) -> DataFrame:
+        comp = components.select(F.col("id").alias("record_id_l"), "component")
+        comp_r = components.select(F.col("id").alias("record_id_r"),
+                                   F.col("component").alias("component_r"))
+        inside = (pairs.filter(F.col("is_edge") | F.col("is_conflict"))
+                  .join(comp, "record_id_l").join(comp_r, "record_id_r")
+                  .filter(F.col("component") == F.col("component_r"))
+                  .select("component", "record_id_l", "record_id_r", "match_weight",
+                          "is_edge", "is_conflict"))
+        return inside.groupBy("component").applyInPandas(_split_component, SPLIT_SCHEMA)
+
+    return transform

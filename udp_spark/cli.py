@@ -92,6 +92,101 @@ def standardize(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = Non
                f"+{r.quarantine_inserted:,}")
 
 
+TruthOpt = Annotated[str | None, typer.Option(
+    help="truth CSV (record_id,entity_id or source,source_key,person_id); default: "
+         "<data-root>/truth/records.csv when it exists")]
+
+
+def _truth(ctx, truth: str | None) -> str | None:  # noqa: ANN001
+    from udp_spark.pipeline.matching import default_truth_path
+
+    return truth or default_truth_path(ctx.cfg.data_root)
+
+
+@app.command()
+def block(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
+          lakehouse: LakehouseOpt = None, truth: TruthOpt = None) -> None:
+    """Candidate pairs by deterministic keys, rule blocks and MinHash LSH."""
+    from udp_spark.pipeline.matching import run_block
+
+    ctx = _context(config, data_root, lakehouse)
+    r = run_block(ctx, _truth(ctx, truth))
+    typer.echo(f"{r.records:,} records -> {r.candidate_pairs:,} candidate pairs "
+               f"(reduction ratio {r.metrics['reduction_ratio']:.6f}); largest block "
+               f"expanded: {r.largest_block}")
+    if "pair_completeness" in r.metrics:
+        typer.echo(f"pair completeness {r.metrics['pair_completeness']:.4f}; pairs per true "
+                   f"match {r.metrics['pairs_per_true_match']:.2f}")
+    for name, size in r.oversized_blocks:
+        typer.echo(f"  oversized block not expanded: {name} ({size:,} records)")
+
+
+@app.command()
+def train(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
+          lakehouse: LakehouseOpt = None) -> None:
+    """Fit the matcher (Fellegi-Sunter + EM, no labels needed); register it in MLflow."""
+    from udp_spark.pipeline.matching import run_train
+
+    r = run_train(_context(config, data_root, lakehouse))
+    typer.echo(f"model version {r.model_version} (MLflow run {r.mlflow_run_id}); prior "
+               f"{r.model.prior:.4f}; EM iterations {r.model.em_iterations}")
+    typer.echo(r.model.weights_table().to_string(index=False))
+
+
+@app.command()
+def score(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
+          lakehouse: LakehouseOpt = None) -> None:
+    """Score candidate pairs with the model registered under the configured alias."""
+    from udp_spark.pipeline.matching import run_score
+
+    r = run_score(_context(config, data_root, lakehouse))
+    typer.echo(f"{int(r['pairs_scored']):,} pairs scored with model version "
+               f"{int(r['model_version'])}")
+
+
+@app.command()
+def resolve(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
+            lakehouse: LakehouseOpt = None) -> None:
+    """Clusters and stable customer ids into gold.identity_xref / gold.identity_events."""
+    from udp_spark.pipeline.matching import run_resolve
+
+    r = run_resolve(_context(config, data_root, lakehouse))
+    typer.echo(f"{r.records:,} records -> {r.customers:,} customers; largest cluster "
+               f"{r.largest_cluster}; ids changed {r.ids_changed:,}; events {r.events}")
+
+
+@app.command()
+def evaluate(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
+             lakehouse: LakehouseOpt = None, truth: TruthOpt = None) -> None:
+    """Pairwise and B-cubed precision/recall/F1 and blocking completeness against truth."""
+    from udp_spark.pipeline.matching import run_evaluate
+
+    ctx = _context(config, data_root, lakehouse)
+    path = _truth(ctx, truth)
+    if path is None:
+        raise ValueError("no truth file: pass --truth (record_id,entity_id CSV)")
+    m = run_evaluate(ctx, path)
+    for k, v in m.items():
+        typer.echo(f"  {k:36s} {v:,.4f}" if v < 100 else f"  {k:36s} {v:,.0f}")
+
+
+@app.command()
+def explain(record_a: str, record_b: str, config: ConfigOpt = DEFAULT_CONFIG,
+            data_root: DataRootOpt = None, lakehouse: LakehouseOpt = None) -> None:
+    """Why two records were or were not matched: levels, weights, probability."""
+    from udp_spark.pipeline.matching import explain_pair
+
+    e = explain_pair(_context(config, data_root, lakehouse), record_a, record_b)
+    typer.echo(f"{e['record_a']}  vs  {e['record_b']}   (model version {e['model_version']})")
+    typer.echo(f"  {'prior':24s} {'':28s} {e['prior_weight']:+7.2f}")
+    for c in e["comparisons"]:  # type: ignore[attr-defined]
+        typer.echo(f"  {c['comparison']:24s} {c['label']:28s} {c['weight']:+7.2f}")
+    typer.echo(f"  match weight {e['match_weight']:+.2f} -> probability "
+               f"{e['match_probability']:.4f} (threshold {e['threshold']})")
+    typer.echo(f"  proposed by blocking: {e['blocking_methods']}; same customer now: "
+               f"{e['same_customer']}")
+
+
 @app.command()
 def demo(
     config: ConfigOpt = DEFAULT_CONFIG,

@@ -244,8 +244,39 @@ class BlockingSettings(_Model):
                                             "not expanded into pairs")
 
 
+class ModelSettings(_Model):
+    """The pairwise matcher: how it is trained, registered and loaded for scoring."""
+
+    kind: Literal["fellegi_sunter", "supervised"] = "fellegi_sunter"
+    registered_name: str = "udp_matcher"
+    alias: str = "champion"
+    random_pairs: int = Field(default=1_000_000, ge=1000,
+                              description="random record pairs used to estimate u")
+    em_max_iterations: int = Field(default=100, ge=1)
+    seed: int = 42
+
+
+class ResolveSettings(_Model):
+    """Turning scored pairs into clusters and customer ids."""
+
+    threshold: float = Field(default=0.9, gt=0, lt=1,
+                             description="match probability at or above which a pair links")
+    conflict_on_dob: bool = True
+    conflict_on_given_name: bool = True
+    conflict_on_loyalty_id: bool = True
+    graph_backend: Literal["auto", "graphframes", "builtin"] = "auto"
+
+
+class MlflowSettings(_Model):
+    tracking_uri: str = "sqlite:///mlflow.db"
+    registry_uri: str | None = None
+    experiment: str = "udp-spark-matcher"
+
+
 class MatchingSettings(_Model):
     blocking: BlockingSettings = BlockingSettings()
+    model: ModelSettings = ModelSettings()
+    resolve: ResolveSettings = ResolveSettings()
 
 
 class PipelineConfig(_Model):
@@ -258,6 +289,7 @@ class PipelineConfig(_Model):
     sources_dir: str = "sources"
     standardize: StandardizeSettings = StandardizeSettings()
     matching: MatchingSettings = MatchingSettings()
+    mlflow: MlflowSettings = MlflowSettings()
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     config_hash: str = ""
 

@@ -49,3 +49,8 @@ class Lakehouse:
 
     def ref(self, layer_table: tuple[str, str]) -> TableRef:
         return self.table(*layer_table)
+
+SILVER_CANDIDATE_PAIRS = ("silver", "candidate_pairs")
+SILVER_MATCH_SCORES = ("silver", "match_scores")
+GOLD_IDENTITY_XREF = ("gold", "identity_xref")
+GOLD_IDENTITY_EVENTS = ("gold", "identity_events")

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import Column
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 
 def _jw_batch(left: pd.Series, right: pd.Series) -> pd.Series:
@@ -20,7 +21,7 @@ def _jw_batch(left: pd.Series, right: pd.Series) -> pd.Series:
     return pd.Series(out)
 
 
-@F.pandas_udf("double")  # type: ignore[call-overload]
+@F.pandas_udf(T.DoubleType())  # type: ignore[call-overload]
 def _jaro_winkler_udf(left: pd.Series, right: pd.Series) -> pd.Series:
     return _jw_batch(left, right)
 

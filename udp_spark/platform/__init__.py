@@ -1,0 +1,1 @@
+"""Platform corner: MLflow (and later Databricks) specifics, kept out of the matching logic."""

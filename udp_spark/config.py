@@ -136,6 +136,9 @@ class SourceConfig(_Model):
     date_formats: tuple[str, ...] = ("yyyy-MM-dd",)
     timestamp_formats: tuple[str, ...] = ("iso8601",)
     columns: tuple[str, ...] = ()
+    require_name: bool = Field(default=False, description="records without any name are "
+                               "flagged in quarantine ('empty name'); for sources that "
+                               "always carry names")
     party: PartyMapping | None = None
     interactions: tuple[InteractionMapping, ...] = ()
 

@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -82,7 +83,15 @@ def get_session(profile: SparkProfile | None = None,
     profile = profile or SparkProfile()
     _check_java()
     jars = local_jar_paths()
+    # Python workers must run this interpreter (the venv), not whatever python3 is on PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     conf = {**LOCAL_DEFAULTS, **profile.conf, **(extra_conf or {})}
+    log4j = Path(__file__).parent / "data" / "log4j2.properties"
+    conf["spark.driver.extraJavaOptions"] = (
+        f"-Dlog4j2.configurationFile=file:{log4j} " + conf.get("spark.driver.extraJavaOptions", "")
+    ).strip()
+    # A laptop session talks to itself only: bind to loopback, whatever the hostname says.
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     user_jars = [j for j in conf.pop("spark.jars", "").split(",") if j]
     builder = SparkSession.builder.appName(profile.app_name).master(profile.master)
     builder = builder.config("spark.jars", ",".join([str(j) for j in jars] + user_jars))

@@ -48,8 +48,12 @@ def minhash_band_keys(sh: Column, bands: int, rows: int) -> Column:
     the hash of its band index and its ``rows`` minima, so records share a band only if all
     ``rows`` minima agree (the AND within a band that Spark ML's MinHashLSH lacks).
     """
-    mins = [F.array_min(F.transform(sh, lambda x, s=seed: F.xxhash64(F.lit(s), x)))
-            for seed in range(bands * rows)]
+    def hashed(seed: int) -> Callable[[Column], Column]:
+        # A factory, not `lambda x, s=seed: ...`: Spark reads a two-argument lambda as
+        # (element, index) and would hash with the index instead of the seed.
+        return lambda x: F.xxhash64(F.lit(seed), x)
+
+    mins = [F.array_min(F.transform(sh, hashed(seed))) for seed in range(bands * rows)]
     return F.array(*[
         F.concat_ws(":", F.lit(b), F.xxhash64(*mins[b * rows:(b + 1) * rows]).cast("string"))
         for b in range(bands)

@@ -200,7 +200,7 @@ def split_full_name(col: Column) -> Column:
     title_re = r"(?i)(?<![\p{L}\p{N}])(?:" + _alternation(ref.NAME_TITLES) + r")(?![\p{L}\p{N}])"
     had_title = text.rlike(title_re)
     bare = F.regexp_replace(text, drop_re, " ")
-    bare = F.regexp_replace(bare, r"\s*,\s*", ", ")
+    bare = F.regexp_replace(bare, r"\s*[,/]\s*", ", ")  # LAST/FIRST (card style) as a comma
     bare = F.regexp_replace(bare, r"^[\s,.]+|[\s,]+$", "")
     bare = _null_if_empty(_collapse_spaces(bare))
 

@@ -40,7 +40,7 @@ _REGION_ALIASES = {"UK": "GB"}
 # '00' is the international call prefix of most of the world; libphonenumber only reads it
 # as such when the default region uses it ('0049 ...' under US would be a US number).
 _DOUBLE_ZERO_RE = re.compile(r"^\s*00(?=\s*[1-9])")
-_SEP = "\x00"
+_SEP = "\x1f"  # unit separator: NUL would be cut by C string paths
 
 PhoneResult = tuple[str | None, bool | None, str | None]
 

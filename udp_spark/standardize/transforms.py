@@ -214,8 +214,7 @@ def check_party(source: SourceConfig, settings: StandardizeSettings,
              _issue("updated_at", c("raw_updated_at"), "unparseable timestamp", "field_nulled")),
             (c("_country_clean").isNotNull() & c("_country").isNull(),
              _issue("country", c("raw_country"), "unknown country", "field_nulled")),
-            (F.lit(any(getattr(m, f) is not None
-                       for f in ("given_name", "family_name", "full_name"))) & ~name_present,
+            (F.lit(source.require_name) & ~name_present,
              _issue("name", F.coalesce(c("raw_full_name"), c("raw_given_name"),
                                        c("raw_family_name")), "empty name", "kept_without_name")),
         )

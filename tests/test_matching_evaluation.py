@@ -41,5 +41,10 @@ def test_blocking_metrics(spark: SparkSession) -> None:
     m = blocking_metrics(pairs, truth, n_records=4)
     assert m["true_pairs"] == 3 and m["true_pairs_found"] == 1
     assert m["pair_completeness"] == pytest.approx(1 / 3)
+    assert m["reachable_pair_completeness"] == pytest.approx(1 / 3)  # c is unreachable
+    chain = spark.createDataFrame([("a", "b"), ("b", "c")], "record_id_l string, record_id_r string")
+    m2 = blocking_metrics(chain, truth, n_records=4)
+    assert m2["pair_completeness"] == pytest.approx(2 / 3)
+    assert m2["reachable_pair_completeness"] == pytest.approx(1.0)  # a-c through b
     assert m["reduction_ratio"] == pytest.approx(1 - 2 / 6)
     assert m["pairs_per_true_match"] == 2

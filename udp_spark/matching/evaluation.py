@@ -41,11 +41,23 @@ def blocking_metrics(pairs: DataFrame, truth: DataFrame, n_records: int) -> dict
                        F.sum((F.col("e_l") == F.col("e_r")).cast("long")).alias("tp")).first()
     n_pairs, found = float(pairs.count()), float(row["tp"] or 0)
     all_pairs = n_records * (n_records - 1) / 2
+    # Clustering is transitive: a true pair never compared directly is still recoverable when
+    # a chain of true candidate pairs joins them. This is the recall blocking allows.
+    from udp_spark.graph import connected_components
+
+    tp_edges = labelled.filter(F.col("e_l") == F.col("e_r")).select(
+        F.col("record_id_l").alias("src"), F.col("record_id_r").alias("dst"))
+    vertices = tp_edges.select(F.col("src").alias("id")).unionByName(
+        tp_edges.select(F.col("dst").alias("id"))).distinct()
+    comps = connected_components(vertices, tp_edges, backend="builtin")
+    reachable = comps.groupBy("component").count().select(
+        F.sum(_pairs_of("count")).alias("r")).first()["r"] or 0.0
     return {
         "candidate_pairs": n_pairs,
         "true_pairs": float(true_pairs),
         "true_pairs_found": found,
         "pair_completeness": _ratio(found, true_pairs),
+        "reachable_pair_completeness": _ratio(float(reachable), true_pairs),
         "pair_quality": _ratio(found, n_pairs),
         "pairs_per_true_match": _ratio(n_pairs, found),
         "reduction_ratio": 1 - _ratio(n_pairs, all_pairs),

@@ -19,6 +19,10 @@ from udp_spark.pipeline.standardize import run_standardize
 from udp_spark.session import get_session
 from udp_spark.tables import (
     AUDIT_RUNS,
+    GOLD_IDENTITY_EVENTS,
+    GOLD_IDENTITY_XREF,
+    SILVER_CANDIDATE_PAIRS,
+    SILVER_MATCH_SCORES,
     SILVER_INTERACTIONS,
     SILVER_PARTY_RECORDS,
     SILVER_QUARANTINE,
@@ -71,11 +75,37 @@ def run_demo(*, config: Path, people: int, seed: int, noise: float, data_dir: Pa
     run_standardize(ctx)
     timings["standardize"] = time.perf_counter() - t0
 
+    from udp_spark.pipeline.matching import (
+        run_block,
+        run_evaluate,
+        run_resolve,
+        run_score,
+        run_train,
+    )
+
+    truth = str(data_dir / "truth" / "records.csv")
+    t0 = time.perf_counter()
+    blk = run_block(ctx, truth)
+    timings["block"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    trained = run_train(ctx)
+    timings["train"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run_score(ctx)
+    timings["score"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    res = run_resolve(ctx)
+    timings["resolve"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    metrics = run_evaluate(ctx, truth)
+    timings["evaluate"] = time.perf_counter() - t0
+
     lake = ctx.lakehouse
     echo("\nrows per table")
     tables = [lake.bronze(s.source) for s in ing.sources] + [
         lake.ref(t) for t in (SILVER_PARTY_RECORDS, SILVER_INTERACTIONS, SILVER_QUARANTINE,
-                              AUDIT_RUNS)]
+                              SILVER_CANDIDATE_PAIRS, SILVER_MATCH_SCORES,
+                              GOLD_IDENTITY_XREF, GOLD_IDENTITY_EVENTS, AUDIT_RUNS)]
     for ref in tables:
         if io.table_exists(spark, ref):
             echo(f"  {str(ref):32s} {io.read_table(spark, ref).count():>10,}")
@@ -87,6 +117,21 @@ def run_demo(*, config: Path, people: int, seed: int, noise: float, data_dir: Pa
                 .orderBy("source", F.desc("n")).collect())
         for r in rows:
             echo(f"  {r['source']:20s} {r['reason']:30s} {r['action']:18s} {r['n']:>8,}")
+    echo(f"\nblocking: {blk.records:,} records -> {blk.candidate_pairs:,} candidate pairs; "
+         f"pair completeness {blk.metrics.get('pair_completeness', float('nan')):.4f} "
+         f"(reachable {blk.metrics.get('reachable_pair_completeness', float('nan')):.4f})")
+    for name, size in blk.oversized_blocks[:5]:
+        echo(f"  oversized block not expanded: {name} ({size:,} records)")
+    echo(f"matcher: model version {trained.model_version}, prior {trained.model.prior:.4f}, "
+         f"{trained.model.em_iterations} EM iterations")
+    echo(f"resolve: {res.records:,} records -> {res.customers:,} customers, largest cluster "
+         f"{res.largest_cluster}, events {res.events}")
+    echo("\naccuracy against the generator's truth")
+    for key in ("pairwise_precision", "pairwise_recall", "pairwise_f1", "bcubed_precision",
+                "bcubed_recall", "bcubed_f1", "clusters_found", "clusters_true",
+                "overmerged_clusters", "undermerged_entities", "largest_cluster"):
+        v = metrics[key]
+        echo(f"  {key:24s} {v:10.4f}" if v < 100 else f"  {key:24s} {v:10,.0f}")
     echo("\ntime per stage")
     for stage, secs in timings.items():
         echo(f"  {stage:14s} {secs:7.1f}s")

@@ -92,7 +92,8 @@ def given_name() -> Comparison:
          ("jaro_winkler >= 0.92", lambda: jw >= 0.92),
          ("jaro_winkler >= 0.80 or initial", lambda: (jw >= 0.80) | (
              ((F.length(g_l) == 1) | (F.length(g_r) == 1))
-             & (F.substring(g_l, 1, 1) == F.substring(g_r, 1, 1))))),
+             & (F.substring(g_l, 1, 1) == F.substring(g_r, 1, 1)))),
+         ("same first letter", lambda: F.substring(g_l, 1, 1) == F.substring(g_r, 1, 1))),
         _either_null("given_name_norm"),
         tf_column="given_name_norm",
     )
@@ -159,32 +160,26 @@ def phone() -> Comparison:
     )
 
 
-def street() -> Comparison:
+def address() -> Comparison:
+    """Street, postcode and city as one comparison: they agree or disagree together, and
+    scoring them separately would count one shared address three times."""
     s_l, s_r = L("street_norm"), R("street_norm")
+    p_l, p_r = L("postcode"), R("postcode")
+    same_pc = p_l == p_r
+    same_city = L("city_norm") == R("city_norm")
+    place = same_pc | (p_l.isNull() | p_r.isNull()) & same_city
     jw = jaro_winkler(s_l, s_r)
     return Comparison(
-        "street",
-        (("exact", lambda: s_l == s_r),
-         ("jaro_winkler >= 0.90", lambda: jw >= 0.90),
-         ("jaro_winkler >= 0.75", lambda: jw >= 0.75)),
-        _either_null("street_norm"),
-        tf_column="street_norm",
+        "address",
+        (("same street and postcode/city", lambda: (s_l == s_r) & place),
+         ("similar street, same postcode/city", lambda: (jw >= 0.88) & place),
+         ("same postcode", lambda: same_pc),
+         ("same city or postcode area", lambda: same_city | (
+             F.substring(p_l, 1, 3) == F.substring(p_r, 1, 3)))),
+        lambda: (s_l.isNull() | s_r.isNull()) & (p_l.isNull() | p_r.isNull())
+        & (L("city_norm").isNull() | R("city_norm").isNull()),
+        tf_column=None,
     )
-
-
-def postcode() -> Comparison:
-    p_l, p_r = L("postcode"), R("postcode")
-    return Comparison(
-        "postcode",
-        (("exact", lambda: p_l == p_r),
-         ("same first 3", lambda: F.substring(p_l, 1, 3) == F.substring(p_r, 1, 3))),
-        _either_null("postcode"),
-    )
-
-
-def city() -> Comparison:
-    return Comparison("city", (("exact", lambda: L("city_norm") == R("city_norm")),),
-                      _either_null("city_norm"))
 
 
 def loyalty_id() -> Comparison:
@@ -199,8 +194,8 @@ def gender() -> Comparison:
 
 def default_comparisons() -> tuple[Comparison, ...]:
     """The comparisons used when the config names none."""
-    return (given_name(), family_name(), date_of_birth(), email(), phone(), street(),
-            postcode(), city(), loyalty_id(), gender())
+    return (given_name(), family_name(), date_of_birth(), email(), phone(), address(),
+            loyalty_id(), gender())
 
 
 RECORD_COLUMNS = (

@@ -37,6 +37,7 @@ class FSModel:
     top_levels: dict[str, int] = field(default_factory=dict)
     em_iterations: int = 0
     converged: bool = False
+    candidate_prior: float | None = None
 
     def bayes_factor(self, comparison: str, level: int) -> float:
         if level == MISSING:
@@ -86,6 +87,15 @@ def estimate_u(counts: pd.DataFrame, comparisons: Sequence[str],
         u[c] = {int(lv): (float(present.get(lv, 0.0)) + 1.0) / (total + n_levels)
                 for lv in levels[c] if lv != MISSING}
     return u
+
+
+M_FLOOR = 0.002  # no level is impossible among matches (typos, marriages, moves)
+
+
+def _floor(dist: dict[int, float]) -> dict[int, float]:
+    raised = {k: max(v, M_FLOOR) for k, v in dist.items()}
+    total = sum(raised.values())
+    return {k: v / total for k, v in raised.items()}
 
 
 def _initial_m(levels: Sequence[int], top: int) -> dict[int, float]:
@@ -139,9 +149,11 @@ def fit_em(counts: pd.DataFrame, comparisons: Sequence[str],
                     continue
                 num = float(w[present & (lv[c] == x)].sum())
                 new_m[c][x] = (num + 1e-3) / (denom + 1e-3 * k)
-                change = max(change, abs(new_m[c][x] - m[c].get(x, 0.0)))
             if fixed_m and c in fixed_m:
                 new_m[c] = dict(fixed_m[c])
+                continue
+            new_m[c] = _floor(new_m[c])
+            change = max(change, *(abs(v - m[c].get(x, 0.0)) for x, v in new_m[c].items()))
         m, prior = new_m, new_prior
         if change < tolerance:
             converged = True

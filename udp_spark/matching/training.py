@@ -35,9 +35,40 @@ def vector_counts(vectors: DataFrame, comparisons: Sequence[Comparison]) -> pd.D
     return vectors.groupBy(*names).agg(F.count("*").alias("n")).toPandas()
 
 
+# EM training sessions, as in Splink: each runs on pairs that agree exactly on some columns,
+# with the comparisons on those columns left out (they carry no information there). Sessions
+# are chosen so that the non-matches inside them look like random pairs on the comparisons
+# being estimated (people sharing a birth date, namesakes), which is what the u estimated
+# from random pairs assumes. Later sessions only fill comparisons earlier ones could not.
+TRAINING_SESSIONS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    (("date_of_birth",), ("date_of_birth",)),
+    (("given_name_norm", "family_name_norm"), ("given_name", "family_name")),
+    (("email_canonical",), ("email",)),
+)
+MAX_TRAINING_BLOCK = 50
+
+
+def session_pairs(records: DataFrame, columns: Sequence[str], max_pairs: int,
+                  seed: int) -> DataFrame:
+    """Pairs agreeing exactly on ``columns`` (blocks above MAX_TRAINING_BLOCK skipped)."""
+    present = records.filter(F.greatest(*[F.col(c).isNull() for c in columns]) == F.lit(False)) \
+        if len(columns) > 1 else records.filter(F.col(columns[0]).isNotNull())
+    key = F.concat_ws("|", *[F.col(c).cast("string") for c in columns])
+    keyed = present.select("record_id", key.alias("_k"))
+    sizes = keyed.groupBy("_k").agg(F.count("*").alias("_n")).filter(
+        (F.col("_n") >= 2) & (F.col("_n") <= MAX_TRAINING_BLOCK))
+    keyed = keyed.join(sizes, "_k")
+    pairs = (keyed.select(F.col("record_id").alias("record_id_l"), "_k")
+             .join(keyed.select(F.col("record_id").alias("record_id_r"), "_k"), "_k")
+             .filter(F.col("record_id_l") < F.col("record_id_r"))
+             .select("record_id_l", "record_id_r"))
+    return pairs.orderBy(F.xxhash64("record_id_l", "record_id_r", F.lit(seed))).limit(max_pairs)
+
+
 def train_fellegi_sunter(records: DataFrame, pairs: DataFrame, comparisons: Sequence[Comparison],
                          n_records: int, settings: ModelSettings) -> FSModel:
-    """Fit u on random pairs and m + prior by EM on candidate ``pairs``."""
+    """u from random pairs; m by EM sessions (see TRAINING_SESSIONS); then the prior match
+    rate of the candidate ``pairs`` by EM with m and u held."""
     names = [c.name for c in comparisons]
     levels = {c.name: [MISSING, *range(0, c.top_level + 1)] for c in comparisons}
     labels = {c.name: c.level_labels for c in comparisons}
@@ -47,7 +78,35 @@ def train_fellegi_sunter(records: DataFrame, pairs: DataFrame, comparisons: Sequ
     rand_counts = vector_counts(
         pair_frame(records, rand).transform(comparison_vectors(comparisons)), comparisons)
     u = estimate_u(rand_counts, names, levels)
+
+    estimates: dict[str, list[dict[int, float]]] = {n: [] for n in names}
+    for columns, fixed in TRAINING_SESSIONS:
+        todo = [n for n in names if n not in fixed and not estimates[n]]
+        if not todo:
+            continue
+        sp = session_pairs(records, columns, settings.random_pairs, settings.seed)
+        counts = vector_counts(pair_frame(records, sp).transform(comparison_vectors(comparisons)),
+                               comparisons)
+        if counts["n"].sum() < 100:
+            continue  # too little data in this session (e.g. no birth dates at all)
+        est = [n for n in names if n not in fixed]
+        session = fit_em(counts, est, levels, u, labels=labels, top_levels=tops, prior=0.5,
+                         max_iterations=settings.em_max_iterations)
+        for n in todo:
+            estimates[n].append(session.m[n])
+    m = {}
+    for n in names:
+        if estimates[n]:
+            m[n] = estimates[n][0]
     cand_counts = vector_counts(
         pair_frame(records, pairs).transform(comparison_vectors(comparisons)), comparisons)
-    return fit_em(cand_counts, names, levels, u, labels=labels, top_levels=tops,
-                  tf_columns=tf_cols, max_iterations=settings.em_max_iterations)
+    model = fit_em(cand_counts, names, levels, u, labels=labels, top_levels=tops,
+                   tf_columns=tf_cols, max_iterations=settings.em_max_iterations, fixed_m=m)
+    # EM gives the match rate among candidate pairs. Scores use the rate among *all* record
+    # pairs, so that the evidence needed grows with the data: with a million records two
+    # "John Smith"s are less likely the same person than with a thousand.
+    n_candidates = float(cand_counts["n"].sum())
+    all_pairs = max(n_records * (n_records - 1) / 2, 1.0)
+    model.candidate_prior = model.prior
+    model.prior = min(max(model.prior * n_candidates / all_pairs, 1e-12), 0.5)
+    return model

@@ -14,7 +14,13 @@ from udp_spark import io
 from udp_spark.graph import connected_components
 from udp_spark.matching.blocking import block_keys, candidate_pairs, oversized_blocks
 from udp_spark.matching.clustering import conflict_flag, split_components
-from udp_spark.matching.comparisons import comparison_vectors, default_comparisons, pair_frame
+from udp_spark.matching.comparisons import (
+    comparison_vectors,
+    default_comparisons,
+    pair_frame,
+)
+from udp_spark.matching.comparisons import email as email_cmp
+from udp_spark.matching.comparisons import loyalty_id as loyalty_cmp
 from udp_spark.matching.evaluation import blocking_metrics, cluster_metrics
 from udp_spark.matching.fellegi_sunter import FSModel
 from udp_spark.matching.identity import assign_customer_ids
@@ -192,11 +198,14 @@ def cluster_records(records: DataFrame, scores: DataFrame, threshold: float, *,
                     backend: str = "auto") -> DataFrame:
     """``(record_id, cluster_id)`` for every record: components over accepted edges, split
     where strong conflicts say two members are different people."""
+    conflict = conflict_flag(dob=dob, given_name=given_name, loyalty_id=loyalty_id)
+    # Deterministic links: the same (canonical) email or loyalty card, unless conflicting.
+    key_link = ((F.col("email") == email_cmp().top_level)
+                | (F.col("loyalty_id") == loyalty_cmp().top_level))
     flagged = scores.select(
         "record_id_l", "record_id_r", "match_weight",
-        (F.col("match_probability") >= threshold).alias("is_edge"),
-        conflict_flag(dob=dob, given_name=given_name, loyalty_id=loyalty_id)
-        .alias("is_conflict"))
+        (((F.col("match_probability") >= threshold) | key_link) & ~conflict).alias("is_edge"),
+        conflict.alias("is_conflict"))
     edges = flagged.filter("is_edge").select(F.col("record_id_l").alias("src"),
                                               F.col("record_id_r").alias("dst"))
     vertices = edges.select(F.col("src").alias("id")).unionByName(

@@ -154,38 +154,57 @@ def check_party(source: SourceConfig, settings: StandardizeSettings,
              if m.attributes else F.create_map().cast("map<string,string>")).alias("_attrs"),
             "_batch_id", "_file", "_ingested_at", "_row_hash",
         )
-        split = sf.split_full_name(F.col("raw_full_name"))
-        given = F.coalesce(sf.clean_text(F.col("raw_given_name")), split["given"])
-        middle = F.coalesce(sf.clean_text(F.col("raw_middle_name")), split["middle"])
-        family = F.coalesce(sf.clean_text(F.col("raw_family_name")), split["family"])
-        country_clean = sf.clean_text(F.col("raw_country"))
-        country = sf.normalize_country(country_clean, None)
-        region = F.coalesce(country, F.lit(source.default_country))
-        email_norm = sf.normalize_email(sf.clean_text(F.col("raw_email")))
-        placeholder = email_norm.isin(*settings.placeholder_emails)
-        email_ok = sf.email_is_valid(email_norm) & ~placeholder
-        dob = sf.parse_date(sf.clean_text(F.col("raw_date_of_birth")), source.date_formats)
-        dob_in_range = (F.year(dob) >= settings.min_birth_year) & (dob <= F.lit(today))
-        birth_year_raw = sf.clean_text(F.col("raw_birth_year"))
-        birth_year = birth_year_raw.try_cast("int")
-        created = sf.parse_timestamp(sf.clean_text(F.col("raw_created_at")),
-                                     source.timestamp_formats)
-        updated = sf.parse_timestamp(sf.clean_text(F.col("raw_updated_at")),
-                                     source.timestamp_formats)
-        key = sf.clean_text(F.col("raw_source_key"))
-
-        df = raw.select(
+        # Each stage refers to the previous stage's columns by name. Composing the
+        # normalizers directly would nest each inside the next, and every function that uses
+        # its input twice doubles the tree: the plan grows exponentially and code generation
+        # fails. Spark does not collapse a stage whose non-trivial columns are used twice.
+        texts = ("source_key", "given_name", "middle_name", "family_name", "full_name",
+                 "email", "phone", "mobile", "street", "city", "state", "postcode", "country",
+                 "date_of_birth", "birth_year", "gender", "loyalty_id", "created_at",
+                 "updated_at")
+        stage1 = raw.select("*", *[sf.clean_text(F.col(f"raw_{f}")).alias(f"t_{f}")
+                                   for f in texts])
+        t = lambda f: F.col(f"t_{f}")  # noqa: E731
+        stage2 = stage1.select(
             "*",
-            key.alias("source_key"),
-            given.alias("_given"), middle.alias("_middle"), family.alias("_family"),
-            email_norm.alias("_email"), email_ok.alias("_email_ok"),
+            sf.split_full_name(t("full_name")).alias("_split"),
+            sf.normalize_email(t("email")).alias("_email"),
+            sf.normalize_country(t("country"), None).alias("_country"),
+            sf.parse_date(t("date_of_birth"), source.date_formats).alias("_dob"),
+            t("birth_year").try_cast("int").alias("_birth_year"),
+            sf.parse_timestamp(t("created_at"), source.timestamp_formats).alias("_created"),
+            sf.parse_timestamp(t("updated_at"), source.timestamp_formats).alias("_updated"),
+            sf.normalize_id(t("loyalty_id")).alias("_loyalty"),
+        )
+        region = F.coalesce(F.col("_country"), F.lit(source.default_country))
+        placeholder = F.col("_email").isin(*settings.placeholder_emails)
+        df = stage2.select(
+            "*",
+            t("source_key").alias("source_key"),
+            F.coalesce(t("given_name"), F.col("_split.given")).alias("_given"),
+            F.coalesce(t("middle_name"), F.col("_split.middle")).alias("_middle"),
+            F.coalesce(t("family_name"), F.col("_split.family")).alias("_family"),
+            (sf.email_is_valid(F.col("_email")) & ~placeholder).alias("_email_ok"),
             placeholder.alias("_email_placeholder"),
-            normalize_phone(sf.clean_text(F.col("raw_phone")), region).alias("_phone"),
-            normalize_phone(sf.clean_text(F.col("raw_mobile")), region).alias("_mobile"),
-            country.alias("_country"), country_clean.alias("_country_clean"),
-            dob.alias("_dob"), F.coalesce(dob_in_range, F.lit(False)).alias("_dob_ok"),
-            birth_year.alias("_birth_year"), birth_year_raw.alias("_birth_year_raw"),
-            created.alias("_created"), updated.alias("_updated"),
+            normalize_phone(t("phone"), region).alias("_phone"),
+            normalize_phone(t("mobile"), region).alias("_mobile"),
+            t("country").alias("_country_clean"),
+            F.coalesce((F.year("_dob") >= settings.min_birth_year)
+                       & (F.col("_dob") <= F.lit(today)), F.lit(False)).alias("_dob_ok"),
+            t("birth_year").alias("_birth_year_raw"),
+        ).select(
+            "*",
+            sf.normalize_name(F.col("_given")).alias("_given_norm"),
+            sf.normalize_name(F.col("_middle")).alias("_middle_norm"),
+            sf.normalize_name(F.col("_family")).alias("_family_norm"),
+            sf.display_name(F.col("_given")).alias("_given_disp"),
+            sf.display_name(F.col("_middle")).alias("_middle_disp"),
+            sf.display_name(F.col("_family")).alias("_family_disp"),
+            sf.canonical_email(F.col("_email")).alias("_email_canonical"),
+            sf.normalize_street(t("street")).alias("_street_norm"),
+            sf.normalize_city(t("city")).alias("_city_norm"),
+            sf.normalize_postcode(t("postcode")).alias("_postcode"),
+            sf.normalize_gender(t("gender")).alias("_gender"),
         )
         c = F.col
         name_present = c("_given").isNotNull() | c("_family").isNotNull()
@@ -199,7 +218,7 @@ def check_party(source: SourceConfig, settings: StandardizeSettings,
              _issue("phone", c("raw_phone"), "invalid phone number", "field_nulled")),
             (c("_mobile.valid") == F.lit(False),
              _issue("mobile", c("raw_mobile"), "invalid phone number", "field_nulled")),
-            (sf.clean_text(c("raw_date_of_birth")).isNotNull() & c("_dob").isNull(),
+            (t("date_of_birth").isNotNull() & c("_dob").isNull(),
              _issue("date_of_birth", c("raw_date_of_birth"), "unparseable date", "field_nulled")),
             (c("_dob").isNotNull() & ~c("_dob_ok"),
              _issue("date_of_birth", c("raw_date_of_birth"), "date of birth out of range",
@@ -208,9 +227,9 @@ def check_party(source: SourceConfig, settings: StandardizeSettings,
              & ~F.coalesce(c("_birth_year").between(settings.min_birth_year, today.year),
                            F.lit(False)),
              _issue("birth_year", c("raw_birth_year"), "invalid birth year", "field_nulled")),
-            (sf.clean_text(c("raw_created_at")).isNotNull() & c("_created").isNull(),
+            (t("created_at").isNotNull() & c("_created").isNull(),
              _issue("created_at", c("raw_created_at"), "unparseable timestamp", "field_nulled")),
-            (sf.clean_text(c("raw_updated_at")).isNotNull() & c("_updated").isNull(),
+            (t("updated_at").isNotNull() & c("_updated").isNull(),
              _issue("updated_at", c("raw_updated_at"), "unparseable timestamp", "field_nulled")),
             (c("_country_clean").isNotNull() & c("_country").isNull(),
              _issue("country", c("raw_country"), "unknown country", "field_nulled")),
@@ -220,50 +239,48 @@ def check_party(source: SourceConfig, settings: StandardizeSettings,
         )
         usable = (name_present | c("_email_ok") | F.coalesce(c("_phone.valid"), F.lit(False))
                   | F.coalesce(c("_mobile.valid"), F.lit(False))
-                  | sf.normalize_id(c("raw_loyalty_id")).isNotNull()
+                  | c("_loyalty").isNotNull()
                   | (F.size(F.map_filter(c("_ids"), lambda k, v: v.isNotNull())) > 0))
         reject = (F.when(c("_corrupt").isNotNull(), F.lit("malformed row"))
                   .when(c("source_key").isNull(), F.lit("missing source key"))
                   .when(~usable, F.lit("no usable identifier")))
-        given_norm = sf.normalize_name(c("_given"))
-        family_norm = sf.normalize_name(c("_family"))
         out = df.select(
-            F.concat_ws(":", F.lit(source.name), c("source_key")).alias("record_id"),
+            F.when(c("source_key").isNotNull(),
+                   F.concat_ws(":", F.lit(source.name), c("source_key"))).alias("record_id"),
             F.lit(source.name).alias("source"),
             c("source_key"),
             F.lit(source.trust_rank).alias("source_rank"),
-            sf.display_name(c("_given")).alias("given_name"),
-            sf.display_name(c("_middle")).alias("middle_name"),
-            sf.display_name(c("_family")).alias("family_name"),
-            F.nullif(F.concat_ws(" ", sf.display_name(c("_given")),
-                                 sf.display_name(c("_middle")),
-                                 sf.display_name(c("_family"))), F.lit("")).alias("full_name"),
-            given_norm.alias("given_name_norm"),
-            sf.normalize_name(c("_middle")).alias("middle_name_norm"),
-            family_norm.alias("family_name_norm"),
-            sf.name_phonetic(given_norm).alias("given_name_phonetic"),
-            sf.name_phonetic(family_norm).alias("family_name_phonetic"),
-            sf.nickname_aliases(given_norm).alias("given_name_aliases"),
+            c("_given_disp").alias("given_name"),
+            c("_middle_disp").alias("middle_name"),
+            c("_family_disp").alias("family_name"),
+            F.nullif(F.concat_ws(" ", c("_given_disp"), c("_middle_disp"), c("_family_disp")),
+                     F.lit("")).alias("full_name"),
+            c("_given_norm").alias("given_name_norm"),
+            c("_middle_norm").alias("middle_name_norm"),
+            c("_family_norm").alias("family_name_norm"),
+            sf.name_phonetic(c("_given_norm")).alias("given_name_phonetic"),
+            sf.name_phonetic(c("_family_norm")).alias("family_name_phonetic"),
+            sf.nickname_aliases(c("_given_norm")).alias("given_name_aliases"),
             F.when(c("_email_ok"), c("_email")).alias("email"),
-            F.when(c("_email_ok"), sf.canonical_email(c("_email"))).alias("email_canonical"),
+            F.when(c("_email_ok"), c("_email_canonical")).alias("email_canonical"),
             F.when(email_present, c("_email_ok")).alias("email_valid"),
             c("_phone.e164").alias("phone_e164"), c("_phone.valid").alias("phone_valid"),
             c("_phone.kind").alias("phone_kind"),
             c("_mobile.e164").alias("mobile_e164"), c("_mobile.valid").alias("mobile_valid"),
-            sf.clean_text(c("raw_street")).alias("street"),
-            sf.normalize_street(c("raw_street")).alias("street_norm"),
-            sf.clean_text(c("raw_city")).alias("city"),
-            sf.normalize_city(c("raw_city")).alias("city_norm"),
-            sf.clean_text(c("raw_state")).alias("state"),
-            sf.normalize_postcode(c("raw_postcode")).alias("postcode"),
+            t("street").alias("street"),
+            c("_street_norm").alias("street_norm"),
+            t("city").alias("city"),
+            c("_city_norm").alias("city_norm"),
+            t("state").alias("state"),
+            c("_postcode").alias("postcode"),
             F.coalesce(c("_country"), F.when(c("_country_clean").isNull(),
                                              F.lit(source.default_country))).alias("country"),
             F.when(c("_dob_ok"), c("_dob")).alias("date_of_birth"),
             F.coalesce(F.when(c("_dob_ok"), F.year(c("_dob"))),
                        F.when(c("_birth_year").between(settings.min_birth_year, today.year),
                               c("_birth_year"))).alias("birth_year"),
-            sf.normalize_gender(c("raw_gender")).alias("gender"),
-            sf.normalize_id(c("raw_loyalty_id")).alias("loyalty_id"),
+            c("_gender").alias("gender"),
+            c("_loyalty").alias("loyalty_id"),
             F.map_filter(c("_ids"), lambda k, v: v.isNotNull()).alias("identifiers"),
             F.map_filter(c("_attrs"), lambda k, v: v.isNotNull()).alias("attributes"),
             c("_created").alias("created_at"),
@@ -347,18 +364,13 @@ def check_interactions(source: SourceConfig, mapping: InteractionMapping,
     def transform(bronze: DataFrame) -> DataFrame:
         check_mapping(source, bronze.schema)
         c = F.col
-        key = sf.clean_text(field_column(mapping.key))
-        party_key = sf.clean_text(field_column(mapping.party_key))
-        occurred_raw = sf.clean_text(field_column(mapping.occurred_at))
-        occurred = sf.parse_timestamp(occurred_raw, source.timestamp_formats)
-        amount_raw = sf.clean_text(field_column(mapping.amount))
-        amount = F.regexp_replace(amount_raw, r"[^0-9.\-]", "").try_cast("decimal(18,2)")
         party_source = mapping.party_source or source.name
-        df = bronze.select(
+        staged = bronze.select(
             _raw_row_json(bronze).alias("_raw_row"), c(CORRUPT_COL).alias("_corrupt"),
-            key.alias("interaction_key"), party_key.alias("_party_key"),
-            occurred_raw.alias("_occurred_raw"), occurred.alias("occurred_at"),
-            amount_raw.alias("_amount_raw"), amount.alias("amount"),
+            sf.clean_text(field_column(mapping.key)).alias("interaction_key"),
+            sf.clean_text(field_column(mapping.party_key)).alias("_party_key"),
+            sf.clean_text(field_column(mapping.occurred_at)).alias("_occurred_raw"),
+            sf.clean_text(field_column(mapping.amount)).alias("_amount_raw"),
             sf.clean_text(field_column(mapping.type)).alias("type"),
             F.upper(sf.clean_text(field_column(mapping.currency))).alias("currency"),
             F.lower(sf.clean_text(field_column(mapping.channel))).alias("channel"),
@@ -368,6 +380,12 @@ def check_interactions(source: SourceConfig, mapping: InteractionMapping,
              if mapping.attributes else F.create_map().cast("map<string,string>"))
             .alias("_attrs"),
             "_batch_id", "_file", "_ingested_at", "_row_hash",
+        )
+        df = staged.select(
+            "*",
+            sf.parse_timestamp(c("_occurred_raw"), source.timestamp_formats).alias("occurred_at"),
+            F.regexp_replace(c("_amount_raw"), r"[^0-9.\-]", "").try_cast("decimal(18,2)")
+            .alias("amount"),
         )
         issues = _issues(
             (c("_amount_raw").isNotNull() & c("amount").isNull(),
@@ -381,7 +399,8 @@ def check_interactions(source: SourceConfig, mapping: InteractionMapping,
             # A malformed line is quarantined once, by the party check or the first mapping.
             reject = F.when(c("_corrupt").isNull(), reject).otherwise(F.lit("_duplicate"))
         out = df.select(
-            F.concat_ws(":", F.lit(source.name), F.lit(str(index)), c("interaction_key"))
+            F.when(c("interaction_key").isNotNull(), F.concat_ws(
+                ":", F.lit(source.name), F.lit(str(index)), c("interaction_key")))
             .alias("interaction_id"),
             F.when(c("_party_key").isNotNull(),
                    F.concat_ws(":", F.lit(party_source), c("_party_key"))).alias("record_id"),

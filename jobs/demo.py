@@ -1,4 +1,4 @@
-"""spark-submit entry point: `spark-submit jobs/demo.py [OPTIONS]` = `udp demo [OPTIONS]`."""
+"""spark-submit entry point for `udp demo`: `spark-submit jobs/demo.py [OPTIONS]`."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""spark-submit entry point: `spark-submit jobs/generate.py [OPTIONS]` = `udp generate [OPTIONS]`."""
+"""spark-submit entry point for `udp generate`: `spark-submit jobs/generate.py [OPTIONS]`."""
 
 import sys
 

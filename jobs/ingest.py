@@ -1,4 +1,4 @@
-"""spark-submit entry point: `spark-submit jobs/ingest.py [OPTIONS]` = `udp ingest [OPTIONS]`."""
+"""spark-submit entry point for `udp ingest`: `spark-submit jobs/ingest.py [OPTIONS]`."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""spark-submit entry point: `spark-submit jobs/standardize.py [OPTIONS]` = `udp standardize [OPTIONS]`."""
+"""spark-submit entry point for `udp standardize`: `spark-submit jobs/standardize.py [OPTIONS]`."""
 
 import sys
 

@@ -18,7 +18,7 @@ SCHEMA = ("record_id string, email_canonical string, phone_e164 string, mobile_e
           "family_name_norm string, postcode string, given_name_norm string, street_norm string")
 
 
-def _records(spark: SparkSession):  # noqa: ANN202
+def _records(spark: SparkSession):
     return spark.createDataFrame([
         ("a", "ann@x.com", "+1415", None, "lee", "94107", "ann", "1 main st"),
         ("b", "ann@x.com", None, "+1415", "lee", "94107", "anne", "1 main st"),

@@ -37,12 +37,13 @@ def test_perfect_clustering_scores_one(spark: SparkSession) -> None:
 def test_blocking_metrics(spark: SparkSession) -> None:
     truth = spark.createDataFrame([("a", "P"), ("b", "P"), ("c", "P"), ("d", "Q")],
                                   "record_id string, entity_id string")
-    pairs = spark.createDataFrame([("a", "b"), ("a", "d")], "record_id_l string, record_id_r string")
+    schema = "record_id_l string, record_id_r string"
+    pairs = spark.createDataFrame([("a", "b"), ("a", "d")], schema)
     m = blocking_metrics(pairs, truth, n_records=4)
     assert m["true_pairs"] == 3 and m["true_pairs_found"] == 1
     assert m["pair_completeness"] == pytest.approx(1 / 3)
     assert m["reachable_pair_completeness"] == pytest.approx(1 / 3)  # c is unreachable
-    chain = spark.createDataFrame([("a", "b"), ("b", "c")], "record_id_l string, record_id_r string")
+    chain = spark.createDataFrame([("a", "b"), ("b", "c")], schema)
     m2 = blocking_metrics(chain, truth, n_records=4)
     assert m2["pair_completeness"] == pytest.approx(2 / 3)
     assert m2["reachable_pair_completeness"] == pytest.approx(1.0)  # a-c through b

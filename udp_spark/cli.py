@@ -28,7 +28,7 @@ DEFAULT_CONFIG = Path("conf/pipeline.yaml")
 log = logging.getLogger("udp_spark")
 
 
-def _context(config: Path, data_root: str | None, lakehouse: str | None):  # noqa: ANN202
+def _context(config: Path, data_root: str | None, lakehouse: str | None):
     from udp_spark.config import load_config
     from udp_spark.pipeline.context import StageContext
     from udp_spark.session import get_session
@@ -97,7 +97,7 @@ TruthOpt = Annotated[str | None, typer.Option(
          "<data-root>/truth/records.csv when it exists")]
 
 
-def _truth(ctx, truth: str | None) -> str | None:  # noqa: ANN001
+def _truth(ctx, truth: str | None) -> str | None:
     from udp_spark.pipeline.matching import default_truth_path
 
     return truth or default_truth_path(ctx.cfg.data_root)

@@ -54,7 +54,7 @@ def to_bronze(source: SourceConfig, *, run_id: str,
     """
 
     def transform(raw: DataFrame) -> DataFrame:
-        expected, extra, missing = expected_columns(source, raw.columns)
+        expected, extra, _ = expected_columns(source, raw.columns)
         present = set(raw.columns)
         cols = [_as_raw(raw, c) if c in present else F.lit(None).cast("string").alias(c)
                 for c in expected]

@@ -25,11 +25,11 @@ MISSING = -1
 LevelFn = Callable[[], Column]
 
 
-def L(name: str) -> Column:  # noqa: N802 - reads well in level definitions
+def L(name: str) -> Column:
     return F.col(f"{name}_l")
 
 
-def R(name: str) -> Column:  # noqa: N802
+def R(name: str) -> Column:
     return F.col(f"{name}_r")
 
 

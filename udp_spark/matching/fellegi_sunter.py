@@ -123,7 +123,7 @@ def fit_em(counts: pd.DataFrame, comparisons: Sequence[str],
     m = {c: dict(fixed_m[c]) if fixed_m and c in fixed_m else _initial_m(levels[c], top_levels[c])
          for c in comparisons}
     it, converged = 0, False
-    for it in range(1, max_iterations + 1):
+    for it in range(1, max_iterations + 1):  # noqa: B007 - `it` is reported
         log_m = np.zeros(len(n))
         log_u = np.zeros(len(n))
         for c in comparisons:

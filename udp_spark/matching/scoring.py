@@ -72,8 +72,9 @@ def score(model: FSModel) -> Transform:
         total = F.lit(model.prior_weight)
         for c in model.comparisons:
             total = total + F.coalesce(F.col(f"w_{c}"), F.lit(0.0))
-        return weighted.withColumn("match_weight", total).withColumn(
-            "match_probability", F.lit(1.0) / (F.lit(1.0) + F.pow(F.lit(2.0), -F.col("match_weight"))))
+        probability = F.lit(1.0) / (F.lit(1.0) + F.pow(F.lit(2.0), -F.col("match_weight")))
+        return weighted.withColumn("match_weight", total).withColumn("match_probability",
+                                                                      probability)
 
     return transform
 

@@ -22,8 +22,8 @@ from udp_spark.tables import (
     GOLD_IDENTITY_EVENTS,
     GOLD_IDENTITY_XREF,
     SILVER_CANDIDATE_PAIRS,
-    SILVER_MATCH_SCORES,
     SILVER_INTERACTIONS,
+    SILVER_MATCH_SCORES,
     SILVER_PARTY_RECORDS,
     SILVER_QUARANTINE,
 )
@@ -108,7 +108,7 @@ def run_demo(*, config: Path, people: int, seed: int, noise: float, data_dir: Pa
                               GOLD_IDENTITY_XREF, GOLD_IDENTITY_EVENTS, AUDIT_RUNS)]
     for ref in tables:
         if io.table_exists(spark, ref):
-            echo(f"  {str(ref):32s} {io.read_table(spark, ref).count():>10,}")
+            echo(f"  {ref!s:32s} {io.read_table(spark, ref).count():>10,}")
     quarantine = lake.ref(SILVER_QUARANTINE)
     if io.table_exists(spark, quarantine):
         echo("\nquarantine (source, reason, action: rows)")

@@ -182,28 +182,33 @@ def display_name(col: Column) -> Column:
     return F.array_join(F.transform(F.split(text, " "), fix), " ")
 
 
-def split_full_name(col: Column) -> Column:
-    """Split a full name into ``struct<given, middle, family>`` (strings, case kept).
+def _title_re(words: Sequence[str]) -> str:
+    return r"(?i)(?<![\p{L}\p{N}])(?:" + _alternation(words) + r")(?![\p{L}\p{N}])"
 
-    * 'Smith, John A' -> (John, A, Smith): text before the first comma is the family name.
-    * 'john a. smith' -> (john, a., smith): first token given, last token family, rest middle;
-      lower-case particles stay with the family name: 'Ludwig van Beethoven' -> (Ludwig, null,
-      van Beethoven).
-    * a single token is the given name, unless a title preceded it ('Mr Smith' -> family).
-    * titles (Mr, Dr, ...) and suffixes (Jr, Sr, III, ...) are dropped.
-    """
-    text = clean_text(col)
+
+def has_name_title(col: Column) -> Column:
+    """True when a (cleaned) full name carries a title such as Mr or Dr."""
+    return col.rlike(_title_re(ref.NAME_TITLES))
+
+
+def strip_name_titles(col: Column) -> Column:
+    """A cleaned full name without titles and suffixes; '/' (card style LAST/FIRST) and ','
+    normalized to ', '; null when nothing is left."""
     drop_re = (
         r"(?i)(?<![\p{L}\p{N}])(?:" + _alternation((*ref.NAME_TITLES, *ref.NAME_SUFFIXES))
         + r")\.?(?![\p{L}\p{N}])"
     )
-    title_re = r"(?i)(?<![\p{L}\p{N}])(?:" + _alternation(ref.NAME_TITLES) + r")(?![\p{L}\p{N}])"
-    had_title = text.rlike(title_re)
-    bare = F.regexp_replace(text, drop_re, " ")
-    bare = F.regexp_replace(bare, r"\s*[,/]\s*", ", ")  # LAST/FIRST (card style) as a comma
+    bare = F.regexp_replace(col, drop_re, " ")
+    bare = F.regexp_replace(bare, r"\s*[,/]\s*", ", ")
     bare = F.regexp_replace(bare, r"^[\s,.]+|[\s,]+$", "")
-    bare = _null_if_empty(_collapse_spaces(bare))
+    return _null_if_empty(_collapse_spaces(bare))
 
+
+def split_bare_name(bare: Column, had_title: Column) -> Column:
+    """``struct<given, middle, family>`` of the output of :func:`strip_name_titles`.
+
+    Pass column references (not expressions): the input is used many times.
+    """
     # 'Family, Given Middle'
     c_family = _null_if_empty(F.trim(F.substring_index(bare, ",", 1)))
     after_comma = F.regexp_extract(bare, r"^[^,]*,(.*)$", 1)
@@ -218,7 +223,7 @@ def split_full_name(col: Column) -> Column:
     tail_re = r"^(?:(.*?) )?((?:(?:(?i:" + particles + r")) )*\S+)$"
     p_middle = _null_if_empty(F.regexp_extract(p_rest, tail_re, 1))
     p_family = _null_if_empty(F.regexp_extract(p_rest, tail_re, 2))
-    lone_title_name = had_title & (p_rest == F.lit(""))
+    lone_title_name = F.coalesce(had_title, F.lit(False)) & (p_rest == F.lit(""))
 
     has_comma = bare.contains(",")
     given = F.when(has_comma, c_given).when(~lone_title_name, _null_if_empty(p_given))
@@ -230,6 +235,24 @@ def split_full_name(col: Column) -> Column:
     )
     parts = F.struct(given.alias("given"), middle.alias("middle"), family.alias("family"))
     return F.when(bare.isNotNull(), parts)
+
+
+def split_full_name(col: Column) -> Column:
+    """Split a full name into ``struct<given, middle, family>`` (strings, case kept).
+
+    * 'Smith, John A' -> (John, A, Smith): text before the first comma is the family name;
+      'SMITH/JOHN' (card style) reads the same.
+    * 'john a. smith' -> (john, a., smith): first token given, last token family, rest middle;
+      lower-case particles stay with the family name: 'Ludwig van Beethoven' -> (Ludwig, null,
+      van Beethoven).
+    * a single token is the given name, unless a title preceded it ('Mr Smith' -> family).
+    * titles (Mr, Dr, ...) and suffixes (Jr, Sr, III, ...) are dropped.
+
+    On large frames, stage it instead: ``strip_name_titles`` and ``has_name_title`` into
+    columns first, then ``split_bare_name`` on those columns, so the plan stays small.
+    """
+    text = clean_text(col)
+    return split_bare_name(strip_name_titles(text), has_name_title(text))
 
 
 def name_phonetic(col: Column) -> Column:

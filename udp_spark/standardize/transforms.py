@@ -167,7 +167,8 @@ def check_party(source: SourceConfig, settings: StandardizeSettings,
         t = lambda f: F.col(f"t_{f}")  # noqa: E731
         stage2 = stage1.select(
             "*",
-            sf.split_full_name(t("full_name")).alias("_split"),
+            sf.strip_name_titles(t("full_name")).alias("_bare_name"),
+            sf.has_name_title(t("full_name")).alias("_had_title"),
             sf.normalize_email(t("email")).alias("_email"),
             sf.normalize_country(t("country"), None).alias("_country"),
             sf.parse_date(t("date_of_birth"), source.date_formats).alias("_dob"),
@@ -178,7 +179,9 @@ def check_party(source: SourceConfig, settings: StandardizeSettings,
         )
         region = F.coalesce(F.col("_country"), F.lit(source.default_country))
         placeholder = F.col("_email").isin(*settings.placeholder_emails)
-        df = stage2.select(
+        stage3 = stage2.select(
+            "*", sf.split_bare_name(F.col("_bare_name"), F.col("_had_title")).alias("_split"))
+        df = stage3.select(
             "*",
             t("source_key").alias("source_key"),
             F.coalesce(t("given_name"), F.col("_split.given")).alias("_given"),

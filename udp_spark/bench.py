@@ -4,8 +4,8 @@ Each repetition runs the pipeline in a fresh Python process (fresh JVM, empty la
 the same generated data, while a sampler records the peak resident memory of that process
 tree. Figures are medians over repetitions, because the machine is shared and noisy.
 
-Environment / options: ``--sizes 100000,1000000`` (target party records), ``--repeats 3``,
-``--out bench-results``.
+Environment / options: ``--sizes 100000,1000000`` (target source rows: all rows of all source
+files, the generator's unit), ``--repeats 3``, ``--out bench-results``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-PEOPLE_PER_RECORD = 0.4  # ~2.5 party records per generated person at default settings
+ROWS_PER_PERSON = 12.26  # source rows per generated person at default settings (measured)
 
 
 def _tree_rss_kb(root_pid: int) -> int:
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
         if data_dir.exists():
             shutil.rmtree(data_dir)
         t0 = time.perf_counter()
-        report = generate(data_dir, people=int(size * PEOPLE_PER_RECORD), seed=7)
+        report = generate(data_dir, people=max(1, round(size / ROWS_PER_PERSON)), seed=7)
         gen_s = time.perf_counter() - t0
         runs, peaks = [], []
         for i in range(args.repeats):
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
             peaks.append(peak)
             shutil.rmtree(lake, ignore_errors=True)
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-        row = {"target_records": size, "party_records": report.party_records,
+        row = {"target_source_rows": size, "party_records": report.party_records,
                "source_rows": report.source_rows, "people": report.people,
                "generate_s": round(gen_s, 1), "repeats": args.repeats,
                "median_s": {k: round(v, 1) for k, v in med.items()},

@@ -32,6 +32,9 @@ def demo(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Stage
     base = tmp_path_factory.mktemp("e2e")
     report = generate(base / "data", people=250, seed=11)
     assert report.party_records > 400
+    # Make sure there is a malformed line whatever the generator drew at this small size.
+    with (base / "data" / "crm" / "contacts.csv").open("a") as fh:
+        fh.write('C0000000X,Mr,Broken,,"Line,with,too,many,fields\n')
     cfg = load_config(REPO / "conf" / "pipeline.yaml", data_root=str(base / "data"),
                       lakehouse_root=str(base / "lake"))
     ctx = StageContext(spark, cfg)
@@ -112,7 +115,7 @@ def test_users_own_csv_flows_to_silver_with_only_yaml(spark: SparkSession,
     (tmp_path / "in" / "my" / "kunden.csv").write_text(
         "kundennr;vorname;nachname;mail;tel;geburtsdatum\n"
         "K-1;Jürgen;Müller;j.mueller@web.de;030 1234567;03.04.1971\n"
-        "K-2;Anna;Schmidt;kaputt@;0151 2345678;99.99.1999\n")
+        "K-2;Anna;Schmidt;kaputt@;0151 23456789;99.99.1999\n")
     cfg = load_config(conf / "pipeline.yaml", data_root=str(tmp_path / "in"),
                       lakehouse_root=str(tmp_path / "lake"))
     ctx = StageContext(spark, cfg)

@@ -23,7 +23,8 @@ Backend = Literal["auto", "graphframes", "builtin"]
 def graphframes_available(spark: SparkSession) -> bool:
     """True when the GraphFrames JVM classes can be loaded in this session."""
     try:
-        jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+        jvm = spark.sparkContext._jvm
+        assert jvm is not None
         jvm.java.lang.Class.forName("org.graphframes.GraphFrame")
         return True
     except Exception:

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -43,6 +43,14 @@ class WriteResult:
         return int(self.metrics.get(key, 0))
 
 
+def one_row(df: DataFrame) -> Row:
+    """The single row of a small aggregate (raises if there is none)."""
+    row = df.first()
+    if row is None:
+        raise ValueError("expected one row, got none")
+    return row
+
+
 # --------------------------------------------------------------------------- Delta tables
 
 
@@ -55,7 +63,10 @@ def table_exists(spark: SparkSession, ref: TableRef) -> bool:
 
 
 def delta_table(spark: SparkSession, ref: TableRef) -> DeltaTable:
-    return DeltaTable.forPath(spark, ref.path) if ref.path else DeltaTable.forName(spark, ref.name)
+    if ref.path:
+        return DeltaTable.forPath(spark, ref.path)
+    assert ref.name is not None
+    return DeltaTable.forName(spark, ref.name)
 
 
 def read_table(spark: SparkSession, ref: TableRef, *, version: int | None = None,

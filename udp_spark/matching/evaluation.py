@@ -9,6 +9,8 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from udp_spark.io import one_row
+
 
 def _pairs_of(n: str) -> F.Column:
     return F.col(n).cast("double") * (F.col(n).cast("double") - 1) / 2
@@ -30,15 +32,15 @@ def blocking_metrics(pairs: DataFrame, truth: DataFrame, n_records: int) -> dict
         truth: ``(record_id, entity_id)`` for the records being blocked.
         n_records: number of records blocked (for the reduction ratio).
     """
-    true_pairs = truth.groupBy("entity_id").count().select(
-        F.sum(_pairs_of("count")).alias("t")).first()["t"] or 0.0
+    true_pairs = one_row(truth.groupBy("entity_id").count().select(
+        F.sum(_pairs_of("count")).alias("t")))["t"] or 0.0
     t = truth.select("record_id", "entity_id")
     labelled = (pairs.join(t.withColumnsRenamed({"record_id": "record_id_l",
                                                   "entity_id": "e_l"}), "record_id_l")
                 .join(t.withColumnsRenamed({"record_id": "record_id_r", "entity_id": "e_r"}),
                       "record_id_r"))
-    row = labelled.agg(F.count("*").alias("n"),
-                       F.sum((F.col("e_l") == F.col("e_r")).cast("long")).alias("tp")).first()
+    row = one_row(labelled.agg(F.count("*").alias("n"),
+                               F.sum((F.col("e_l") == F.col("e_r")).cast("long")).alias("tp")))
     n_pairs, found = float(pairs.count()), float(row["tp"] or 0)
     all_pairs = n_records * (n_records - 1) / 2
     # Clustering is transitive: a true pair never compared directly is still recoverable when
@@ -50,8 +52,8 @@ def blocking_metrics(pairs: DataFrame, truth: DataFrame, n_records: int) -> dict
     vertices = tp_edges.select(F.col("src").alias("id")).unionByName(
         tp_edges.select(F.col("dst").alias("id"))).distinct()
     comps = connected_components(vertices, tp_edges, backend="builtin")
-    reachable = comps.groupBy("component").count().select(
-        F.sum(_pairs_of("count")).alias("r")).first()["r"] or 0.0
+    reachable = one_row(comps.groupBy("component").count().select(
+        F.sum(_pairs_of("count")).alias("r")))["r"] or 0.0
     return {
         "candidate_pairs": n_pairs,
         "true_pairs": float(true_pairs),
@@ -79,17 +81,17 @@ def cluster_metrics(clusters: DataFrame, truth: DataFrame) -> dict[str, float]:
     e_size = joined.groupBy("entity_id").agg(F.count("*").alias("n_e"),
                                              F.countDistinct("cluster_id").alias("k_e"))
     cells = cells.join(c_size, "cluster_id").join(e_size, "entity_id")
-    agg = cells.agg(
+    agg = one_row(cells.agg(
         F.sum("n_ce").alias("n"),
         F.sum(_pairs_of("n_ce")).alias("tp"),
         F.sum(F.col("n_ce") * F.col("n_ce") / F.col("n_c")).alias("b3p"),
         F.sum(F.col("n_ce") * F.col("n_ce") / F.col("n_e")).alias("b3r"),
-    ).first()
-    pred = c_size.agg(F.sum(_pairs_of("n_c")).alias("p"), F.count("*").alias("k"),
+    ))
+    pred = one_row(c_size.agg(F.sum(_pairs_of("n_c")).alias("p"), F.count("*").alias("k"),
                       F.sum((F.col("k_c") > 1).cast("long")).alias("over"),
-                      F.max("n_c").alias("largest")).first()
-    true = e_size.agg(F.sum(_pairs_of("n_e")).alias("t"), F.count("*").alias("k"),
-                      F.sum((F.col("k_e") > 1).cast("long")).alias("under")).first()
+                      F.max("n_c").alias("largest")))
+    true = one_row(e_size.agg(F.sum(_pairs_of("n_e")).alias("t"), F.count("*").alias("k"),
+                      F.sum((F.col("k_e") > 1).cast("long")).alias("under")))
     n = float(agg["n"] or 0)
     tp = float(agg["tp"] or 0)
     p, r = _ratio(tp, float(pred["p"] or 0)), _ratio(tp, float(true["t"] or 0))

@@ -82,8 +82,8 @@ def run_block(ctx: StageContext, truth: str | None = None) -> BlockReport:
         try:
             big = oversized_blocks(keys, settings.max_block_size).orderBy(
                 F.desc("size")).limit(20).collect()
-            sizes = keys.groupBy("block").count().filter(
-                F.col("count") <= settings.max_block_size).agg(F.max("count")).first()
+            sizes = io.one_row(keys.groupBy("block").count().filter(
+                F.col("count") <= settings.max_block_size).agg(F.max("count")))
             pairs = keys.transform(candidate_pairs(settings.max_block_size))
             res = io.overwrite(pairs.withColumn("_run_id", F.lit(run.run_id)),
                                ctx.lakehouse.ref(SILVER_CANDIDATE_PAIRS))
@@ -257,8 +257,9 @@ def run_resolve(ctx: StageContext) -> ResolveReport:
                 ev.withColumn("run_id", F.lit(run.run_id))
                 .withColumn("event_at", F.current_timestamp()),
                 lake.ref(GOLD_IDENTITY_EVENTS), batch_col="run_id", known_batches=())
-        stats = xref.agg(F.count("*").alias("n"), F.countDistinct("customer_id").alias("c"),
-                         F.max("cluster_size").alias("big")).first()
+        stats = io.one_row(xref.agg(F.count("*").alias("n"),
+                                    F.countDistinct("customer_id").alias("c"),
+                                    F.max("cluster_size").alias("big")))
         run.row_counts.update({"identity_xref_changed": changed,
                                **{f"events_{k}": v for k, v in ev_counts.items()}})
         run.metrics.update({"customers": float(stats["c"]), "largest_cluster":

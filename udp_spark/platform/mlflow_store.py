@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 MODEL_ARTIFACT = "fs_model"
 
 
-class FSMatcherPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+class FSMatcherPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
     """pyfunc wrapper: comparison levels (one column per comparison) -> match probability."""
 
     def load_context(self, context: Any) -> None:

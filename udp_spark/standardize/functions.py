@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 
 from pyspark.sql import Column
@@ -36,6 +36,7 @@ __all__ = [
     "display_name",
     "email_is_valid",
     "fold_accents",
+    "has_name_title",
     "name_phonetic",
     "nickname_aliases",
     "normalize_city",
@@ -48,7 +49,9 @@ __all__ = [
     "normalize_street",
     "parse_date",
     "parse_timestamp",
+    "split_bare_name",
     "split_full_name",
+    "strip_name_titles",
 ]
 
 # Runs of whitespace-like characters (incl. no-break and typographic spaces) -> one space.
@@ -66,8 +69,6 @@ _EMAIL_RE = (
     r"@([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,63}|xn--[a-z0-9-]{1,59})$"
 )
 
-_DATE_TOKENS = ("iso8601", "epoch_millis", "epoch_seconds")
-
 
 def _alternation(words: Sequence[str]) -> str:
     # Longest first so 'mrs' is tried before 'mr'.
@@ -76,6 +77,14 @@ def _alternation(words: Sequence[str]) -> str:
 
 def _null_if_empty(col: Column) -> Column:
     return F.when(col != F.lit(""), col)
+
+
+def _let(value: Column, body: Callable[[Column], Column]) -> Column:
+    """``body(value)`` with ``value`` computed once: a one-element array and ``transform``
+    bind it to a lambda variable. Without it, a body that uses its input in many CASE
+    branches inlines the whole input expression into each one and the generated Java code
+    outgrows the 64 KB method limit."""
+    return F.element_at(F.transform(F.array(value), body), 1)
 
 
 def _collapse_spaces(col: Column) -> Column:
@@ -220,7 +229,8 @@ def split_bare_name(bare: Column, had_title: Column) -> Column:
     p_given = F.regexp_extract(bare, r"^(\S+)", 1)
     p_rest = F.regexp_extract(bare, r"^\S+ (.+)$", 1)
     particles = _alternation(ref.NAME_PARTICLES)
-    tail_re = r"^(?:(.*?) )?((?:(?:(?i:" + particles + r")) )*\S+)$"
+    # '??': try the longest family first, so particles join it ('van Beethoven').
+    tail_re = r"^(?:(.*?) )??((?:(?:(?i:" + particles + r")) )*\S+)$"
     p_middle = _null_if_empty(F.regexp_extract(p_rest, tail_re, 1))
     p_family = _null_if_empty(F.regexp_extract(p_rest, tail_re, 2))
     lone_title_name = F.coalesce(had_title, F.lit(False)) & (p_rest == F.lit(""))
@@ -251,8 +261,13 @@ def split_full_name(col: Column) -> Column:
     On large frames, stage it instead: ``strip_name_titles`` and ``has_name_title`` into
     columns first, then ``split_bare_name`` on those columns, so the plan stays small.
     """
-    text = clean_text(col)
-    return split_bare_name(strip_name_titles(text), has_name_title(text))
+    stripped = _let(
+        clean_text(col),
+        lambda text: F.struct(
+            strip_name_titles(text).alias("bare"), has_name_title(text).alias("had_title")
+        ),
+    )
+    return _let(stripped, lambda parts: split_bare_name(parts["bare"], parts["had_title"]))
 
 
 def name_phonetic(col: Column) -> Column:
@@ -399,12 +414,14 @@ def _parse_one(text: Column, fmt: str) -> Column:
     if fmt == "iso8601":
         # Full dates only: the format-less parser would also accept '1980' as 1980-01-01.
         return F.when(text.rlike(r"^\d{4}-\d{1,2}-\d{1,2}"), F.try_to_timestamp(text))
+    # Epoch numbers: at least 10^9 ms / 10^6 s (11.6 days from 1970), so a year ('1980') or a
+    # short code is never read as a 1970 instant; at most 15 / 12 digits (year ~33658), so
+    # the conversion cannot overflow.
     if fmt == "epoch_millis":
-        # 15 digits reach year 33658: bounded so the conversion cannot overflow.
-        return F.when(text.rlike(r"^-?\d{1,15}$"), F.timestamp_millis(text.try_cast("long")))
+        return F.when(text.rlike(r"^-?\d{10,15}$"), F.timestamp_millis(text.try_cast("long")))
     if fmt == "epoch_seconds":
         return F.when(
-            text.rlike(r"^-?\d{1,12}(\.\d{1,6})?$"),
+            text.rlike(r"^-?\d{7,12}(\.\d{1,6})?$"),
             F.timestamp_seconds(text.try_cast("decimal(18,6)")),
         )
     return F.try_to_timestamp(text, F.lit(fmt))
@@ -415,7 +432,8 @@ def parse_timestamp(col: Column, formats: Sequence[str]) -> Column:
 
     Formats are Spark datetime patterns ('yyyy-MM-dd HH:mm:ss', 'dd/MM/yyyy') or the tokens
     'iso8601' (ISO dates and date-times, with or without zone), 'epoch_millis' and
-    'epoch_seconds' (numeric strings). Impossible dates (31/02/1980) are null.
+    'epoch_seconds' (numeric strings of 10-15 / 7-12 digits, i.e. not within 11.6 days of
+    1970-01-01). Impossible dates (31/02/1980) are null.
 
     Raises:
         ValueError: ``formats`` is empty or a single string.

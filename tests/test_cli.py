@@ -1,0 +1,36 @@
+"""The `udp` command: bad input fails fast, before any Spark work, with exit code 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from udp_spark.cli import main
+
+
+def test_bad_config_fails_before_spark_with_the_key(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "sources").mkdir()
+    (tmp_path / "pipeline.yaml").write_text("lakehouse:\n  roots: ./x\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ingest", "--config", str(tmp_path / "pipeline.yaml")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "lakehouse.roots: unknown key" in err
+
+
+def test_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["standardize", "--config", str(tmp_path / "nope.yaml")])
+    assert exit_info.value.code == 2
+    assert "file not found" in capsys.readouterr().err
+
+
+def test_generate_writes_sources_and_truth(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    main(["generate", "--people", "60", "--seed", "3", "--out", str(tmp_path / "d")])
+    out = capsys.readouterr().out
+    assert "60 people ->" in out
+    assert (tmp_path / "d" / "crm" / "contacts.csv").is_file()
+    assert (tmp_path / "d" / "truth" / "records.csv").is_file()

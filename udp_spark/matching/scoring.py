@@ -7,8 +7,7 @@ frequency instead of the average u, so agreeing on a rare name counts for more.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -82,11 +81,3 @@ def score(model: FSModel) -> Transform:
 def contributions(model: FSModel) -> Column:
     """map<comparison, weight> of a scored pair, for explanations."""
     return F.create_map(*[x for c in model.comparisons for x in (F.lit(c), F.col(f"w_{c}"))])
-
-
-def probability_to_weight(p: float) -> float:
-    return math.log2(p / (1 - p))
-
-
-def comparison_names(model: FSModel) -> Sequence[str]:
-    return model.comparisons

@@ -8,6 +8,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from pyspark.sql import functions as F
 
@@ -29,6 +30,7 @@ from udp_spark.tables import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _ensure_demo_data(data_dir: Path, people: int, seed: int, noise: float,
@@ -68,12 +70,14 @@ def run_demo(*, config: Path, people: int, seed: int, noise: float, data_dir: Pa
     timings["spark start"] = time.perf_counter() - t0
     ctx = StageContext(spark, cfg)
 
-    t0 = time.perf_counter()
-    ing = run_ingest(ctx)
-    timings["ingest"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    run_standardize(ctx)
-    timings["standardize"] = time.perf_counter() - t0
+    def timed(stage: str, fn: Callable[..., T], *args: object) -> T:
+        t0 = time.perf_counter()
+        result = fn(*args)
+        timings[stage] = time.perf_counter() - t0
+        return result
+
+    ing = timed("ingest", run_ingest, ctx)
+    timed("standardize", run_standardize, ctx)
 
     from udp_spark.pipeline.matching import (
         run_block,
@@ -84,21 +88,11 @@ def run_demo(*, config: Path, people: int, seed: int, noise: float, data_dir: Pa
     )
 
     truth = str(data_dir / "truth" / "records.csv")
-    t0 = time.perf_counter()
-    blk = run_block(ctx, truth)
-    timings["block"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    trained = run_train(ctx)
-    timings["train"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    run_score(ctx)
-    timings["score"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    res = run_resolve(ctx)
-    timings["resolve"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    metrics = run_evaluate(ctx, truth)
-    timings["evaluate"] = time.perf_counter() - t0
+    blk = timed("block", run_block, ctx, truth)
+    trained = timed("train", run_train, ctx)
+    timed("score", run_score, ctx)
+    res = timed("resolve", run_resolve, ctx)
+    metrics = timed("evaluate", run_evaluate, ctx, truth)
 
     lake = ctx.lakehouse
     echo("\nrows per table")

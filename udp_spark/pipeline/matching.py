@@ -320,13 +320,11 @@ def explain_pair(ctx: StageContext, record_a: str, record_b: str) -> dict[str, o
         lines.append({"comparison": c, "level": level,
                       "label": model.labels[c].get(level, str(level)),
                       "weight": float(row[f"w_{c}"])})
-    in_blocking = ctx.spark.createDataFrame([(left, right)], "record_id_l string, "
-                                            "record_id_r string")
     blocked = None
     pairs_ref = ctx.lakehouse.ref(SILVER_CANDIDATE_PAIRS)
     if io.table_exists(ctx.spark, pairs_ref):
         hit = io.read_table(ctx.spark, pairs_ref).join(
-            in_blocking, ["record_id_l", "record_id_r"]).select("methods").first()
+            pair, ["record_id_l", "record_id_r"]).select("methods").first()
         blocked = list(hit["methods"]) if hit else []
     same = None
     xref_ref = ctx.lakehouse.ref(GOLD_IDENTITY_XREF)

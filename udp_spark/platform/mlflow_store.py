@@ -7,7 +7,6 @@ evaluates it as column expressions.
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 from collections.abc import Mapping
@@ -133,7 +132,3 @@ def log_evaluation(settings: MlflowSettings, metrics: Mapping[str, float],
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
         mlflow.log_dict(dict(metrics), "evaluation.json")
         return str(run.info.run_id)
-
-
-def dumps(obj: object) -> str:
-    return json.dumps(obj, sort_keys=True, default=str)

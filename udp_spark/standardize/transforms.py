@@ -8,7 +8,7 @@ action) and ``_reject_reason``; :func:`quarantine_rows` turns them into quaranti
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import date
 
 from pyspark.sql import Column, DataFrame
@@ -470,7 +470,3 @@ def quarantine_rows(kind: str, run_id: str) -> Transform:
                            ).dropDuplicates(["quarantine_id"])
 
     return transform
-
-
-def sources_with_party(sources: Sequence[SourceConfig]) -> list[SourceConfig]:
-    return [s for s in sources if s.party is not None]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
 from chispa import assert_df_equality
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from udp_spark.config import BlockingKey, BlockingRule, BlockingSettings, LshSettings
 from udp_spark.matching.blocking import (
+    BlockingConfigError,
     block_keys,
     candidate_pairs,
+    check_blocking,
     oversized_blocks,
     shingles,
 )
@@ -33,7 +36,7 @@ def test_keys_rules_and_pairs(spark: SparkSession) -> None:
         keys=(BlockingKey(name="email", columns=("email_canonical",)),
               BlockingKey(name="phone", columns=("phone_e164", "mobile_e164"))),
         rules=(BlockingRule(name="fam_pc", columns=("family_name_norm", "postcode")),),
-        lsh=LshSettings(enabled=False))
+        lsh=())
     keys = _records(spark).transform(block_keys(settings))
     pairs = keys.transform(candidate_pairs(100))
     expected = spark.createDataFrame([
@@ -50,7 +53,7 @@ def test_oversized_blocks_are_reported_not_expanded(spark: SparkSession) -> None
             for i in range(6)] + [("x", "x@y.com", None, None, None, None, None, None),
                                   ("y", "x@y.com", None, None, None, None, None, None)]
     settings = BlockingSettings(keys=(BlockingKey(name="email", columns=("email_canonical",)),),
-                                rules=(), lsh=LshSettings(enabled=False))
+                                rules=(), lsh=())
     keys = spark.createDataFrame(rows, SCHEMA).transform(block_keys(settings))
     pairs = keys.transform(candidate_pairs(max_block_size=5))
     assert [(r[0], r[1]) for r in pairs.collect()] == [("x", "y")]
@@ -66,8 +69,8 @@ def test_shingles(spark: SparkSession) -> None:
 
 
 def test_lsh_pairs_similar_text_and_not_dissimilar(spark: SparkSession) -> None:
-    settings = BlockingSettings(keys=(), rules=(), lsh=LshSettings(
-        columns=("given_name_norm", "family_name_norm", "street_norm"), bands=16, rows=3))
+    settings = BlockingSettings(keys=(), rules=(), lsh=(LshSettings(
+        columns=("given_name_norm", "family_name_norm", "street_norm"), bands=16, rows=3),))
     recs = spark.createDataFrame([
         ("a", None, None, None, "johnson", None, "katherine", "12 willow brook lane"),
         ("b", None, None, None, "johnson", None, "katharine", "12 willow brook ln"),
@@ -77,3 +80,38 @@ def test_lsh_pairs_similar_text_and_not_dissimilar(spark: SparkSession) -> None:
     got = {(r[0], r[1]) for r in pairs.collect()}
     assert ("a", "b") in got
     assert ("a", "c") not in got and ("b", "c") not in got
+
+
+def test_expressions_block_on_derived_values_and_identifiers(spark: SparkSession) -> None:
+    """Rules and keys are SQL expressions: an initial, a mapped identifier."""
+    recs = spark.createDataFrame([
+        ("a", "katrina", "smith", {"national_id": "X1"}),
+        ("b", "k", "smith", {}),
+        ("c", "john", "smith", {"national_id": "X1"}),
+        ("d", "kim", "jones", {"national_id": None}),
+    ], "record_id string, given_name_norm string, family_name_norm string, "
+       "identifiers map<string,string>")
+    settings = BlockingSettings(
+        keys=(BlockingKey(name="national_id", columns=("identifiers['national_id']",)),),
+        rules=(BlockingRule(name="family_initial", columns=(
+            "family_name_norm", "substring(given_name_norm, 1, 1)")),), lsh=())
+    check_blocking(settings, recs)
+    pairs = recs.transform(block_keys(settings)).transform(candidate_pairs(100))
+    expected = spark.createDataFrame([
+        ("a", "b", ["rule:family_initial"]),
+        ("a", "c", ["key:national_id"]),
+    ], "record_id_l string, record_id_r string, methods array<string>")
+    assert_df_equality(pairs, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_bad_expression_names_the_rule(spark: SparkSession) -> None:
+    recs = spark.createDataFrame([("a", "lee")], "record_id string, family_name_norm string")
+    settings = BlockingSettings(keys=(), lsh=(), rules=(
+        BlockingRule(name="fam_zip", columns=("family_name_norm", "zip_code")),))
+    with pytest.raises(BlockingConfigError, match=r"rules\.fam_zip.*'zip_code'.*family_name_norm"):
+        check_blocking(settings, recs)
+
+
+def test_repeated_lsh_names_fail_config() -> None:
+    with pytest.raises(ValueError, match="repeated"):
+        BlockingSettings(lsh=(LshSettings(name="n"), LshSettings(name="n")))

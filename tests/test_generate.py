@@ -536,3 +536,23 @@ def test_noise_level_scales_noise(small: dict) -> None:
     assert clean < normal < noisy
     assert noisy > 1.5 * normal
     assert _phone_validity(small["noisy"][0]) < _phone_validity(small["a"][0])
+
+
+def test_hold_out_and_release_move_whole_records(tmp_path: Path) -> None:
+    from udp_spark.generate.holdout import hold_out, release
+
+    generate(tmp_path, people=120, seed=5)
+    files = {p: p.read_text().splitlines() for p in [
+        tmp_path / "webshop" / "customers.jsonl", tmp_path / "email" / "subscribers.csv"]}
+    held = hold_out(tmp_path, 0.1, seed=1)
+    assert held > 0
+    kept = {p: p.read_text().splitlines() for p in files}
+    landed = release(tmp_path)
+    late = {p.name: p.read_text().splitlines() for p in landed}
+    shop_late = late["customers_late.jsonl"]
+    assert sorted(kept[tmp_path / "webshop" / "customers.jsonl"] + shop_late) == sorted(
+        files[tmp_path / "webshop" / "customers.jsonl"])
+    subs = tmp_path / "email" / "subscribers.csv"
+    assert late["subscribers_late.csv"][0] == files[subs][0]  # the header travels along
+    assert sorted(kept[subs][1:] + late["subscribers_late.csv"][1:]) == sorted(files[subs][1:])
+    assert not list((tmp_path / "_held_out").glob("*/*"))

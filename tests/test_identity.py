@@ -49,3 +49,19 @@ def test_merge_keeps_larger_and_split_keeps_largest_part(spark: SparkSession) ->
     events = {(r["event_type"], r["customer_id"], r["related_customer_id"])
               for r in ev2.collect()}
     assert events == {("merged", m1["c"], m1["a"]), ("split", m2["f"], m1["d"])}
+
+
+def test_id_churn_separates_explained_from_unexplained_changes(spark: SparkSession) -> None:
+    from udp_spark.matching.evaluation import id_churn
+
+    schema = "record_id string, customer_id string"
+    before = spark.createDataFrame(
+        [("a", "A"), ("b", "B"), ("c", "C"), ("d", "D"), ("e", "E")], schema)
+    # n1 joins a and b (B merged into A); c moved to D with no newcomer (unexplained);
+    # n2 is a brand-new customer; e untouched.
+    after = spark.createDataFrame(
+        [("a", "A"), ("b", "A"), ("n1", "A"), ("c", "D"), ("d", "D"), ("e", "E"),
+         ("n2", "N")], schema)
+    assert id_churn(before, after) == {
+        "new_records": 2.0, "clusters_touched": 2.0, "earlier_records": 5.0,
+        "ids_changed": 2.0, "ids_changed_outside_touched": 1.0}

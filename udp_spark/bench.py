@@ -5,7 +5,12 @@ the same generated data, while a sampler records the peak resident memory of tha
 tree. Figures are medians over repetitions, because the machine is shared and noisy.
 
 Environment / options: ``--sizes 100000,1000000`` (target source rows: all rows of all source
-files, the generator's unit), ``--repeats 3``, ``--out bench-results``.
+files, the generator's unit; ``BENCH_SIZES``), ``--repeats 3`` (``BENCH_REPEATS``),
+``--stages all|foundation`` (``BENCH_STAGES``), ``--held-out 0.01``, ``--out bench-results``.
+With ``all``, each repetition holds 1% of the line-based sources' rows back, runs every
+stage through evaluate, then lands the held-out rows and runs ingest to resolve again,
+reporting how many customer ids changed and whether any changed outside the clusters the
+new records touched.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROWS_PER_PERSON = 12.26  # source rows per generated person at default settings (measured)
 
@@ -71,41 +77,88 @@ def _run_measured(cmd: list[str], env: dict[str, str]) -> tuple[dict[str, float]
     return json.loads(out.strip().splitlines()[-1]), peak / 1024
 
 
-def _pipeline_once(data_dir: str, lakehouse: str) -> None:
-    """One pipeline pass in this process; prints one JSON line of stage seconds."""
+def _pipeline_once(data_dir: str, lakehouse: str, stages: str) -> None:
+    """One pipeline pass in this process; prints one JSON line of stage seconds.
+
+    ``stages`` is ``foundation`` (ingest, standardize) or ``all``: then also block, train,
+    score, resolve and evaluate, and an incremental pass (the 1% held-out rows land; ingest
+    to resolve again with the registered model) whose id churn is reported.
+    """
+    from udp_spark import io
     from udp_spark.config import load_config
+    from udp_spark.generate.holdout import release
+    from udp_spark.matching.evaluation import id_churn
     from udp_spark.pipeline.context import StageContext
     from udp_spark.pipeline.ingest import run_ingest
     from udp_spark.pipeline.standardize import run_standardize
     from udp_spark.session import get_session
+    from udp_spark.tables import GOLD_IDENTITY_XREF
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     cfg = load_config("conf/pipeline.yaml", data_root=data_dir, lakehouse_root=lakehouse)
+    cfg = cfg.model_copy(update={"mlflow": cfg.mlflow.model_copy(update={
+        "tracking_uri": f"sqlite:///{Path(lakehouse).resolve() / 'mlflow.db'}"})})
     spark = get_session(cfg.spark)
     timings["spark_start"] = time.perf_counter() - t0
     ctx = StageContext(spark, cfg)
-    for stage, fn in (("ingest", run_ingest), ("standardize", run_standardize)):
+
+    def timed(stage: str, fn: Any, *args: Any) -> Any:
         t0 = time.perf_counter()
-        fn(ctx)
+        out = fn(ctx, *args)
         timings[stage] = time.perf_counter() - t0
+        return out
+
+    timed("ingest", run_ingest)
+    timed("standardize", run_standardize)
+    result: dict[str, Any] = {"timings": timings}
+    if stages == "all":
+        from udp_spark.pipeline.matching import (
+            run_block,
+            run_evaluate,
+            run_resolve,
+            run_score,
+            run_train,
+        )
+
+        truth = str(Path(data_dir) / "truth" / "records.csv")
+        timed("block", run_block)
+        timed("train", run_train)
+        timed("score", run_score)
+        timed("resolve", run_resolve)
+        result["accuracy"] = timed("evaluate", run_evaluate, truth, False)
+        xref = ctx.lakehouse.ref(GOLD_IDENTITY_XREF)
+        before = io.read_table(spark, xref).select("record_id", "customer_id")
+        before = before.localCheckpoint(eager=True)
+        if release(Path(data_dir)):
+            for stage, fn in (("ingest", run_ingest), ("standardize", run_standardize),
+                              ("block", run_block), ("score", run_score),
+                              ("resolve", run_resolve)):
+                timed(f"incremental_{stage}", fn)
+            result["incremental"] = id_churn(before, io.read_table(spark, xref))
     spark.stop()
-    sys.stdout.write(json.dumps(timings) + "\n")
+    sys.stdout.write(json.dumps(result) + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default=os.environ.get("BENCH_SIZES", "100000"))
     parser.add_argument("--repeats", type=int, default=int(os.environ.get("BENCH_REPEATS", 3)))
+    parser.add_argument("--stages", choices=("all", "foundation"),
+                        default=os.environ.get("BENCH_STAGES", "all"))
+    parser.add_argument("--held-out", type=float, default=0.01,
+                        help="share of the line-based sources' rows that land late "
+                             "(incremental pass)")
     parser.add_argument("--out", default="bench-results")
     parser.add_argument("--work", default="bench-work")
-    parser.add_argument("--_once", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--_once", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._once:
         _pipeline_once(*args._once)
         return
 
     from udp_spark.generate import generate
+    from udp_spark.generate.holdout import hold_out
 
     results = []
     for size in [int(s) for s in args.sizes.split(",")]:
@@ -115,39 +168,61 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         report = generate(data_dir, people=max(1, round(size / ROWS_PER_PERSON)), seed=7)
         gen_s = time.perf_counter() - t0
-        runs, peaks = [], []
+        runs, peaks, extras = [], [], []
         for i in range(args.repeats):
             lake = Path(args.work) / f"lake-{size}-{i}"
-            if lake.exists():
-                shutil.rmtree(lake)
-            timings, peak = _run_measured(
-                [sys.executable, "-m", "udp_spark.bench", "--_once", str(data_dir), str(lake)],
-                dict(os.environ))
-            runs.append(timings)
+            run_data = Path(args.work) / f"data-{size}-run"
+            for d in (lake, run_data):
+                if d.exists():
+                    shutil.rmtree(d)
+            shutil.copytree(data_dir, run_data)
+            held = hold_out(run_data, args.held_out, seed=i) if args.stages == "all" else 0
+            result, peak = _run_measured(
+                [sys.executable, "-m", "udp_spark.bench", "--_once", str(run_data), str(lake),
+                 args.stages], dict(os.environ))
+            runs.append(result["timings"])
+            extras.append({**result, "held_out_rows": held})
             peaks.append(peak)
             shutil.rmtree(lake, ignore_errors=True)
+            shutil.rmtree(run_data, ignore_errors=True)
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         row = {"target_source_rows": size, "party_records": report.party_records,
                "source_rows": report.source_rows, "people": report.people,
                "generate_s": round(gen_s, 1), "repeats": args.repeats,
                "median_s": {k: round(v, 1) for k, v in med.items()},
                "all_runs_s": runs, "peak_rss_mib_median": round(statistics.median(peaks)),
+               "peak_rss_mib_all": [round(p) for p in peaks],
                "source_rows_per_s_ingest_standardize": round(
-                   report.source_rows / (med["ingest"] + med["standardize"]))}
+                   report.source_rows / (med["ingest"] + med["standardize"])),
+               "accuracy": extras[0].get("accuracy"),
+               "incremental": [{"held_out_rows": e["held_out_rows"], **e.get("incremental", {})}
+                               for e in extras]}
         results.append(row)
         sys.stdout.write(json.dumps(row) + "\n")
     out = Path(args.out)
     out.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     (out / f"bench-{stamp}.json").write_text(json.dumps(results, indent=2))
-    sys.stdout.write(f"\n{'records':>10} {'rows':>10} {'gen s':>7} {'ingest s':>9} "
-                     f"{'std s':>7} {'rows/s':>8} {'peak MiB':>9}\n")
     for r in results:
         m = r["median_s"]
-        sys.stdout.write(f"{r['party_records']:>10,} {r['source_rows']:>10,} "
-                         f"{r['generate_s']:>7} {m['ingest']:>9} {m['standardize']:>7} "
-                         f"{r['source_rows_per_s_ingest_standardize']:>8,} "
-                         f"{r['peak_rss_mib_median']:>9,}\n")
+        sys.stdout.write(f"\n{r['source_rows']:,} source rows, {r['party_records']:,} party "
+                         f"records: median of {r['repeats']}, peak memory "
+                         f"{r['peak_rss_mib_median']:,} MiB (process tree)\n")
+        for stage, secs in m.items():
+            sys.stdout.write(f"  {stage:26s} {secs:8.1f} s\n")
+        acc = r.get("accuracy") or {}
+        for k in ("pairwise_f1", "bcubed_f1", "attainable_pairwise_f1", "attainable_bcubed_f1",
+                  "blocking_pair_completeness", "blocking_linkable_pair_completeness",
+                  "blocking_linkable_reachable_pair_completeness"):
+            if k in acc:
+                sys.stdout.write(f"  {k:44s} {acc[k]:.4f}\n")
+        for inc in r["incremental"]:
+            if "ids_changed" in inc:
+                sys.stdout.write(
+                    f"  incremental: {inc['new_records']:,.0f} new records touched "
+                    f"{inc['clusters_touched']:,.0f} clusters; {inc['ids_changed']:,.0f} of "
+                    f"{inc['earlier_records']:,.0f} earlier records changed id, "
+                    f"{inc['ids_changed_outside_touched']:,.0f} outside touched clusters\n")
 
 
 if __name__ == "__main__":

@@ -199,16 +199,21 @@ class StandardizeSettings(_Model):
 
 
 class BlockingKey(_Model):
-    """Records sharing a value of any of ``columns`` (values pooled) become candidate pairs."""
+    """Records sharing a value of any of ``columns`` (values pooled) become candidate pairs.
 
-    name: str
+    Each entry is a Spark SQL expression over ``silver.party_records``: a column name
+    (``email_canonical``) or e.g. ``identifiers['national_id']`` for a mapped identifier.
+    """
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     columns: tuple[str, ...] = Field(min_length=1)
 
 
 class BlockingRule(_Model):
-    """Records agreeing on all of ``columns`` become candidate pairs."""
+    """Records agreeing on all of ``columns`` (Spark SQL expressions) become candidate pairs,
+    e.g. ``[family_name_norm, "substring(given_name_norm, 1, 1)"]``."""
 
-    name: str
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     columns: tuple[str, ...] = Field(min_length=1)
 
 
@@ -219,6 +224,7 @@ class LshSettings(_Model):
     probability 1 - (1 - s**rows)**bands.
     """
 
+    name: str = Field(default="name_address", pattern=r"^[a-z][a-z0-9_]*$")
     enabled: bool = True
     columns: tuple[str, ...] = ("given_name_norm", "family_name_norm", "street_norm",
                                 "city_norm")
@@ -240,11 +246,34 @@ class BlockingSettings(_Model):
         BlockingRule(name="given_family", columns=("given_name_norm", "family_name_norm")),
         BlockingRule(name="family_dob", columns=("family_name_norm", "date_of_birth")),
         BlockingRule(name="given_dob", columns=("given_name_norm", "date_of_birth")),
+        # A typo in the family name ("jansen", "janssen") with the first name intact.
+        BlockingRule(name="given_family_phonetic",
+                     columns=("given_name_norm", "family_name_phonetic")),
+        # Initials and short forms ("k smith", "katrina smith"): weak, capped by block size.
+        BlockingRule(name="family_initial",
+                     columns=("family_name_norm", "substring(given_name_norm, 1, 1)")),
     )
-    lsh: LshSettings = LshSettings()
+    # Several indexes: name + address, and the e-mail's local part (a typo'd address still
+    # meets its correct form; the domain is left out, its shingles are shared by millions).
+    lsh: tuple[LshSettings, ...] = (
+        LshSettings(),
+        LshSettings(name="email_local", columns=("substring_index(email_canonical, '@', 1)",),
+                    bands=8, rows=3, min_shingles=6),
+    )
     max_block_size: int = Field(default=300, ge=2,
                                 description="keys shared by more records are reported, "
                                             "not expanded into pairs")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> BlockingSettings:
+        for kind, names in (("keys", [k.name for k in self.keys]),
+                            ("rules", [r.name for r in self.rules]),
+                            ("lsh", [x.name for x in self.lsh])):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"matching.blocking.{kind}: names must be unique; "
+                                 f"repeated: {dupes}")
+        return self
 
 
 class ModelSettings(_Model):

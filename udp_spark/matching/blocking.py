@@ -26,6 +26,29 @@ Transform = Callable[[DataFrame], DataFrame]
 
 
 
+class BlockingConfigError(ValueError):
+    """A blocking expression does not resolve against the records."""
+
+
+def check_blocking(settings: BlockingSettings, records: DataFrame) -> None:
+    """Resolve every key, rule and LSH expression against ``records``' schema (no job runs).
+
+    Raises:
+        BlockingConfigError: naming the key and expression, and listing the columns.
+    """
+    named = ([(f"keys.{k.name}", c) for k in settings.keys for c in k.columns]
+             + [(f"rules.{r.name}", c) for r in settings.rules for c in r.columns]
+             + [(f"lsh.{x.name}", c) for x in settings.lsh if x.enabled for c in x.columns])
+    for where, expr in named:
+        try:
+            records.select(F.expr(expr)).schema  # noqa: B018 - analysis only
+        except Exception as exc:
+            raise BlockingConfigError(
+                f"matching.blocking.{where}: expression {expr!r} does not resolve against "
+                f"silver.party_records ({type(exc).__name__}); columns are "
+                f"{', '.join(records.columns)}") from None
+
+
 def _non_empty(col: Column) -> Column:
     s = F.trim(col.cast("string"))
     return F.when(s != F.lit(""), s)
@@ -61,10 +84,10 @@ def minhash_band_keys(sh: Column, bands: int, rows: int) -> Column:
 
 
 def lsh_keys(settings: LshSettings) -> Transform:
-    """records -> ``(record_id, block)`` for every MinHash band of name + address text."""
+    """records -> ``(record_id, block)`` for every MinHash band of the index's text."""
 
     def transform(records: DataFrame) -> DataFrame:
-        text = F.concat_ws(" ", *[F.coalesce(F.col(c).cast("string"), F.lit(""))
+        text = F.concat_ws(" ", *[F.coalesce(F.expr(c).cast("string"), F.lit(""))
                                   for c in settings.columns])
         text = F.trim(F.regexp_replace(text, r"\s+", " "))
         sh = shingles(text, settings.shingle_size)
@@ -74,7 +97,8 @@ def lsh_keys(settings: LshSettings) -> Transform:
             "record_id",
             F.explode(minhash_band_keys(F.col("_sh"), settings.bands, settings.rows))
             .alias("_band"),
-        ).select("record_id", F.concat(F.lit("lsh:"), F.col("_band")).alias("block"))
+        ).select("record_id", F.concat(F.lit(f"lsh:{settings.name}:"), F.col("_band"))
+                 .alias("block"))
 
     return transform
 
@@ -85,29 +109,29 @@ def block_keys(settings: BlockingSettings) -> Transform:
     def transform(records: DataFrame) -> DataFrame:
         parts: list[DataFrame] = []
         for key in settings.keys:
-            values = F.array(*[_non_empty(F.col(c)) for c in key.columns])
+            values = F.array(*[_non_empty(F.expr(c)) for c in key.columns])
             parts.append(records.select(
                 "record_id", F.explode(F.array_distinct(F.filter(values, lambda v: v.isNotNull())))
                 .alias("_v")).select("record_id",
                                      F.concat(F.lit(f"key:{key.name}:"), F.col("_v"))
                                      .alias("block")))
         for rule in settings.rules:
-            vals = [_non_empty(F.col(c)) for c in rule.columns]
+            vals = [_non_empty(F.expr(c)) for c in rule.columns]
             all_present = functools.reduce(lambda a, b: a & b, [v.isNotNull() for v in vals])
             parts.append(records.filter(all_present).select(
                 "record_id",
                 F.concat(F.lit(f"rule:{rule.name}:"), F.concat_ws("|", *vals)).alias("block")))
-        if settings.lsh.enabled:
-            parts.append(records.transform(lsh_keys(settings.lsh)))
+        for index in settings.lsh:
+            if index.enabled:
+                parts.append(records.transform(lsh_keys(index)))
         return functools.reduce(lambda a, b: a.unionByName(b), parts).distinct()
 
     return transform
 
 
 def _method(block: Column) -> Column:
-    """'key:email:x@y' -> 'key:email'; 'lsh:3:123' -> 'lsh'."""
-    return F.when(block.startswith("lsh:"), F.lit("lsh")).otherwise(
-        F.regexp_extract(block, r"^([a-z]+:[a-z0-9_]+):", 1))
+    """'key:email:x@y' -> 'key:email'; 'lsh:name:3:123' -> 'lsh:name'."""
+    return F.regexp_extract(block, r"^([a-z]+:[a-z0-9_]+):", 1)
 
 
 def block_sizes(keys: DataFrame) -> DataFrame:

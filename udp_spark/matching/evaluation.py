@@ -66,6 +66,74 @@ def blocking_metrics(pairs: DataFrame, truth: DataFrame, n_records: int) -> dict
     }
 
 
+def _shared_evidence() -> F.Column:
+    """Two records share an exact identifying value (standardized): email, a phone number,
+    loyalty id, family name with first name (or its nickname or initial), date of birth,
+    postcode or street, or first name with date of birth."""
+    def same(c: str) -> F.Column:
+        return F.col(f"l.{c}") == F.col(f"r.{c}")
+
+    phones_l = F.array_compact(F.array("l.phone_e164", "l.mobile_e164"))
+    phones_r = F.array_compact(F.array("r.phone_e164", "r.mobile_e164"))
+    first = (same("given_name_norm")
+             | F.arrays_overlap("l.given_name_aliases", "r.given_name_aliases")
+             | (F.substring("l.given_name_norm", 1, 1) == F.substring("r.given_name_norm", 1, 1)))
+    return F.coalesce(
+        same("email_canonical") | F.arrays_overlap(phones_l, phones_r) | same("loyalty_id")
+        | same("family_name_norm") & (first | same("date_of_birth") | same("postcode")
+                                      | same("street_norm"))
+        | same("given_name_norm") & same("date_of_birth"), F.lit(False))
+
+
+LINKABLE_COLUMNS = ("record_id", "given_name_norm", "given_name_aliases", "family_name_norm",
+                    "email_canonical", "phone_e164", "mobile_e164", "loyalty_id",
+                    "date_of_birth", "postcode", "street_norm")
+
+
+def linkable_truth(records: DataFrame, truth: DataFrame) -> DataFrame:
+    """The truth as far as the data can show it: ``(record_id, entity_id)`` where each true
+    entity is split into the groups of its records joined, directly or through each other,
+    by shared exact evidence (see :func:`_shared_evidence`).
+
+    Sparse sources hold records that share nothing with the rest of their person's records
+    (a till loyalty card no other system knows, a newsletter address used nowhere else).
+    No matcher can link those, so recall against this truth is the recall that is
+    attainable, and ``linkable true pairs / true pairs`` is the ceiling of pairwise recall.
+    """
+    t = truth.select("record_id", "entity_id").join(
+        records.select(*LINKABLE_COLUMNS), "record_id")
+    edges = (t.alias("l").join(t.alias("r"), F.col("l.entity_id") == F.col("r.entity_id"))
+             .filter(F.col("l.record_id") < F.col("r.record_id"))
+             .filter(_shared_evidence())
+             .select(F.col("l.record_id").alias("src"), F.col("r.record_id").alias("dst")))
+    from udp_spark.graph import connected_components
+
+    comps = connected_components(t.select(F.col("record_id").alias("id")), edges,
+                                 backend="builtin")
+    return t.join(comps.withColumnRenamed("id", "record_id"), "record_id", "left").select(
+        "record_id", F.concat_ws("#", "entity_id", F.coalesce("component", "record_id"))
+        .alias("entity_id"))
+
+
+def attainable_metrics(clusters: DataFrame, truth: DataFrame,
+                       linkable: DataFrame) -> dict[str, float]:
+    """Precision against the truth, recall against :func:`linkable_truth`, and their F1s,
+    plus ``linkable_pair_share`` (the ceiling of pairwise recall)."""
+    full = cluster_metrics(clusters, truth)
+    part = cluster_metrics(clusters, linkable)
+    true_pairs = one_row(truth.groupBy("entity_id").count().select(
+        F.sum(_pairs_of("count")).alias("t")))["t"] or 0.0
+    linkable_pairs = one_row(linkable.groupBy("entity_id").count().select(
+        F.sum(_pairs_of("count")).alias("t")))["t"] or 0.0
+    p, r = full["pairwise_precision"], part["pairwise_recall"]
+    bp, br = full["bcubed_precision"], part["bcubed_recall"]
+    return {
+        "linkable_pair_share": _ratio(float(linkable_pairs), float(true_pairs)),
+        "attainable_pairwise_recall": r, "attainable_pairwise_f1": _f1(p, r),
+        "attainable_bcubed_recall": br, "attainable_bcubed_f1": _f1(bp, br),
+    }
+
+
 def cluster_metrics(clusters: DataFrame, truth: DataFrame) -> dict[str, float]:
     """Pairwise and B-cubed precision/recall/F1, and over/under-merging of ``clusters``.
 
@@ -104,4 +172,37 @@ def cluster_metrics(clusters: DataFrame, truth: DataFrame) -> dict[str, float]:
         "overmerged_clusters": float(pred["over"] or 0),
         "undermerged_entities": float(true["under"] or 0),
         "largest_cluster": float(pred["largest"] or 0),
+    }
+
+
+def id_churn(before: DataFrame, after: DataFrame) -> dict[str, float]:
+    """What an incremental run did to customer ids.
+
+    Args:
+        before: ``(record_id, customer_id)`` after the earlier run.
+        after: the same after the run that added new records.
+
+    A cluster is *touched* when it holds a new record, and so is every earlier cluster with a
+    record in a touched cluster (it was merged or split by the newcomers). Returns the new
+    records, the touched clusters, the earlier records whose id changed, and how many of
+    those lie outside every touched cluster (churn the new data does not explain).
+    """
+    b = before.select("record_id", F.col("customer_id").alias("old_id"))
+    a = after.select("record_id", F.col("customer_id").alias("new_id"))
+    new = a.join(b, "record_id", "left_anti")
+    touched_new = new.select("new_id").distinct()
+    touched_old = a.join(touched_new, "new_id").join(b, "record_id").select("old_id").distinct()
+    both = a.join(b, "record_id")
+    changed = both.filter(F.col("old_id") != F.col("new_id"))
+    explained = (changed.join(touched_new.withColumn("_tn", F.lit(True)), "new_id", "left")
+                 .join(touched_old.withColumn("_to", F.lit(True)), "old_id", "left"))
+    row = one_row(explained.agg(
+        F.count("*").alias("changed"),
+        F.sum((F.col("_tn").isNull() & F.col("_to").isNull()).cast("long")).alias("outside")))
+    return {
+        "new_records": float(new.count()),
+        "clusters_touched": float(touched_new.count()),
+        "earlier_records": float(b.count()),
+        "ids_changed": float(row["changed"] or 0),
+        "ids_changed_outside_touched": float(row["outside"] or 0),
     }

@@ -12,7 +12,12 @@ from pyspark.sql import functions as F
 
 from udp_spark import io
 from udp_spark.graph import connected_components
-from udp_spark.matching.blocking import block_keys, candidate_pairs, oversized_blocks
+from udp_spark.matching.blocking import (
+    block_keys,
+    candidate_pairs,
+    check_blocking,
+    oversized_blocks,
+)
 from udp_spark.matching.clustering import conflict_flag, split_components
 from udp_spark.matching.comparisons import (
     comparison_vectors,
@@ -21,7 +26,12 @@ from udp_spark.matching.comparisons import (
 )
 from udp_spark.matching.comparisons import email as email_cmp
 from udp_spark.matching.comparisons import loyalty_id as loyalty_cmp
-from udp_spark.matching.evaluation import blocking_metrics, cluster_metrics
+from udp_spark.matching.evaluation import (
+    attainable_metrics,
+    blocking_metrics,
+    cluster_metrics,
+    linkable_truth,
+)
 from udp_spark.matching.fellegi_sunter import FSModel
 from udp_spark.matching.identity import assign_customer_ids
 from udp_spark.matching.scoring import contributions, score, tf_table, weight_columns
@@ -76,6 +86,7 @@ def run_block(ctx: StageContext, truth: str | None = None) -> BlockReport:
     with audited_run(ctx, "block") as run, io.commit_metadata(
             ctx.spark, {"run_id": run.run_id, "stage": "block"}):
         records = _records(ctx)
+        check_blocking(settings, records)
         run.input_versions["silver.party_records"] = io.table_version(
             ctx.spark, ctx.lakehouse.ref(SILVER_PARTY_RECORDS)) or 0
         keys = records.transform(block_keys(settings)).persist(StorageLevel.MEMORY_AND_DISK)
@@ -277,14 +288,20 @@ def run_evaluate(ctx: StageContext, truth: str, log_to_mlflow: bool = True
     with audited_run(ctx, "evaluate") as run:
         t = read_truth(ctx, truth)
         xref = io.read_table(ctx.spark, ctx.lakehouse.ref(GOLD_IDENTITY_XREF))
-        metrics = cluster_metrics(xref.select("record_id",
-                                              F.col("customer_id").alias("cluster_id")), t)
+        clusters = xref.select("record_id", F.col("customer_id").alias("cluster_id"))
+        t = t.join(xref.select("record_id"), "record_id").localCheckpoint(eager=True)
+        linkable = linkable_truth(_records(ctx), t).localCheckpoint(eager=True)
+        metrics = cluster_metrics(clusters, t)
+        metrics.update(attainable_metrics(clusters, t, linkable))
         pairs_ref = ctx.lakehouse.ref(SILVER_CANDIDATE_PAIRS)
         if io.table_exists(ctx.spark, pairs_ref):
             pairs = io.read_table(ctx.spark, pairs_ref)
-            b = blocking_metrics(pairs, t.join(xref.select("record_id"), "record_id"),
-                                 int(metrics["records"]))
+            n = int(metrics["records"])
+            b = blocking_metrics(pairs, t, n)
             metrics.update({f"blocking_{k}": v for k, v in b.items()})
+            lb = blocking_metrics(pairs, linkable, n)
+            metrics.update({f"blocking_linkable_{k}": lb[k] for k in (
+                "true_pairs", "pair_completeness", "reachable_pair_completeness")})
         if log_to_mlflow:
             from udp_spark.platform import mlflow_store
 

@@ -305,10 +305,33 @@ class MlflowSettings(_Model):
     experiment: str = "udp-spark-matcher"
 
 
+class IdentifierComparison(_Model):
+    """An extra exact comparison on a mapped identifier (a national id, a customer number
+    shared between systems): ``expression`` is Spark SQL over ``silver.party_records``,
+    e.g. ``identifiers['national_id']``. Missing on either side is its own level."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    expression: str
+    conflict: bool = Field(default=True, description="two different values mean two "
+                                                     "different people (clustering)")
+
+
 class MatchingSettings(_Model):
     blocking: BlockingSettings = BlockingSettings()
+    identifiers: tuple[IdentifierComparison, ...] = ()
     model: ModelSettings = ModelSettings()
     resolve: ResolveSettings = ResolveSettings()
+
+    @model_validator(mode="after")
+    def _identifier_names(self) -> MatchingSettings:
+        from udp_spark.matching.comparisons import BUILTIN_COMPARISONS
+
+        names = [i.name for i in self.identifiers]
+        clash = sorted({n for n in names if names.count(n) > 1 or n in BUILTIN_COMPARISONS})
+        if clash:
+            raise ValueError(f"matching.identifiers: names must be unique and differ from the "
+                             f"built-in comparisons {sorted(BUILTIN_COMPARISONS)}; got {clash}")
+        return self
 
 
 class PipelineConfig(_Model):

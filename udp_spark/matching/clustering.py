@@ -10,7 +10,7 @@ Weak bridging edges therefore lose to strong conflicts, whatever the chain lengt
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pandas as pd
 from pyspark.sql import Column, DataFrame
@@ -27,7 +27,7 @@ SPLIT_SCHEMA = T.StructType([
 
 
 def conflict_flag(*, dob: bool = True, given_name: bool = True,
-                  loyalty_id: bool = True) -> Column:
+                  loyalty_id: bool = True, identifiers: Sequence[str] = ()) -> Column:
     """True for a scored pair with strong evidence of two different people.
 
     Uses the pair's comparison levels: 0 means both values present and disagreeing beyond
@@ -41,6 +41,8 @@ def conflict_flag(*, dob: bool = True, given_name: bool = True,
         out = out | (F.col("given_name") == 0)
     if loyalty_id:
         out = out | (F.col("loyalty_id") == 0)
+    for name in identifiers:
+        out = out | (F.col(name) == 0)
     return out
 
 

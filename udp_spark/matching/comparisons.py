@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from udp_spark.config import IdentifierComparison
 from udp_spark.matching.similarity import jaro_winkler
 
 MISSING = -1
@@ -196,6 +197,45 @@ def default_comparisons() -> tuple[Comparison, ...]:
     """The comparisons used when the config names none."""
     return (given_name(), family_name(), date_of_birth(), email(), phone(), address(),
             loyalty_id(), gender())
+
+
+BUILTIN_COMPARISONS = frozenset(("given_name", "family_name", "date_of_birth", "email",
+                                 "phone", "address", "loyalty_id", "gender"))
+IDENTIFIER_PREFIX = "idc_"
+
+
+def identifier(name: str) -> Comparison:
+    """Exact agreement on the identifier column ``idc_<name>`` (see
+    :func:`with_identifier_columns`)."""
+    col = f"{IDENTIFIER_PREFIX}{name}"
+    return Comparison(name, (("exact", lambda: L(col) == R(col)),), _either_null(col),
+                      tf_column=col, description=f"mapped identifier {name}")
+
+
+def comparisons_for(identifiers: Sequence[IdentifierComparison] = ()) -> tuple[Comparison, ...]:
+    """The built-in comparisons plus one exact comparison per configured identifier."""
+    return default_comparisons() + tuple(identifier(i.name) for i in identifiers)
+
+
+def with_identifier_columns(identifiers: Sequence[IdentifierComparison]
+                            ) -> Callable[[DataFrame], DataFrame]:
+    """records -> records with ``idc_<name>`` = the identifier's expression, trimmed, '' as
+    null."""
+    def transform(records: DataFrame) -> DataFrame:
+        if not identifiers:
+            return records
+        cols = {}
+        for i in identifiers:
+            v = F.trim(F.expr(i.expression).cast("string"))
+            cols[f"{IDENTIFIER_PREFIX}{i.name}"] = F.when(v != F.lit(""), v)
+        return records.withColumns(cols)
+
+    return transform
+
+
+def record_columns(identifiers: Sequence[IdentifierComparison] = ()) -> tuple[str, ...]:
+    """The record columns a pair frame needs for :func:`comparisons_for`."""
+    return RECORD_COLUMNS + tuple(f"{IDENTIFIER_PREFIX}{i.name}" for i in identifiers)
 
 
 RECORD_COLUMNS = (

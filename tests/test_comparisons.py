@@ -1,0 +1,122 @@
+"""Comparison levels: graded agreement, missing as its own level, identifiers by config."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from udp_spark.config import IdentifierComparison, MatchingSettings
+from udp_spark.matching.clustering import conflict_flag
+from udp_spark.matching.comparisons import (
+    MISSING,
+    comparison_vectors,
+    comparisons_for,
+    date_of_birth,
+    email,
+    given_name,
+    pair_frame,
+    phone,
+    record_columns,
+    with_identifier_columns,
+)
+
+
+def _levels(spark: SparkSession, comparison, schema: str, rows: list[tuple]) -> list[int]:
+    df = spark.createDataFrame(rows, schema)
+    return [r[0] for r in df.select(comparison.level()).collect()]
+
+
+def test_given_name_levels(spark: SparkSession) -> None:
+    schema = ("given_name_norm_l string, given_name_norm_r string, family_name_norm_l string, "
+              "family_name_norm_r string, given_name_aliases_l array<string>, "
+              "given_name_aliases_r array<string>")
+    rows = [
+        ("katherine", "katherine", "lee", "lee", ["kate"], ["kate"]),      # exact
+        ("lee", "kim", "kim", "lee", [], []),                               # swapped
+        ("bill", "william", "x", "x", ["bill", "william"], ["william", "bill"]),  # nickname
+        ("katherine", "katharine", "x", "x", [], []),                       # jaro-winkler
+        ("k", "katherine", "x", "x", [], []),                               # initial
+        ("karl", "kunigunde", "x", "x", [], []),                            # first letter
+        ("anna", "maria", "x", "x", [], []),                                # else
+        (None, "maria", "x", "x", [], []),                                  # missing
+    ]
+    assert _levels(spark, given_name(), schema, rows) == [5, 5, 4, 3, 2, 1, 0, MISSING]
+
+
+def test_date_of_birth_levels(spark: SparkSession) -> None:
+    schema = "date_of_birth_l date, date_of_birth_r date, birth_year_l int, birth_year_r int"
+    d = dt.date
+    rows = [
+        (d(1980, 3, 4), d(1980, 3, 4), 1980, 1980),   # exact
+        (d(1980, 3, 4), d(1980, 4, 3), 1980, 1980),   # day/month transposed
+        (d(1980, 3, 4), d(1980, 3, 14), 1980, 1980),  # one digit off
+        (None, None, 1980, 1980),                     # same birth year (years only)
+        (None, d(1981, 1, 1), 1980, 1981),            # year off by one
+        (d(1980, 3, 4), d(1990, 7, 9), 1980, 1990),   # else
+        (None, None, None, 1990),                     # missing
+    ]
+    assert _levels(spark, date_of_birth(), schema, rows) == [5, 4, 3, 2, 1, 0, MISSING]
+
+
+def test_email_and_phone_levels(spark: SparkSession) -> None:
+    e_schema = "email_canonical_l string, email_canonical_r string"
+    assert _levels(spark, email(), e_schema, [
+        ("ann.lee@x.com", "ann.lee@x.com"), ("ann.lee@x.com", "ann.lee@y.org"),
+        ("ann.lee@x.com", "ann.lea@x.com"), ("ann@x.com", "bob@y.com"), (None, "bob@y.com"),
+    ]) == [3, 2, 1, 0, MISSING]
+    p_schema = ("phone_e164_l string, mobile_e164_l string, phone_e164_r string, "
+                "mobile_e164_r string")
+    assert _levels(spark, phone(), p_schema, [
+        ("+14155550100", None, None, "+14155550100"),   # shared across phone/mobile
+        ("+14155550100", None, "+16505550100", None),   # same last 7 digits
+        ("+14155550100", None, "+14155559999", None),   # else
+        (None, None, "+14155559999", None),             # missing
+    ]) == [2, 1, 0, MISSING]
+
+
+def test_identifier_comparison_from_config_and_its_conflict(spark: SparkSession) -> None:
+    ids = (IdentifierComparison(name="national_id", expression="identifiers['ssn']"),)
+    records = spark.createDataFrame([
+        ("a", {"ssn": "123"}), ("b", {"ssn": " 123 "}), ("c", {"ssn": "999"}), ("d", {}),
+    ], "record_id string, identifiers map<string,string>")
+    cols = [c for c in record_columns(ids) if c == "record_id" or c.startswith("idc_")]
+    recs = records.transform(with_identifier_columns(ids))
+    pairs = spark.createDataFrame([("a", "b"), ("a", "c"), ("a", "d")],
+                                  "record_id_l string, record_id_r string")
+    comps = [c for c in comparisons_for(ids) if c.name == "national_id"]
+    vec = pair_frame(recs, pairs, cols).transform(comparison_vectors(comps))
+    got = {(r["record_id_l"], r["record_id_r"]): (r["national_id"], r["conflict"]) for r in
+           vec.withColumn("conflict", conflict_flag(dob=False, given_name=False,
+                                                    loyalty_id=False,
+                                                    identifiers=["national_id"])).collect()}
+    assert got == {("a", "b"): (1, False), ("a", "c"): (0, True), ("a", "d"): (MISSING, False)}
+
+
+def test_identifier_names_may_not_shadow_builtins() -> None:
+    with pytest.raises(ValueError, match="email"):
+        MatchingSettings(identifiers=(IdentifierComparison(name="email", expression="x"),))
+
+
+def test_missing_is_not_disagreement(spark: SparkSession) -> None:
+    """Every built-in comparison gives MISSING, never 0, when one side has no value."""
+    cols = record_columns()
+    schema = ", ".join(f"{c} {'array<string>' if c == 'given_name_aliases' else 'date' if c == 'date_of_birth' else 'int' if c == 'birth_year' else 'string'}"  # noqa: E501
+                       for c in cols)
+    full = {"record_id": "a", "source": "s", "given_name_norm": "ann",
+            "given_name_aliases": ["ann"], "family_name_norm": "lee",
+            "family_name_phonetic": "L000", "date_of_birth": dt.date(1980, 1, 2),
+            "birth_year": 1980, "email_canonical": "a@x.com", "phone_e164": "+14155550100",
+            "mobile_e164": None, "street_norm": "1 main st", "postcode": "94107",
+            "city_norm": "sf", "loyalty_id": "L1", "gender": "F"}
+    empty = {c: None for c in cols} | {"record_id": "b", "source": "s",
+                                        "given_name_aliases": []}
+    records = spark.createDataFrame([tuple(full[c] for c in cols),
+                                     tuple(empty[c] for c in cols)], schema)
+    pairs = spark.createDataFrame([("a", "b")], "record_id_l string, record_id_r string")
+    comps = comparisons_for()
+    row = pair_frame(records, pairs).transform(comparison_vectors(comps)).select(
+        *[F.col(c.name) for c in comps]).first()
+    assert row is not None and set(row.asDict().values()) == {MISSING}

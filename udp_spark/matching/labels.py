@@ -34,10 +34,13 @@ def check_pair_labels(raw: DataFrame, record_ids: DataFrame) -> DataFrame:
     Usable duplicates are kept; :func:`usable_labels` removes them.
     """
     a, b = F.trim(F.col("record_id_a")), F.trim(F.col("record_id_b"))
+    # least/greatest skip nulls, so a pair with one id missing must not reach them.
+    both = a.isNotNull() & b.isNotNull() & (a != "") & (b != "")
     known = record_ids.select(F.col("record_id").alias("_known"))
     typed = raw.select(
         "record_id_a", "record_id_b", F.col("is_match").cast("string").alias("is_match_raw"),
-        F.least(a, b).alias("record_id_l"), F.greatest(a, b).alias("record_id_r"),
+        F.when(both, F.least(a, b)).alias("record_id_l"),
+        F.when(both, F.greatest(a, b)).alias("record_id_r"),
         parse_is_match(F.col("is_match")).alias("is_match"))
     with_ids = (typed
                 .join(known.withColumnRenamed("_known", "_known_l"),
@@ -48,8 +51,7 @@ def check_pair_labels(raw: DataFrame, record_ids: DataFrame) -> DataFrame:
     conflicting = (F.size(F.collect_set("is_match").over(pair)) > 1)
     unknown = F.concat_ws(", ", F.when(F.col("_known_l").isNull(), F.col("record_id_l")),
                           F.when(F.col("_known_r").isNull(), F.col("record_id_r")))
-    problem = (F.when(F.col("record_id_l").isNull() | (F.col("record_id_l") == "")
-                      | F.col("record_id_r").isNull(), F.lit("missing record id"))
+    problem = (F.when(F.col("record_id_l").isNull(), F.lit("missing record id"))
                .when(F.col("record_id_l") == F.col("record_id_r"),
                      F.lit("self-pair (record_id_a = record_id_b)"))
                .when(F.col("is_match").isNull(),

@@ -176,11 +176,18 @@ def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory):
     from udp_spark.pipeline.standardize import run_standardize
 
     base = tmp_path_factory.mktemp("supervised")
-    generate(base / "data", people=300, seed=23)
+    generate(base / "data", people=400, seed=23)
     cfg = load_config(REPO / "conf" / "pipeline.yaml", data_root=str(base / "data"),
                       lakehouse_root=str(base / "lake"))
-    cfg = cfg.model_copy(update={"mlflow": cfg.mlflow.model_copy(update={
-        "tracking_uri": f"sqlite:///{base / 'mlflow.db'}"})})
+    # Three person sources (no interaction feeds) keep ingest and standardize short; fewer
+    # random pairs keep Fellegi-Sunter training short.
+    cfg = cfg.model_copy(update={
+        "sources": {k: v for k, v in cfg.sources.items()
+                    if k in ("crm", "webshop_customers", "app_users")},
+        "mlflow": cfg.mlflow.model_copy(update={
+            "tracking_uri": f"sqlite:///{base / 'mlflow.db'}"}),
+        "matching": cfg.matching.model_copy(update={"model": ModelSettings(
+            random_pairs=20_000)})})
     ctx = StageContext(spark, cfg)
     run_ingest(ctx)
     run_standardize(ctx)

@@ -260,7 +260,8 @@ class SupervisedSettings(_Model):
                                                 "seeded) to measure precision/recall/F1/AUC")
     min_labels_per_class: int = Field(default=20, ge=1,
                                       description="fewer positive or negative labels fail")
-    reg_param: float = Field(default=0.01, ge=0, description="lr: regularization strength")
+    reg_param: float = Field(default=1e-4, ge=0, description="lr: L2/L1 penalty strength "
+                             "(small: labels are plentiful and indicators already bounded)")
     elastic_net_param: float = Field(default=0.0, ge=0, le=1,
                                      description="lr: 0 = L2 (ridge), 1 = L1 (lasso)")
     max_iter: int = Field(default=100, ge=1, description="lr: iterations; gbt: trees")

@@ -139,17 +139,13 @@ def _train_kind(ctx: StageContext) -> str:
     return "supervised" if ready else "fellegi_sunter"
 
 
-def _current_fs_model(ctx: StageContext) -> FSModel | None:
-    """The Fellegi-Sunter model behind the alias, if that is what is registered there."""
+def _current_fs_model(ctx: StageContext) -> tuple[FSModel, str] | None:
+    """The Fellegi-Sunter model to compare a supervised one with: the one behind the alias,
+    else the newest registered Fellegi-Sunter version."""
     from udp_spark.platform import mlflow_store
 
     mcfg = ctx.cfg.matching.model
-    try:
-        current, _ = mlflow_store.load_by_alias(ctx.cfg.mlflow, mcfg.registered_name,
-                                                mcfg.alias)
-    except LookupError:
-        return None
-    return current if isinstance(current, FSModel) else None
+    return mlflow_store.latest_fellegi_sunter(ctx.cfg.mlflow, mcfg.registered_name, mcfg.alias)
 
 
 def run_train(ctx: StageContext) -> TrainReport:
@@ -189,14 +185,16 @@ def _run_train_supervised(ctx: StageContext) -> TrainReport:
 
     mcfg = ctx.cfg.matching.model
     read_labels(ctx)  # fails with the fix before anything else runs when there are none
-    fs_model = _current_fs_model(ctx)
+    fs = _current_fs_model(ctx)
     with audited_run(ctx, "train") as run:
         records = _records(ctx).persist(StorageLevel.MEMORY_AND_DISK)
         try:
             comps = default_comparisons()
-            trained = train_supervised(ctx, run, records, comps, fs_model)
+            trained = train_supervised(ctx, run, records, comps, fs[0] if fs else None)
         finally:
             records.unpersist()
+        if fs:
+            trained.params["fs_compared_version"] = fs[1]
         reg = mlflow_store.log_and_register_supervised(
             trained.matcher, settings=ctx.cfg.mlflow, name=mcfg.registered_name,
             alias=mcfg.alias,

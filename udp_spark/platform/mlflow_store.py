@@ -231,6 +231,29 @@ def load_by_alias(settings: MlflowSettings, name: str, alias: str) -> tuple[Matc
                           f"by `udp train`")
 
 
+def latest_fellegi_sunter(settings: MlflowSettings, name: str, alias: str,
+                          max_versions: int = 20) -> tuple[FSModel, str] | None:
+    """The Fellegi-Sunter model behind ``alias`` or, if a supervised one is there, the newest
+    Fellegi-Sunter version (of the last ``max_versions``); None if there is none."""
+    configure(settings)
+    client = MlflowClient()
+    try:
+        current = client.get_model_version_by_alias(name, alias).version
+        others = sorted((str(v.version) for v in client.search_model_versions(f"name = '{name}'")
+                         if str(v.version) != str(current)), key=int, reverse=True)
+        versions = [str(current), *others]
+    except mlflow.exceptions.MlflowException:
+        return None
+    for version in versions[:max_versions]:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{name}/{version}", dst_path=tmp)
+            found = list(Path(local).rglob("fs_model.json"))
+            if found:
+                return FSModel.from_json(found[0].read_text()), version
+    return None
+
+
 def log_evaluation(settings: MlflowSettings, metrics: Mapping[str, float],
                    params: Mapping[str, object]) -> str:
     configure(settings)

@@ -144,7 +144,7 @@ def train(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
             typer.echo(f"  {prefix:10s} precision {r.metrics[f'{prefix}_precision']:.4f} "
                        f"recall {r.metrics[f'{prefix}_recall']:.4f} "
                        f"F1 {r.metrics[f'{prefix}_f1']:.4f} AUC {r.metrics[f'{prefix}_auc']:.4f}")
-    typer.echo(m.weights_table().to_string(index=False))
+    typer.echo(m.weights_table().round(4).to_string(index=False))
 
 
 labels_app = typer.Typer(no_args_is_help=True,

@@ -22,6 +22,7 @@ from udp_spark.matching.supervised import (
     LN2,
     LabelsError,
     check_labels,
+    classification_metrics,
     fit_supervised,
     supervised_scores,
 )
@@ -132,6 +133,18 @@ def test_gbt_contributions_add_up_and_probabilities_are_probabilities(
         assert 0.0 <= r["match_probability"] <= 1.0
         assert r["match_weight"] == pytest.approx(
             matcher.model.prior_weight + r["w_name"] + r["w_dob"], abs=1e-9)
+
+
+def test_holdout_metrics_hand_computed(spark: SparkSession) -> None:
+    scored = spark.createDataFrame(
+        [(True, 0.95), (True, 0.92), (True, 0.4), (False, 0.91), (False, 0.1), (False, 0.05)],
+        "is_match boolean, match_probability double")
+    m = classification_metrics(scored, threshold=0.9)
+    # at 0.9: tp 2, fp 1, fn 1; ranking: 8 of 9 (positive, negative) pairs in order
+    assert (m["precision"], m["recall"], m["f1"]) == pytest.approx((2 / 3, 2 / 3, 2 / 3))
+    assert m["auc"] == pytest.approx(8 / 9)
+    one_class = classification_metrics(scored.filter("is_match"), threshold=0.9)
+    assert math.isnan(one_class["auc"]) and one_class["recall"] == pytest.approx(2 / 3)
 
 
 def test_too_few_labels_of_a_class_fail_with_the_fix() -> None:

@@ -289,8 +289,12 @@ def classification_metrics(scored: DataFrame, threshold: float) -> dict[str, flo
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    auc = BinaryClassificationEvaluator(rawPredictionCol="match_probability",
-                                        labelCol=LABEL_COL, metricName="areaUnderROC").evaluate(
-        scored.select("match_probability", truth.cast("double").alias(LABEL_COL)))
+    n = float(row["n"]) if row else 0.0
+    auc = float("nan")  # undefined unless both classes are present
+    if 0 < tp + fn < n:
+        auc = BinaryClassificationEvaluator(
+            rawPredictionCol="match_probability", labelCol=LABEL_COL,
+            metricName="areaUnderROC").evaluate(
+            scored.select("match_probability", truth.cast("double").alias(LABEL_COL)))
     return {"precision": precision, "recall": recall, "f1": f1, "auc": float(auc),
-            "pairs": float(row["n"]) if row else 0.0, "positives": tp + fn}
+            "pairs": n, "positives": tp + fn}

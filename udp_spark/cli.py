@@ -124,13 +124,67 @@ def block(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
 @app.command()
 def train(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
           lakehouse: LakehouseOpt = None) -> None:
-    """Fit the matcher (Fellegi-Sunter + EM, no labels needed); register it in MLflow."""
+    """Fit the matcher and register it in MLflow: Fellegi-Sunter + EM (no labels, the
+    default) or supervised on silver.match_labels (matching.model.kind)."""
+    from udp_spark.matching.fellegi_sunter import FSModel
     from udp_spark.pipeline.matching import run_train
 
     r = run_train(_context(config, data_root, lakehouse))
-    typer.echo(f"model version {r.model_version} (MLflow run {r.mlflow_run_id}); prior "
-               f"{r.model.prior:.4f}; EM iterations {r.model.em_iterations}")
-    typer.echo(r.model.weights_table().to_string(index=False))
+    if isinstance(r.model, FSModel):
+        typer.echo(f"model version {r.model_version} (MLflow run {r.mlflow_run_id}); prior "
+                   f"{r.model.prior:.4f}; EM iterations {r.model.em_iterations}")
+        typer.echo(r.model.weights_table().to_string(index=False))
+        return
+    m = r.model.model
+    typer.echo(f"supervised ({m.algorithm}) model version {r.model_version} (MLflow run "
+               f"{r.mlflow_run_id}); trained on {m.train_positives} matching / "
+               f"{m.train_negatives} non-matching labels")
+    for prefix in ("holdout", "fs_holdout", "train"):
+        if f"{prefix}_f1" in r.metrics:
+            typer.echo(f"  {prefix:10s} precision {r.metrics[f'{prefix}_precision']:.4f} "
+                       f"recall {r.metrics[f'{prefix}_recall']:.4f} "
+                       f"F1 {r.metrics[f'{prefix}_f1']:.4f} AUC {r.metrics[f'{prefix}_auc']:.4f}")
+    typer.echo(m.weights_table().round(4).to_string(index=False))
+
+
+labels_app = typer.Typer(no_args_is_help=True,
+                         help="Labelled record pairs (silver.match_labels) for the supervised "
+                              "matcher.")
+app.add_typer(labels_app, name="labels")
+
+
+@labels_app.command("import")
+def labels_import(
+    file: Annotated[str, typer.Argument(
+        help="pairs CSV record_id_a,record_id_b,is_match; with --from-truth an entity CSV "
+             "record_id,entity_id or source,source_key,person_id")],
+    from_truth: Annotated[bool, typer.Option(
+        "--from-truth", help="label the candidate pairs from an entity (truth) file")] = False,
+    sample: Annotated[float, typer.Option(
+        help="with --from-truth: share of candidate pairs to label (seeded by pair)")] = 1.0,
+    label_source: Annotated[str | None, typer.Option(
+        help="stored with each label; default clerical (pairs) or truth")] = None,
+    strict: Annotated[bool, typer.Option(
+        help="fail, importing nothing, if any row is unusable")] = False,
+    config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
+    lakehouse: LakehouseOpt = None,
+) -> None:
+    """Merge labelled pairs into silver.match_labels (re-importing changes nothing)."""
+    from udp_spark.pipeline.labels import run_import_labels
+
+    r = run_import_labels(_context(config, data_root, lakehouse), file, from_truth=from_truth,
+                          sample=sample, label_source=label_source, strict=strict)
+    typer.echo(f"{r.rows_read:,} rows read; {r.positives:,} matching / {r.negatives:,} "
+               f"non-matching labels ({r.source}); inserted {r.inserted:,}, updated "
+               f"{r.updated:,}")
+    if r.skipped_without_truth:
+        typer.echo(f"  {r.skipped_without_truth:,} candidate pairs not labelled: a record is "
+                   f"not in the truth file")
+    if r.rejected:
+        typer.echo(f"  NOT imported: {sum(r.rejected.values()):,} unusable rows "
+                   + ", ".join(f"{k}: {v}" for k, v in sorted(r.rejected.items())))
+        for a, b, problem in r.examples:
+            typer.echo(f"    {a},{b}: {problem}")
 
 
 @app.command()
@@ -219,7 +273,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=False)
     except (ConfigError, MappingError, SourceReadError, JarsMissingError, SessionError,
-            ValueError) as exc:
+            ValueError, LookupError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from None
     except typer.Exit as exc:

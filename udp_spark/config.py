@@ -33,6 +33,7 @@ __all__ = [
     "SourceConfig",
     "SparkProfile",
     "StandardizeSettings",
+    "SupervisedSettings",
     "load_config",
     "load_source",
 ]
@@ -276,16 +277,43 @@ class BlockingSettings(_Model):
         return self
 
 
-class ModelSettings(_Model):
-    """The pairwise matcher: how it is trained, registered and loaded for scoring."""
+class SupervisedSettings(_Model):
+    """The supervised matcher (``kind: supervised``): a Spark ML classifier on comparison
+    levels, fitted on ``silver.match_labels``."""
 
-    kind: Literal["fellegi_sunter", "supervised"] = "fellegi_sunter"
+    algorithm: Literal["lr", "gbt"] = Field(
+        default="lr", description="lr = logistic regression (a readable weight per level); "
+                                  "gbt = gradient-boosted trees")
+    holdout_fraction: float = Field(default=0.3, ge=0, lt=1,
+                                    description="share of labelled pairs held out (by pair, "
+                                                "seeded) to measure precision/recall/F1/AUC")
+    min_labels_per_class: int = Field(default=20, ge=1,
+                                      description="fewer positive or negative labels fail")
+    reg_param: float = Field(default=1e-4, ge=0, description="lr: L2/L1 penalty strength "
+                             "(small: labels are plentiful and indicators already bounded)")
+    elastic_net_param: float = Field(default=0.0, ge=0, le=1,
+                                     description="lr: 0 = L2 (ridge), 1 = L1 (lasso)")
+    max_iter: int = Field(default=100, ge=1, description="lr: iterations; gbt: trees")
+    max_depth: int = Field(default=4, ge=1, le=30, description="gbt: depth of each tree")
+    step_size: float = Field(default=0.1, gt=0, le=1, description="gbt: learning rate")
+
+
+class ModelSettings(_Model):
+    """The pairwise matcher: how it is trained, registered and loaded for scoring.
+
+    ``kind``: ``fellegi_sunter`` (unsupervised, the default), ``supervised`` (needs
+    ``silver.match_labels``: `udp labels import`), or ``auto`` (supervised when enough labels
+    exist, else Fellegi-Sunter).
+    """
+
+    kind: Literal["fellegi_sunter", "supervised", "auto"] = "fellegi_sunter"
     registered_name: str = "udp_matcher"
     alias: str = "champion"
     random_pairs: int = Field(default=1_000_000, ge=1000,
                               description="random record pairs used to estimate u")
     em_max_iterations: int = Field(default=100, ge=1)
     seed: int = 42
+    supervised: SupervisedSettings = SupervisedSettings()
 
 
 class ResolveSettings(_Model):

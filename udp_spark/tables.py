@@ -52,5 +52,6 @@ class Lakehouse:
 
 SILVER_CANDIDATE_PAIRS = ("silver", "candidate_pairs")
 SILVER_MATCH_SCORES = ("silver", "match_scores")
+SILVER_MATCH_LABELS = ("silver", "match_labels")
 GOLD_IDENTITY_XREF = ("gold", "identity_xref")
 GOLD_IDENTITY_EVENTS = ("gold", "identity_events")

@@ -8,6 +8,7 @@ frequency instead of the average u, so agreeing on a rare name counts for more.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -78,6 +79,12 @@ def score(model: FSModel) -> Transform:
     return transform
 
 
-def contributions(model: FSModel) -> Column:
-    """map<comparison, weight> of a scored pair, for explanations."""
+class HasComparisons(Protocol):
+    @property
+    def comparisons(self) -> list[str]: ...
+
+
+def contributions(model: HasComparisons) -> Column:
+    """map<comparison, weight> of a scored pair (``w_<comparison>`` columns), for
+    explanations; any matcher whose scores have those columns."""
     return F.create_map(*[x for c in model.comparisons for x in (F.lit(c), F.col(f"w_{c}"))])

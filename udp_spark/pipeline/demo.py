@@ -116,8 +116,7 @@ def run_demo(*, config: Path, people: int, seed: int, noise: float, data_dir: Pa
          f"(reachable {blk.metrics.get('reachable_pair_completeness', float('nan')):.4f})")
     for name, size in blk.oversized_blocks[:5]:
         echo(f"  oversized block not expanded: {name} ({size:,} records)")
-    echo(f"matcher: model version {trained.model_version}, prior {trained.model.prior:.4f}, "
-         f"{trained.model.em_iterations} EM iterations")
+    echo(f"matcher: model version {trained.model_version}, {trained.summary}")
     echo(f"resolve: {res.records:,} records -> {res.customers:,} customers, largest cluster "
          f"{res.largest_cluster}, events {res.events}")
     echo("\naccuracy against the generator's truth (attainable: recall over the pairs the "

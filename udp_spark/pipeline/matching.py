@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyspark import StorageLevel
@@ -35,6 +35,7 @@ from udp_spark.matching.evaluation import (
 from udp_spark.matching.fellegi_sunter import FSModel
 from udp_spark.matching.identity import assign_customer_ids
 from udp_spark.matching.scoring import contributions, score, tf_table, weight_columns
+from udp_spark.matching.supervised import SupervisedMatcher, supervised_scores
 from udp_spark.matching.training import train_fellegi_sunter
 from udp_spark.pipeline.context import StageContext, audited_run
 from udp_spark.tables import (
@@ -123,14 +124,50 @@ class TrainReport:
     run_id: str
     model_version: str
     mlflow_run_id: str
-    model: FSModel
+    model: FSModel | SupervisedMatcher
+    kind: str = "fellegi_sunter"
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def summary(self) -> str:
+        """One line about the fitted model (for the demo and logs)."""
+        if isinstance(self.model, FSModel):
+            return f"prior {self.model.prior:.4f}, {self.model.em_iterations} EM iterations"
+        f1 = self.metrics.get("holdout_f1")
+        return (f"supervised ({self.model.model.algorithm})"
+                + (f", held-out F1 {f1:.4f}" if f1 is not None else ""))
 
 
-def run_train(ctx: StageContext) -> TrainReport:
-    """Fit the Fellegi-Sunter matcher (no labels) and register it in MLflow."""
+def _train_kind(ctx: StageContext) -> str:
+    """The configured kind, with ``auto`` resolved: supervised when labels are ready."""
+    kind = ctx.cfg.matching.model.kind
+    if kind != "auto":
+        return kind
+    from udp_spark.pipeline.supervised import labels_ready
+
+    ready, why = labels_ready(ctx)
+    log.info("kind auto: %s -> %s", why, "supervised" if ready else "fellegi_sunter")
+    return "supervised" if ready else "fellegi_sunter"
+
+
+def _current_fs_model(ctx: StageContext) -> tuple[FSModel, str] | None:
+    """The Fellegi-Sunter model to compare a supervised one with: the one behind the alias,
+    else the newest registered Fellegi-Sunter version."""
     from udp_spark.platform import mlflow_store
 
     mcfg = ctx.cfg.matching.model
+    return mlflow_store.latest_fellegi_sunter(ctx.cfg.mlflow, mcfg.registered_name, mcfg.alias)
+
+
+def run_train(ctx: StageContext) -> TrainReport:
+    """Fit the matcher and register it in MLflow: Fellegi-Sunter (no labels) by default, or
+    the supervised matcher on ``silver.match_labels`` (``matching.model.kind``)."""
+    from udp_spark.platform import mlflow_store
+
+    mcfg = ctx.cfg.matching.model
+    kind = _train_kind(ctx)
+    if kind == "supervised":
+        return _run_train_supervised(ctx)
     with audited_run(ctx, "train") as run:
         records = _records(ctx).persist(StorageLevel.MEMORY_AND_DISK)
         pairs = io.read_table(ctx.spark, ctx.lakehouse.ref(SILVER_CANDIDATE_PAIRS)).select(
@@ -143,13 +180,44 @@ def run_train(ctx: StageContext) -> TrainReport:
                    "em_converged": float(model.converged), "records": float(n_records)}
         reg = mlflow_store.log_and_register(
             model, settings=ctx.cfg.mlflow, name=mcfg.registered_name, alias=mcfg.alias,
-            params={"kind": mcfg.kind, "comparisons": ",".join(model.comparisons),
+            params={"kind": "fellegi_sunter", "comparisons": ",".join(model.comparisons),
                     "random_pairs": mcfg.random_pairs, "udp_run_id": run.run_id,
                     "config_hash": ctx.cfg.config_hash},
             metrics=metrics)
         run.mlflow_run_id = reg.run_id
         run.metrics.update(metrics)
-        return TrainReport(run.run_id, reg.version, reg.run_id, model)
+        return TrainReport(run.run_id, reg.version, reg.run_id, model, "fellegi_sunter",
+                           metrics)
+
+
+def _run_train_supervised(ctx: StageContext) -> TrainReport:
+    from udp_spark.pipeline.supervised import read_labels, train_supervised
+    from udp_spark.platform import mlflow_store
+
+    mcfg = ctx.cfg.matching.model
+    read_labels(ctx)  # fails with the fix before anything else runs when there are none
+    fs = _current_fs_model(ctx)
+    with audited_run(ctx, "train") as run:
+        records = _records(ctx).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            comps = default_comparisons()
+            trained = train_supervised(ctx, run, records, comps, fs[0] if fs else None)
+        finally:
+            records.unpersist()
+        if fs:
+            trained.params["fs_compared_version"] = fs[1]
+        reg = mlflow_store.log_and_register_supervised(
+            trained.matcher, settings=ctx.cfg.mlflow, name=mcfg.registered_name,
+            alias=mcfg.alias,
+            params={"kind": "supervised", "configured_kind": mcfg.kind,
+                    "comparisons": ",".join(trained.matcher.comparisons),
+                    "udp_run_id": run.run_id, "config_hash": ctx.cfg.config_hash,
+                    **trained.params},
+            metrics=trained.metrics)
+        run.mlflow_run_id = reg.run_id
+        run.metrics.update(trained.metrics)
+        return TrainReport(run.run_id, reg.version, reg.run_id, trained.matcher, "supervised",
+                           trained.metrics)
 
 
 # --------------------------------------------------------------------------- score
@@ -159,10 +227,19 @@ def _tf_tables(records: DataFrame, model: FSModel) -> dict[str, DataFrame]:
     return {c: tf_table(records, col) for c, col in model.tf_columns.items()}
 
 
-def score_pairs(records: DataFrame, pairs: DataFrame, model: FSModel) -> DataFrame:
-    """Pairs -> levels, per-comparison weights, match weight and probability."""
+def score_pairs(records: DataFrame, pairs: DataFrame, model: FSModel | SupervisedMatcher,
+                *, checkpoint: bool = False) -> DataFrame:
+    """Pairs -> levels, per-comparison weights, match weight and probability.
+
+    ``checkpoint``: materialize the comparison vectors first (a supervised matcher reads them
+    twice: distinct vectors to score, then all of them to join the scores back).
+    """
     comps = [c for c in default_comparisons() if c.name in model.comparisons]
     vectors = pair_frame(records, pairs).transform(comparison_vectors(comps))
+    if isinstance(model, SupervisedMatcher):
+        if checkpoint:
+            vectors = vectors.localCheckpoint(eager=True)
+        return vectors.transform(supervised_scores(model))
     return (vectors.transform(weight_columns(model, _tf_tables(records, model)))
             .transform(score(model)))
 
@@ -179,7 +256,7 @@ def run_score(ctx: StageContext) -> dict[str, float]:
         records = _records(ctx)
         pairs = io.read_table(ctx.spark, ctx.lakehouse.ref(SILVER_CANDIDATE_PAIRS))
         scored = score_pairs(records, pairs.select("record_id_l", "record_id_r", "methods"),
-                             model)
+                             model, checkpoint=True)
         out = scored.select(
             "record_id_l", "record_id_r", "methods", *model.comparisons,
             contributions(model).alias("contributions"), "match_weight",

@@ -1,8 +1,10 @@
 """MLflow: log a trained matcher, register a version, move an alias, load by alias.
 
-The registered model is an MLflow pyfunc (it scores a pandas frame of comparison levels) whose
-artifact ``fs_model.json`` holds the parameters; Spark scoring reads that artifact and
-evaluates it as column expressions.
+The registered model is an MLflow pyfunc (it scores a pandas frame of comparison levels).
+A Fellegi-Sunter version's artifact ``fs_model.json`` holds the parameters; Spark scoring
+reads that artifact and evaluates it as column expressions. A supervised version holds
+``supervised_model.json`` (features, coefficients or importances) and ``spark_pipeline/``
+(the fitted Spark ML PipelineModel, saved with its own writer); scoring loads the pipeline.
 """
 
 from __future__ import annotations
@@ -21,10 +23,16 @@ from mlflow import MlflowClient
 
 from udp_spark.config import MlflowSettings
 from udp_spark.matching.fellegi_sunter import MISSING, FSModel, match_probability
+from udp_spark.matching.supervised import LN2, SupervisedMatcher, SupervisedModel
 
 log = logging.getLogger(__name__)
 
 MODEL_ARTIFACT = "fs_model"
+SUPERVISED_ARTIFACT = "supervised_model"
+PIPELINE_ARTIFACT = "spark_pipeline"
+
+# What scoring gets back from the registry, whichever kind of matcher was registered.
+Matcher = FSModel | SupervisedMatcher
 
 
 class FSMatcherPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
@@ -43,6 +51,43 @@ class FSMatcherPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defi
         return weights.map(match_probability)
 
 
+class SupervisedMatcherPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
+    """pyfunc wrapper of a supervised matcher: comparison levels -> match probability.
+
+    Logistic regression is evaluated from its coefficients in pandas (no Spark needed);
+    gradient-boosted trees load the Spark ML pipeline into the active Spark session.
+    """
+
+    def load_context(self, context: Any) -> None:
+        self.model = SupervisedModel.from_json(
+            Path(context.artifacts[SUPERVISED_ARTIFACT]).read_text())
+        self.pipeline_path = context.artifacts[PIPELINE_ARTIFACT]
+
+    def predict(self, context: Any, model_input: pd.DataFrame,
+                params: dict[str, Any] | None = None) -> pd.Series:
+        m = self.model
+        if m.algorithm == "lr":
+            log_odds = pd.Series(m.intercept, index=model_input.index)
+            for c in m.comparisons:
+                lv = model_input[c].fillna(MISSING).astype(int)
+                log_odds += lv.map(lambda x, c=c: m.coefficients[c].get(x, 0.0))
+            return (log_odds / LN2).map(match_probability)
+        from pyspark.ml import PipelineModel
+        from pyspark.sql import SparkSession
+
+        spark = SparkSession.getActiveSession()
+        if spark is None:
+            raise RuntimeError("a gbt matcher scores with Spark: start a SparkSession first")
+        from udp_spark.matching.supervised import supervised_scores
+
+        matcher = SupervisedMatcher(m, PipelineModel.load(self.pipeline_path))
+        frame = spark.createDataFrame(model_input[m.comparisons].fillna(MISSING).astype(int)
+                                      .reset_index(names="_row"))
+        scored: pd.DataFrame = frame.transform(supervised_scores(matcher)).select(
+            "_row", "match_probability").toPandas()
+        return scored.set_index("_row")["match_probability"].reindex(model_input.index)
+
+
 @dataclass(frozen=True)
 class RegisteredModel:
     name: str
@@ -58,20 +103,25 @@ def configure(settings: MlflowSettings) -> None:
 
 
 def _weights_chart(model: FSModel, path: Path) -> None:
+    _level_chart(model.weights_table(), path, "match weight (log2 Bayes factor)",
+                 "Match weight per comparison level")
+
+
+def _level_chart(table: pd.DataFrame, path: Path, xlabel: str, title: str) -> None:
+    """Horizontal bars of ``weight`` per comparison level (missing levels left out)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    table = model.weights_table()
     table = table[table["level"] != MISSING]
     fig, ax = plt.subplots(figsize=(8, 0.28 * len(table) + 1))
     labels = [f"{r.comparison}: {r.label}" for r in table.itertuples()]
     colors = ["tab:green" if w > 0 else "tab:red" for w in table["weight"]]
     ax.barh(labels[::-1], table["weight"].tolist()[::-1], color=colors[::-1])
     ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_xlabel("match weight (log2 Bayes factor)")
-    ax.set_title("Match weight per comparison level")
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -106,8 +156,53 @@ def log_and_register(model: FSModel, *, settings: MlflowSettings, name: str, ali
         return RegisteredModel(name, version, run.info.run_id)
 
 
-def load_by_alias(settings: MlflowSettings, name: str, alias: str) -> tuple[FSModel, str]:
-    """The registered model's parameters and its version, looked up by alias."""
+def log_and_register_supervised(matcher: SupervisedMatcher, *, settings: MlflowSettings,
+                                name: str, alias: str, params: Mapping[str, object],
+                                metrics: Mapping[str, float]) -> RegisteredModel:
+    """Log a supervised matcher (params, held-out metrics, the weight or importance per level
+    as a table and chart, the Spark ML pipeline inside a pyfunc model); register a version
+    and point ``alias`` at it."""
+    configure(settings)
+    m = matcher.model
+    with mlflow.start_run(run_name="train_matcher") as run, \
+            tempfile.TemporaryDirectory() as tmp:
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+        model_path = Path(tmp) / "supervised_model.json"
+        model_path.write_text(m.to_json())
+        pipeline_path = Path(tmp) / "spark_pipeline"
+        matcher.pipeline.write().overwrite().save(str(pipeline_path))
+        weights = m.weights_table()
+        weights.to_csv(Path(tmp) / "match_weights.csv", index=False)
+        mlflow.log_artifact(str(Path(tmp) / "match_weights.csv"))
+        if m.algorithm == "lr":
+            _level_chart(weights, Path(tmp) / "match_weights.png",
+                         "logistic regression coefficient (log2 odds)",
+                         "Supervised match weight per comparison level")
+        else:
+            _level_chart(weights, Path(tmp) / "match_weights.png",
+                         "feature importance", "Gradient-boosted trees: importance per "
+                         "comparison level")
+        mlflow.log_artifact(str(Path(tmp) / "match_weights.png"))
+        info = mlflow.pyfunc.log_model(
+            name="matcher", python_model=SupervisedMatcherPyfunc(),
+            artifacts={SUPERVISED_ARTIFACT: str(model_path),
+                       PIPELINE_ARTIFACT: str(pipeline_path)},
+            registered_model_name=name, pip_requirements=["udp-spark"],
+        )
+        version = str(info.registered_model_version)
+        MlflowClient().set_registered_model_alias(name, alias, version)
+        log.info("registered supervised %s version %s as @%s (run %s)", name, version, alias,
+                 run.info.run_id)
+        return RegisteredModel(name, version, run.info.run_id)
+
+
+def load_by_alias(settings: MlflowSettings, name: str, alias: str) -> tuple[Matcher, str]:
+    """The registered matcher and its version, looked up by alias.
+
+    A Fellegi-Sunter version comes back as its :class:`FSModel`; a supervised version as a
+    :class:`SupervisedMatcher` whose Spark ML pipeline is loaded into the active session.
+    """
     configure(settings)
     client = MlflowClient()
     try:
@@ -119,9 +214,44 @@ def load_by_alias(settings: MlflowSettings, name: str, alias: str) -> tuple[FSMo
         local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{mv.version}",
                                                     dst_path=tmp)
         found = list(Path(local).rglob("fs_model.json"))
-        if not found:
-            raise LookupError(f"model {name} version {mv.version} has no fs_model.json")
-        return FSModel.from_json(found[0].read_text()), str(mv.version)
+        if found:
+            return FSModel.from_json(found[0].read_text()), str(mv.version)
+        sup = list(Path(local).rglob("supervised_model.json"))
+        pipes = [p for p in Path(local).rglob(PIPELINE_ARTIFACT) if p.is_dir()]
+        if sup and pipes:
+            from pyspark.ml import PipelineModel
+
+            # Loading reads the whole (small) model into the JVM, so the download folder
+            # can go once this returns.
+            matcher = SupervisedMatcher(SupervisedModel.from_json(sup[0].read_text()),
+                                        PipelineModel.load(str(pipes[0])))
+            return matcher, str(mv.version)
+        raise LookupError(f"model {name} version {mv.version} has neither fs_model.json nor "
+                          f"supervised_model.json with spark_pipeline/: it was not registered "
+                          f"by `udp train`")
+
+
+def latest_fellegi_sunter(settings: MlflowSettings, name: str, alias: str,
+                          max_versions: int = 20) -> tuple[FSModel, str] | None:
+    """The Fellegi-Sunter model behind ``alias`` or, if a supervised one is there, the newest
+    Fellegi-Sunter version (of the last ``max_versions``); None if there is none."""
+    configure(settings)
+    client = MlflowClient()
+    try:
+        current = client.get_model_version_by_alias(name, alias).version
+        others = sorted((str(v.version) for v in client.search_model_versions(f"name = '{name}'")
+                         if str(v.version) != str(current)), key=int, reverse=True)
+        versions = [str(current), *others]
+    except mlflow.exceptions.MlflowException:
+        return None
+    for version in versions[:max_versions]:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{name}/{version}", dst_path=tmp)
+            found = list(Path(local).rglob("fs_model.json"))
+            if found:
+                return FSModel.from_json(found[0].read_text()), version
+    return None
 
 
 def log_evaluation(settings: MlflowSettings, metrics: Mapping[str, float],

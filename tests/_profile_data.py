@@ -8,14 +8,14 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
-S, B, I, D, TS = T.StringType(), T.BooleanType(), T.IntegerType(), T.DoubleType(), \
-    T.TimestampType()
+S, B, INT, D, TS = (T.StringType(), T.BooleanType(), T.IntegerType(), T.DoubleType(),
+                    T.TimestampType())
 
 # The silver.party_records columns survivorship reads (+ customer_id from the xref).
 RECORD_SCHEMA = T.StructType([
     T.StructField("customer_id", S), T.StructField("record_id", S),
     T.StructField("source", S), T.StructField("source_key", S),
-    T.StructField("source_rank", I), T.StructField("completeness", D),
+    T.StructField("source_rank", INT), T.StructField("completeness", D),
     *[T.StructField(c, S) for c in (
         "given_name", "middle_name", "family_name", "full_name", "given_name_norm",
         "middle_name_norm", "family_name_norm", "email")],
@@ -24,7 +24,7 @@ RECORD_SCHEMA = T.StructType([
     T.StructField("mobile_valid", B),
     *[T.StructField(c, S) for c in (
         "street", "street_norm", "city", "city_norm", "state", "postcode", "country")],
-    T.StructField("date_of_birth", T.DateType()), T.StructField("birth_year", I),
+    T.StructField("date_of_birth", T.DateType()), T.StructField("birth_year", INT),
     T.StructField("gender", S), T.StructField("loyalty_id", S),
     T.StructField("attributes", T.MapType(S, S)),
     T.StructField("created_at", TS), T.StructField("updated_at", TS),
@@ -43,7 +43,7 @@ INTERACTION_SCHEMA = T.StructType([
 
 XREF_SCHEMA = T.StructType([
     T.StructField("record_id", S), T.StructField("customer_id", S),
-    T.StructField("cluster_size", I), T.StructField("reason", S),
+    T.StructField("cluster_size", INT), T.StructField("reason", S),
     T.StructField("best_link_probability", D), T.StructField("run_id", S),
 ])
 

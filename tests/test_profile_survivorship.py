@@ -268,7 +268,7 @@ def test_bad_where_fails_naming_the_attribute(spark: SparkSession) -> None:
 
 
 def test_rule_settings_are_checked_at_load() -> None:
-    with pytest.raises(ValidationError, match="gender.valid_only"):
+    with pytest.raises(ValidationError, match=r"gender\.valid_only"):
         SurvivorshipSettings(gender=AttributeRule(rule="most_frequent", valid_only=True))
     with pytest.raises(ValidationError, match="repeat a rule"):
         AttributeRule(rule="most_recent", tie_breakers=("most_recent",))

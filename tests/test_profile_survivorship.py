@@ -68,14 +68,18 @@ def test_most_recent_takes_the_latest_observed_record(spark: SparkSession) -> No
         rec("pos_transactions:9", email="new@x.com", updated_at=day(2026, 3, 1)),
         rec("crm:1", email="old@x.com", updated_at=day(2024, 1, 1)),
         rec("webshop_customers:1", email="old@x.com", updated_at=day(2024, 2, 1)),
-        # No updated_at: created_at counts, then the ingestion time (2026-01-01).
-        rec("app_users:1", customer_id="C2", email="created@x.com",
+        # A record without any source time (only its 2026-01-01 ingestion) comes last.
+        rec("app_users:2", customer_id="C2", email="created@x.com",
             created_at=day(2025, 12, 1)),
-        rec("app_users:2", customer_id="C2", email="ingested@x.com"),
+        rec("app_users:1", customer_id="C2", email="ingested@x.com"),
+        # Without updated_at, created_at counts.
+        rec("app_users:4", customer_id="C3", email="updated@x.com", updated_at=day(2025, 11, 1)),
+        rec("app_users:5", customer_id="C3", email="created@x.com", created_at=day(2025, 12, 1)),
     ]
     golden = _golden(spark, rows, email=AttributeRule(rule="most_recent"))
     _check(spark, golden, "email", [("C1", "new@x.com", "pos_transactions:9", "most_recent"),
-                                    ("C2", "ingested@x.com", "app_users:2", "most_recent")])
+                                    ("C2", "created@x.com", "app_users:2", "most_recent"),
+                                    ("C3", "created@x.com", "app_users:5", "most_recent")])
     observed = golden.filter("customer_id = 'C1'").select("lineage.email.observed_at").first()
     assert observed is not None and observed[0] == datetime(2026, 3, 1)
 

@@ -333,7 +333,8 @@ class SurvivorshipSettings(_Model):
                                          tie_breakers=("most_frequent", "source_priority"),
                                          valid_only=True)
     address: AttributeRule = AttributeRule(rule="most_recent",
-                                           tie_breakers=("most_complete", "source_priority"))
+                                           tie_breakers=("most_complete", "source_priority"),
+                                           valid_only=True)
     birth: AttributeRule = AttributeRule(rule="most_frequent",
                                          tie_breakers=("source_priority", "most_complete"))
     gender: AttributeRule = AttributeRule(rule="most_frequent", tie_breakers=("source_priority",))

@@ -397,8 +397,9 @@ def format_profile(found: ProfileLookup) -> list[str]:
     lines.append(f"  last purchase {_fmt(p['last_purchase_at'])} ({p['recency_days']} days), "
                  f"RFM {p['rfm_score']}, last seen {_fmt(p['last_seen_at'])}, preferred "
                  f"channel {p['preferred_channel']}, open tickets {p['open_tickets']}")
-    lines.append(f"  email sent {p['email_sent']}, open rate {p['email_open_rate']}, click "
-                 f"rate {p['email_click_rate']}, status {p['email_status']}")
+    if p["email_sent"] is not None or p["email_status"] is not None:
+        lines.append(f"  email sent {p['email_sent']}, open rate {p['email_open_rate']}, "
+                     f"click rate {p['email_click_rate']}, status {p['email_status']}")
     lines.append(f"  segments: {', '.join(p['segments']) or '-'}")
     return lines
 

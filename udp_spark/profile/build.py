@@ -48,7 +48,7 @@ def build_profiles(records: DataFrame, xref: DataFrame, interactions: DataFrame,
                .transform(customer_metrics(settings.metrics, as_of)))
     joined = golden.join(metrics, "customer_id", "left").transform(with_metric_defaults)
     profiles = joined.withColumn(
-        "last_seen_at", F.greatest(F.col("last_interaction_at"), F.col("last_observed_at")))
+        "last_seen_at", F.greatest(F.col("last_interaction_at"), F.col("last_updated_at")))
     return (profiles.transform(with_segments(settings.segments))
             .select(*CONTENT_COLUMNS)
             .withColumn("_row_hash", content_hash(CONTENT_COLUMNS)))

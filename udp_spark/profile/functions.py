@@ -7,13 +7,19 @@ from collections.abc import Sequence
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-__all__ = ["content_hash", "observed_at", "score_band"]
+__all__ = ["content_hash", "observed_at", "score_band", "source_time"]
+
+
+def source_time() -> Column:
+    """When the source system says a party record last changed: ``updated_at``, else
+    ``created_at``; null when the source gives neither."""
+    return F.coalesce(F.col("updated_at"), F.col("created_at"))
 
 
 def observed_at() -> Column:
-    """When a party record was last true: its ``updated_at``, else ``created_at``, else the
-    time it was ingested (every silver record has that)."""
-    return F.coalesce(F.col("updated_at"), F.col("created_at"), F.col("_ingested_at"))
+    """When a party record was last known true: its :func:`source_time`, else the time it
+    was ingested (every silver record has that)."""
+    return F.coalesce(source_time(), F.col("_ingested_at"))
 
 
 def score_band(value: Column, cuts: Sequence[float], *, lower_is_better: bool = False

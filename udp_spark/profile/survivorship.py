@@ -22,8 +22,8 @@ ranks the candidates, its ``tie_breakers`` rank those the rule finds equal, and 
 ``record_id`` decides last, so the result never depends on row order:
 
 - ``source_priority``: the most trusted source (lowest ``trust_rank``) first.
-- ``most_recent``: the latest observed record first (``updated_at``, else ``created_at``,
-  else the ingestion time).
+- ``most_recent``: the latest observed record first (``updated_at``, else ``created_at``);
+  records whose source gives neither rank after those that do, by ingestion time.
 - ``most_frequent``: the value asserted by most records of the customer first (values are
   compared on a normalized key: normalized names, the e-mail, the E.164 number, ...).
 - ``most_complete``: the candidate with most of the attribute's columns filled first, then
@@ -50,7 +50,7 @@ from pyspark.sql import types as T
 from pyspark.sql.window import Window
 
 from udp_spark.config import AttributeRule, SurvivorshipSettings
-from udp_spark.profile.functions import observed_at
+from udp_spark.profile.functions import observed_at, source_time
 
 Transform = Callable[[DataFrame], DataFrame]
 
@@ -100,7 +100,7 @@ LINEAGE_TYPE = T.StructType([
 
 GOLDEN_COLUMNS: tuple[str, ...] = (
     "customer_id", *GOLDEN_FIELDS, "emails", "phones", "addresses", "lineage",
-    "record_count", "sources", "first_seen_at", "last_observed_at",
+    "record_count", "sources", "first_seen_at", "last_updated_at",
 )
 
 # Record columns the candidates are built from.
@@ -174,17 +174,19 @@ def _candidates() -> Column:
 _FAR = 9.0e18  # ranks after every real key (missing times, ranks)
 
 
-def _rank_key(rule: str) -> Column:
-    """A number per candidate for one rule; smaller ranks first."""
+def _rank_keys(rule: str) -> list[Column]:
+    """Numbers per candidate for one rule, compared in order; smaller ranks first."""
     if rule == "source_priority":
-        return F.coalesce(F.col("source_rank").cast("double"), F.lit(_FAR))
+        return [F.coalesce(F.col("source_rank").cast("double"), F.lit(_FAR))]
     if rule == "most_recent":
-        return F.coalesce(-F.unix_micros(F.col("observed_at")).cast("double"), F.lit(_FAR))
+        # A time the source gave beats none: an ingestion time is not a change time.
+        return [F.col("_source_time").isNull().cast("double"),
+                F.coalesce(-F.unix_micros(F.col("observed_at")).cast("double"), F.lit(_FAR))]
     if rule == "most_frequent":
-        return -F.col("_frequency").cast("double")
+        return [-F.col("_frequency").cast("double")]
     if rule == "most_complete":
-        return -(F.col("fill").cast("double") * 10
-                 + F.coalesce(F.col("completeness").cast("double"), F.lit(0.0)))
+        return [-(F.col("fill").cast("double") * 10
+                  + F.coalesce(F.col("completeness").cast("double"), F.lit(0.0)))]
     raise ValueError(f"unknown survivorship rule {rule!r}")  # pragma: no cover - Literal
 
 
@@ -195,7 +197,7 @@ def _order_key(attribute: str, spec: AttributeRule) -> Column:
         eligible = eligible & F.col("valid")
     if spec.where:
         eligible = eligible & F.col(f"_where_{attribute}")
-    ranks = [_rank_key(r) for r in (spec.rule, *spec.tie_breakers)]
+    ranks = [k for r in (spec.rule, *spec.tie_breakers) for k in _rank_keys(r)]
     return F.when(eligible, F.struct(F.array(*ranks).alias("ranks"),
                                      F.col("record_id").alias("record_id")))
 
@@ -223,8 +225,8 @@ def golden_records(settings: SurvivorshipSettings) -> Transform:
     """Party records with ``customer_id`` -> one golden row per customer.
 
     Output columns: :data:`GOLDEN_COLUMNS`; ``record_count``/``sources`` count the records
-    and sources behind the customer, ``first_seen_at``/``last_observed_at`` span their
-    observed times.
+    and sources behind the customer, ``first_seen_at`` is the earliest observed time of any
+    of them and ``last_updated_at`` the latest time a source says one changed.
 
     Raises:
         SurvivorshipError: a ``where`` predicate does not resolve or is not a condition.
@@ -234,10 +236,11 @@ def golden_records(settings: SurvivorshipSettings) -> Transform:
     def transform(records: DataFrame) -> DataFrame:
         wheres = [_check_where(records, a, s.where).alias(f"_where_{a}")
                   for a, s in specs.items() if s.where]
-        base = records.select(*_RECORD_COLUMNS, observed_at().alias("observed_at"), *wheres)
+        base = records.select(*_RECORD_COLUMNS, observed_at().alias("observed_at"),
+                              source_time().alias("_source_time"), *wheres)
         exploded = base.select(
             "customer_id", "record_id", "source", "source_rank", "completeness",
-            "observed_at", *[f"_where_{a}" for a, s in specs.items() if s.where],
+            "observed_at", "_source_time", *[f"_where_{a}" for a, s in specs.items() if s.where],
             F.explode_outer(_candidates()).alias("c"),
         ).select("*", "c.*").drop("c")
         if any("most_frequent" in (s.rule, *s.tie_breakers) for s in specs.values()):
@@ -255,7 +258,7 @@ def golden_records(settings: SurvivorshipSettings) -> Transform:
             F.count_distinct("record_id").cast("int").alias("record_count"),
             F.sort_array(F.collect_set("source")).alias("sources"),
             F.min("observed_at").alias("first_seen_at"),
-            F.max("observed_at").alias("last_observed_at"),
+            F.max("_source_time").alias("last_updated_at"),
         )
         multi = exploded.transform(_multi_valued)
         lineage = F.struct(*[
@@ -267,7 +270,7 @@ def golden_records(settings: SurvivorshipSettings) -> Transform:
               for a, fields in ATTRIBUTE_FIELDS.items() for f in fields],
             *[F.coalesce(F.col(name), F.array()).alias(name) for name in MULTI_VALUED.values()],
             lineage.alias("lineage"),
-            "record_count", "sources", "first_seen_at", "last_observed_at",
+            "record_count", "sources", "first_seen_at", "last_updated_at",
         )
 
     return transform

@@ -117,89 +117,85 @@ _RECORD_COLUMNS = (
 # --------------------------------------------------------------------------- candidates
 
 
-def _filled(*cols: str) -> Column:
-    total = F.lit(0)
-    for c in cols:
-        total = total + F.col(c).isNotNull().cast("int")
-    return total
+def _filled(*cols: str) -> str:
+    return " + ".join(f"CAST({c} IS NOT NULL AS INT)" for c in cols)
 
 
-def _key(*cols: str) -> Column:
-    return F.concat_ws("|", *[F.coalesce(F.col(c).cast("string"), F.lit("")) for c in cols])
+def _key(*cols: str) -> str:
+    return "concat_ws('|', " + ", ".join(f"coalesce(CAST({c} AS STRING), '')" for c in cols) + ")"
 
 
-def _candidate(attribute: str, values: dict[str, Column], present: Column, key: Column,
-               valid: Column, fill: Column) -> Column:
-    value = F.struct(*[(values[f] if f in values else F.lit(None)).cast(t).alias(f)
-                       for f, t in VALUE_FIELDS])
-    return F.struct(F.lit(attribute).alias("attribute"), value.alias("value"),
-                    F.when(present, key).alias("key"),
-                    F.coalesce(valid, F.lit(False)).alias("valid"),
-                    fill.cast("int").alias("fill"))
+def _candidate(attribute: str, values: dict[str, str], present: str, key: str, valid: str,
+               fill: str) -> str:
+    value = ", ".join(f"'{f}', CAST({values.get(f, 'NULL')} AS {t.simpleString()})"
+                      for f, t in VALUE_FIELDS)
+    return (f"named_struct('attribute', '{attribute}', 'value', named_struct({value}), "
+            f"'key', CASE WHEN {present} THEN {key} END, 'valid', coalesce({valid}, false), "
+            f"'fill', CAST({fill} AS INT))")
 
 
 def _candidates() -> Column:
-    """One candidate struct per attribute a record asserts (two for its phone numbers)."""
-    c = F.col
-    has_name = c("given_name").isNotNull() | c("family_name").isNotNull()
-    has_address = c("street").isNotNull() | c("city").isNotNull() | c("postcode").isNotNull()
+    """One candidate struct per attribute a record asserts (two for its phone numbers).
+
+    Written as one SQL expression: built from Column objects it would take hundreds of
+    calls into the JVM per plan.
+    """
     items = [
-        _candidate("name", {f: c(f) for f in ATTRIBUTE_FIELDS["name"]}, has_name,
-                   _key("given_name_norm", "middle_name_norm", "family_name_norm"),
-                   F.lit(True), _filled("given_name", "middle_name", "family_name")),
-        _candidate("email", {"email": c("email")}, c("email").isNotNull(),
-                   F.lower(c("email")), c("email_valid"), F.lit(1)),
-        _candidate("phone", {"phone": c("phone_e164")}, c("phone_e164").isNotNull(),
-                   c("phone_e164"), c("phone_valid"), F.lit(1)),
-        _candidate("phone", {"phone": c("mobile_e164")}, c("mobile_e164").isNotNull(),
-                   c("mobile_e164"), c("mobile_valid"), F.lit(1)),
-        _candidate("address", {f: c(f) for f in ATTRIBUTE_FIELDS["address"]}, has_address,
+        _candidate("name", {f: f for f in ATTRIBUTE_FIELDS["name"]},
+                   "given_name IS NOT NULL OR family_name IS NOT NULL",
+                   _key("given_name_norm", "middle_name_norm", "family_name_norm"), "true",
+                   _filled("given_name", "middle_name", "family_name")),
+        _candidate("email", {"email": "email"}, "email IS NOT NULL", "lower(email)",
+                   "email_valid", "1"),
+        _candidate("phone", {"phone": "phone_e164"}, "phone_e164 IS NOT NULL", "phone_e164",
+                   "phone_valid", "1"),
+        _candidate("phone", {"phone": "mobile_e164"}, "mobile_e164 IS NOT NULL",
+                   "mobile_e164", "mobile_valid", "1"),
+        _candidate("address", {f: f for f in ATTRIBUTE_FIELDS["address"]},
+                   "street IS NOT NULL OR city IS NOT NULL OR postcode IS NOT NULL",
                    _key("street_norm", "city_norm", "postcode", "country"),
-                   c("street").isNotNull() & (c("city").isNotNull() | c("postcode").isNotNull()),
+                   "street IS NOT NULL AND (city IS NOT NULL OR postcode IS NOT NULL)",
                    _filled("street", "city", "state", "postcode")),
-        _candidate("birth", {"date_of_birth": c("date_of_birth"), "birth_year": c("birth_year")},
-                   c("date_of_birth").isNotNull() | c("birth_year").isNotNull(),
-                   F.coalesce(c("date_of_birth").cast("string"), c("birth_year").cast("string")),
-                   F.lit(True), _filled("date_of_birth", "birth_year")),
-        _candidate("gender", {"gender": c("gender")}, c("gender").isNotNull(), c("gender"),
-                   F.lit(True), F.lit(1)),
-        _candidate("loyalty_id", {"loyalty_id": c("loyalty_id")}, c("loyalty_id").isNotNull(),
-                   c("loyalty_id"), F.lit(True), F.lit(1)),
+        _candidate("birth", {"date_of_birth": "date_of_birth", "birth_year": "birth_year"},
+                   "date_of_birth IS NOT NULL OR birth_year IS NOT NULL",
+                   "coalesce(CAST(date_of_birth AS STRING), CAST(birth_year AS STRING))",
+                   "true", _filled("date_of_birth", "birth_year")),
+        _candidate("gender", {"gender": "gender"}, "gender IS NOT NULL", "gender", "true", "1"),
+        _candidate("loyalty_id", {"loyalty_id": "loyalty_id"}, "loyalty_id IS NOT NULL",
+                   "loyalty_id", "true", "1"),
     ]
-    return F.filter(F.array(*items), lambda x: x["key"].isNotNull())
+    return F.expr(f"filter(array({', '.join(items)}), x -> x.key IS NOT NULL)")
 
 
 # --------------------------------------------------------------------------- ranking
 
-_FAR = 9.0e18  # ranks after every real key (missing times, ranks)
+_FAR = "9.0e18"  # ranks after every real key (missing times, ranks)
+
+# SQL per rule: numbers compared in order, smaller ranks first. The expressions in this
+# module are SQL text on purpose: one call into the JVM each instead of dozens.
+_RANK_KEYS: dict[str, tuple[str, ...]] = {
+    "source_priority": (f"coalesce(CAST(source_rank AS DOUBLE), {_FAR})",),
+    # A time the source gave beats none: an ingestion time is not a change time.
+    "most_recent": ("CAST(_source_time IS NULL AS DOUBLE)",
+                    f"coalesce(-CAST(unix_micros(observed_at) AS DOUBLE), {_FAR})"),
+    "most_frequent": ("-CAST(_frequency AS DOUBLE)",),
+    "most_complete": ("-(CAST(fill AS DOUBLE) * 10 + coalesce(CAST(completeness AS DOUBLE), 0))",),
+}
 
 
-def _rank_keys(rule: str) -> list[Column]:
-    """Numbers per candidate for one rule, compared in order; smaller ranks first."""
-    if rule == "source_priority":
-        return [F.coalesce(F.col("source_rank").cast("double"), F.lit(_FAR))]
-    if rule == "most_recent":
-        # A time the source gave beats none: an ingestion time is not a change time.
-        return [F.col("_source_time").isNull().cast("double"),
-                F.coalesce(-F.unix_micros(F.col("observed_at")).cast("double"), F.lit(_FAR))]
-    if rule == "most_frequent":
-        return [-F.col("_frequency").cast("double")]
-    if rule == "most_complete":
-        return [-(F.col("fill").cast("double") * 10
-                  + F.coalesce(F.col("completeness").cast("double"), F.lit(0.0)))]
-    raise ValueError(f"unknown survivorship rule {rule!r}")  # pragma: no cover - Literal
-
-
-def _order_key(attribute: str, spec: AttributeRule) -> Column:
-    """The sort key of an eligible candidate of ``attribute`` (null otherwise)."""
-    eligible = F.col("attribute") == F.lit(attribute)
+def _chosen(attribute: str, spec: AttributeRule) -> Column:
+    """The best eligible candidate of ``attribute`` with its lineage (an aggregate)."""
+    eligible = [f"attribute = '{attribute}'"]
     if spec.valid_only:
-        eligible = eligible & F.col("valid")
+        eligible.append("valid")
     if spec.where:
-        eligible = eligible & F.col(f"_where_{attribute}")
-    ranks = [k for r in (spec.rule, *spec.tie_breakers) for k in _rank_keys(r)]
-    return F.when(eligible, F.struct(F.array(*ranks).alias("ranks"),
-                                     F.col("record_id").alias("record_id")))
+        eligible.append(f"_where_{attribute}")
+    ranks = ", ".join(k for r in (spec.rule, *spec.tie_breakers) for k in _RANK_KEYS[r])
+    order = (f"CASE WHEN {' AND '.join(eligible)} THEN "
+             f"named_struct('ranks', array({ranks}), 'record_id', record_id) END")
+    lineage = (f"named_struct('source', source, 'record_id', record_id, 'rule', "
+               f"'{spec.rule}', 'observed_at', observed_at)")
+    return F.expr(f"min_by(named_struct('value', value, 'lineage', {lineage}), {order})")
 
 
 def _check_where(records: DataFrame, attribute: str, where: str) -> Column:
@@ -248,28 +244,22 @@ def golden_records(settings: SurvivorshipSettings) -> Transform:
             exploded = exploded.withColumn(
                 "_frequency", F.size(F.collect_set("record_id").over(by_value)))
 
-        chosen = [
-            F.min_by(F.struct(F.col("value"), F.struct(
-                "source", "record_id", F.lit(spec.rule).alias("rule"), "observed_at")
-                .alias("lineage")), _order_key(attr, spec)).alias(f"_g_{attr}")
-            for attr, spec in specs.items()]
         golden = exploded.groupBy("customer_id").agg(
-            *chosen,
+            *[_chosen(attr, spec).alias(f"_g_{attr}") for attr, spec in specs.items()],
             F.count_distinct("record_id").cast("int").alias("record_count"),
             F.sort_array(F.collect_set("source")).alias("sources"),
             F.min("observed_at").alias("first_seen_at"),
             F.max("_source_time").alias("last_updated_at"),
         )
         multi = exploded.transform(_multi_valued)
-        lineage = F.struct(*[
-            F.when(F.col(f"_g_{a}.value.{f}").isNotNull(), F.col(f"_g_{a}.lineage")).alias(f)
-            for a, fields in ATTRIBUTE_FIELDS.items() for f in fields])
-        return golden.join(multi, "customer_id", "left").select(
+        fields = [(a, f) for a, fs in ATTRIBUTE_FIELDS.items() for f in fs]
+        lineage = ", ".join(f"'{f}', CASE WHEN _g_{a}.value.{f} IS NOT NULL "
+                            f"THEN _g_{a}.lineage END" for a, f in fields)
+        return golden.join(multi, "customer_id", "left").selectExpr(
             "customer_id",
-            *[F.col(f"_g_{a}.value.{f}").alias(f)
-              for a, fields in ATTRIBUTE_FIELDS.items() for f in fields],
-            *[F.coalesce(F.col(name), F.array()).alias(name) for name in MULTI_VALUED.values()],
-            lineage.alias("lineage"),
+            *[f"_g_{a}.value.{f} AS {f}" for a, f in fields],
+            *[f"coalesce({name}, array()) AS {name}" for name in MULTI_VALUED.values()],
+            f"named_struct({lineage}) AS lineage",
             "record_count", "sources", "first_seen_at", "last_updated_at",
         )
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
+import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
@@ -103,4 +105,20 @@ def day(y: int, m: int, d: int) -> datetime:
     return datetime(y, m, d)
 
 
-__all__ = ["INGESTED", "act", "date", "day", "interactions", "rec", "records"]
+
+
+@pytest.fixture(scope="module")
+def interpreted(spark: SparkSession) -> Iterator[None]:
+    """Whole-stage code generation off for a module of tiny frames.
+
+    Each scenario is a new plan, and compiling its generated code costs seconds while
+    running it on five rows costs milliseconds. The publish tests keep it on, so the same
+    expressions are still checked under code generation.
+    """
+    key = "spark.sql.codegen.wholeStage"
+    before = spark.conf.get(key)
+    spark.conf.set(key, "false")
+    try:
+        yield
+    finally:
+        spark.conf.set(key, before)

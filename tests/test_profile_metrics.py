@@ -6,7 +6,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 import pytest
-from _profile_data import act, day, interactions
+from _profile_data import act, day, interactions, interpreted  # noqa: F401 (fixture)
 from chispa import assert_column_equality
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
@@ -16,6 +16,8 @@ from udp_spark.profile.functions import score_band
 from udp_spark.profile.metrics import customer_metrics
 
 AS_OF = date(2026, 6, 30)
+
+pytestmark = pytest.mark.usefixtures("interpreted")
 
 
 @pytest.fixture(scope="module")

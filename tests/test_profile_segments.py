@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from _profile_data import interpreted  # noqa: F401 (fixture)
 from chispa import assert_df_equality
 from pydantic import ValidationError
 from pyspark.sql import DataFrame, SparkSession
@@ -20,6 +21,8 @@ SEGMENTS = {
     "high_value": SegmentSpec(where="ltv > 1000 and recency_days < 90"),
     "open_support": SegmentSpec(where="open_tickets > 0"),
 }
+
+pytestmark = pytest.mark.usefixtures("interpreted")
 
 
 def _profiles(spark: SparkSession) -> DataFrame:

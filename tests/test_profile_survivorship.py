@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 import pytest
-from _profile_data import day, rec, records
+from _profile_data import day, interpreted, rec, records  # noqa: F401 (fixture)
 from chispa import assert_df_equality
 from pydantic import ValidationError
 from pyspark.sql import DataFrame, SparkSession
@@ -17,6 +17,8 @@ from pyspark.sql import functions as F
 
 from udp_spark.config import AttributeRule, SurvivorshipSettings
 from udp_spark.profile.survivorship import SurvivorshipError, golden_records
+
+pytestmark = pytest.mark.usefixtures("interpreted")
 
 
 def _golden(spark: SparkSession, rows: list[dict], **rules: AttributeRule) -> DataFrame:

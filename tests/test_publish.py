@@ -44,6 +44,8 @@ from udp_spark.tables import (
     SILVER_PARTY_RECORDS,
 )
 
+pytestmark = pytest.mark.slow  # Delta writes: four publishes on a tiny lakehouse
+
 PUBLISH = PublishSettings(
     metrics=MetricsSettings(as_of=date(2026, 6, 30)),
     segments={"buyer": SegmentSpec(where="orders > 0"),

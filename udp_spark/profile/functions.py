@@ -37,5 +37,9 @@ def score_band(value: Column, cuts: Sequence[float], *, lower_is_better: bool = 
 
 
 def content_hash(columns: Sequence[str]) -> Column:
-    """SHA-256 of the JSON of ``columns``: equal content, equal hash (arrays must be sorted)."""
-    return F.sha2(F.to_json(F.struct(*[F.col(f"`{c}`") for c in columns])), 256)
+    """SHA-256 of the JSON of ``columns``: equal content, equal hash (arrays must be sorted).
+
+    Times are written in UTC, so the hash does not change with the session's time zone.
+    """
+    json = F.to_json(F.struct(*[F.col(f"`{c}`") for c in columns]), {"timeZone": "UTC"})
+    return F.sha2(json, 256)

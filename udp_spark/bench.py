@@ -55,8 +55,8 @@ def _tree_rss_kb(root_pid: int) -> int:
     return total
 
 
-def _run_measured(cmd: list[str], env: dict[str, str]) -> tuple[dict[str, float], float]:
-    """Run ``cmd``; return its JSON timings (last stdout line) and peak tree RSS in MiB."""
+def _run_measured(cmd: list[str], env: dict[str, str]) -> tuple[dict[str, Any], float]:
+    """Run ``cmd``; return its JSON result (last stdout line) and peak tree RSS in MiB."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, text=True)
     peak = 0
     stop = threading.Event()
@@ -168,7 +168,9 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         report = generate(data_dir, people=max(1, round(size / ROWS_PER_PERSON)), seed=7)
         gen_s = time.perf_counter() - t0
-        runs, peaks, extras = [], [], []
+        runs: list[dict[str, float]] = []
+        peaks: list[float] = []
+        extras: list[dict[str, Any]] = []
         for i in range(args.repeats):
             lake = Path(args.work) / f"lake-{size}-{i}"
             run_data = Path(args.work) / f"data-{size}-run"

@@ -259,6 +259,65 @@ def demo(
              lakehouse=lakehouse, fresh=fresh, echo=typer.echo)
 
 
+AsOfOpt = Annotated[str | None, typer.Option(
+    "--as-of", help="table version (e.g. 3) or timestamp (e.g. '2026-06-30 12:00:00') to "
+                    "read the profile as it was then")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of text")]
+
+
+@app.command()
+def publish(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
+            lakehouse: LakehouseOpt = None) -> None:
+    """Golden profiles into gold.customer_profile (+ history, segment membership)."""
+    from udp_spark.pipeline.publish import run_publish
+
+    r = run_publish(_context(config, data_root, lakehouse))
+    typer.echo(f"{r.customers:,} customers (metrics as of {r.as_of}); profile "
+               f"+{r.profile_inserted:,} ~{r.profile_updated:,} ={r.profile_unchanged:,} "
+               f"-{r.profile_deleted:,}; history +{r.history_inserted:,} closed "
+               f"{r.history_closed:,}; segments entered {r.segments_entered:,} exited "
+               f"{r.segments_exited:,}")
+    for name, size in sorted(r.segment_sizes.items()):
+        typer.echo(f"  segment {name:24s} {size:>10,}")
+
+
+@app.command()
+def profile(customer_id: str, config: ConfigOpt = DEFAULT_CONFIG,
+            data_root: DataRootOpt = None, lakehouse: LakehouseOpt = None,
+            as_of: AsOfOpt = None, as_json: JsonOpt = False) -> None:
+    """Show a golden profile with the lineage of each value, now or --as-of an earlier state.
+
+    A merged-away customer id resolves to the customer it was merged into.
+    """
+    from dataclasses import asdict
+
+    from udp_spark.pipeline.publish import format_profile, lookup_profile, to_json
+
+    found = lookup_profile(_context(config, data_root, lakehouse), customer_id, as_of)
+    if as_json:
+        typer.echo(to_json(asdict(found)))
+    else:
+        for line in format_profile(found):
+            typer.echo(line)
+    if found.profile is None:
+        raise typer.Exit(1)
+
+
+@app.command()
+def lineage(customer_id: str, config: ConfigOpt = DEFAULT_CONFIG,
+            data_root: DataRootOpt = None, lakehouse: LakehouseOpt = None,
+            as_json: JsonOpt = False) -> None:
+    """The source records, identity events and runs behind a profile."""
+    from udp_spark.pipeline.publish import format_lineage, profile_lineage, to_json
+
+    info = profile_lineage(_context(config, data_root, lakehouse), customer_id)
+    if as_json:
+        typer.echo(to_json(info))
+    else:
+        for line in format_lineage(info):
+            typer.echo(line)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``udp`` console script and of ``jobs/*.py``."""
     from udp_spark.config import ConfigError

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -362,6 +363,203 @@ class MatchingSettings(_Model):
         return self
 
 
+# --------------------------------------------------------------------------- publish
+
+SurvivorshipRuleName = Literal["source_priority", "most_recent", "most_frequent", "most_complete"]
+
+# Attributes with a validity check that ``valid_only`` can use (see udp_spark.profile).
+VALIDATED_ATTRIBUTES = ("email", "phone", "address")
+
+
+class AttributeRule(_Model):
+    """How one golden attribute is chosen among the records of a customer.
+
+    ``rule`` decides; ``tie_breakers`` decide, in order, between candidates the rule ranks
+    equal; the smallest record id decides last, so the choice is always deterministic.
+    ``valid_only`` keeps only candidates that pass the attribute's validity check;
+    ``where`` is a Spark SQL predicate over ``silver.party_records`` columns a candidate
+    record must satisfy (e.g. ``"attributes['email_verified'] = 'true'"``).
+    """
+
+    rule: SurvivorshipRuleName
+    tie_breakers: tuple[SurvivorshipRuleName, ...] = ()
+    valid_only: bool = False
+    where: str | None = None
+
+    @model_validator(mode="after")
+    def _distinct_rules(self) -> AttributeRule:
+        order = (self.rule, *self.tie_breakers)
+        if len(set(order)) != len(order):
+            raise ValueError(f"rule and tie_breakers repeat a rule: {list(order)}; name each "
+                             "rule once")
+        if self.where is not None and not self.where.strip():
+            raise ValueError("where is empty: remove it or give a SQL predicate")
+        return self
+
+
+class SurvivorshipSettings(_Model):
+    """One rule per golden attribute. An attribute given in YAML replaces its default whole.
+
+    Attributes are groups of profile columns taken from one record together: ``name``
+    (given, middle, family, full name), ``email``, ``phone``, ``address`` (street, city,
+    state, postcode, country), ``birth`` (date of birth, birth year), ``gender``,
+    ``loyalty_id``.
+    """
+
+    name: AttributeRule = AttributeRule(rule="source_priority", tie_breakers=("most_recent",))
+    email: AttributeRule = AttributeRule(rule="most_recent", tie_breakers=("source_priority",),
+                                         valid_only=True)
+    phone: AttributeRule = AttributeRule(rule="most_recent",
+                                         tie_breakers=("most_frequent", "source_priority"),
+                                         valid_only=True)
+    address: AttributeRule = AttributeRule(rule="most_recent",
+                                           tie_breakers=("most_complete", "source_priority"),
+                                           valid_only=True)
+    birth: AttributeRule = AttributeRule(rule="most_frequent",
+                                         tie_breakers=("source_priority", "most_complete"))
+    gender: AttributeRule = AttributeRule(rule="most_frequent", tie_breakers=("source_priority",))
+    loyalty_id: AttributeRule = AttributeRule(rule="source_priority",
+                                              tie_breakers=("most_recent",))
+
+    @model_validator(mode="after")
+    def _valid_only_where_defined(self) -> SurvivorshipSettings:
+        for attr, rule in self:
+            if rule.valid_only and attr not in VALIDATED_ATTRIBUTES:
+                raise ValueError(
+                    f"{attr}.valid_only: {attr!r} has no validity check (only "
+                    f"{', '.join(VALIDATED_ATTRIBUTES)} have one); use 'where' with a SQL "
+                    "predicate instead")
+        return self
+
+
+class RfmThresholds(_Model):
+    """Fixed score bands (not quantiles, so one customer's change never moves another's
+    score). Each list has four ascending cut points giving scores 1-5."""
+
+    recency_days: tuple[int, int, int, int] = (30, 90, 180, 365)
+    frequency: tuple[int, int, int, int] = (2, 3, 5, 10)
+    monetary: tuple[float, float, float, float] = (100.0, 250.0, 500.0, 1000.0)
+
+    @field_validator("recency_days", "frequency", "monetary")
+    @classmethod
+    def _ascending(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if list(v) != sorted(set(v)):
+            raise ValueError(f"cut points must be strictly ascending, got {list(v)}")
+        return v
+
+
+class EngagementCounts(_Model):
+    """Keys of ``attributes`` on engagement interactions holding the running counts."""
+
+    sent: str = "emails_sent"
+    opened: str = "emails_opened"
+    clicked: str = "emails_clicked"
+
+
+class MetricsSettings(_Model):
+    """Derived metrics from ``silver.interactions`` (see :mod:`udp_spark.profile.metrics`)."""
+
+    as_of: date | Literal["today", "input"] = Field(
+        default="today", description="the day metrics are computed for: a date, 'today' (UTC), "
+        "or 'input' (the day of the latest interaction); interactions after it are ignored")
+    horizon_days: int = Field(default=365, ge=1, description="horizon of predicted_ltv")
+    half_life_days: float = Field(default=180.0, gt=0, description="recency after which the "
+                                  "chance a customer is still active halves (predicted_ltv)")
+    min_tenure_days: int = Field(default=30, ge=1, description="a shorter purchase history "
+                                 "counts as this long when estimating purchase frequency")
+    purchase_types: tuple[str, ...] = ("order", "pos_purchase", "purchase")
+    excluded_statuses: tuple[str, ...] = ("cancelled", "canceled", "returned", "refunded",
+                                          "failed")
+    ticket_types: tuple[str, ...] = ("support_ticket",)
+    open_ticket_statuses: tuple[str, ...] = ("open", "pending", "new", "on_hold", "hold")
+    engagement_types: tuple[str, ...] = ("email_engagement",)
+    engagement_counts: EngagementCounts = EngagementCounts()
+    base_currency: str = Field(default="USD", min_length=3, max_length=3)
+    fx_rates: dict[str, float] = Field(
+        default_factory=lambda: {"USD": 1.0, "EUR": 1.08, "GBP": 1.27},
+        description="units of base_currency per unit of each currency; purchases in other "
+                    "currencies count as orders but add nothing to spend")
+    rfm: RfmThresholds = RfmThresholds()
+
+    @field_validator("base_currency")
+    @classmethod
+    def _upper(cls, v: str) -> str:
+        return v.upper()
+
+    @field_validator("fx_rates")
+    @classmethod
+    def _positive_rates(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: r for k, r in v.items() if not r > 0}
+        if bad:
+            raise ValueError(f"rates must be > 0, got {bad}")
+        return {k.upper(): r for k, r in v.items()}
+
+
+class SegmentSpec(_Model):
+    """A segment: a Spark SQL predicate over ``gold.customer_profile`` columns."""
+
+    where: str = Field(min_length=1)
+    description: str = ""
+
+    @field_validator("where")
+    @classmethod
+    def _looks_like_a_predicate(cls, v: str) -> str:
+        problem = _predicate_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
+
+def _predicate_problem(text: str) -> str | None:
+    """A cheap syntax check before Spark parses the predicate (it checks the rest)."""
+    depth = 0
+    quote: str | None = None
+    for ch in text:
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"`":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                return f"unbalanced ')' in {text!r}"
+        elif ch == ";":
+            return f"one predicate only, no ';': {text!r}"
+    if quote:
+        return f"unclosed {quote} in {text!r}"
+    if depth:
+        return f"unbalanced '(' in {text!r}"
+    return None
+
+
+class PublishSettings(_Model):
+    """Golden profiles: survivorship rules, metrics and segments."""
+
+    survivorship: SurvivorshipSettings = SurvivorshipSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    segments: dict[str, SegmentSpec] = Field(
+        default_factory=dict, description="name -> predicate, e.g. "
+        "high_value: 'ltv > 1000 and recency_days < 90' (or {where: ..., description: ...})")
+
+    @field_validator("segments", mode="before")
+    @classmethod
+    def _shorthand(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: {"where": s} if isinstance(s, str) else s for k, s in v.items()}
+        return v
+
+    @field_validator("segments")
+    @classmethod
+    def _segment_names(cls, v: dict[str, SegmentSpec]) -> dict[str, SegmentSpec]:
+        for name in v:
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                raise ValueError(f"segment name {name!r} must be lower_snake_case")
+        return v
+
+
 class PipelineConfig(_Model):
     """The whole pipeline: lakehouse location, Spark profile, sources and stage settings."""
 
@@ -373,6 +571,7 @@ class PipelineConfig(_Model):
     standardize: StandardizeSettings = StandardizeSettings()
     matching: MatchingSettings = MatchingSettings()
     mlflow: MlflowSettings = MlflowSettings()
+    publish: PublishSettings = PublishSettings()
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     config_hash: str = ""
 

@@ -161,6 +161,65 @@ def merge_upsert(df: DataFrame, ref: TableRef, keys: Sequence[str], *,
     return _last_commit(spark, ref)
 
 
+def merge_changes(changes: DataFrame, ref: TableRef, keys: Sequence[str],
+                  columns: Sequence[str], *, action_col: str = "_action") -> WriteResult:
+    """Apply a change set in one MERGE: ``upsert`` rows insert or replace the row with their
+    keys, ``delete`` rows delete it. Only ``columns`` are written.
+
+    Creates the table from the upsert rows if it does not exist. An empty change set should
+    not be passed (it would still make a commit); callers count first.
+    """
+    spark = changes.sparkSession
+    if not table_exists(spark, ref):
+        created = changes.filter(F.col(action_col) == "upsert").select(*columns)
+        _writer_save(created, ref, "append")
+        res = _last_commit(spark, ref)
+        return WriteResult(res.table, res.version, res.operation,
+                           {**res.metrics, "numTargetRowsInserted":
+                            res.metric("numOutputRows")})
+    cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    (delta_table(spark, ref).alias("t").merge(changes.alias("s"), cond)
+     .whenMatchedDelete(condition=f"s.`{action_col}` = 'delete'")
+     .whenMatchedUpdate(condition=f"s.`{action_col}` = 'upsert'",
+                        set={f"`{c}`": f"s.`{c}`" for c in columns})
+     .whenNotMatchedInsert(condition=f"s.`{action_col}` = 'upsert'",
+                           values={f"`{c}`": f"s.`{c}`" for c in columns})
+     .execute())
+    return _last_commit(spark, ref)
+
+
+def merge_scd2(changes: DataFrame, ref: TableRef, keys: Sequence[str], columns: Sequence[str],
+               *, open_col: str, close_set: Mapping[str, str],
+               action_col: str = "_action") -> WriteResult:
+    """Apply type-2 changes in one MERGE (one commit).
+
+    ``insert`` rows are added as new open rows, ``close`` rows end the open row with their
+    keys (the row whose ``open_col`` is null) by setting ``close_set`` (target column ->
+    SQL over the change row ``s``, e.g. ``{"valid_to": "s._at"}``), ``replace`` rows do
+    both. Only ``columns`` are inserted. Creates the table from the inserts if missing.
+    """
+    spark = changes.sparkSession
+    inserts = changes.filter(F.col(action_col).isin("insert", "replace"))
+    if not table_exists(spark, ref):
+        _writer_save(inserts.select(*columns), ref, "append")
+        res = _last_commit(spark, ref)
+        return WriteResult(res.table, res.version, res.operation,
+                           {**res.metrics, "numTargetRowsInserted":
+                            res.metric("numOutputRows")})
+    # Closing rows carry their keys in _mk_*; inserted rows carry nulls, so they never match.
+    closing = changes.filter(F.col(action_col).isin("close", "replace")).select(
+        "*", *[F.col(k).alias(f"_mk_{k}") for k in keys])
+    staged = closing.unionByName(inserts.select(
+        "*", *[F.lit(None).cast(changes.schema[k].dataType).alias(f"_mk_{k}") for k in keys]))
+    cond = " AND ".join([f"t.`{k}` = s.`_mk_{k}`" for k in keys] + [f"t.`{open_col}` IS NULL"])
+    (delta_table(spark, ref).alias("t").merge(staged.alias("s"), cond)
+     .whenMatchedUpdate(set={f"`{c}`": e for c, e in close_set.items()})
+     .whenNotMatchedInsert(condition=" AND ".join(f"s.`_mk_{k}` IS NULL" for k in keys),
+                           values={f"`{c}`": f"s.`{c}`" for c in columns})
+     .execute())
+    return _last_commit(spark, ref)
+
+
 # --------------------------------------------------------------------------- sources
 
 

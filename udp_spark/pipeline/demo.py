@@ -94,6 +94,10 @@ def run_demo(*, config: Path, people: int, seed: int, noise: float, data_dir: Pa
     res = timed("resolve", run_resolve, ctx)
     metrics = timed("evaluate", run_evaluate, ctx, truth)
 
+    from udp_spark.pipeline.publish import run_publish
+
+    published = timed("publish", run_publish, ctx)
+
     lake = ctx.lakehouse
     echo("\nrows per table")
     tables = [lake.bronze(s.source) for s in ing.sources] + [
@@ -131,6 +135,48 @@ def run_demo(*, config: Path, people: int, seed: int, noise: float, data_dir: Pa
                 "largest_cluster"):
         v = metrics[key]
         echo(f"  {key:24s} {v:10.4f}" if v < 100 else f"  {key:24s} {v:10,.0f}")
+    _print_publish(ctx, published, echo)
     echo("\ntime per stage")
     for stage, secs in timings.items():
         echo(f"  {stage:14s} {secs:7.1f}s")
+
+
+def _print_publish(ctx: StageContext, report: object, echo: Callable[[str], None]) -> None:
+    """The publish summary and one sample profile with its lineage."""
+    from udp_spark.pipeline.publish import (
+        PublishReport,
+        format_lineage,
+        format_profile,
+        lookup_profile,
+        profile_lineage,
+    )
+    from udp_spark.tables import (
+        GOLD_CUSTOMER_PROFILE,
+        GOLD_CUSTOMER_PROFILE_HISTORY,
+        GOLD_SEGMENT_MEMBERSHIP,
+    )
+
+    assert isinstance(report, PublishReport)
+    spark, lake = ctx.spark, ctx.lakehouse
+    echo(f"\npublish: {report.customers:,} profiles (metrics as of {report.as_of}); profile "
+         f"+{report.profile_inserted:,} ~{report.profile_updated:,} "
+         f"={report.profile_unchanged:,} -{report.profile_deleted:,}; history "
+         f"+{report.history_inserted:,}; segments {report.segment_sizes}")
+    for t in (GOLD_CUSTOMER_PROFILE, GOLD_CUSTOMER_PROFILE_HISTORY, GOLD_SEGMENT_MEMBERSHIP):
+        ref = lake.ref(t)
+        if io.table_exists(spark, ref):
+            echo(f"  {ref!s:32s} {io.read_table(spark, ref).count():>10,}")
+    profiles = io.read_table(spark, lake.ref(GOLD_CUSTOMER_PROFILE))
+    # A customer seen by a few systems who bought something shows most of a profile.
+    sample = (profiles.filter(F.col("record_count").between(3, 6))
+              .orderBy(F.desc("orders"), F.size("sources").desc(), "customer_id")
+              .select("customer_id").first()
+              or profiles.orderBy("customer_id").select("customer_id").first())
+    if sample is None:
+        return
+    echo("\nsample profile (udp profile " + sample[0] + ")")
+    for line in format_profile(lookup_profile(ctx, sample[0])):
+        echo("  " + line)
+    echo("\nits lineage (udp lineage " + sample[0] + ")")
+    for line in format_lineage(profile_lineage(ctx, sample[0])):
+        echo("  " + line)

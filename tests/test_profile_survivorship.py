@@ -1,0 +1,282 @@
+"""Survivorship: each rule and each tie-breaker picks the value it promises, with lineage.
+
+Every scenario is built so that any other rule (or no tie-breaker) would pick a different
+record, so a wrong rule fails the test.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pytest
+from _profile_data import day, interpreted, rec, records  # noqa: F401 (fixture)
+from chispa import assert_df_equality
+from pydantic import ValidationError
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from udp_spark.config import AttributeRule, SurvivorshipSettings
+from udp_spark.profile.survivorship import SurvivorshipError, golden_records
+
+pytestmark = pytest.mark.usefixtures("interpreted")
+
+
+def _golden(spark: SparkSession, rows: list[dict], **rules: AttributeRule) -> DataFrame:
+    # Computed once per scenario; the checks below only read the result.
+    return records(spark, rows).transform(
+        golden_records(SurvivorshipSettings(**rules))).localCheckpoint()
+
+
+def _chosen(golden: DataFrame, field: str) -> DataFrame:
+    return golden.select("customer_id", F.col(field).cast("string").alias("value"),
+                         F.col(f"lineage.{field}.record_id").alias("record_id"),
+                         F.col(f"lineage.{field}.rule").alias("rule"))
+
+
+def _expect(spark: SparkSession, rows: list[tuple[str, str | None, str | None, str | None]]
+            ) -> DataFrame:
+    return spark.createDataFrame(rows, "customer_id string, value string, record_id string, "
+                                       "rule string")
+
+
+def _check(spark: SparkSession, golden: DataFrame, field: str,
+           expected: list[tuple[str, str | None, str | None, str | None]]) -> None:
+    assert_df_equality(_chosen(golden, field), _expect(spark, expected), ignore_row_order=True,
+                       ignore_nullable=True)
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def test_source_priority_takes_the_most_trusted_source(spark: SparkSession) -> None:
+    # crm (rank 1) is older, less complete and outvoted, and has the larger record id.
+    rows = [
+        rec("crm:9", given_name="Katherine", family_name="Smith", completeness=0.2,
+            updated_at=day(2020, 1, 1)),
+        rec("webshop_customers:1", given_name="Kate", family_name="Smith",
+            completeness=0.9, updated_at=day(2025, 1, 1)),
+        rec("app_users:1", given_name="Kate", family_name="Smith", completeness=0.9,
+            updated_at=day(2025, 6, 1)),
+    ]
+    golden = _golden(spark, rows, name=AttributeRule(rule="source_priority"))
+    _check(spark, golden, "given_name", [("C1", "Katherine", "crm:9", "source_priority")])
+    # The whole name group comes from the same record.
+    _check(spark, golden, "family_name", [("C1", "Smith", "crm:9", "source_priority")])
+
+
+def test_most_recent_takes_the_latest_observed_record(spark: SparkSession) -> None:
+    rows = [
+        # Newest by updated_at, least trusted source, asserted once.
+        rec("pos_transactions:9", email="new@x.com", updated_at=day(2026, 3, 1)),
+        rec("crm:1", email="old@x.com", updated_at=day(2024, 1, 1)),
+        rec("webshop_customers:1", email="old@x.com", updated_at=day(2024, 2, 1)),
+        # A record without any source time (only its 2026-01-01 ingestion) comes last.
+        rec("app_users:2", customer_id="C2", email="created@x.com",
+            created_at=day(2025, 12, 1)),
+        rec("app_users:1", customer_id="C2", email="ingested@x.com"),
+        # Without updated_at, created_at counts.
+        rec("app_users:4", customer_id="C3", email="updated@x.com", updated_at=day(2025, 11, 1)),
+        rec("app_users:5", customer_id="C3", email="created@x.com", created_at=day(2025, 12, 1)),
+    ]
+    golden = _golden(spark, rows, email=AttributeRule(rule="most_recent"))
+    _check(spark, golden, "email", [("C1", "new@x.com", "pos_transactions:9", "most_recent"),
+                                    ("C2", "created@x.com", "app_users:2", "most_recent"),
+                                    ("C3", "created@x.com", "app_users:5", "most_recent")])
+    observed = golden.filter("customer_id = 'C1'").select("lineage.email.observed_at").first()
+    assert observed is not None and observed[0] == datetime(2026, 3, 1)
+
+
+def test_most_frequent_takes_the_value_most_records_assert(spark: SparkSession) -> None:
+    rows = [
+        # The typo is in the most trusted, most recent record with the smallest id.
+        rec("crm:1", date_of_birth=date(1980, 5, 2), birth_year=1980,
+            updated_at=day(2026, 1, 5)),
+        rec("webshop_customers:7", date_of_birth=date(1980, 2, 5), birth_year=1980,
+            updated_at=day(2024, 1, 1)),
+        rec("support_tickets:7", date_of_birth=date(1980, 2, 5), birth_year=1980,
+            updated_at=day(2023, 1, 1)),
+    ]
+    golden = _golden(spark, rows, birth=AttributeRule(rule="most_frequent"))
+    _check(spark, golden, "date_of_birth",
+           [("C1", "1980-02-05", "support_tickets:7", "most_frequent")])
+
+
+def test_most_complete_takes_the_fullest_candidate(spark: SparkSession) -> None:
+    rows = [
+        rec("crm:1", street="1 Main St", updated_at=day(2026, 1, 1), completeness=1.0),
+        rec("support_tickets:9", street="1 Main St", city="Springfield", postcode="12345",
+            country="US", updated_at=day(2020, 1, 1), completeness=0.3),
+        # Same fill as the winner but a less complete record overall.
+        rec("webshop_customers:2", street="2 Side St", city="Shelbyville",
+            postcode="54321", country="US", updated_at=day(2020, 1, 1), completeness=0.2),
+    ]
+    golden = _golden(spark, rows, address=AttributeRule(rule="most_complete"))
+    _check(spark, golden, "postcode", [("C1", "12345", "support_tickets:9", "most_complete")])
+    _check(spark, golden, "street", [("C1", "1 Main St", "support_tickets:9",
+                                      "most_complete")])
+
+
+def test_valid_only_ignores_invalid_candidates(spark: SparkSession) -> None:
+    rows = [
+        rec("crm:1", email="bad@x.com", email_valid=False, updated_at=day(2026, 1, 1)),
+        rec("webshop_customers:1", email="good@x.com", updated_at=day(2020, 1, 1)),
+        # Only an invalid candidate: no golden value rather than an invalid one.
+        rec("crm:2", customer_id="C2", email="bad@y.com", email_valid=False),
+        rec("crm:3", customer_id="C2", given_name="Ann"),
+    ]
+    golden = _golden(spark, rows, email=AttributeRule(rule="most_recent", valid_only=True))
+    _check(spark, golden, "email", [("C1", "good@x.com", "webshop_customers:1", "most_recent"),
+                                    ("C2", None, None, None)])
+    # Without valid_only the invalid, more recent value wins: the flag is what decides.
+    plain = _golden(spark, rows, email=AttributeRule(rule="most_recent"))
+    assert plain.filter("customer_id = 'C1'").select("email").first()[0] == "bad@x.com"
+
+
+def test_valid_only_phone_checks_phone_and_mobile_flags(spark: SparkSession) -> None:
+    rows = [
+        rec("crm:1", phone_e164="+15550001", phone_valid=False, mobile_e164="+15550002",
+            updated_at=day(2026, 1, 1)),
+        rec("webshop_customers:1", phone_e164="+15550003", updated_at=day(2020, 1, 1)),
+    ]
+    golden = _golden(spark, rows, phone=AttributeRule(rule="most_recent", valid_only=True))
+    _check(spark, golden, "phone", [("C1", "+15550002", "crm:1", "most_recent")])
+
+
+def test_where_keeps_only_matching_records(spark: SparkSession) -> None:
+    rows = [
+        rec("crm:1", email="unverified@x.com", updated_at=day(2026, 1, 1)),
+        rec("webshop_customers:1", email="verified@x.com", updated_at=day(2020, 1, 1),
+            attributes={"email_verified": "true"}),
+    ]
+    golden = _golden(spark, rows, email=AttributeRule(
+        rule="most_recent", where="attributes['email_verified'] = 'true'"))
+    _check(spark, golden, "email", [("C1", "verified@x.com", "webshop_customers:1",
+                                     "most_recent")])
+
+
+# --------------------------------------------------------------------------- tie-breakers
+
+
+def test_tie_breaker_most_recent_decides_equal_trust(spark: SparkSession) -> None:
+    rows = [rec("crm:1", gender="F", updated_at=day(2020, 1, 1)),
+            rec("crm:2", gender="M", updated_at=day(2025, 1, 1)),
+            rec("webshop_customers:0", gender="X", updated_at=day(2026, 1, 1))]
+    with_tb = _golden(spark, rows, gender=AttributeRule(rule="source_priority",
+                                                        tie_breakers=("most_recent",)))
+    _check(spark, with_tb, "gender", [("C1", "M", "crm:2", "source_priority")])
+    # Without the tie-breaker the smallest record id decides.
+    without = _golden(spark, rows, gender=AttributeRule(rule="source_priority"))
+    _check(spark, without, "gender", [("C1", "F", "crm:1", "source_priority")])
+
+
+def test_tie_breaker_source_priority_decides_equal_times(spark: SparkSession) -> None:
+    t = day(2025, 1, 1)
+    rows = [rec("app_users:1", loyalty_id="L1", updated_at=t),
+            rec("crm:5", loyalty_id="L2", updated_at=t),
+            rec("pos_transactions:0", loyalty_id="L3", updated_at=day(2024, 1, 1))]
+    golden = _golden(spark, rows, loyalty_id=AttributeRule(rule="most_recent",
+                                                           tie_breakers=("source_priority",)))
+    _check(spark, golden, "loyalty_id", [("C1", "L2", "crm:5", "most_recent")])
+
+
+def test_tie_breaker_most_frequent_decides_equal_trust(spark: SparkSession) -> None:
+    rows = [rec("crm:1", gender="F", updated_at=day(2026, 1, 1)),
+            rec("crm:2", gender="M"), rec("crm:3", gender="M")]
+    golden = _golden(spark, rows, gender=AttributeRule(rule="source_priority",
+                                                       tie_breakers=("most_frequent",)))
+    _check(spark, golden, "gender", [("C1", "M", "crm:2", "source_priority")])
+
+
+def test_tie_breaker_most_complete_decides_equal_times(spark: SparkSession) -> None:
+    t = day(2025, 1, 1)
+    rows = [rec("crm:1", street="1 Main St", updated_at=t),
+            rec("crm:2", street="1 Main St", city="Springfield", postcode="12345",
+                updated_at=t)]
+    golden = _golden(spark, rows, address=AttributeRule(rule="most_recent",
+                                                        tie_breakers=("most_complete",)))
+    _check(spark, golden, "city", [("C1", "Springfield", "crm:2", "most_recent")])
+
+
+def test_tie_breakers_apply_in_order(spark: SparkSession) -> None:
+    # Equal frequency; crm:2 is more trusted, webshop:1 more recent.
+    rows = [rec("webshop_customers:1", gender="F", updated_at=day(2026, 1, 1)),
+            rec("crm:2", gender="M", updated_at=day(2020, 1, 1))]
+    recent_first = _golden(spark, rows, gender=AttributeRule(
+        rule="most_frequent", tie_breakers=("most_recent", "source_priority")))
+    trust_first = _golden(spark, rows, gender=AttributeRule(
+        rule="most_frequent", tie_breakers=("source_priority", "most_recent")))
+    _check(spark, recent_first, "gender", [("C1", "F", "webshop_customers:1",
+                                            "most_frequent")])
+    _check(spark, trust_first, "gender", [("C1", "M", "crm:2", "most_frequent")])
+
+
+def test_full_tie_falls_back_to_smallest_record_id(spark: SparkSession) -> None:
+    t = day(2025, 1, 1)
+    rows = [rec("crm:b", gender="M", updated_at=t), rec("crm:a", gender="F", updated_at=t)]
+    golden = _golden(spark, rows, gender=AttributeRule(
+        rule="most_frequent", tie_breakers=("source_priority", "most_recent",
+                                            "most_complete")))
+    _check(spark, golden, "gender", [("C1", "F", "crm:a", "most_frequent")])
+
+
+# --------------------------------------------------------------------------- multi-valued
+
+
+def test_multi_valued_contacts_keep_every_value_with_first_last_seen_and_sources(
+        spark: SparkSession) -> None:
+    rows = [
+        rec("crm:1", email="a@x.com", phone_e164="+15550001", mobile_e164="+15550002",
+            street="1 Main St", city="Springfield", postcode="12345", country="US",
+            updated_at=day(2024, 1, 1)),
+        rec("webshop_customers:1", email="a@x.com", phone_e164="+15550002",
+            street="9 New Rd", city="Springfield", postcode="12345", country="US",
+            updated_at=day(2026, 1, 1)),
+        rec("webshop_customers:2", email="b@x.com", updated_at=day(2025, 1, 1)),
+    ]
+    golden = _golden(spark, rows).select(
+        "customer_id", F.col("emails"), F.col("phones"),
+        F.col("addresses.street").alias("streets"), "record_count", "sources")
+    row = golden.first()
+    assert row is not None
+    emails = [(e["value"], e["first_seen_at"], e["last_seen_at"], e["source_count"],
+               e["sources"], e["record_ids"]) for e in row["emails"]]
+    # Most recently seen first.
+    assert emails == [
+        ("a@x.com", day(2024, 1, 1), day(2026, 1, 1), 2, ["crm", "webshop_customers"],
+         ["crm:1", "webshop_customers:1"]),
+        ("b@x.com", day(2025, 1, 1), day(2025, 1, 1), 1, ["webshop_customers"],
+         ["webshop_customers:2"]),
+    ]
+    phones = {p["value"]: (p["source_count"], p["record_ids"]) for p in row["phones"]}
+    assert phones == {"+15550002": (2, ["crm:1", "webshop_customers:1"]),
+                      "+15550001": (1, ["crm:1"])}
+    assert row["streets"] == ["9 New Rd", "1 Main St"]
+    assert (row["record_count"], row["sources"]) == (3, ["crm", "webshop_customers"])
+
+
+def test_lineage_is_null_where_the_value_is_null(spark: SparkSession) -> None:
+    golden = _golden(spark, [rec("crm:1", given_name="Ann", family_name="Lee")])
+    row = golden.select("middle_name", "lineage.middle_name", "lineage.family_name.source",
+                        "email", "lineage.email", "emails").first()
+    assert row is not None
+    assert list(row) == [None, None, "crm", None, None, []]
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def test_bad_where_fails_naming_the_attribute(spark: SparkSession) -> None:
+    rows = [rec("crm:1", email="a@x.com")]
+    with pytest.raises(SurvivorshipError, match=r"survivorship\.email\.where.*no_such_col"):
+        _golden(spark, rows, email=AttributeRule(rule="most_recent", where="no_such_col = 1"))
+    with pytest.raises(SurvivorshipError, match=r"survivorship\.email\.where.*not a condition"):
+        _golden(spark, rows, email=AttributeRule(rule="most_recent", where="source_rank + 1"))
+
+
+def test_rule_settings_are_checked_at_load() -> None:
+    with pytest.raises(ValidationError, match=r"gender\.valid_only"):
+        SurvivorshipSettings(gender=AttributeRule(rule="most_frequent", valid_only=True))
+    with pytest.raises(ValidationError, match="repeat a rule"):
+        AttributeRule(rule="most_recent", tie_breakers=("most_recent",))
+    with pytest.raises(ValidationError):
+        AttributeRule(rule="newest")  # type: ignore[arg-type]

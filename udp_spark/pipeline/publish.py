@@ -1,0 +1,437 @@
+"""Publish: golden profiles into ``gold.customer_profile``, its type-2 history and segment
+membership; look a profile up now or at an earlier version; trace its lineage."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from pyspark.sql import DataFrame, Row
+from pyspark.sql import functions as F
+
+from udp_spark import io
+from udp_spark.pipeline.context import StageContext, audited_run
+from udp_spark.profile.build import PROFILE_COLUMNS, build_profiles
+from udp_spark.profile.survivorship import ATTRIBUTE_FIELDS
+from udp_spark.profile.versioning import (
+    HISTORY_EXTRA_COLUMNS,
+    MEMBERSHIP_COLUMNS,
+    classify_changes,
+    history_changes,
+    profile_changes,
+    segment_transitions,
+)
+from udp_spark.standardize.transforms import INTERACTION_FIELDS
+from udp_spark.tables import (
+    AUDIT_RUNS,
+    GOLD_CUSTOMER_PROFILE,
+    GOLD_CUSTOMER_PROFILE_HISTORY,
+    GOLD_IDENTITY_EVENTS,
+    GOLD_IDENTITY_XREF,
+    GOLD_SEGMENT_MEMBERSHIP,
+    SILVER_INTERACTIONS,
+    SILVER_PARTY_RECORDS,
+)
+
+log = logging.getLogger(__name__)
+
+HISTORY_COLUMNS: tuple[str, ...] = (
+    *[c for c in PROFILE_COLUMNS if c != "published_at"], *HISTORY_EXTRA_COLUMNS)
+
+# Interactions schema when silver.interactions does not exist yet (no source has any).
+_EMPTY_INTERACTIONS = (
+    "interaction_id string, record_id string, source string, interaction_key string, "
+    "type string, occurred_at timestamp, amount decimal(18,2), currency string, "
+    "channel string, status string, attributes map<string,string>")
+
+
+@dataclass
+class PublishReport:
+    """What one publish did, per table: rows inserted / updated / unchanged / removed."""
+
+    run_id: str
+    as_of: date
+    customers: int
+    profile_inserted: int
+    profile_updated: int
+    profile_unchanged: int
+    profile_deleted: int
+    history_inserted: int
+    history_closed: int
+    history_unchanged: int
+    segments_entered: int
+    segments_exited: int
+    segment_sizes: dict[str, int] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)
+
+
+def _require(ctx: StageContext, table: tuple[str, str], hint: str) -> DataFrame:
+    ref = ctx.lakehouse.ref(table)
+    if not io.table_exists(ctx.spark, ref):
+        raise ValueError(f"{ref} does not exist: {hint}")
+    return io.read_table(ctx.spark, ref)
+
+
+def _current(ctx: StageContext, table: tuple[str, str]) -> tuple[DataFrame | None, int | None]:
+    """The table pinned at its latest version (so a MERGE's source and target agree)."""
+    ref = ctx.lakehouse.ref(table)
+    version = io.table_version(ctx.spark, ref)
+    if version is None:
+        return None, None
+    return io.read_table(ctx.spark, ref, version=version), version
+
+
+def _counts(df: DataFrame, col: str) -> dict[str, int]:
+    return {r[col]: int(r["n"]) for r in df.groupBy(col).agg(F.count("*").alias("n")).collect()}
+
+
+def resolve_as_of(ctx: StageContext, interactions: DataFrame) -> date:
+    """The day metrics are computed for: configured date, today (UTC) or the input's latest."""
+    as_of = ctx.cfg.publish.metrics.as_of
+    if isinstance(as_of, date):
+        return as_of
+    if as_of == "input":
+        latest = io.one_row(interactions.agg(F.max(F.to_date("occurred_at")).alias("d")))["d"]
+        if latest is not None:
+            return latest  # type: ignore[no-any-return]
+    return datetime.now(UTC).date()
+
+
+def run_publish(ctx: StageContext) -> PublishReport:
+    """Build every golden profile and publish what changed, one Delta commit per table.
+
+    ``gold.customer_profile`` gets a MERGE touching only new, changed and vanished (merged
+    away: deleted) customers; ``gold.customer_profile_history`` closes the current row of
+    each changed or vanished customer and opens one for each new or changed customer;
+    ``gold.segment_membership`` opens and closes segment spells. Every commit carries the
+    run id. Publishing again on unchanged input writes nothing.
+    """
+    spark, lake, settings = ctx.spark, ctx.lakehouse, ctx.cfg.publish
+    with audited_run(ctx, "publish") as run:
+        records = _require(ctx, SILVER_PARTY_RECORDS, "run `udp standardize` first")
+        xref = _require(ctx, GOLD_IDENTITY_XREF, "run `udp resolve` first")
+        inter_ref = lake.ref(SILVER_INTERACTIONS)
+        interactions = (io.read_table(spark, inter_ref) if io.table_exists(spark, inter_ref)
+                        else spark.createDataFrame([], _EMPTY_INTERACTIONS))
+        for table in (SILVER_PARTY_RECORDS, SILVER_INTERACTIONS, GOLD_IDENTITY_XREF,
+                      GOLD_IDENTITY_EVENTS):
+            version = io.table_version(spark, lake.ref(table))
+            if version is not None:
+                run.input_versions[str(lake.ref(table))] = version
+        as_of = resolve_as_of(ctx, interactions.select(*INTERACTION_FIELDS))
+        at = datetime.now(UTC).replace(microsecond=0)
+        # Predicates are checked here, while the plan is built: a bad one fails before work.
+        built = build_profiles(records, xref, interactions, settings, as_of)
+        profiles = (built.withColumn("run_id", F.lit(run.run_id))
+                    .withColumn("published_at", F.lit(at))
+                    .select(*PROFILE_COLUMNS)).localCheckpoint(eager=True)
+
+        with io.commit_metadata(spark, {"run_id": run.run_id, "stage": "publish",
+                                        "as_of": as_of.isoformat()}):
+            # Profile: upsert new and changed customers, delete vanished ones.
+            current, _ = _current(ctx, GOLD_CUSTOMER_PROFILE)
+            classified = classify_changes(
+                profiles, None if current is None else current.select("customer_id",
+                                                                      "_row_hash"))
+            p = _counts(classified, "_change")
+            if p.get("insert", 0) + p.get("update", 0) + p.get("delete", 0):
+                res = io.merge_changes(profile_changes(classified),
+                                       lake.ref(GOLD_CUSTOMER_PROFILE), ["customer_id"],
+                                       PROFILE_COLUMNS)
+                run.output_versions[str(lake.ref(GOLD_CUSTOMER_PROFILE))] = res.version or 0
+
+            # History (SCD2), compared with its own current rows.
+            hist, _ = _current(ctx, GOLD_CUSTOMER_PROFILE_HISTORY)
+            h_classified = classify_changes(
+                profiles, None if hist is None else hist.filter(F.col("valid_to").isNull())
+                .select("customer_id", "_row_hash"))
+            h = _counts(h_classified, "_change")
+            if h.get("insert", 0) + h.get("update", 0) + h.get("delete", 0):
+                res = io.merge_scd2(
+                    history_changes(h_classified, at), lake.ref(GOLD_CUSTOMER_PROFILE_HISTORY),
+                    ["customer_id"], HISTORY_COLUMNS, open_col="valid_to",
+                    close_set={"valid_to": "s._at", "is_current": "false"})
+                run.output_versions[str(lake.ref(GOLD_CUSTOMER_PROFILE_HISTORY))] = (
+                    res.version or 0)
+
+            # Segment membership: spells begin and end only on transitions.
+            spells, _ = _current(ctx, GOLD_SEGMENT_MEMBERSHIP)
+            transitions = segment_transitions(
+                profiles, None if spells is None else spells.filter(
+                    F.col("exited_at").isNull()).select("customer_id", "segment"),
+                at, run.run_id).localCheckpoint(eager=True)
+            s = _counts(transitions, "_action")
+            if s or spells is None:
+                res = io.merge_scd2(
+                    transitions, lake.ref(GOLD_SEGMENT_MEMBERSHIP), ["customer_id", "segment"],
+                    MEMBERSHIP_COLUMNS, open_col="exited_at",
+                    close_set={"exited_at": "s._at", "exited_run_id": "s._run_id"})
+                run.output_versions[str(lake.ref(GOLD_SEGMENT_MEMBERSHIP))] = res.version or 0
+
+        sizes = {r["segment"]: int(r["n"]) for r in profiles.select(
+            F.explode("segments").alias("segment")).groupBy("segment").agg(
+            F.count("*").alias("n")).collect()}
+        customers = sum(p.get(k, 0) for k in ("insert", "update", "unchanged"))
+        report = PublishReport(
+            run_id=run.run_id, as_of=as_of, customers=customers,
+            profile_inserted=p.get("insert", 0), profile_updated=p.get("update", 0),
+            profile_unchanged=p.get("unchanged", 0), profile_deleted=p.get("delete", 0),
+            history_inserted=h.get("insert", 0) + h.get("update", 0),
+            history_closed=h.get("update", 0) + h.get("delete", 0),
+            history_unchanged=h.get("unchanged", 0),
+            segments_entered=s.get("insert", 0), segments_exited=s.get("close", 0),
+            segment_sizes=sizes, versions=dict(run.output_versions))
+        run.row_counts.update({
+            "profile_inserted": report.profile_inserted,
+            "profile_updated": report.profile_updated,
+            "profile_unchanged": report.profile_unchanged,
+            "profile_deleted": report.profile_deleted,
+            "history_inserted": report.history_inserted,
+            "history_closed": report.history_closed,
+            "segments_entered": report.segments_entered,
+            "segments_exited": report.segments_exited,
+        })
+        run.metrics.update({"customers": float(customers),
+                            "as_of_yyyymmdd": float(as_of.strftime("%Y%m%d"))})
+        profiles.unpersist()
+        return report
+
+
+# --------------------------------------------------------------------------- look-ups
+
+
+@dataclass
+class ProfileLookup:
+    """A profile as found: ``customer_id`` may differ from ``requested_id`` (merged away)."""
+
+    requested_id: str
+    customer_id: str | None
+    merged_chain: list[str]
+    version: int | None
+    as_of: str | None
+    profile: dict[str, Any] | None
+
+
+def _parse_as_of(as_of: str | None) -> tuple[int | None, str | None]:
+    if as_of is None:
+        return None, None
+    text = as_of.strip()
+    if text.isdigit():
+        return int(text), None
+    try:
+        datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"--as-of {as_of!r}: give a table version (e.g. 3) or a timestamp "
+                         "(e.g. '2026-06-30 12:00:00')") from None
+    return None, text
+
+
+def _survivor(ctx: StageContext, customer_id: str) -> tuple[str, list[str]]:
+    """Follow ``merged`` identity events from ``customer_id`` to the id that survived."""
+    ref = ctx.lakehouse.ref(GOLD_IDENTITY_EVENTS)
+    if not io.table_exists(ctx.spark, ref):
+        return customer_id, []
+    merges = io.read_table(ctx.spark, ref).filter(F.col("event_type") == "merged")
+    chain: list[str] = []
+    current = customer_id
+    while len(chain) < 50:
+        row = (merges.filter(F.col("customer_id") == current)
+               .orderBy(F.desc("event_at")).select("related_customer_id").first())
+        if row is None or row[0] is None or row[0] in chain or row[0] == customer_id:
+            break
+        current = row[0]
+        chain.append(current)
+    return current, chain
+
+
+def lookup_profile(ctx: StageContext, customer_id: str, as_of: str | None = None
+                   ) -> ProfileLookup:
+    """The profile of ``customer_id`` now, or at a table version / timestamp (time travel).
+
+    An id that was merged into another resolves to the survivor (``merged_chain`` lists the
+    ids followed).
+
+    Raises:
+        ValueError: no profile table, a bad ``as_of``, or a version/time the table lacks.
+    """
+    spark = ctx.spark
+    ref = ctx.lakehouse.ref(GOLD_CUSTOMER_PROFILE)
+    if not io.table_exists(spark, ref):
+        raise ValueError(f"{ref} does not exist: run `udp publish` first")
+    version, timestamp = _parse_as_of(as_of)
+    try:
+        table = io.read_table(spark, ref, version=version, timestamp=timestamp)
+        table.schema  # noqa: B018 - resolves the snapshot now, so a bad version fails here
+    except Exception as exc:
+        first = str(exc).splitlines()[0]
+        raise ValueError(f"{ref} has no state at {as_of!r}: {first}; `udp history` shows the "
+                         "versions (DESCRIBE HISTORY)") from None
+    if version is None:
+        hist = io.delta_table(spark, ref).history()
+        if timestamp is not None:
+            hist = hist.filter(F.col("timestamp") <= F.lit(timestamp).cast("timestamp"))
+        top = hist.agg(F.max("version")).first()
+        version = int(top[0]) if top and top[0] is not None else None
+
+    def find(cid: str) -> Row | None:
+        return table.filter(F.col("customer_id") == cid).first()
+
+    row = find(customer_id)
+    chain: list[str] = []
+    found_id: str | None = customer_id
+    if row is None:
+        survivor, chain = _survivor(ctx, customer_id)
+        row = find(survivor) if chain else None
+        found_id = survivor if row is not None else None
+    return ProfileLookup(customer_id, found_id, chain, version, as_of,
+                         row.asDict(recursive=True) if row is not None else None)
+
+
+def profile_lineage(ctx: StageContext, customer_id: str) -> dict[str, Any]:
+    """Everything behind a profile: its per-field lineage, source records, identity events
+    and the runs (standardize, resolve, publish) that produced them."""
+    spark, lake = ctx.spark, ctx.lakehouse
+    found = lookup_profile(ctx, customer_id)
+    cid = found.customer_id or customer_id
+    xref = _require(ctx, GOLD_IDENTITY_XREF, "run `udp resolve` first")
+    records = _require(ctx, SILVER_PARTY_RECORDS, "run `udp standardize` first")
+    linked = (xref.filter(F.col("customer_id") == cid)
+              .select("record_id", "reason", "best_link_probability",
+                      F.col("run_id").alias("resolve_run_id"))
+              .join(records.select("record_id", "source", "source_key", "full_name", "email",
+                                   "phone_e164", "mobile_e164", "postcode", "date_of_birth",
+                                   "updated_at", "_batch_ids",
+                                   F.col("_run_id").alias("standardize_run_id")),
+                    "record_id", "left")
+              .orderBy("record_id").collect())
+    events: list[Row] = []
+    ev_ref = lake.ref(GOLD_IDENTITY_EVENTS)
+    ids = {customer_id, cid, *found.merged_chain}
+    if io.table_exists(spark, ev_ref):
+        events = (io.read_table(spark, ev_ref)
+                  .filter(F.col("customer_id").isin(*ids)
+                          | F.col("related_customer_id").isin(*ids))
+                  .orderBy("event_at", "event_type").collect())
+    history: list[Row] = []
+    hist_ref = lake.ref(GOLD_CUSTOMER_PROFILE_HISTORY)
+    if io.table_exists(spark, hist_ref):
+        history = (io.read_table(spark, hist_ref).filter(F.col("customer_id").isin(*ids))
+                   .select("customer_id", "run_id", "change_type", "valid_from", "valid_to",
+                           "is_current").orderBy("valid_from").collect())
+    run_ids = ({r["resolve_run_id"] for r in linked} | {r["standardize_run_id"] for r in linked}
+               | {r["run_id"] for r in events} | {r["run_id"] for r in history}) - {None}
+    runs: list[Row] = []
+    runs_ref = lake.ref(AUDIT_RUNS)
+    if run_ids and io.table_exists(spark, runs_ref):
+        runs = (io.read_table(spark, runs_ref).filter(F.col("run_id").isin(*sorted(run_ids)))
+                .select("run_id", "stage", "status", "started_at", "config_hash",
+                        "code_version", "input_versions", "output_versions", "mlflow_run_id")
+                .orderBy("started_at").collect())
+    return {
+        "requested_id": customer_id, "customer_id": found.customer_id,
+        "merged_chain": found.merged_chain,
+        "fields": field_lineage(found.profile) if found.profile else [],
+        "records": [r.asDict(recursive=True) for r in linked],
+        "events": [r.asDict(recursive=True) for r in events],
+        "history": [r.asDict(recursive=True) for r in history],
+        "runs": [r.asDict(recursive=True) for r in runs],
+    }
+
+
+def field_lineage(profile: dict[str, Any]) -> list[dict[str, Any]]:
+    """``[{field, value, source, record_id, rule, observed_at}]`` for each golden value."""
+    lineage = profile.get("lineage") or {}
+    out = []
+    for fields in ATTRIBUTE_FIELDS.values():
+        for f in fields:
+            entry = lineage.get(f)
+            if profile.get(f) is not None and entry:
+                out.append({"field": f, "value": profile[f], **entry})
+    return out
+
+
+# --------------------------------------------------------------------------- printing
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)
+
+
+def to_json(obj: object) -> str:
+    """JSON for the CLI's ``--json`` (dates and decimals as strings)."""
+    return json.dumps(obj, indent=2, sort_keys=False, default=_fmt)
+
+
+def format_profile(found: ProfileLookup) -> list[str]:
+    """Human-readable lines: golden fields with lineage, contacts, metrics, segments."""
+    lines: list[str] = []
+    where = f" at {found.as_of} (version {found.version})" if found.as_of else ""
+    if found.merged_chain:
+        lines.append(f"{found.requested_id} was merged into "
+                     f"{' -> '.join(found.merged_chain)}; showing {found.customer_id}")
+    p = found.profile
+    if p is None:
+        lines.append(f"no profile for {found.requested_id}{where}")
+        return lines
+    lines.append(f"customer {p['customer_id']}{where}: {p['record_count']} records from "
+                 f"{', '.join(p['sources'])}; published by {p['run_id']} at "
+                 f"{_fmt(p['published_at'])}")
+    for item in field_lineage(p):
+        lines.append(f"  {item['field']:15s} {_fmt(item['value']):32s} <- {item['record_id']} "
+                     f"({item['rule']}, {_fmt(item['observed_at'])})")
+    for name in ("emails", "phones"):
+        for e in p[name] or []:
+            lines.append(f"  {name[:-1]:15s} {e['value']:32s} {e['source_count']} source(s), "
+                         f"seen {_fmt(e['first_seen_at'])} .. {_fmt(e['last_seen_at'])}")
+    for a in p["addresses"] or []:
+        text = ", ".join(str(a[k]) for k in ("street", "city", "postcode", "country") if a[k])
+        lines.append(f"  {'address':15s} {text:32s} {a['source_count']} source(s), "
+                     f"last seen {_fmt(a['last_seen_at'])}")
+    lines.append(f"  orders {p['orders']}, spend {p['total_spend']}, avg order "
+                 f"{p['avg_order_value']}, ltv {p['ltv']}, predicted ltv {p['predicted_ltv']}")
+    lines.append(f"  last purchase {_fmt(p['last_purchase_at'])} ({p['recency_days']} days), "
+                 f"RFM {p['rfm_score']}, last seen {_fmt(p['last_seen_at'])}, preferred "
+                 f"channel {p['preferred_channel']}, open tickets {p['open_tickets']}")
+    if p["email_sent"] is not None or p["email_status"] is not None:
+        lines.append(f"  email sent {p['email_sent']}, open rate {p['email_open_rate']}, "
+                     f"click rate {p['email_click_rate']}, status {p['email_status']}")
+    lines.append(f"  segments: {', '.join(p['segments']) or '-'}")
+    return lines
+
+
+def format_lineage(info: dict[str, Any]) -> list[str]:
+    """Human-readable lines of :func:`profile_lineage`."""
+    lines: list[str] = []
+    if info["merged_chain"]:
+        lines.append(f"{info['requested_id']} was merged into "
+                     f"{' -> '.join(info['merged_chain'])}")
+    lines.append(f"customer {info['customer_id']}")
+    lines.append("golden values (field, value <- record, rule, observed at)")
+    for f in info["fields"]:
+        lines.append(f"  {f['field']:15s} {_fmt(f['value']):32s} <- {f['record_id']} "
+                     f"({f['rule']}, {_fmt(f['observed_at'])})")
+    lines.append(f"source records ({len(info['records'])})")
+    for r in info["records"]:
+        lines.append(f"  {r['record_id']:36s} {r['full_name'] or '':24s} {r['email'] or '':30s}"
+                     f" {r['reason']} (resolve {r['resolve_run_id']}, standardize "
+                     f"{r['standardize_run_id']})")
+    lines.append(f"identity events ({len(info['events'])})")
+    for e in info["events"]:
+        lines.append(f"  {_fmt(e['event_at'])} {e['event_type']:8s} {e['customer_id']} "
+                     f"{'-> ' + e['related_customer_id'] if e['related_customer_id'] else ''} "
+                     f"({e['records']} records, {e['run_id']})")
+    lines.append(f"profile versions ({len(info['history'])})")
+    for h in info["history"]:
+        until = _fmt(h["valid_to"]) if h["valid_to"] else "now"
+        lines.append(f"  {_fmt(h['valid_from'])} .. {until:19s} {h['change_type']:8s} "
+                     f"{h['run_id']}")
+    lines.append(f"runs ({len(info['runs'])})")
+    for r in info["runs"]:
+        lines.append(f"  {r['run_id']:44s} {r['stage']:12s} {r['status']:10s} config "
+                     f"{r['config_hash']} code {r['code_version']}")
+    return lines

@@ -1,0 +1,54 @@
+"""The golden profile row: survivorship + metrics + segments + a content hash."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from udp_spark.config import PublishSettings
+from udp_spark.profile.functions import content_hash
+from udp_spark.profile.metrics import METRIC_COLUMNS, customer_metrics, with_metric_defaults
+from udp_spark.profile.segments import with_segments
+from udp_spark.profile.survivorship import GOLDEN_COLUMNS, golden_records
+
+__all__ = ["CONTENT_COLUMNS", "PROFILE_COLUMNS", "build_profiles"]
+
+# What a profile says; ``_row_hash`` is computed over exactly these columns.
+CONTENT_COLUMNS: tuple[str, ...] = (
+    *GOLDEN_COLUMNS, *METRIC_COLUMNS, "last_seen_at", "segments")
+
+# The columns of gold.customer_profile: content, hash, and the publish that last changed it.
+PROFILE_COLUMNS: tuple[str, ...] = (*CONTENT_COLUMNS, "_row_hash", "run_id", "published_at")
+
+
+def build_profiles(records: DataFrame, xref: DataFrame, interactions: DataFrame,
+                   settings: PublishSettings, as_of: date) -> DataFrame:
+    """One profile per customer in ``xref``: :data:`CONTENT_COLUMNS` plus ``_row_hash``.
+
+    Args:
+        records: ``silver.party_records``.
+        xref: ``gold.identity_xref`` (``record_id`` -> ``customer_id``).
+        interactions: ``silver.interactions`` (may be empty); rows without a resolved
+            record are anonymous and left out.
+        settings: survivorship rules, metric settings and segments.
+        as_of: the day metrics are computed for.
+
+    Raises:
+        SurvivorshipError, SegmentError: a configured predicate does not work (raised while
+        the plan is built, before any Spark job runs).
+    """
+    ids = xref.select("record_id", "customer_id")
+    golden = records.join(ids, "record_id").transform(
+        golden_records(settings.survivorship))
+    metrics = (interactions.select("record_id", "type", "occurred_at", "amount", "currency",
+                                   "channel", "status", "attributes")
+               .join(ids, "record_id")
+               .transform(customer_metrics(settings.metrics, as_of)))
+    joined = golden.join(metrics, "customer_id", "left").transform(with_metric_defaults)
+    profiles = joined.withColumn(
+        "last_seen_at", F.greatest(F.col("last_interaction_at"), F.col("last_updated_at")))
+    return (profiles.transform(with_segments(settings.segments))
+            .select(*CONTENT_COLUMNS)
+            .withColumn("_row_hash", content_hash(CONTENT_COLUMNS)))

@@ -1,0 +1,101 @@
+"""Change sets that version the profile: what to upsert, which history rows to close and
+open (slowly changing dimension type 2), which segment spells begin and end.
+
+Each target is compared with its own current state by ``_row_hash``, so a publish that was
+interrupted between two writes repairs itself on the next run, and a publish on unchanged
+input produces empty change sets (and so no Delta commit at all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+__all__ = [
+    "HISTORY_EXTRA_COLUMNS",
+    "MEMBERSHIP_COLUMNS",
+    "classify_changes",
+    "history_changes",
+    "profile_changes",
+    "segment_transitions",
+]
+
+HISTORY_EXTRA_COLUMNS = ("valid_from", "valid_to", "is_current", "change_type")
+MEMBERSHIP_COLUMNS = ("customer_id", "segment", "entered_at", "exited_at", "entered_run_id",
+                      "exited_run_id")
+
+
+def classify_changes(new: DataFrame, current: DataFrame | None,
+                     keys: Sequence[str] = ("customer_id",),
+                     hash_col: str = "_row_hash") -> DataFrame:
+    """``new`` rows with ``_change`` = insert / update / unchanged, plus a ``delete`` row
+    (other columns null) for each key only in ``current`` (``keys`` + ``hash_col``)."""
+    if current is None:
+        return new.withColumn("_change", F.lit("insert"))
+    cur = current.select(*keys, F.col(hash_col).alias("_old_hash"),
+                         F.lit(True).alias("_in_current"))
+    joined = new.withColumn("_in_new", F.lit(True)).join(cur, list(keys), "full")
+    change = (F.when(F.col("_in_new").isNull(), F.lit("delete"))
+              .when(F.col("_in_current").isNull(), F.lit("insert"))
+              .when(F.col("_old_hash").eqNullSafe(F.col(hash_col)), F.lit("unchanged"))
+              .otherwise(F.lit("update")))
+    return joined.withColumn("_change", change).select(*new.columns, "_change")
+
+
+def profile_changes(classified: DataFrame) -> DataFrame:
+    """Classified rows -> the profile MERGE source: ``_action`` upsert or delete."""
+    return (classified.filter(F.col("_change") != "unchanged")
+            .withColumn("_action", F.when(F.col("_change") == "delete", F.lit("delete"))
+                        .otherwise(F.lit("upsert")))
+            .drop("_change"))
+
+
+def history_changes(classified: DataFrame, at: datetime) -> DataFrame:
+    """Classified rows -> the history MERGE source (``_action`` insert / replace / close).
+
+    A new customer opens a row (``change_type`` created), a changed one closes its current
+    row and opens another (updated), a vanished one (merged away) only closes it. The new
+    row is valid from ``at``; a closed row is valid to ``at``.
+    """
+    change = F.col("_change")
+    return (classified.filter(change != "unchanged")
+            .withColumn("valid_from", F.lit(at))
+            .withColumn("valid_to", F.lit(None).cast("timestamp"))
+            .withColumn("is_current", F.lit(True))
+            .withColumn("change_type", F.when(change == "insert", F.lit("created"))
+                        .when(change == "update", F.lit("updated")))
+            .withColumn("_action", F.when(change == "insert", F.lit("insert"))
+                        .when(change == "update", F.lit("replace"))
+                        .otherwise(F.lit("close")))
+            .withColumn("_at", F.lit(at))
+            .drop("_change", "published_at"))
+
+
+def segment_transitions(profiles: DataFrame, open_spells: DataFrame | None, at: datetime,
+                        run_id: str) -> DataFrame:
+    """Segment spells that begin (``insert``) or end (``close``) at ``at``.
+
+    Args:
+        profiles: the new profiles (``customer_id``, ``segments``).
+        open_spells: ``(customer_id, segment)`` of spells not yet ended, or None.
+    """
+    now = profiles.select("customer_id", F.explode("segments").alias("segment"),
+                          F.lit(True).alias("_now"))
+    if open_spells is None:
+        joined = now.withColumn("_before", F.lit(None).cast("boolean"))
+    else:
+        before = open_spells.select("customer_id", "segment", F.lit(True).alias("_before"))
+        joined = now.join(before, ["customer_id", "segment"], "full")
+    entering = F.col("_before").isNull()
+    return joined.filter(F.col("_now").isNull() | F.col("_before").isNull()).select(
+        "customer_id", "segment",
+        F.when(entering, F.lit(at)).alias("entered_at"),
+        F.lit(None).cast("timestamp").alias("exited_at"),
+        F.when(entering, F.lit(run_id)).alias("entered_run_id"),
+        F.lit(None).cast("string").alias("exited_run_id"),
+        F.when(entering, F.lit("insert")).otherwise(F.lit("close")).alias("_action"),
+        F.lit(at).alias("_at"), F.lit(run_id).alias("_run_id"),
+    )

@@ -233,6 +233,13 @@ def with_identifier_columns(identifiers: Sequence[IdentifierComparison]
     return transform
 
 
+def comparisons_named(names: Sequence[str]) -> list[Comparison]:
+    """The comparisons a trained model uses, in its order: built-in ones by name, any other
+    name an identifier comparison."""
+    builtin = {c.name: c for c in default_comparisons()}
+    return [builtin[n] if n in builtin else identifier(n) for n in names]
+
+
 def record_columns(identifiers: Sequence[IdentifierComparison] = ()) -> tuple[str, ...]:
     """The record columns a pair frame needs for :func:`comparisons_for`."""
     return RECORD_COLUMNS + tuple(f"{IDENTIFIER_PREFIX}{i.name}" for i in identifiers)
@@ -246,8 +253,15 @@ RECORD_COLUMNS = (
 
 
 def pair_frame(records: DataFrame, pairs: DataFrame,
-               columns: Sequence[str] = RECORD_COLUMNS) -> DataFrame:
-    """``(record_id_l, record_id_r, ...)`` joined with both records' columns (``_l``/``_r``)."""
+               columns: Sequence[str] | None = None) -> DataFrame:
+    """``(record_id_l, record_id_r, ...)`` joined with both records' columns (``_l``/``_r``).
+
+    ``columns`` defaults to :data:`RECORD_COLUMNS` plus any identifier columns
+    (``idc_*``) the records carry.
+    """
+    if columns is None:
+        columns = RECORD_COLUMNS + tuple(c for c in records.columns
+                                         if c.startswith(IDENTIFIER_PREFIX))
     sel = records.select(*columns)
     left = sel.select(*[F.col(c).alias(f"{c}_l") for c in columns])
     right = sel.select(*[F.col(c).alias(f"{c}_r") for c in columns])

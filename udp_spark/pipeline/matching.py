@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,8 +22,10 @@ from udp_spark.matching.blocking import (
 from udp_spark.matching.clustering import conflict_flag, split_components
 from udp_spark.matching.comparisons import (
     comparison_vectors,
-    default_comparisons,
+    comparisons_for,
+    comparisons_named,
     pair_frame,
+    with_identifier_columns,
 )
 from udp_spark.matching.comparisons import email as email_cmp
 from udp_spark.matching.comparisons import loyalty_id as loyalty_cmp
@@ -53,7 +56,8 @@ def _records(ctx: StageContext) -> DataFrame:
     ref = ctx.lakehouse.ref(SILVER_PARTY_RECORDS)
     if not io.table_exists(ctx.spark, ref):
         raise ValueError(f"{ref} does not exist: run `udp ingest` and `udp standardize` first")
-    return io.read_table(ctx.spark, ref)
+    return io.read_table(ctx.spark, ref).transform(
+        with_identifier_columns(ctx.cfg.matching.identifiers))
 
 
 def read_truth(ctx: StageContext, path: str) -> DataFrame:
@@ -173,7 +177,7 @@ def run_train(ctx: StageContext) -> TrainReport:
         pairs = io.read_table(ctx.spark, ctx.lakehouse.ref(SILVER_CANDIDATE_PAIRS)).select(
             "record_id_l", "record_id_r")
         n_records = records.count()
-        comps = default_comparisons()
+        comps = comparisons_for(ctx.cfg.matching.identifiers)
         model = train_fellegi_sunter(records, pairs, comps, n_records, mcfg)
         records.unpersist()
         metrics = {"prior": model.prior, "em_iterations": float(model.em_iterations),
@@ -200,7 +204,7 @@ def _run_train_supervised(ctx: StageContext) -> TrainReport:
     with audited_run(ctx, "train") as run:
         records = _records(ctx).persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            comps = default_comparisons()
+            comps = comparisons_for(ctx.cfg.matching.identifiers)
             trained = train_supervised(ctx, run, records, comps, fs[0] if fs else None)
         finally:
             records.unpersist()
@@ -234,7 +238,7 @@ def score_pairs(records: DataFrame, pairs: DataFrame, model: FSModel | Supervise
     ``checkpoint``: materialize the comparison vectors first (a supervised matcher reads them
     twice: distinct vectors to score, then all of them to join the scores back).
     """
-    comps = [c for c in default_comparisons() if c.name in model.comparisons]
+    comps = comparisons_named(model.comparisons)
     vectors = pair_frame(records, pairs).transform(comparison_vectors(comps))
     if isinstance(model, SupervisedMatcher):
         if checkpoint:
@@ -283,10 +287,12 @@ class ResolveReport:
 
 def cluster_records(records: DataFrame, scores: DataFrame, threshold: float, *,
                     dob: bool = True, given_name: bool = True, loyalty_id: bool = True,
-                    backend: str = "auto") -> DataFrame:
+                    identifiers: Sequence[str] = (), backend: str = "auto") -> DataFrame:
     """``(record_id, cluster_id)`` for every record: components over accepted edges, split
-    where strong conflicts say two members are different people."""
-    conflict = conflict_flag(dob=dob, given_name=given_name, loyalty_id=loyalty_id)
+    where strong conflicts say two members are different people (``identifiers``: names
+    of identifier comparisons whose disagreement is a conflict)."""
+    conflict = conflict_flag(dob=dob, given_name=given_name, loyalty_id=loyalty_id,
+                             identifiers=[i for i in identifiers if i in scores.columns])
     # Deterministic links: the same (canonical) email or loyalty card, unless conflicting.
     key_link = ((F.col("email") == email_cmp().top_level)
                 | (F.col("loyalty_id") == loyalty_cmp().top_level))
@@ -315,21 +321,32 @@ def run_resolve(ctx: StageContext) -> ResolveReport:
         clusters = cluster_records(
             records, scores, rcfg.threshold, dob=rcfg.conflict_on_dob,
             given_name=rcfg.conflict_on_given_name, loyalty_id=rcfg.conflict_on_loyalty_id,
+            identifiers=[i.name for i in ctx.cfg.matching.identifiers if i.conflict],
             backend=rcfg.graph_backend).localCheckpoint(eager=True)
         xref_ref = lake.ref(GOLD_IDENTITY_XREF)
         previous = (io.read_table(spark, xref_ref).select("record_id", "customer_id")
                     .localCheckpoint(eager=True) if io.table_exists(spark, xref_ref) else None)
         ids, events = assign_customer_ids(clusters, previous, run.run_id)
         sizes = clusters.groupBy("cluster_id").agg(F.count("*").alias("cluster_size"))
-        best = scores.filter(F.col("match_probability") >= rcfg.threshold).select(
-            F.explode(F.array("record_id_l", "record_id_r")).alias("record_id"),
-            "match_probability").groupBy("record_id").agg(
-            F.max("match_probability").alias("best_link_probability"))
+        # Why a record is where it is: a model link at or over the threshold inside its
+        # cluster ("model_score"), else only a deterministic link ("key"), else "singleton".
+        cl_l = clusters.select(F.col("record_id").alias("record_id_l"),
+                               F.col("cluster_id").alias("_c_l"))
+        cl_r = clusters.select(F.col("record_id").alias("record_id_r"),
+                               F.col("cluster_id").alias("_c_r"))
+        best = (scores.filter(F.col("match_probability") >= rcfg.threshold)
+                .join(cl_l, "record_id_l").join(cl_r, "record_id_r")
+                .filter(F.col("_c_l") == F.col("_c_r"))
+                .select(F.explode(F.array("record_id_l", "record_id_r")).alias("record_id"),
+                        "match_probability").groupBy("record_id").agg(
+                F.max("match_probability").alias("best_link_probability")))
         xref = (clusters.join(ids, "cluster_id").join(sizes, "cluster_id")
                 .join(best, "record_id", "left")
                 .select("record_id", "customer_id", "cluster_size",
                         F.when(F.col("cluster_size") == 1, F.lit("singleton"))
-                        .otherwise(F.lit("model_score")).alias("reason"),
+                        .when(F.col("best_link_probability").isNotNull(),
+                              F.lit("model_score"))
+                        .otherwise(F.lit("key")).alias("reason"),
                         "best_link_probability",
                         F.lit(run.run_id).alias("run_id"))
                 .withColumn("_row_hash", F.sha2(F.concat_ws("|", "customer_id", "reason"),

@@ -196,7 +196,6 @@ def run_publish(ctx: StageContext) -> PublishReport:
         })
         run.metrics.update({"customers": float(customers),
                             "as_of_yyyymmdd": float(as_of.strftime("%Y%m%d"))})
-        profiles.unpersist()
         return report
 
 

@@ -6,7 +6,8 @@ tree. Figures are medians over repetitions, because the machine is shared and no
 
 Environment / options: ``--sizes 100000,1000000`` (target source rows: all rows of all source
 files, the generator's unit; ``BENCH_SIZES``), ``--repeats 3`` (``BENCH_REPEATS``),
-``--stages all|foundation`` (``BENCH_STAGES``), ``--held-out 0.01``, ``--out bench-results``.
+``--stages all|foundation`` (``BENCH_STAGES``), ``--noise 1.0`` (``BENCH_NOISE``),
+``--held-out 0.01``, ``--out bench-results``.
 With ``all``, each repetition holds 1% of the line-based sources' rows back, runs every
 stage through evaluate, then lands the held-out rows and runs ingest to resolve again,
 reporting how many customer ids changed and whether any changed outside the clusters the
@@ -154,6 +155,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=int(os.environ.get("BENCH_REPEATS", 3)))
     parser.add_argument("--stages", choices=("all", "foundation"),
                         default=os.environ.get("BENCH_STAGES", "all"))
+    parser.add_argument("--noise", type=float, default=float(os.environ.get("BENCH_NOISE", 1.0)),
+                        help="generator noise multiplier (1.0 = default settings)")
     parser.add_argument("--held-out", type=float, default=0.01,
                         help="share of the line-based sources' rows that land late "
                              "(incremental pass)")
@@ -174,7 +177,8 @@ def main(argv: list[str] | None = None) -> None:
         if data_dir.exists():
             shutil.rmtree(data_dir)
         t0 = time.perf_counter()
-        report = generate(data_dir, people=max(1, round(size / ROWS_PER_PERSON)), seed=7)
+        report = generate(data_dir, people=max(1, round(size / ROWS_PER_PERSON)), seed=7,
+                          noise=args.noise)
         gen_s = time.perf_counter() - t0
         runs: list[dict[str, float]] = []
         peaks: list[float] = []
@@ -196,7 +200,8 @@ def main(argv: list[str] | None = None) -> None:
             shutil.rmtree(lake, ignore_errors=True)
             shutil.rmtree(run_data, ignore_errors=True)
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-        row = {"target_source_rows": size, "party_records": report.party_records,
+        row = {"target_source_rows": size, "noise": args.noise,
+               "party_records": report.party_records,
                "source_rows": report.source_rows, "people": report.people,
                "generate_s": round(gen_s, 1), "repeats": args.repeats,
                "median_s": {k: round(v, 1) for k, v in med.items()},
@@ -218,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     for r in results:
         m = r["median_s"]
         sys.stdout.write(f"\n{r['source_rows']:,} source rows, {r['party_records']:,} party "
-                         f"records: median of {r['repeats']}, peak memory "
+                         f"records, noise {r['noise']}: median of {r['repeats']}, peak memory "
                          f"{r['peak_rss_mib_median']:,} MiB (process tree)\n")
         for stage, secs in m.items():
             sys.stdout.write(f"  {stage:26s} {secs:8.1f} s\n")

@@ -149,11 +149,15 @@ def log_and_register(model: FSModel, *, settings: MlflowSettings, name: str, ali
             artifacts={MODEL_ARTIFACT: str(model_path)},
             registered_model_name=name, pip_requirements=["udp-spark"],
         )
-        version = str(info.registered_model_version)
-        MlflowClient().set_registered_model_alias(name, alias, version)
-        log.info("registered %s version %s as @%s (run %s)", name, version, alias,
-                 run.info.run_id)
-        return RegisteredModel(name, version, run.info.run_id)
+        return _point_alias(info, name, alias, run.info.run_id)
+
+
+def _point_alias(info: Any, name: str, alias: str, run_id: str) -> RegisteredModel:
+    """Point ``alias`` at the version a ``log_model`` call just registered."""
+    version = str(info.registered_model_version)
+    MlflowClient().set_registered_model_alias(name, alias, version)
+    log.info("registered %s version %s as @%s (run %s)", name, version, alias, run_id)
+    return RegisteredModel(name, version, run_id)
 
 
 def log_and_register_supervised(matcher: SupervisedMatcher, *, settings: MlflowSettings,
@@ -190,11 +194,7 @@ def log_and_register_supervised(matcher: SupervisedMatcher, *, settings: MlflowS
                        PIPELINE_ARTIFACT: str(pipeline_path)},
             registered_model_name=name, pip_requirements=["udp-spark"],
         )
-        version = str(info.registered_model_version)
-        MlflowClient().set_registered_model_alias(name, alias, version)
-        log.info("registered supervised %s version %s as @%s (run %s)", name, version, alias,
-                 run.info.run_id)
-        return RegisteredModel(name, version, run.info.run_id)
+        return _point_alias(info, name, alias, run.info.run_id)
 
 
 def load_by_alias(settings: MlflowSettings, name: str, alias: str) -> tuple[Matcher, str]:

@@ -4,10 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pyspark.sql import Column
+from pyspark.errors import AnalysisException
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
-__all__ = ["content_hash", "observed_at", "score_band", "source_time"]
+__all__ = ["content_hash", "observed_at", "predicate_problem", "score_band", "source_time"]
+
+
+def predicate_problem(df: DataFrame, sql: str, table: str) -> str | None:
+    """Why the SQL text ``sql`` is not a usable condition over ``df``'s columns (it does not
+    resolve, or is not boolean), or None when it is. Analysis only: no Spark job runs."""
+    try:
+        dtype = df.select(F.expr(sql).alias("_p")).schema["_p"].dataType
+    except AnalysisException as exc:
+        return f"does not work on {table}: {str(exc).splitlines()[0]}"
+    if not isinstance(dtype, T.BooleanType):
+        return f"is a {dtype.simpleString()}, not a condition"
+    return None
 
 
 def source_time() -> Column:

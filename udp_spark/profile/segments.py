@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from udp_spark.config import SegmentSpec
+from udp_spark.profile.functions import predicate_problem
 
 Transform = Callable[[DataFrame], DataFrame]
 
@@ -39,17 +39,12 @@ def check_segments(segments: Mapping[str, SegmentSpec], profiles: DataFrame) -> 
         SegmentError: naming the segment, the predicate, Spark's complaint and the columns.
     """
     for name, spec in segments.items():
-        try:
-            dtype = profiles.select(F.expr(spec.where).alias("_s")).schema["_s"].dataType
-        except AnalysisException as exc:
-            first = str(exc).splitlines()[0]
+        problem = predicate_problem(profiles, spec.where, "the profile")
+        if problem:
             raise SegmentError(
-                f"publish.segments.{name}: {spec.where!r} does not work on the profile: "
-                f"{first}; profile columns are {sorted(profiles.columns)}") from None
-        if not isinstance(dtype, T.BooleanType):
-            raise SegmentError(
-                f"publish.segments.{name}: {spec.where!r} is a {dtype.simpleString()}, not a "
-                "condition; write a predicate such as 'ltv > 1000'")
+                f"publish.segments.{name}: {spec.where!r} {problem}; write a "
+                f"predicate such as 'ltv > 1000'; profile columns are "
+                f"{sorted(profiles.columns)}")
 
 
 def with_segments(segments: Mapping[str, SegmentSpec]) -> Transform:

@@ -43,14 +43,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.window import Window
 
 from udp_spark.config import AttributeRule, SurvivorshipSettings
-from udp_spark.profile.functions import observed_at, source_time
+from udp_spark.profile.functions import observed_at, predicate_problem, source_time
 
 Transform = Callable[[DataFrame], DataFrame]
 
@@ -199,18 +198,13 @@ def _chosen(attribute: str, spec: AttributeRule) -> Column:
 
 
 def _check_where(records: DataFrame, attribute: str, where: str) -> Column:
-    try:
-        col = F.expr(where)
-        dtype = records.select(col.alias("_w")).schema["_w"].dataType
-    except AnalysisException as exc:
-        first = str(exc).splitlines()[0]
+    problem = predicate_problem(records, where, "silver.party_records")
+    if problem:
         raise SurvivorshipError(
-            f"publish.survivorship.{attribute}.where: {where!r} does not work on "
-            f"silver.party_records: {first}; columns are {sorted(records.columns)}") from None
-    if not isinstance(dtype, T.BooleanType):
-        raise SurvivorshipError(
-            f"publish.survivorship.{attribute}.where: {where!r} is a {dtype.simpleString()}, "
-            "not a condition; write a predicate such as \"email_valid = true\"")
+            f"publish.survivorship.{attribute}.where: {where!r} {problem}; write a "
+            f"predicate such as \"email_valid = true\"; "
+            f"columns are {sorted(records.columns)}")
+    col = F.expr(where)
     return F.coalesce(col, F.lit(False))
 
 

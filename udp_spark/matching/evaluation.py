@@ -115,11 +115,15 @@ def linkable_truth(records: DataFrame, truth: DataFrame) -> DataFrame:
         .alias("entity_id"))
 
 
-def attainable_metrics(clusters: DataFrame, truth: DataFrame,
+def attainable_metrics(full: dict[str, float], clusters: DataFrame, truth: DataFrame,
                        linkable: DataFrame) -> dict[str, float]:
     """Precision against the truth, recall against :func:`linkable_truth`, and their F1s,
-    plus ``linkable_pair_share`` (the ceiling of pairwise recall)."""
-    full = cluster_metrics(clusters, truth)
+    plus ``linkable_pair_share`` (the ceiling of pairwise recall).
+
+    Args:
+        full: :func:`cluster_metrics` of ``clusters`` against ``truth`` (already computed
+            by the caller, so its precision is not computed twice).
+    """
     part = cluster_metrics(clusters, linkable)
     true_pairs = one_row(truth.groupBy("entity_id").count().select(
         F.sum(_pairs_of("count")).alias("t")))["t"] or 0.0

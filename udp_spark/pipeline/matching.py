@@ -386,7 +386,7 @@ def run_evaluate(ctx: StageContext, truth: str, log_to_mlflow: bool = True
         t = t.join(xref.select("record_id"), "record_id").localCheckpoint(eager=True)
         linkable = linkable_truth(_records(ctx), t).localCheckpoint(eager=True)
         metrics = cluster_metrics(clusters, t)
-        metrics.update(attainable_metrics(clusters, t, linkable))
+        metrics.update(attainable_metrics(metrics, clusters, t, linkable))
         pairs_ref = ctx.lakehouse.ref(SILVER_CANDIDATE_PAIRS)
         if io.table_exists(ctx.spark, pairs_ref):
             pairs = io.read_table(ctx.spark, pairs_ref)

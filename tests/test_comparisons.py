@@ -12,10 +12,12 @@ from udp_spark.config import IdentifierComparison, MatchingSettings
 from udp_spark.matching.clustering import conflict_flag
 from udp_spark.matching.comparisons import (
     MISSING,
+    address,
     comparison_vectors,
     comparisons_for,
     date_of_birth,
     email,
+    family_name,
     given_name,
     pair_frame,
     phone,
@@ -46,6 +48,42 @@ def test_given_name_levels(spark: SparkSession) -> None:
     assert _levels(spark, given_name(), schema, rows) == [5, 5, 4, 3, 2, 1, 0, MISSING]
 
 
+def test_family_name_levels_treat_an_initial_as_weak_agreement(spark: SparkSession) -> None:
+    schema = ("given_name_norm_l string, given_name_norm_r string, family_name_norm_l string, "
+              "family_name_norm_r string, family_name_phonetic_l string, "
+              "family_name_phonetic_r string")
+    rows = [
+        ("x", "y", "johnson", "johnson", "J525", "J525"),   # exact
+        ("x", "y", "johnson", "jonson", "J525", "J525"),    # jaro-winkler >= 0.92
+        ("x", "y", "j", "johnson", "J000", "J525"),         # an initial: weak, not disagreement
+        ("x", "y", "j", "j", "J000", "J000"),               # two initials are not an exact name
+        ("x", "y", "k", "johnson", "K000", "J525"),         # else
+    ]
+    assert _levels(spark, family_name(), schema, rows) == [3, 2, 1, 1, 0]
+
+
+def test_address_levels_keep_a_missing_street_apart_from_another_street(
+        spark: SparkSession) -> None:
+    schema = ("street_norm_l string, street_norm_r string, postcode_l string, postcode_r string, "
+              "city_norm_l string, city_norm_r string")
+    rows = [
+        ("1 main st", "1 main st", "94107", "94107", "sf", "sf"),     # same street and place
+        ("1 main st", "1 mian st", "94107", "94107", "sf", "sf"),     # similar street
+        (None, "1 main st", "94107", "94107", None, "sf"),            # street on one side only
+        ("9 oak ave", "1 main st", "94107", "94107", "sf", "sf"),     # neighbours
+        ("9 oak ave", "1 main st", "94110", "94107", "sf", "sf"),     # same city
+        ("9 oak ave", "1 main st", "10001", "94107", "ny", "sf"),     # else
+        (None, "1 main st", None, "94107", None, "sf"),               # missing
+    ]
+    assert _levels(spark, address(), schema, rows) == [5, 4, 3, 2, 1, 0, MISSING]
+
+
+def test_first_names_sharing_only_an_initial_letter_conflict(spark: SparkSession) -> None:
+    levels = spark.createDataFrame([(5,), (2,), (1,), (0,), (MISSING,)], "given_name int")
+    got = [r[0] for r in levels.select(conflict_flag(dob=False, loyalty_id=False)).collect()]
+    assert got == [False, False, True, True, False]
+
+
 def test_date_of_birth_levels(spark: SparkSession) -> None:
     schema = "date_of_birth_l date, date_of_birth_r date, birth_year_l int, birth_year_r int"
     d = dt.date
@@ -66,7 +104,9 @@ def test_email_and_phone_levels(spark: SparkSession) -> None:
     assert _levels(spark, email(), e_schema, [
         ("ann.lee@x.com", "ann.lee@x.com"), ("ann.lee@x.com", "ann.lee@y.org"),
         ("ann.lee@x.com", "ann.lea@x.com"), ("ann@x.com", "bob@y.com"), (None, "bob@y.com"),
-    ]) == [3, 2, 1, 0, MISSING]
+        # one character apart, but other digits: two accounts, not a typo
+        ("jsmith82@x.com", "jsmith87@x.com"), ("jsmith82@x.com", "jsmiht82@x.com"),
+    ]) == [3, 2, 1, 0, MISSING, 0, 1]
     p_schema = ("phone_e164_l string, mobile_e164_l string, phone_e164_r string, "
                 "mobile_e164_r string")
     assert _levels(spark, phone(), p_schema, [

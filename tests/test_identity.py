@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from udp_spark.matching.identity import assign_customer_ids
 
@@ -65,3 +66,29 @@ def test_id_churn_separates_explained_from_unexplained_changes(spark: SparkSessi
     assert id_churn(before, after) == {
         "new_records": 2.0, "clusters_touched": 2.0, "earlier_records": 5.0,
         "ids_changed": 2.0, "ids_changed_outside_touched": 1.0}
+
+
+def test_manual_decisions_override_the_matcher(spark: SparkSession) -> None:
+    from udp_spark.pipeline.matching import cluster_records
+
+    records = spark.createDataFrame([(r,) for r in "abcdef"], "record_id string")
+    # a-b: the model is sure; c-d: the model says no; e-f: a model link, no decision.
+    scores = spark.createDataFrame([
+        ("a", "b", 9.0, 0.998), ("c", "d", -5.0, 0.03), ("e", "f", 8.0, 0.996),
+    ], "record_id_l string, record_id_r string, match_weight double, match_probability double")
+    for col in ("given_name", "date_of_birth", "email", "loyalty_id"):
+        scores = scores.withColumn(col, F.lit(-1))
+    # ("c", "x"): a decision about a record that is gone links nothing.
+    manual = spark.createDataFrame([("a", "b", False), ("c", "d", True), ("c", "x", True)],
+                                   "record_id_l string, record_id_r string, is_match boolean")
+
+    def clusters(m: DataFrame | None) -> set[frozenset[str]]:
+        got = cluster_records(records, scores, 0.9, backend="builtin", manual=m).collect()
+        by: dict[str, set[str]] = {}
+        for r in got:
+            by.setdefault(r["cluster_id"], set()).add(r["record_id"])
+        return {frozenset(v) for v in by.values()}
+
+    assert clusters(None) == {frozenset("ab"), frozenset("c"), frozenset("d"), frozenset("ef")}
+    assert clusters(manual) == {frozenset("a"), frozenset("b"), frozenset("cd"),
+                                frozenset("ef")}

@@ -23,6 +23,7 @@ from udp_spark.pipeline.standardize import run_standardize
 from udp_spark.tables import (
     GOLD_IDENTITY_XREF,
     SILVER_INTERACTIONS,
+    SILVER_MATCH_SCORES,
     SILVER_PARTY_RECORDS,
     SILVER_QUARANTINE,
 )
@@ -188,12 +189,45 @@ def test_identity_resolution_is_accurate_and_ids_are_stable(demo: StageContext,
     xref_ref = ctx.lakehouse.ref(GOLD_IDENTITY_XREF)
     before = io.read_table(ctx.spark, xref_ref).select("record_id", "customer_id")
     before = before.localCheckpoint(eager=True)
+    records_ref, scores_ref = (ctx.lakehouse.ref(SILVER_PARTY_RECORDS),
+                               ctx.lakehouse.ref(SILVER_MATCH_SCORES))
+    old_records = io.read_table(ctx.spark, records_ref).select(
+        "record_id", "_run_id").localCheckpoint(eager=True)
+    old_scores = io.read_table(ctx.spark, scores_ref).select(
+        "record_id_l", "record_id_r", F.col("match_weight").alias("old_weight")
+    ).localCheckpoint(eager=True)
     assert release(Path(cfg.data_root))
     run_ingest(ctx)
     run_standardize(ctx)
     run_block(ctx)
     run_score(ctx)
+    # Term frequencies are frozen with the model version: a pair of records the new batch
+    # did not touch keeps its weight to the last bit.
+    untouched = io.read_table(ctx.spark, records_ref).join(
+        old_records, ["record_id", "_run_id"]).select("record_id")
+    moved = (io.read_table(ctx.spark, scores_ref).join(old_scores, ["record_id_l", "record_id_r"])
+             .join(untouched.withColumnRenamed("record_id", "record_id_l"), "record_id_l")
+             .join(untouched.withColumnRenamed("record_id", "record_id_r"), "record_id_r"))
+    assert moved.count() > 100
+    assert moved.filter(F.col("match_weight") != F.col("old_weight")).count() == 0
     run_resolve(ctx)
     churn = id_churn(before, io.read_table(ctx.spark, xref_ref))
     assert churn["new_records"] > 0 and churn["clusters_touched"] > 0
     assert churn["ids_changed_outside_touched"] == 0, churn
+
+    # A clerical decision overrides the matcher: two singletons the matcher never compared
+    # become one customer, with the reason "manual".
+    from udp_spark.pipeline.labels import run_import_labels
+
+    singles = [r["record_id"] for r in io.read_table(ctx.spark, xref_ref)
+               .filter(F.col("reason") == "singleton").orderBy("record_id").limit(50).collect()]
+    scored = {(r["record_id_l"], r["record_id_r"]) for r in io.read_table(
+        ctx.spark, scores_ref).filter(F.col("record_id_l").isin(*singles)).collect()}
+    a, b = next((x, y) for x in singles for y in singles if x < y and (x, y) not in scored)
+    review = tmp_path / "review.csv"
+    review.write_text(f"record_id_a,record_id_b,is_match\n{a},{b},yes\n")
+    run_import_labels(ctx, str(review))
+    run_resolve(ctx)
+    linked = {r["record_id"]: (r["customer_id"], r["reason"]) for r in io.read_table(
+        ctx.spark, xref_ref).filter(F.col("record_id").isin(a, b)).collect()}
+    assert linked[a] == linked[b] and linked[a][1] == "manual", linked

@@ -64,12 +64,14 @@ def test_bad_values_are_nulled_and_quarantined_with_reasons(spark: SparkSession)
     bronze = _bronze(spark, [
         ("1", "Ann", "Lee", None, "ann@", "123", "31/02/1980", "Atlantis", "yesterday", None),
         ("2", "Bo", "Ray", None, "noemail@example.com", None, "1850-01-01", None, None, None),
+        ("3", "Cy", "Day", None, "cy@day.org", None, "01/01/1900", None, None, None),
     ])
     checked = bronze.transform(check_party(_source(), SETTINGS))
     records = {r["record_id"]: r for r in checked.transform(party_records("r")).collect()}
     assert records["crm:1"]["email"] is None and records["crm:1"]["email_valid"] is False
     assert records["crm:1"]["phone_e164"] is None and records["crm:1"]["date_of_birth"] is None
     assert records["crm:2"]["email"] is None and records["crm:2"]["date_of_birth"] is None
+    assert records["crm:3"]["date_of_birth"] is None and records["crm:3"]["birth_year"] is None
     q = checked.transform(quarantine_rows("party", "r")).select(
         "record_id", "field", "raw_value", "reason", "action")
     expected = spark.createDataFrame([
@@ -80,6 +82,7 @@ def test_bad_values_are_nulled_and_quarantined_with_reasons(spark: SparkSession)
         ("crm:1", "updated_at", "yesterday", "unparseable timestamp", "field_nulled"),
         ("crm:2", "email", "noemail@example.com", "placeholder email", "field_nulled"),
         ("crm:2", "date_of_birth", "1850-01-01", "date of birth out of range", "field_nulled"),
+        ("crm:3", "date_of_birth", "01/01/1900", "placeholder date of birth", "field_nulled"),
     ], "record_id string, field string, raw_value string, reason string, action string")
     assert_df_equality(q, expected, ignore_row_order=True, ignore_nullable=True)
 

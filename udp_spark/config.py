@@ -194,6 +194,11 @@ class StandardizeSettings(_Model):
 
     min_birth_year: int = 1900
     max_age_years: int = 120
+    # Dates systems fill in when the real one is unknown; kept, they would make strangers
+    # "agree" on a birth date. Nulled with a quarantine issue like any unusable value.
+    placeholder_dates_of_birth: tuple[date, ...] = (
+        date(1900, 1, 1), date(1901, 1, 1), date(1970, 1, 1),
+    )
     placeholder_emails: tuple[str, ...] = (
         "noemail@example.com", "none@none.com", "no@email.com", "test@test.com",
         "na@na.com", "unknown@unknown.com",
@@ -326,6 +331,11 @@ class ResolveSettings(_Model):
     conflict_on_given_name: bool = True
     conflict_on_loyalty_id: bool = True
     graph_backend: Literal["auto", "graphframes", "builtin"] = "auto"
+    manual_label_sources: tuple[str, ...] = Field(
+        default=("clerical",),
+        description="labels in silver.match_labels from these sources are manual decisions "
+                    "that override the matcher: a match always links (reason 'manual'), a "
+                    "non-match never does. Generator truth ('truth') is for training only.")
 
 
 class MlflowSettings(_Model):

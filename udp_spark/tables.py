@@ -53,6 +53,7 @@ class Lakehouse:
 SILVER_CANDIDATE_PAIRS = ("silver", "candidate_pairs")
 SILVER_MATCH_SCORES = ("silver", "match_scores")
 SILVER_MATCH_LABELS = ("silver", "match_labels")
+SILVER_MATCH_TERM_FREQUENCIES = ("silver", "match_term_frequencies")
 GOLD_IDENTITY_XREF = ("gold", "identity_xref")
 GOLD_IDENTITY_EVENTS = ("gold", "identity_events")
 GOLD_CUSTOMER_PROFILE = ("gold", "customer_profile")

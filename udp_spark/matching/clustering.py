@@ -32,13 +32,16 @@ def conflict_flag(*, dob: bool = True, given_name: bool = True,
 
     Uses the pair's comparison levels: 0 means both values present and disagreeing beyond
     typos (date of birth more than a digit off and not transposed, first names neither
-    similar, nicknames of each other nor swapped, different loyalty cards).
+    similar, nicknames of each other nor swapped, different loyalty cards). First names that
+    share only their first letter (level 1: Anna/Andreas, Max/Moritz) are a conflict too:
+    in one household with one family name they are siblings, twins or spouses, and the
+    address and family name they share would otherwise outvote them.
     """
     out = F.lit(False)
     if dob:
         out = out | (F.col("date_of_birth") == 0)
     if given_name:
-        out = out | (F.col("given_name") == 0)
+        out = out | F.col("given_name").isin(0, 1)
     if loyalty_id:
         out = out | (F.col("loyalty_id") == 0)
     for name in identifiers:

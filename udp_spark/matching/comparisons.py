@@ -103,12 +103,16 @@ def given_name() -> Comparison:
 def family_name() -> Comparison:
     f_l, f_r = L("family_name_norm"), R("family_name_norm")
     jw = jaro_winkler(f_l, f_r)
+    # A one-letter family name is an initial: it agrees with any name it starts, weakly.
+    names = (F.length(f_l) > 1) & (F.length(f_r) > 1)
+    initial = ~names & (F.substring(f_l, 1, 1) == F.substring(f_r, 1, 1))
     return Comparison(
         "family_name",
-        (("exact or swapped", lambda: (f_l == f_r) | _swapped()),
-         ("jaro_winkler >= 0.92", lambda: jw >= 0.92),
-         ("jaro_winkler >= 0.80 or phonetic",
-          lambda: (jw >= 0.80) | (L("family_name_phonetic") == R("family_name_phonetic")))),
+        (("exact or swapped", lambda: (names & (f_l == f_r)) | _swapped()),
+         ("jaro_winkler >= 0.92", lambda: names & (jw >= 0.92)),
+         ("jaro_winkler >= 0.80, phonetic or initial",
+          lambda: (jw >= 0.80) | (L("family_name_phonetic") == R("family_name_phonetic"))
+          | initial)),
         _either_null("family_name_norm"),
         tf_column="family_name_norm",
     )
@@ -131,15 +135,25 @@ def date_of_birth() -> Comparison:
     )
 
 
+def _local_part(c: Column) -> Column:
+    return F.substring_index(c, "@", 1)
+
+
+def _digits(c: Column) -> Column:
+    return F.regexp_replace(c, "[^0-9]", "")
+
+
 def email() -> Comparison:
+    """Exact, same local part at another domain, or a typo. A typo may not change the
+    address's digits: ``jsmith82`` and ``jsmith04`` are two accounts, often two people."""
     e_l, e_r = L("email_canonical"), R("email_canonical")
-    local_l = F.substring_index(e_l, "@", 1)
-    local_r = F.substring_index(e_r, "@", 1)
+    local_l, local_r = _local_part(e_l), _local_part(e_r)
     return Comparison(
         "email",
         (("exact", lambda: e_l == e_r),
          ("same local part", lambda: local_l == local_r),
-         ("levenshtein <= 2", lambda: F.levenshtein(e_l, e_r) <= 2)),
+         ("levenshtein <= 2, same digits",
+          lambda: (F.levenshtein(e_l, e_r) <= 2) & (_digits(local_l) == _digits(local_r)))),
         _either_null("email_canonical"),
         tf_column="email_canonical",
     )
@@ -163,7 +177,9 @@ def phone() -> Comparison:
 
 def address() -> Comparison:
     """Street, postcode and city as one comparison: they agree or disagree together, and
-    scoring them separately would count one shared address three times."""
+    scoring them separately would count one shared address three times. A record with a
+    postcode but no street (a till, an app) is not a neighbour on another street: the two
+    are separate levels."""
     s_l, s_r = L("street_norm"), R("street_norm")
     p_l, p_r = L("postcode"), R("postcode")
     same_pc = p_l == p_r
@@ -174,7 +190,9 @@ def address() -> Comparison:
         "address",
         (("same street and postcode/city", lambda: (s_l == s_r) & place),
          ("similar street, same postcode/city", lambda: (jw >= 0.88) & place),
-         ("same postcode", lambda: same_pc),
+         ("same postcode, a street on one side only",
+          lambda: same_pc & (s_l.isNull() | s_r.isNull())),
+         ("same postcode, other street", lambda: same_pc),
          ("same city or postcode area", lambda: same_city | (
              F.substring(p_l, 1, 3) == F.substring(p_r, 1, 3)))),
         lambda: (s_l.isNull() | s_r.isNull()) & (p_l.isNull() | p_r.isNull())

@@ -40,7 +40,8 @@ def weight_columns(model: FSModel, tf: dict[str, DataFrame] | None = None) -> Tr
     """vectors -> adds ``w_<comparison>`` (log2 Bayes factor of the pair's level).
 
     ``tf``: comparison name -> its :func:`tf_table`; the top level of those comparisons gets
-    ``log2(m_top / max(tf(value), TF_FLOOR))``.
+    ``log2(m_top / max(tf(value), TF_FLOOR))``. A value the table does not hold (a table
+    frozen before the record arrived) counts as rare as the table's rarest value.
     """
 
     def transform(vectors: DataFrame) -> DataFrame:
@@ -51,12 +52,13 @@ def weight_columns(model: FSModel, tf: dict[str, DataFrame] | None = None) -> Tr
             if tf and c in tf and tf_col in vectors.columns:
                 top = model.top_levels[c]
                 m_top = max(model.m[c][top], 1e-12)
+                rarest = tf[c].agg(F.min("tf")).first()[0]  # type: ignore[index]
                 table = F.broadcast(tf[c].select(F.col("value").alias(tf_col),
                                                  F.col("tf").alias(f"_tf_{c}")))
                 out = out.join(table, tf_col, "left")
-                adj = F.log2(F.lit(m_top) / F.greatest(F.col(f"_tf_{c}"), F.lit(TF_FLOOR)))
-                base = F.when((F.col(c) == top) & F.col(f"_tf_{c}").isNotNull(), adj
-                              ).otherwise(base)
+                freq = F.coalesce(F.col(f"_tf_{c}"), F.lit(rarest))
+                adj = F.log2(F.lit(m_top) / F.greatest(freq, F.lit(TF_FLOOR)))
+                base = F.when((F.col(c) == top) & freq.isNotNull(), adj).otherwise(base)
                 out = out.withColumn(f"w_{c}", base).drop(f"_tf_{c}")
             else:
                 out = out.withColumn(f"w_{c}", base)

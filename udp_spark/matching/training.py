@@ -39,7 +39,9 @@ def vector_counts(vectors: DataFrame, comparisons: Sequence[Comparison]) -> pd.D
 # with the comparisons on those columns left out (they carry no information there). Sessions
 # are chosen so that the non-matches inside them look like random pairs on the comparisons
 # being estimated (people sharing a birth date, namesakes), which is what the u estimated
-# from random pairs assumes. Later sessions only fill comparisons earlier ones could not.
+# from random pairs assumes. Each session sees a biased slice of the matches (pairs sharing a
+# birth date come from the sources that hold one, which also hold full names), so a
+# comparison's m is the average over every session that estimates it, as Splink does.
 TRAINING_SESSIONS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
     (("date_of_birth",), ("date_of_birth",)),
     (("given_name_norm", "family_name_norm"), ("given_name", "family_name")),
@@ -81,9 +83,6 @@ def train_fellegi_sunter(records: DataFrame, pairs: DataFrame, comparisons: Sequ
 
     estimates: dict[str, list[dict[int, float]]] = {n: [] for n in names}
     for columns, fixed in TRAINING_SESSIONS:
-        todo = [n for n in names if n not in fixed and not estimates[n]]
-        if not todo:
-            continue
         sp = session_pairs(records, columns, settings.random_pairs, settings.seed)
         counts = vector_counts(pair_frame(records, sp).transform(comparison_vectors(comparisons)),
                                comparisons)
@@ -92,12 +91,10 @@ def train_fellegi_sunter(records: DataFrame, pairs: DataFrame, comparisons: Sequ
         est = [n for n in names if n not in fixed]
         session = fit_em(counts, est, levels, u, labels=labels, top_levels=tops, prior=0.5,
                          max_iterations=settings.em_max_iterations)
-        for n in todo:
+        for n in est:
             estimates[n].append(session.m[n])
-    m = {}
-    for n in names:
-        if estimates[n]:
-            m[n] = estimates[n][0]
+    m = {n: {lv: sum(e[lv] for e in estimates[n]) / len(estimates[n]) for lv in estimates[n][0]}
+         for n in names if estimates[n]}
     cand_counts = vector_counts(
         pair_frame(records, pairs).transform(comparison_vectors(comparisons)), comparisons)
     model = fit_em(cand_counts, names, levels, u, labels=labels, top_levels=tops,

@@ -8,7 +8,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from pyspark.sql import functions as F
 
@@ -28,6 +28,9 @@ from udp_spark.tables import (
     SILVER_PARTY_RECORDS,
     SILVER_QUARANTINE,
 )
+
+if TYPE_CHECKING:
+    from udp_spark.pipeline.matching import TrainReport
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -94,6 +97,8 @@ def run_demo(*, config: Path, people: int, seed: int, noise: float, data_dir: Pa
     res = timed("resolve", run_resolve, ctx)
     metrics = timed("evaluate", run_evaluate, ctx, truth)
 
+    challenger = timed("supervised", _train_challenger, ctx, truth)
+
     from udp_spark.pipeline.publish import run_publish
 
     published = timed("publish", run_publish, ctx)
@@ -135,10 +140,37 @@ def run_demo(*, config: Path, people: int, seed: int, noise: float, data_dir: Pa
                 "largest_cluster"):
         v = metrics[key]
         echo(f"  {key:24s} {v:10.4f}" if v < 100 else f"  {key:24s} {v:10,.0f}")
+    m = challenger.metrics
+    echo(f"\nsupervised challenger (model version {challenger.model_version}, alias "
+         f"@{CHALLENGER_ALIAS}, trained on {CHALLENGER_LABEL_SHARE:.0%} of candidate pairs "
+         "labelled from the truth); on the same held-out pairs:")
+    for prefix, label in (("holdout", "supervised"), ("fs_holdout", "fellegi-sunter")):
+        if f"{prefix}_f1" in m:
+            echo(f"  {label:16s} precision {m[f'{prefix}_precision']:.4f}  recall "
+                 f"{m[f'{prefix}_recall']:.4f}  F1 {m[f'{prefix}_f1']:.4f}")
     _print_publish(ctx, published, echo)
     echo("\ntime per stage")
     for stage, secs in timings.items():
         echo(f"  {stage:14s} {secs:7.1f}s")
+
+
+CHALLENGER_ALIAS = "challenger"
+CHALLENGER_LABEL_SHARE = 0.3
+
+
+def _train_challenger(ctx: StageContext, truth: str) -> TrainReport:
+    """Label a share of the candidate pairs from the truth, as a clerical review would, and
+    train the supervised matcher on them under its own alias. The unsupervised champion
+    keeps scoring; the report compares both on the held-out labels."""
+    from udp_spark.pipeline.labels import run_import_labels
+    from udp_spark.pipeline.matching import run_train
+
+    run_import_labels(ctx, truth, from_truth=True, sample=CHALLENGER_LABEL_SHARE)
+    model = ctx.cfg.matching.model.model_copy(update={"kind": "supervised",
+                                                      "alias": CHALLENGER_ALIAS})
+    cfg = ctx.cfg.model_copy(update={"matching": ctx.cfg.matching.model_copy(
+        update={"model": model})})
+    return run_train(StageContext(ctx.spark, cfg))
 
 
 def _print_publish(ctx: StageContext, report: object, echo: Callable[[str], None]) -> None:

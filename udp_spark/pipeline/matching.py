@@ -45,7 +45,9 @@ from udp_spark.tables import (
     GOLD_IDENTITY_EVENTS,
     GOLD_IDENTITY_XREF,
     SILVER_CANDIDATE_PAIRS,
+    SILVER_MATCH_LABELS,
     SILVER_MATCH_SCORES,
+    SILVER_MATCH_TERM_FREQUENCIES,
     SILVER_PARTY_RECORDS,
 )
 
@@ -227,16 +229,47 @@ def _run_train_supervised(ctx: StageContext) -> TrainReport:
 # --------------------------------------------------------------------------- score
 
 
-def _tf_tables(records: DataFrame, model: FSModel) -> dict[str, DataFrame]:
-    return {c: tf_table(records, col) for c, col in model.tf_columns.items()}
+def frozen_tf_tables(ctx: StageContext, records: DataFrame, model: FSModel | SupervisedMatcher,
+                     model_version: str) -> dict[str, DataFrame]:
+    """The term-frequency tables of ``model_version``, computed from the records the first
+    time that version scores and read back from ``silver.match_term_frequencies`` after.
+
+    Frozen per model version so that landing new records does not move the weight of every
+    old pair a little: a pair's score changes only when the model changes or its own
+    records do, and customer ids outside the clusters new records touch stay put.
+    """
+    if not isinstance(model, FSModel) or not model.tf_columns:
+        return {}
+    ref = ctx.lakehouse.ref(SILVER_MATCH_TERM_FREQUENCIES)
+    frozen = None
+    if io.table_exists(ctx.spark, ref):
+        frozen = io.read_table(ctx.spark, ref).filter(F.col("model_version") == model_version)
+        if frozen.isEmpty():
+            frozen = None
+    if frozen is None:
+        fresh = None
+        for comparison, column in model.tf_columns.items():
+            t = tf_table(records, column).select(
+                F.lit(model_version).alias("model_version"), F.lit(comparison).alias(
+                    "comparison"), F.col("value").cast("string").alias("value"), "tf")
+            fresh = t if fresh is None else fresh.unionByName(t)
+        assert fresh is not None
+        io.append_new_batches(fresh, ref, batch_col="model_version")
+        frozen = io.read_table(ctx.spark, ref).filter(F.col("model_version") == model_version)
+    frozen = frozen.localCheckpoint(eager=True)
+    return {c: frozen.filter(F.col("comparison") == c).select("value", "tf")
+            for c in model.tf_columns}
 
 
 def score_pairs(records: DataFrame, pairs: DataFrame, model: FSModel | SupervisedMatcher,
-                *, checkpoint: bool = False) -> DataFrame:
+                *, checkpoint: bool = False, tf: dict[str, DataFrame] | None = None
+                ) -> DataFrame:
     """Pairs -> levels, per-comparison weights, match weight and probability.
 
     ``checkpoint``: materialize the comparison vectors first (a supervised matcher reads them
     twice: distinct vectors to score, then all of them to join the scores back).
+    ``tf``: term-frequency tables (:func:`frozen_tf_tables`); computed from ``records``
+    when not given.
     """
     comps = comparisons_named(model.comparisons)
     vectors = pair_frame(records, pairs).transform(comparison_vectors(comps))
@@ -244,8 +277,9 @@ def score_pairs(records: DataFrame, pairs: DataFrame, model: FSModel | Supervise
         if checkpoint:
             vectors = vectors.localCheckpoint(eager=True)
         return vectors.transform(supervised_scores(model))
-    return (vectors.transform(weight_columns(model, _tf_tables(records, model)))
-            .transform(score(model)))
+    if tf is None:
+        tf = {c: tf_table(records, col) for c, col in model.tf_columns.items()}
+    return vectors.transform(weight_columns(model, tf)).transform(score(model))
 
 
 def run_score(ctx: StageContext) -> dict[str, float]:
@@ -259,8 +293,9 @@ def run_score(ctx: StageContext) -> dict[str, float]:
                                                     mcfg.alias)
         records = _records(ctx)
         pairs = io.read_table(ctx.spark, ctx.lakehouse.ref(SILVER_CANDIDATE_PAIRS))
+        tf = frozen_tf_tables(ctx, records, model, f"{mcfg.registered_name}/{version}")
         scored = score_pairs(records, pairs.select("record_id_l", "record_id_r", "methods"),
-                             model, checkpoint=True)
+                             model, checkpoint=True, tf=tf)
         out = scored.select(
             "record_id_l", "record_id_r", "methods", *model.comparisons,
             contributions(model).alias("contributions"), "match_weight",
@@ -285,12 +320,21 @@ class ResolveReport:
     ids_changed: int
 
 
+MANUAL_WEIGHT = 1e6  # a manual link is merged before any scored one
+
+
 def cluster_records(records: DataFrame, scores: DataFrame, threshold: float, *,
                     dob: bool = True, given_name: bool = True, loyalty_id: bool = True,
-                    identifiers: Sequence[str] = (), backend: str = "auto") -> DataFrame:
+                    identifiers: Sequence[str] = (), backend: str = "auto",
+                    manual: DataFrame | None = None) -> DataFrame:
     """``(record_id, cluster_id)`` for every record: components over accepted edges, split
     where strong conflicts say two members are different people (``identifiers``: names
-    of identifier comparisons whose disagreement is a conflict)."""
+    of identifier comparisons whose disagreement is a conflict).
+
+    ``manual``: ``(record_id_l, record_id_r, is_match)`` decisions of a person, which
+    override the matcher: a match is a link merged before any other (and not a conflict),
+    a non-match is a conflict whatever the score.
+    """
     conflict = conflict_flag(dob=dob, given_name=given_name, loyalty_id=loyalty_id,
                              identifiers=[i for i in identifiers if i in scores.columns])
     # Deterministic links: the same (canonical) email or loyalty card, unless conflicting.
@@ -300,6 +344,17 @@ def cluster_records(records: DataFrame, scores: DataFrame, threshold: float, *,
         "record_id_l", "record_id_r", "match_weight",
         (((F.col("match_probability") >= threshold) | key_link) & ~conflict).alias("is_edge"),
         conflict.alias("is_conflict"))
+    if manual is not None:
+        ids = records.select("record_id")
+        decided = (manual.join(ids.withColumnRenamed("record_id", "record_id_l"), "record_id_l")
+                   .join(ids.withColumnRenamed("record_id", "record_id_r"), "record_id_r")
+                   .select("record_id_l", "record_id_r", F.col("is_match").alias("_m")))
+        flagged = flagged.join(decided, ["record_id_l", "record_id_r"], "full_outer").select(
+            "record_id_l", "record_id_r",
+            F.when(F.col("_m"), F.lit(MANUAL_WEIGHT)).otherwise(
+                F.coalesce("match_weight", F.lit(0.0))).alias("match_weight"),
+            F.coalesce("_m", "is_edge").alias("is_edge"),
+            F.coalesce(~F.col("_m"), "is_conflict").alias("is_conflict"))
     edges = flagged.filter("is_edge").select(F.col("record_id_l").alias("src"),
                                               F.col("record_id_r").alias("dst"))
     vertices = edges.select(F.col("src").alias("id")).unionByName(
@@ -310,6 +365,18 @@ def cluster_records(records: DataFrame, scores: DataFrame, threshold: float, *,
         "record_id", F.coalesce("cluster_id", "record_id").alias("cluster_id"))
 
 
+def manual_decisions(ctx: StageContext) -> DataFrame | None:
+    """``(record_id_l, record_id_r, is_match)`` from ``silver.match_labels`` whose source is
+    one of ``resolve.manual_label_sources`` (clerical review), or None if there are none."""
+    sources = ctx.cfg.matching.resolve.manual_label_sources
+    ref = ctx.lakehouse.ref(SILVER_MATCH_LABELS)
+    if not sources or not io.table_exists(ctx.spark, ref):
+        return None
+    labels = (io.read_table(ctx.spark, ref).filter(F.col("label_source").isin(*sources))
+              .select("record_id_l", "record_id_r", "is_match").localCheckpoint(eager=True))
+    return None if labels.isEmpty() else labels
+
+
 def run_resolve(ctx: StageContext) -> ResolveReport:
     """Clusters and stable customer ids into ``gold.identity_xref`` and ``identity_events``."""
     rcfg = ctx.cfg.matching.resolve
@@ -318,32 +385,43 @@ def run_resolve(ctx: StageContext) -> ResolveReport:
             spark, {"run_id": run.run_id, "stage": "resolve"}):
         records = _records(ctx)
         scores = io.read_table(spark, lake.ref(SILVER_MATCH_SCORES))
+        manual = manual_decisions(ctx)
         clusters = cluster_records(
             records, scores, rcfg.threshold, dob=rcfg.conflict_on_dob,
             given_name=rcfg.conflict_on_given_name, loyalty_id=rcfg.conflict_on_loyalty_id,
             identifiers=[i.name for i in ctx.cfg.matching.identifiers if i.conflict],
-            backend=rcfg.graph_backend).localCheckpoint(eager=True)
+            backend=rcfg.graph_backend, manual=manual).localCheckpoint(eager=True)
         xref_ref = lake.ref(GOLD_IDENTITY_XREF)
         previous = (io.read_table(spark, xref_ref).select("record_id", "customer_id")
                     .localCheckpoint(eager=True) if io.table_exists(spark, xref_ref) else None)
         ids, events = assign_customer_ids(clusters, previous, run.run_id)
         sizes = clusters.groupBy("cluster_id").agg(F.count("*").alias("cluster_size"))
-        # Why a record is where it is: a model link at or over the threshold inside its
-        # cluster ("model_score"), else only a deterministic link ("key"), else "singleton".
+        # Why a record is where it is: a manual match inside its cluster ("manual"), else a
+        # model link at or over the threshold inside its cluster ("model_score"), else only
+        # a deterministic link ("key"), else "singleton".
         cl_l = clusters.select(F.col("record_id").alias("record_id_l"),
                                F.col("cluster_id").alias("_c_l"))
         cl_r = clusters.select(F.col("record_id").alias("record_id_r"),
                                F.col("cluster_id").alias("_c_r"))
-        best = (scores.filter(F.col("match_probability") >= rcfg.threshold)
-                .join(cl_l, "record_id_l").join(cl_r, "record_id_r")
-                .filter(F.col("_c_l") == F.col("_c_r"))
-                .select(F.explode(F.array("record_id_l", "record_id_r")).alias("record_id"),
-                        "match_probability").groupBy("record_id").agg(
-                F.max("match_probability").alias("best_link_probability")))
+
+        def in_cluster(pairs: DataFrame, value: str) -> DataFrame:
+            return (pairs.join(cl_l, "record_id_l").join(cl_r, "record_id_r")
+                    .filter(F.col("_c_l") == F.col("_c_r"))
+                    .select(F.explode(F.array("record_id_l", "record_id_r")).alias("record_id"),
+                            value))
+
+        best = in_cluster(scores.filter(F.col("match_probability") >= rcfg.threshold),
+                          "match_probability").groupBy("record_id").agg(
+            F.max("match_probability").alias("best_link_probability"))
+        manual_linked = (in_cluster(manual.filter("is_match"), "is_match")
+                         .groupBy("record_id").agg(F.lit(True).alias("_manual"))
+                         if manual is not None else
+                         spark.createDataFrame([], "record_id string, _manual boolean"))
         xref = (clusters.join(ids, "cluster_id").join(sizes, "cluster_id")
-                .join(best, "record_id", "left")
+                .join(best, "record_id", "left").join(manual_linked, "record_id", "left")
                 .select("record_id", "customer_id", "cluster_size",
                         F.when(F.col("cluster_size") == 1, F.lit("singleton"))
+                        .when(F.col("_manual"), F.lit("manual"))
                         .when(F.col("best_link_probability").isNotNull(),
                               F.lit("model_score"))
                         .otherwise(F.lit("key")).alias("reason"),
@@ -423,7 +501,8 @@ def explain_pair(ctx: StageContext, record_a: str, record_b: str) -> dict[str, o
             raise ValueError(f"record {rid!r} is not in silver.party_records")
     left, right = sorted((record_a, record_b))
     pair = ctx.spark.createDataFrame([(left, right)], "record_id_l string, record_id_r string")
-    row = score_pairs(records, pair, model).first()
+    tf = frozen_tf_tables(ctx, records, model, f"{mcfg.registered_name}/{version}")
+    row = score_pairs(records, pair, model, tf=tf).first()
     assert row is not None
     lines = []
     for c in model.comparisons:

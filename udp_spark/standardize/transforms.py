@@ -179,6 +179,8 @@ def check_party(source: SourceConfig, settings: StandardizeSettings,
         )
         region = F.coalesce(F.col("_country"), F.lit(source.default_country))
         placeholder = F.col("_email").isin(*settings.placeholder_emails)
+        dob_placeholder = F.coalesce(F.col("_dob").isin(
+            *[F.lit(d) for d in settings.placeholder_dates_of_birth]), F.lit(False))
         stage3 = stage2.select(
             "*", sf.split_bare_name(F.col("_bare_name"), F.col("_had_title")).alias("_split"))
         df = stage3.select(
@@ -192,8 +194,10 @@ def check_party(source: SourceConfig, settings: StandardizeSettings,
             normalize_phone(t("phone"), region).alias("_phone"),
             normalize_phone(t("mobile"), region).alias("_mobile"),
             t("country").alias("_country_clean"),
-            F.coalesce((F.year("_dob") >= settings.min_birth_year)
-                       & (F.col("_dob") <= F.lit(today)), F.lit(False)).alias("_dob_ok"),
+            (F.coalesce((F.year("_dob") >= settings.min_birth_year)
+                        & (F.col("_dob") <= F.lit(today)), F.lit(False))
+             & ~dob_placeholder).alias("_dob_ok"),
+            dob_placeholder.alias("_dob_placeholder"),
             t("birth_year").alias("_birth_year_raw"),
         ).select(
             "*",
@@ -223,7 +227,10 @@ def check_party(source: SourceConfig, settings: StandardizeSettings,
              _issue("mobile", c("raw_mobile"), "invalid phone number", "field_nulled")),
             (t("date_of_birth").isNotNull() & c("_dob").isNull(),
              _issue("date_of_birth", c("raw_date_of_birth"), "unparseable date", "field_nulled")),
-            (c("_dob").isNotNull() & ~c("_dob_ok"),
+            (c("_dob_placeholder"),
+             _issue("date_of_birth", c("raw_date_of_birth"), "placeholder date of birth",
+                    "field_nulled")),
+            (c("_dob").isNotNull() & ~c("_dob_ok") & ~c("_dob_placeholder"),
              _issue("date_of_birth", c("raw_date_of_birth"), "date of birth out of range",
                     "field_nulled")),
             (c("_birth_year_raw").isNotNull()

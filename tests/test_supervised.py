@@ -344,6 +344,8 @@ def test_gbt_option_and_auto_kind(lake) -> None:
 
     fs = latest_fellegi_sunter(lake.cfg.mlflow, "udp_matcher", "champion")
     fs_version = fs[1] if fs else run_train(lake).model_version
+    # An alias not set yet (the demo's first challenger) still finds a Fellegi-Sunter model.
+    assert latest_fellegi_sunter(lake.cfg.mlflow, "udp_matcher", "not-set-yet") is not None
     run_import_labels(lake, _truth(lake), from_truth=True)  # no-op if already there
     ctx = _with_model(lake, kind="auto", supervised=SupervisedSettings(
         algorithm="gbt", max_iter=20, max_depth=3, step_size=0.3))

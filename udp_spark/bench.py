@@ -197,6 +197,9 @@ def main(argv: list[str] | None = None) -> None:
             runs.append(result["timings"])
             extras.append({**result, "held_out_rows": held})
             peaks.append(peak)
+            # Each repetition as it ends, so a long run stopped early still reports something.
+            sys.stderr.write(json.dumps({"size": size, "repeat": i, "peak_rss_mib": round(peak),
+                                         **extras[-1]}, default=str) + "\n")
             shutil.rmtree(lake, ignore_errors=True)
             shutil.rmtree(run_data, ignore_errors=True)
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}

@@ -93,7 +93,10 @@ def truth_pair_labels(pairs: DataFrame, truth: DataFrame, sample: float = 1.0,
                 .join(t.withColumnsRenamed({"record_id": "record_id_r", "entity_id": "_e_r"}),
                       "record_id_r"))
     if sample < 1.0:
-        bucket = F.pmod(F.xxhash64("record_id_l", "record_id_r", F.lit(seed)), F.lit(10_000))
+        # Salted apart from the supervised matcher's hold-out hash: the same hash would make
+        # the sampled pairs land in the hold-out far more often than its fraction says.
+        bucket = F.pmod(F.xxhash64(F.lit("label-sample"), "record_id_l", "record_id_r",
+                                   F.lit(seed)), F.lit(10_000))
         labelled = labelled.filter(bucket < F.lit(round(sample * 10_000)))
     return labelled.select("record_id_l", "record_id_r",
                            (F.col("_e_l") == F.col("_e_r")).alias("is_match"))

@@ -233,17 +233,21 @@ def load_by_alias(settings: MlflowSettings, name: str, alias: str) -> tuple[Matc
 
 def latest_fellegi_sunter(settings: MlflowSettings, name: str, alias: str,
                           max_versions: int = 20) -> tuple[FSModel, str] | None:
-    """The Fellegi-Sunter model behind ``alias`` or, if a supervised one is there, the newest
-    Fellegi-Sunter version (of the last ``max_versions``); None if there is none."""
+    """The Fellegi-Sunter model behind ``alias`` or, if a supervised one is there or the
+    alias is not set yet, the newest Fellegi-Sunter version (of the last ``max_versions``);
+    None if there is none."""
     configure(settings)
     client = MlflowClient()
     try:
-        current = client.get_model_version_by_alias(name, alias).version
-        others = sorted((str(v.version) for v in client.search_model_versions(f"name = '{name}'")
-                         if str(v.version) != str(current)), key=int, reverse=True)
-        versions = [str(current), *others]
+        every = sorted((str(v.version) for v in client.search_model_versions(
+            f"name = '{name}'")), key=int, reverse=True)
     except mlflow.exceptions.MlflowException:
         return None
+    try:
+        current = str(client.get_model_version_by_alias(name, alias).version)
+        versions = [current, *(v for v in every if v != current)]
+    except mlflow.exceptions.MlflowException:
+        versions = every
     for version in versions[:max_versions]:
         with tempfile.TemporaryDirectory() as tmp:
             local = mlflow.artifacts.download_artifacts(

@@ -52,14 +52,14 @@ def weight_columns(model: FSModel, tf: dict[str, DataFrame] | None = None) -> Tr
             if tf and c in tf and tf_col in vectors.columns:
                 top = model.top_levels[c]
                 m_top = max(model.m[c][top], 1e-12)
-                rarest = tf[c].agg(F.min("tf")).first()[0]  # type: ignore[index]
                 table = F.broadcast(tf[c].select(F.col("value").alias(tf_col),
                                                  F.col("tf").alias(f"_tf_{c}")))
-                out = out.join(table, tf_col, "left")
-                freq = F.coalesce(F.col(f"_tf_{c}"), F.lit(rarest))
+                rarest = F.broadcast(tf[c].agg(F.min("tf").alias(f"_rarest_{c}")))
+                out = out.join(table, tf_col, "left").crossJoin(rarest)
+                freq = F.coalesce(F.col(f"_tf_{c}"), F.col(f"_rarest_{c}"))
                 adj = F.log2(F.lit(m_top) / F.greatest(freq, F.lit(TF_FLOOR)))
                 base = F.when((F.col(c) == top) & freq.isNotNull(), adj).otherwise(base)
-                out = out.withColumn(f"w_{c}", base).drop(f"_tf_{c}")
+                out = out.withColumn(f"w_{c}", base).drop(f"_tf_{c}", f"_rarest_{c}")
             else:
                 out = out.withColumn(f"w_{c}", base)
         return out

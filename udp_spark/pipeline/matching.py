@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import reduce
 from pathlib import Path
 
 from pyspark import StorageLevel
@@ -241,22 +242,20 @@ def frozen_tf_tables(ctx: StageContext, records: DataFrame, model: FSModel | Sup
     if not isinstance(model, FSModel) or not model.tf_columns:
         return {}
     ref = ctx.lakehouse.ref(SILVER_MATCH_TERM_FREQUENCIES)
-    frozen = None
-    if io.table_exists(ctx.spark, ref):
-        frozen = io.read_table(ctx.spark, ref).filter(F.col("model_version") == model_version)
-        if frozen.isEmpty():
-            frozen = None
-    if frozen is None:
-        fresh = None
-        for comparison, column in model.tf_columns.items():
-            t = tf_table(records, column).select(
+
+    def stored() -> DataFrame:
+        return io.read_table(ctx.spark, ref).filter(
+            F.col("model_version") == model_version).localCheckpoint(eager=True)
+
+    frozen = stored() if io.table_exists(ctx.spark, ref) else None
+    if frozen is None or frozen.isEmpty():
+        fresh = reduce(DataFrame.unionByName, [
+            tf_table(records, column).select(
                 F.lit(model_version).alias("model_version"), F.lit(comparison).alias(
                     "comparison"), F.col("value").cast("string").alias("value"), "tf")
-            fresh = t if fresh is None else fresh.unionByName(t)
-        assert fresh is not None
+            for comparison, column in model.tf_columns.items()])
         io.append_new_batches(fresh, ref, batch_col="model_version")
-        frozen = io.read_table(ctx.spark, ref).filter(F.col("model_version") == model_version)
-    frozen = frozen.localCheckpoint(eager=True)
+        frozen = stored()
     return {c: frozen.filter(F.col("comparison") == c).select("value", "tf")
             for c in model.tf_columns}
 
@@ -293,14 +292,15 @@ def run_score(ctx: StageContext) -> dict[str, float]:
                                                     mcfg.alias)
         records = _records(ctx)
         pairs = io.read_table(ctx.spark, ctx.lakehouse.ref(SILVER_CANDIDATE_PAIRS))
-        tf = frozen_tf_tables(ctx, records, model, f"{mcfg.registered_name}/{version}")
+        label = f"{mcfg.registered_name}/{version}"
+        tf = frozen_tf_tables(ctx, records, model, label)
         scored = score_pairs(records, pairs.select("record_id_l", "record_id_r", "methods"),
                              model, checkpoint=True, tf=tf)
         out = scored.select(
             "record_id_l", "record_id_r", "methods", *model.comparisons,
             contributions(model).alias("contributions"), "match_weight",
-            "match_probability", F.lit(f"{mcfg.registered_name}/{version}").alias(
-                "model_version"), F.lit(run.run_id).alias("_run_id"))
+            "match_probability", F.lit(label).alias("model_version"),
+            F.lit(run.run_id).alias("_run_id"))
         res = io.overwrite(out, ctx.lakehouse.ref(SILVER_MATCH_SCORES))
         run.row_counts["silver.match_scores"] = res.metric("numOutputRows")
         run.metrics["model_version"] = float(version)

@@ -48,6 +48,22 @@ def test_given_name_levels(spark: SparkSession) -> None:
     assert _levels(spark, given_name(), schema, rows) == [5, 5, 4, 3, 2, 1, 0, MISSING]
 
 
+def test_given_name_nicknames_and_compound_parts_meet(spark: SparkSession) -> None:
+    """Aliases from the standardize step: European short forms and the parts of a compound
+    name agree at the nickname level, two different compounds sharing a part do not."""
+    from udp_spark.standardize.functions import nickname_aliases
+
+    pairs = [("basti", "sebastian"), ("liam", "william"), ("lola", "maria dolores"),
+             ("maria dolores", "dolores"), ("hans peter", "hans"),
+             ("maria dolores", "maria pilar"), ("dolores", "pilar")]
+    df = spark.createDataFrame(pairs, "given_name_norm_l string, given_name_norm_r string")
+    df = df.select("*", nickname_aliases(F.col("given_name_norm_l")).alias("given_name_aliases_l"),
+                   nickname_aliases(F.col("given_name_norm_r")).alias("given_name_aliases_r"),
+                   F.lit("x").alias("family_name_norm_l"), F.lit("y").alias("family_name_norm_r"))
+    levels = [r[0] for r in df.select(given_name().level()).collect()]
+    assert levels == [4, 4, 4, 4, 4, 2, 0]
+
+
 def test_family_name_levels_treat_an_initial_as_weak_agreement(spark: SparkSession) -> None:
     schema = ("given_name_norm_l string, given_name_norm_r string, family_name_norm_l string, "
               "family_name_norm_r string, family_name_phonetic_l string, "

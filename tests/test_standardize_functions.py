@@ -160,6 +160,15 @@ def test_nickname_aliases(spark: SparkSession) -> None:
         ("Bob ", ["bob", "robert"]),
         ("jim", ["james", "jim"]),
         ("zzyzx", ["zzyzx"]),
+        # European short forms the nicknames package lacks
+        ("basti", ["basti", "sebastian"]),
+        ("lola", ["delores", "dolores", "lola"]),
+        # a compound name stands for its parts too
+        # (the nicknames package lists 'maria' under 'mariah' and 'marietta', and 'peter'
+        # under 'patrick')
+        ("maria dolores", ["dolores", "maria", "maria dolores", "mariah", "marietta"]),
+        ("hans peter", ["hans", "hans peter", "johannes", "patrick", "peter"]),
+        ("chema", ["chema", "jose maria"]),
         ("", None),
         (None, None),
     ], out_type="array<string>")

@@ -88,8 +88,11 @@ def given_name() -> Comparison:
     return Comparison(
         "given_name",
         (("exact or swapped", lambda: (g_l == g_r) | _swapped()),
-         ("nickname", lambda: F.arrays_overlap(L("given_name_aliases"),
-                                               R("given_name_aliases"))),
+         # Aliases hold a compound name's parts: "maria dolores" meets "lola" and "maria",
+        # but two compounds sharing a part ("maria dolores", "maria pilar") are not one name.
+        ("nickname or part of a compound", lambda: F.arrays_overlap(
+            L("given_name_aliases"), R("given_name_aliases"))
+            & ~(F.contains(g_l, F.lit(" ")) & F.contains(g_r, F.lit(" ")))),
          ("jaro_winkler >= 0.92", lambda: jw >= 0.92),
          ("jaro_winkler >= 0.80 or initial", lambda: (jw >= 0.80) | (
              ((F.length(g_l) == 1) | (F.length(g_r) == 1))

@@ -283,13 +283,23 @@ def nickname_aliases(col: Column) -> Column:
     """Sorted distinct canonical given names a normalized given name may stand for, itself
     included: 'bob' -> ['bob', 'robert'], 'liz' -> ['elizabeth', 'liz'], 'robert' -> ['robert'].
 
-    Table: :func:`reference.nickname_table` (~1,200 nicknames from the ``nicknames`` package),
-    one folded map literal; the input is only lower-cased and trimmed, so pass the output of
-    :func:`normalize_name` (multi-word names are not split and map to themselves).
+    A compound name also stands for each of its parts and their canonical names, since people
+    go by either part: 'maria dolores' -> ['dolores', 'maria', 'maria dolores'], which meets
+    'lola' -> ['dolores', 'lola'].
+
+    Table: :func:`reference.nickname_table` (the ``nicknames`` package plus European short
+    forms), one folded map literal; the input is only lower-cased and trimmed, so pass the
+    output of :func:`normalize_name`.
     """
     key = _null_if_empty(F.lower(F.trim(col)))
-    aliases = F.try_element_at(_map_literal(ref.nickname_table(), "array<string>"), key)
-    return F.when(key.isNotNull(), F.coalesce(aliases, F.array(key)))
+    table = _map_literal(ref.nickname_table(), "array<string>")
+
+    def aliases(name: Column) -> Column:
+        return F.coalesce(F.try_element_at(table, name), F.array(name))
+
+    parts = F.filter(F.split(key, " "), lambda t: t != F.lit(""))
+    every = F.flatten(F.array_prepend(F.transform(parts, aliases), aliases(key)))
+    return F.when(key.isNotNull(), F.array_sort(F.array_distinct(every)))
 
 
 # --------------------------------------------------------------------------------------------

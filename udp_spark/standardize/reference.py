@@ -748,11 +748,105 @@ def country_by_key() -> Mapping[str, str]:
     return MappingProxyType(table)
 
 
+#: Diminutives the ``nicknames`` package (American English) lacks: common European short
+#: forms and a few English gaps. Canonical (folded, lower case) -> its short forms. A short
+#: form may stand for several names (``toni``: antonio, antonia, anton); each is listed.
+EXTRA_NICKNAMES: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    # English gaps
+    "william": ("liam", "wills"), "isabella": ("izzy", "issy", "izzie"),
+    "isabel": ("izzy", "issy"), "amanda": ("mandy",), "alexander": ("sasha", "xander"),
+    "alexandra": ("sasha", "lexi", "lexie"), "theodore": ("theo",), "oliver": ("ollie",),
+    "josephine": ("josie",), "johanna": ("jo", "hanna", "hanne"),
+    # German
+    "sebastian": ("basti", "bastian"), "johannes": ("hans", "hannes", "jo"),
+    "joseph": ("sepp", "seppi", "pepe", "beppe"), "josef": ("sepp", "seppi", "joe"),
+    "stefanie": ("steffi",), "stephanie": ("steffi",), "franziska": ("franzi", "fanny"),
+    "katharina": ("kathi", "katja", "kati", "kaethe"), "magdalena": ("lena", "leni", "magda"),
+    "helena": ("lena", "leni"), "christian": ("chris", "christl"), "christina": ("tina",),
+    "christine": ("tina", "christl"), "matthias": ("matze", "hias"),
+    "friedrich": ("fritz", "friedl"), "wolfgang": ("wolf", "wolfi"), "ulrich": ("uli", "ulli"),
+    "ulrike": ("uli", "ulla"), "gabriele": ("gabi", "gaby"), "gabriel": ("gabi",),
+    "susanne": ("susi", "sanne"), "andreas": ("andi", "andy"), "florian": ("flo",),
+    "tobias": ("tobi",), "dominik": ("domi",), "benedikt": ("bene", "ben"),
+    "maximilian": ("max", "maxi"), "jakob": ("jake", "kobi"), "elisabeth": ("lisa", "elli",
+                                                                            "lisbeth", "sissi"),
+    "elisabetta": ("betta", "lisa"), "margarete": ("grete", "gretel", "marga"),
+    "barbara": ("babsi", "barbi", "babs"), "annemarie": ("anne", "annemie"),
+    "heinrich": ("heinz", "heini", "hinnerk"), "konstantin": ("konny", "kosta"),
+    "cornelia": ("conny", "nele"), "thomas": ("tom", "tommy", "thomy"),
+    "michael": ("michi", "mike", "micha"), "michaela": ("michi", "ela"),
+    "daniela": ("dani", "ela"), "manuela": ("manu", "ela"), "manuel": ("manu", "manolo"),
+    "nikolaus": ("klaus", "niko"), "alexandre": ("alex",), "ludwig": ("lutz", "lu"),
+    "rudolf": ("rudi", "ruedi"), "walter": ("walti", "wally"), "ernst": ("erni",),
+    "reinhard": ("reini",), "bernhard": ("bernd", "berni"), "gerhard": ("gerd", "gerdi"),
+    "hannelore": ("hanne", "lore"), "eleonore": ("lore", "nora", "ella"),
+    "dorothea": ("dora", "thea", "doro"), "theresa": ("resi", "thea", "tessa"),
+    "therese": ("resi", "thea"),
+    # French
+    "francois": ("fanfan", "francky"), "francoise": ("fanfan", "franca", "francette"),
+    "jean baptiste": ("jb",), "guillaume": ("guigui", "guy"), "frederic": ("fred", "freddy"),
+    "frederique": ("fred",), "nicolas": ("nico", "colas"), "dominique": ("dom", "domi"),
+    "philippe": ("phil", "flip"), "mathieu": ("matt", "mat"), "emmanuel": ("manu",),
+    "emmanuelle": ("manue", "manu"), "genevieve": ("ginette", "vivi"),
+    "isabelle": ("isa", "babette"), "benjamin": ("ben", "benji"),
+    "christophe": ("chris", "tof"), "sebastien": ("seb", "sebas"),
+    "stephane": ("steph",), "marguerite": ("margot", "guite"), "catherine": ("cathy", "cat"),
+    "jacqueline": ("jacquie", "jackie"), "jacques": ("jacquot", "jacky"),
+    "alexandrine": ("alex",), "valerie": ("val",), "aurelie": ("aure",),
+    # Spanish and Portuguese
+    "jose": ("pepe", "pepito", "chepe"), "jose maria": ("chema", "josema"),
+    "maria jose": ("majo", "marijose"), "francisco": ("paco", "pancho", "curro", "quico",
+                                                      "fran", "chico", "chiquinho"),
+    "francisca": ("paca", "paqui", "quica", "fran"), "ignacio": ("nacho", "inaki"),
+    "dolores": ("lola", "loli", "lolita"), "guadalupe": ("lupe", "lupita"),
+    "concepcion": ("concha", "conchi", "conchita"), "rosario": ("charo", "chayo"),
+    "consuelo": ("chelo",), "mercedes": ("merche", "meche"), "pilar": ("pili", "pilarica"),
+    "enrique": ("quique", "kike"), "antonio": ("toni", "tony", "tono"),
+    "antonia": ("toni", "tona"), "anton": ("toni",),
+    "jesus": ("chus", "chuy", "suso"), "alejandro": ("alex", "ale", "jandro"),
+    "alejandra": ("ale", "alex", "sandra"), "eduardo": ("edu", "lalo"),
+    "fernando": ("nando", "fer"), "gonzalo": ("gonza", "chalo"), "javier": ("javi",),
+    "rafael": ("rafa", "rafi"), "ramon": ("moncho",), "joaquin": ("quino", "chimo"),
+    "roberto": ("beto", "rober", "tito"), "alberto": ("beto", "tito"),
+    "guillermo": ("guille", "memo"), "santiago": ("santi", "yago", "chago"),
+    "salvador": ("salva", "chava"), "montserrat": ("montse",), "asuncion": ("chon", "asun"),
+    "encarnacion": ("encarna", "encarni"), "inmaculada": ("inma", "macu"),
+    "remedios": ("reme",), "purificacion": ("puri",), "esperanza": ("espe",),
+    "ana isabel": ("anabel",), "maria isabel": ("maribel",), "maria luisa": ("marisa",),
+    "maria teresa": ("maite", "marite"), "maria elena": ("malena",), "cristina": ("cris", "tina"),
+    "joao": ("joaozinho",), "luis": ("lucho", "luisito"),
+    # Italian
+    "giuseppe": ("beppe", "peppe", "pino", "bepi"), "giovanni": ("gianni", "nanni", "vanni"),
+    "luigi": ("gigi", "gino"), "alessandro": ("sandro", "ale"),
+    "alessandra": ("sandra", "ale"), "francesco": ("checco", "cecco", "franco"),
+    "vincenzo": ("enzo", "vince"), "domenico": ("mimmo", "mimi"),
+    "salvatore": ("toto", "turi", "salvo"), "massimiliano": ("massi", "max"),
+    "raffaele": ("lele",), "emanuele": ("lele", "manu"),
+    "daniele": ("dani", "lele"), "federico": ("fede", "chicco"), "federica": ("fede",),
+    "roberta": ("robi",), "margherita": ("rita", "ghita"), "caterina": ("rina", "cate"),
+    "giuseppina": ("pina", "peppina"), "maddalena": ("lena", "magda"),
+    "beatrice": ("bea", "bice"), "elisa": ("eli",), "leonardo": ("leo",),
+    # Dutch and Nordic
+    "pieter": ("piet",), "cornelis": ("kees", "cor"),
+    "hendrik": ("henk", "hein"), "wilhelmina": ("mina", "willy", "wil"),
+    "gerrit": ("gert",), "jacobus": ("koos", "sjaak"), "adrianus": ("arie", "ad"),
+    "lars": ("lasse",), "nikolaj": ("nikke",), "kristoffer": ("kris", "stoffer"),
+    "mette": ("mie",), "karoline": ("line", "karo"),
+    # Slavic and others
+    "aleksander": ("olek", "sasha"), "aleksandra": ("ola", "sasha"), "katarzyna": ("kasia",),
+    "malgorzata": ("gosia", "malgosia"), "wojciech": ("wojtek",), "zbigniew": ("zbyszek",),
+    "stanislaw": ("stasiek", "stas"), "mikhail": ("misha",), "dmitri": ("dima",),
+    "ekaterina": ("katya", "katja"), "anastasia": ("nastya", "stacy"),
+    "mehmet": ("memo",), "mustafa": ("musti",),
+})
+
+
 @cache
 def nickname_table() -> Mapping[str, tuple[str, ...]]:
     """Given name -> sorted canonical names it may stand for, itself included.
 
-    Built from the ``nicknames`` package (the carltonnorthern names list, ~1,400 nicknames).
+    Built from the ``nicknames`` package (the carltonnorthern names list, ~1,400 nicknames),
+    plus :data:`EXTRA_NICKNAMES` (European short forms it lacks).
     That list is a graph with noisy edges in both directions ('robert' is listed as a nickname
     of 'bob' and 'bill'), so only edges pointing to a *more canonical* name are kept: a name's
     canonicality is how many nicknames it has minus how many names it is a nickname of; a
@@ -775,4 +869,10 @@ def nickname_table() -> Mapping[str, tuple[str, ...]]:
         keep = {c for c in canonicals if plain.match(c) and score[c] > max(score[nick], 0)}
         if keep:
             table[nick] = tuple(sorted(keep | {nick}))
+    extra: dict[str, set[str]] = {}
+    for canonical, nicks in EXTRA_NICKNAMES.items():
+        for nick in nicks:
+            extra.setdefault(nick, {nick}).add(canonical)
+    for nick, canonicals in extra.items():
+        table[nick] = tuple(sorted(canonicals | set(table.get(nick, ()))))
     return MappingProxyType(table)

@@ -124,18 +124,25 @@ def test_every_party_row_is_a_record_or_quarantined(demo: StageContext) -> None:
     assert {"malformed row", "invalid email", "invalid phone number"} <= reasons
 
 
-def test_users_own_csv_flows_to_silver_with_only_yaml(spark: SparkSession,
-                                                      tmp_path: Path) -> None:
+def _user_conf(tmp_path: Path, **sources: str) -> Path:
+    """A conf folder with the shipped pipeline.yaml and the given source YAML texts."""
     conf = tmp_path / "conf"
     (conf / "sources").mkdir(parents=True)
     shutil.copy(REPO / "conf" / "pipeline.yaml", conf / "pipeline.yaml")
-    (conf / "sources" / "my_crm.yaml").write_text(
+    for name, text in sources.items():
+        (conf / "sources" / f"{name}.yaml").write_text(text)
+    return conf
+
+
+def test_users_own_csv_flows_to_silver_with_only_yaml(spark: SparkSession,
+                                                      tmp_path: Path) -> None:
+    conf = _user_conf(tmp_path, my_crm=(
         "name: my_crm\nformat: csv\npath: my/*.csv\noptions: {header: 'true', sep: ';'}\n"
         "trust_rank: 2\ndefault_country: DE\ndate_formats: [dd.MM.yyyy]\n"
         "columns: [kundennr, vorname, nachname, mail, tel, geburtsdatum]\n"
         "party:\n  source_key: kundennr\n  given_name: vorname\n  family_name: nachname\n"
         "  email: mail\n  phone: tel\n  date_of_birth: geburtsdatum\n"
-        "  country: {const: DE}\n  identifiers: {kundennr: kundennr}\n")
+        "  country: {const: DE}\n  identifiers: {kundennr: kundennr}\n"))
     (tmp_path / "in" / "my").mkdir(parents=True)
     (tmp_path / "in" / "my" / "kunden.csv").write_text(
         "kundennr;vorname;nachname;mail;tel;geburtsdatum\n"
@@ -204,20 +211,18 @@ def test_users_own_sources_get_clusters_with_only_yaml(spark: SparkSession,
     from udp_spark.matching.evaluation import cluster_metrics
     from udp_spark.pipeline.matching import run_block, run_resolve, run_score, run_train
 
-    conf = tmp_path / "conf"
-    (conf / "sources").mkdir(parents=True)
-    shutil.copy(REPO / "conf" / "pipeline.yaml", conf / "pipeline.yaml")
-    (conf / "sources" / "kunden.yaml").write_text(
+    kunden = (
         "name: kunden\nformat: csv\npath: kunden/*.csv\noptions: {header: 'true', sep: ';'}\n"
         "trust_rank: 1\ndefault_country: DE\ndate_formats: [dd.MM.yyyy]\n"
         "columns: [kundennr, vorname, nachname, mail, tel, geburtsdatum]\n"
         "party: {source_key: kundennr, given_name: vorname, family_name: nachname, email: mail,"
         " phone: tel, date_of_birth: geburtsdatum}\n")
-    (conf / "sources" / "shop.yaml").write_text(
+    shop = (
         "name: shop\nformat: json\npath: shop/*.jsonl\ntrust_rank: 2\ndefault_country: DE\n"
         "date_formats: [yyyy-MM-dd]\ncolumns: [id, name, email, phone, birthday]\n"
         "party: {source_key: id, given_name: name.first, family_name: name.last, email: email,"
         " phone: phone, date_of_birth: birthday}\n")
+    conf = _user_conf(tmp_path, kunden=kunden, shop=shop)
     truth = _own_sources(tmp_path / "in")
     cfg = load_config(conf / "pipeline.yaml", data_root=str(tmp_path / "in"),
                       lakehouse_root=str(tmp_path / "lake"))

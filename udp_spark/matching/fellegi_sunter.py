@@ -34,6 +34,9 @@ class FSModel:
     u: dict[str, dict[int, float]]
     prior: float
     tf_columns: dict[str, str] = field(default_factory=dict)
+    #: joint term frequencies: name -> the two comparisons whose exact agreement together is
+    #: checked against how often their values occur together (see scoring.joint_tf_table)
+    joint_tf: dict[str, list[str]] = field(default_factory=dict)
     top_levels: dict[str, int] = field(default_factory=dict)
     em_iterations: int = 0
     converged: bool = False

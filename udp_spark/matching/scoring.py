@@ -28,6 +28,41 @@ def tf_table(records: DataFrame, column: str) -> DataFrame:
     return counts.crossJoin(total).select("value", (F.col("n") / F.col("total")).alias("tf"))
 
 
+FULL_NAME = "full_name"  # the joint term frequency of given and family name
+
+
+def joint_tf_table(records: DataFrame, columns: tuple[str, str],
+                   source: str = "source") -> DataFrame:
+    """``(value, tf)`` for value pairs (``"given|family"``): how often a record of *another*
+    person holds both, where that is more than never.
+
+    Given and family names are not independent (Spanish first names come with Spanish
+    family names), so the product of their frequencies makes a common full name look rarer
+    than it is, and namesakes look like matches more as the data grows. Counting the full
+    name itself would count one person's duplicates as namesakes, so each source counts
+    its holders less one: a source holds a person about once, and the holder the pair is
+    about is not another person. Values no other person holds are left out (no adjustment).
+    """
+    a, b = columns
+    present = records.filter(F.col(a).isNotNull() & F.col(b).isNotNull())
+    key = F.concat_ws("|", F.col(a), F.col(b)).alias("value")
+    others = (present.groupBy(source, key).agg(F.count("*").alias("n"))
+              .groupBy("value").agg(F.sum(F.col("n") - 1).alias("others"))
+              .filter(F.col("others") > 0))
+    total = present.agg(F.count("*").alias("total"))
+    return others.crossJoin(total).select(
+        "value", (F.col("others") / F.col("total")).alias("tf"))
+
+
+def tf_tables(records: DataFrame, model: FSModel) -> dict[str, DataFrame]:
+    """Every term-frequency table ``model`` uses, computed from ``records``."""
+    tables = {c: tf_table(records, col) for c, col in model.tf_columns.items()}
+    for name, (first, second) in model.joint_tf.items():
+        tables[name] = joint_tf_table(
+            records, (model.tf_columns[first], model.tf_columns[second]))
+    return tables
+
+
 def _weight_map(model: FSModel, comparison: str) -> Column:
     pairs = []
     for level in model.levels[comparison]:
@@ -42,10 +77,15 @@ def weight_columns(model: FSModel, tf: dict[str, DataFrame] | None = None) -> Tr
     ``tf``: comparison name -> its :func:`tf_table`; the top level of those comparisons gets
     ``log2(m_top / max(tf(value), TF_FLOOR))``. A value the table does not hold (a table
     frozen before the record arrived) counts as rare as the table's rarest value.
+
+    A joint table (:func:`joint_tf_table`, ``model.joint_tf``) lowers the second
+    comparison's weight when both agree exactly on values that occur together more often
+    than their separate frequencies say: by ``log2(tf_a * tf_b / tf_joint)``, never raising it.
     """
 
     def transform(vectors: DataFrame) -> DataFrame:
         out = vectors
+        freqs: dict[str, Column] = {}
         for c in model.comparisons:
             base = F.element_at(_weight_map(model, c), F.col(c))
             tf_col = f"tf_value_{c}"
@@ -57,12 +97,26 @@ def weight_columns(model: FSModel, tf: dict[str, DataFrame] | None = None) -> Tr
                 rarest = F.broadcast(tf[c].agg(F.min("tf").alias(f"_rarest_{c}")))
                 out = out.join(table, tf_col, "left").crossJoin(rarest)
                 freq = F.coalesce(F.col(f"_tf_{c}"), F.col(f"_rarest_{c}"))
-                adj = F.log2(F.lit(m_top) / F.greatest(freq, F.lit(TF_FLOOR)))
-                base = F.when((F.col(c) == top) & freq.isNotNull(), adj).otherwise(base)
-                out = out.withColumn(f"w_{c}", base).drop(f"_tf_{c}", f"_rarest_{c}")
-            else:
-                out = out.withColumn(f"w_{c}", base)
-        return out
+                out = out.withColumn(f"_freq_{c}", freq).drop(f"_tf_{c}", f"_rarest_{c}")
+                freqs[c] = F.col(f"_freq_{c}")
+                adj = F.log2(F.lit(m_top) / F.greatest(freqs[c], F.lit(TF_FLOOR)))
+                base = F.when((F.col(c) == top) & freqs[c].isNotNull(), adj).otherwise(base)
+            out = out.withColumn(f"w_{c}", base)
+        for name, (a, b) in model.joint_tf.items():
+            if not tf or name not in tf or a not in freqs or b not in freqs:
+                continue
+            key = F.concat_ws("|", F.col(f"tf_value_{a}"), F.col(f"tf_value_{b}"))
+            joint = F.broadcast(tf[name].select(F.col("value").alias(f"_key_{name}"),
+                                                F.col("tf").alias(f"_joint_{name}")))
+            out = out.withColumn(f"_key_{name}", key).join(joint, f"_key_{name}", "left")
+            both_exact = ((F.col(a) == model.top_levels[a]) & (F.col(b) == model.top_levels[b])
+                          & F.col(f"_joint_{name}").isNotNull())
+            penalty = F.least(F.lit(0.0), F.log2(
+                freqs[a] * freqs[b] / F.greatest(F.col(f"_joint_{name}"), F.lit(TF_FLOOR))))
+            out = out.withColumn(f"w_{b}", F.when(both_exact, F.col(f"w_{b}") + penalty)
+                                 .otherwise(F.col(f"w_{b}"))).drop(f"_key_{name}",
+                                                                   f"_joint_{name}")
+        return out.drop(*[f"_freq_{c}" for c in freqs])
 
     return transform
 

@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 from udp_spark.config import ModelSettings
 from udp_spark.matching.comparisons import Comparison, comparison_vectors, pair_frame
 from udp_spark.matching.fellegi_sunter import MISSING, FSModel, estimate_u, fit_em
+from udp_spark.matching.scoring import FULL_NAME
 
 
 def random_pairs(records: DataFrame, n_records: int, max_pairs: int, seed: int) -> DataFrame:
@@ -104,6 +105,8 @@ def train_fellegi_sunter(records: DataFrame, pairs: DataFrame, comparisons: Sequ
     # "John Smith"s are less likely the same person than with a thousand.
     n_candidates = float(cand_counts["n"].sum())
     all_pairs = max(n_records * (n_records - 1) / 2, 1.0)
+    if {"given_name", "family_name"} <= set(tf_cols):
+        model.joint_tf = {FULL_NAME: ["given_name", "family_name"]}
     model.candidate_prior = model.prior
     model.prior = min(max(model.prior * n_candidates / all_pairs, 1e-12), 0.5)
     return model

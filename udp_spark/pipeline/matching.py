@@ -38,7 +38,7 @@ from udp_spark.matching.evaluation import (
 )
 from udp_spark.matching.fellegi_sunter import FSModel
 from udp_spark.matching.identity import assign_customer_ids
-from udp_spark.matching.scoring import contributions, score, tf_table, weight_columns
+from udp_spark.matching.scoring import contributions, score, tf_tables, weight_columns
 from udp_spark.matching.supervised import SupervisedMatcher, supervised_scores
 from udp_spark.matching.training import train_fellegi_sunter
 from udp_spark.pipeline.context import StageContext, audited_run
@@ -250,14 +250,14 @@ def frozen_tf_tables(ctx: StageContext, records: DataFrame, model: FSModel | Sup
     frozen = stored() if io.table_exists(ctx.spark, ref) else None
     if frozen is None or frozen.isEmpty():
         fresh = reduce(DataFrame.unionByName, [
-            tf_table(records, column).select(
+            table.select(
                 F.lit(model_version).alias("model_version"), F.lit(comparison).alias(
                     "comparison"), F.col("value").cast("string").alias("value"), "tf")
-            for comparison, column in model.tf_columns.items()])
+            for comparison, table in tf_tables(records, model).items()])
         io.append_new_batches(fresh, ref, batch_col="model_version")
         frozen = stored()
     return {c: frozen.filter(F.col("comparison") == c).select("value", "tf")
-            for c in model.tf_columns}
+            for c in [*model.tf_columns, *model.joint_tf]}
 
 
 def score_pairs(records: DataFrame, pairs: DataFrame, model: FSModel | SupervisedMatcher,
@@ -277,7 +277,7 @@ def score_pairs(records: DataFrame, pairs: DataFrame, model: FSModel | Supervise
             vectors = vectors.localCheckpoint(eager=True)
         return vectors.transform(supervised_scores(model))
     if tf is None:
-        tf = {c: tf_table(records, col) for c, col in model.tf_columns.items()}
+        tf = tf_tables(records, model)
     return vectors.transform(weight_columns(model, tf)).transform(score(model))
 
 

@@ -1,0 +1,84 @@
+"""Term-frequency weights: a common full name proves less than its two names apart."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from pyspark.sql import SparkSession
+
+from udp_spark.matching.fellegi_sunter import FSModel
+from udp_spark.matching.scoring import FULL_NAME, joint_tf_table, tf_tables, weight_columns
+
+# Two sources; each row is a different person. Maria Garcia is five people, John Smith three.
+RECORDS = [
+    *[("a", "maria", "garcia")] * 3, ("a", "john", "smith"), ("a", "john", "smith"),
+    ("a", "peter", "smith"), ("a", "anna", "jones"), ("a", "peter", "jones"),
+    *[("b", "maria", "garcia")] * 2, ("b", "john", "smith"), ("b", "anna", "smith"),
+    ("b", "peter", "jones"), ("b", "tom", "jones"), ("b", "tom", "smith"),
+    ("b", None, "jones"),
+]
+
+
+def _model() -> FSModel:
+    return FSModel(
+        comparisons=["given_name", "family_name"],
+        levels={"given_name": [-1, 0, 5], "family_name": [-1, 0, 3]},
+        labels={"given_name": {-1: "missing", 0: "else", 5: "exact"},
+                "family_name": {-1: "missing", 0: "else", 3: "exact"}},
+        m={"given_name": {0: 0.1, 5: 0.9}, "family_name": {0: 0.2, 3: 0.8}},
+        u={"given_name": {0: 0.9, 5: 0.1}, "family_name": {0: 0.9, 3: 0.1}},
+        prior=0.01,
+        tf_columns={"given_name": "given_name_norm", "family_name": "family_name_norm"},
+        joint_tf={FULL_NAME: ["given_name", "family_name"]},
+        top_levels={"given_name": 5, "family_name": 3},
+    )
+
+
+def test_joint_frequency_counts_other_people_per_source(spark: SparkSession) -> None:
+    records = spark.createDataFrame(
+        RECORDS, "source string, given_name_norm string, family_name_norm string")
+    got = {r["value"]: r["tf"] for r in joint_tf_table(
+        records, ("given_name_norm", "family_name_norm")).collect()}
+    # 15 records hold both names. maria|garcia: 3 in a, 2 in b -> (3-1) + (2-1) others.
+    # john|smith: 2 in a, 1 in b -> 1. Full names held once per source are left out.
+    assert got == {"maria|garcia": pytest.approx(3 / 15), "john|smith": pytest.approx(1 / 15)}
+
+
+def test_a_full_name_commoner_than_its_parts_weighs_less_never_more(
+        spark: SparkSession) -> None:
+    records = spark.createDataFrame(
+        RECORDS, "source string, given_name_norm string, family_name_norm string")
+    model = _model()
+    tf = tf_tables(records, model)
+    vectors = spark.createDataFrame([
+        ("maria garcia", 5, 3, "maria", "garcia"),
+        ("john smith", 5, 3, "john", "smith"),
+        ("peter jones", 5, 3, "peter", "jones"),
+        ("maria, other family", 5, 0, "maria", "lopez"),
+    ], "pair string, given_name int, family_name int, tf_value_given_name string, "
+       "tf_value_family_name string")
+    got = {r["pair"]: (r["w_given_name"], r["w_family_name"])
+           for r in vectors.transform(weight_columns(model, tf)).collect()}
+    given = {"maria": 5 / 15, "john": 3 / 15, "peter": 3 / 15}  # 15 records with a first name
+    family = {"garcia": 5 / 16, "smith": 6 / 16, "jones": 5 / 16}  # 16 with a family name
+
+    def tf_weight(m: float, freq: float) -> float:
+        return math.log2(m / freq)
+
+    # maria|garcia: five people, more than 5/15 * 5/16 of the records: weight lowered
+    joint = 3 / 15
+    penalty = math.log2(given["maria"] * family["garcia"] / joint)
+    assert penalty < -0.5
+    assert got["maria garcia"] == pytest.approx(
+        (tf_weight(0.9, given["maria"]), tf_weight(0.8, family["garcia"]) + penalty))
+    # john|smith: rarer together (1/15) than apart (3/15 * 6/16): no bonus
+    assert given["john"] * family["smith"] > 1 / 15
+    assert got["john smith"] == pytest.approx(
+        (tf_weight(0.9, given["john"]), tf_weight(0.8, family["smith"])))
+    # peter|jones: no other person holds it in any source: frequencies apart, unchanged
+    assert got["peter jones"] == pytest.approx(
+        (tf_weight(0.9, given["peter"]), tf_weight(0.8, family["jones"])))
+    # only agreement on both names is adjusted
+    assert got["maria, other family"] == pytest.approx(
+        (tf_weight(0.9, given["maria"]), math.log2(0.2 / 0.9)))

@@ -1,4 +1,5 @@
-"""Term-frequency weights: a common full name proves less than its two names apart."""
+"""Scoring inputs: term-frequency weights (a common full name proves less than its two names
+apart) and the random pairs u comes from."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pyspark.sql import SparkSession
 
 from udp_spark.matching.fellegi_sunter import FSModel
 from udp_spark.matching.scoring import FULL_NAME, joint_tf_table, tf_tables, weight_columns
+from udp_spark.matching.training import random_pairs
 
 # Two sources; each row is a different person. Maria Garcia is five people, John Smith three.
 RECORDS = [
@@ -82,3 +84,13 @@ def test_a_full_name_commoner_than_its_parts_weighs_less_never_more(
     # only agreement on both names is adjusted
     assert got["maria, other family"] == pytest.approx(
         (tf_weight(0.9, given["maria"]), math.log2(0.2 / 0.9)))
+
+
+def test_random_pairs_do_not_depend_on_partitioning(spark: SparkSession) -> None:
+    """The same records give the same u sample (and model) however Spark lays them out."""
+    records = spark.createDataFrame([(f"r{i:04d}",) for i in range(2000)], "record_id string")
+    runs = [{tuple(r) for r in random_pairs(records.repartition(n), 2000, 500, seed=7).collect()}
+            for n in (1, 5)]
+    assert runs[0] == runs[1]
+    assert 400 <= len(runs[0]) <= 600
+    assert all(a < b for a, b in runs[0])

@@ -20,11 +20,15 @@ from udp_spark.matching.scoring import FULL_NAME
 
 
 def random_pairs(records: DataFrame, n_records: int, max_pairs: int, seed: int) -> DataFrame:
-    """About ``max_pairs`` random distinct record pairs (a cross join of a sample)."""
+    """About ``max_pairs`` random distinct record pairs (a cross join of a sample).
+
+    The sample is the ``k`` records with the smallest seeded hash of their id, so it does
+    not depend on how the records happen to be partitioned or ordered: the same records
+    give the same u, and the same model, on every run.
+    """
     k = min(n_records, int(math.sqrt(2 * max_pairs)) + 1)
-    fraction = min(1.0, 1.2 * k / max(n_records, 1))
-    sample = (records.select("record_id").sample(False, fraction, seed)
-              .orderBy(F.rand(seed)).limit(k))
+    sample = (records.select("record_id")
+              .orderBy(F.xxhash64("record_id", F.lit(seed)), "record_id").limit(k))
     left = sample.select(F.col("record_id").alias("record_id_l"))
     right = sample.select(F.col("record_id").alias("record_id_r"))
     return left.crossJoin(right).filter(F.col("record_id_l") < F.col("record_id_r"))

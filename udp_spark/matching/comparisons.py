@@ -89,7 +89,7 @@ def given_name() -> Comparison:
         "given_name",
         (("exact or swapped", lambda: (g_l == g_r) | _swapped()),
          # Aliases hold a compound name's parts: "maria dolores" meets "lola" and "maria",
-        # but two compounds sharing a part ("maria dolores", "maria pilar") are not one name.
+         # but two compounds sharing a part ("maria dolores", "maria pilar") are not one name.
         ("nickname or part of a compound", lambda: F.arrays_overlap(
             L("given_name_aliases"), R("given_name_aliases"))
             & ~(F.contains(g_l, F.lit(" ")) & F.contains(g_r, F.lit(" ")))),

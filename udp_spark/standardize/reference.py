@@ -776,7 +776,7 @@ EXTRA_NICKNAMES: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "cornelia": ("conny", "nele"), "thomas": ("tom", "tommy", "thomy"),
     "michael": ("michi", "mike", "micha"), "michaela": ("michi", "ela"),
     "daniela": ("dani", "ela"), "manuela": ("manu", "ela"), "manuel": ("manu", "manolo"),
-    "nikolaus": ("klaus", "niko"), "alexandre": ("alex",), "ludwig": ("lutz", "lu"),
+    "nikolaus": ("klaus", "niko"), "ludwig": ("lutz", "lu"),
     "rudolf": ("rudi", "ruedi"), "walter": ("walti", "wally"), "ernst": ("erni",),
     "reinhard": ("reini",), "bernhard": ("bernd", "berni"), "gerhard": ("gerd", "gerdi"),
     "hannelore": ("hanne", "lore"), "eleonore": ("lore", "nora", "ella"),
@@ -792,7 +792,7 @@ EXTRA_NICKNAMES: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "christophe": ("chris", "tof"), "sebastien": ("seb", "sebas"),
     "stephane": ("steph",), "marguerite": ("margot", "guite"), "catherine": ("cathy", "cat"),
     "jacqueline": ("jacquie", "jackie"), "jacques": ("jacquot", "jacky"),
-    "alexandrine": ("alex",), "valerie": ("val",), "aurelie": ("aure",),
+    "alexandrine": ("alex",), "alexandre": ("alex",), "valerie": ("val",), "aurelie": ("aure",),
     # Spanish and Portuguese
     "jose": ("pepe", "pepito", "chepe"), "jose maria": ("chema", "josema"),
     "maria jose": ("majo", "marijose"), "francisco": ("paco", "pancho", "curro", "quico",

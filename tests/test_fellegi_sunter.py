@@ -1,4 +1,5 @@
-"""EM recovers known m, u and prior from simulated comparison vectors (no Spark)."""
+"""EM recovers known m, u and prior from simulated comparison vectors; the match count from
+two EM sessions (no Spark)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pandas as pd
 import pytest
 
 from udp_spark.matching.fellegi_sunter import MISSING, FSModel, estimate_u, fit_em
+from udp_spark.matching.training import SessionFit, matches_from_sessions
 
 COMPS = ["a", "b", "c"]
 LEVELS = {c: [MISSING, 0, 1, 2] for c in COMPS}
@@ -58,3 +60,38 @@ def test_model_json_round_trip() -> None:
     assert again.m == model.m and again.u == model.u and again.prior == model.prior
     table = again.weights_table()
     assert set(table["comparison"]) == set(COMPS) and len(table) == 12
+
+
+def _session(pop: pd.DataFrame, fixed: str, u: dict[str, dict[int, float]]) -> SessionFit:
+    """An EM session over the simulated pairs agreeing exactly (level 2) on ``fixed``."""
+    inside = pop[pop[fixed] == 2]
+    counts = inside[COMPS].value_counts().rename("n").reset_index()
+    est = [c for c in COMPS if c != fixed]
+    labels = {c: {2: "exact", 1: "close", 0: "else", -1: "missing"} for c in COMPS}
+    model = fit_em(counts, est, LEVELS, u, labels=labels, top_levels={c: 2 for c in COMPS},
+                   prior=0.5)
+    return SessionFit({fixed: 2}, float(len(inside)), counts, model, est)
+
+
+def test_matches_are_estimated_from_two_sessions_not_the_candidates() -> None:
+    # 3M record pairs, 3,000 of them matches: the rate among all pairs a million records
+    # give. Each session sees pairs agreeing on one comparison; EM there is well posed.
+    rng = np.random.default_rng(7)
+    n, true_matches = 3_000_000, 3_000
+    is_match = np.zeros(n, dtype=bool)
+    is_match[:true_matches] = True
+    pop = pd.DataFrame({c: np.where(
+        is_match, rng.choice(3, n, p=[TRUE_M[c][k] for k in (0, 1, 2)]),
+        rng.choice(3, n, p=[TRUE_U[c][k] for k in (0, 1, 2)])) for c in COMPS})
+    pop.loc[rng.random(n) < 0.1, "c"] = MISSING
+    u = {c: dict(TRUE_U[c]) for c in COMPS}
+    fits = [_session(pop, "a", u), _session(pop, "c", u)]
+    # pairs agreeing on a: 0.8 of the matches; on c: 0.9 of the 90% with c present
+    assert fits[0].matches == pytest.approx(0.8 * true_matches, rel=0.1)
+    assert fits[1].share_agreeing({"a": 2}) == pytest.approx(0.8, abs=0.05)
+    assert matches_from_sessions(fits) == pytest.approx(true_matches, rel=0.1)
+    # One session alone cannot say what share of the matches it holds.
+    assert matches_from_sessions(fits[:1]) is None
+    # A session holding too few matches (10 pairs) does not count.
+    empty = SessionFit({"b": 2}, 10.0, fits[0].counts, fits[0].model, ["b", "c"])
+    assert matches_from_sessions([fits[0], empty]) is None

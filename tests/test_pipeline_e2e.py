@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -261,7 +262,12 @@ def test_identity_resolution_is_accurate_and_ids_are_stable(demo: StageContext,
     block = run_block(ctx, truth)
     assert block.metrics["reachable_pair_completeness"] > 0.8
     trained = run_train(ctx)
-    assert trained.model_version == "1" and 0 < trained.model.prior < 0.01
+    assert trained.model_version == "1" and trained.model.prior_method == "sessions"
+    # The match rate among all record pairs, from two EM sessions, against the truth's.
+    records = int(trained.metrics["records"])
+    sizes = pd.read_csv(truth).groupby("person_id").size()
+    true_rate = float((sizes * (sizes - 1) / 2).sum()) / (records * (records - 1) / 2)
+    assert 0.6 < trained.model.prior / true_rate < 1.5, (trained.model.prior, true_rate)
     run_score(ctx)
     first = run_resolve(ctx)
     assert first.events.get("created") == first.customers

@@ -318,6 +318,12 @@ class ModelSettings(_Model):
     random_pairs: int = Field(default=1_000_000, ge=1000,
                               description="random record pairs used to estimate u")
     em_max_iterations: int = Field(default=100, ge=1)
+    prior: Literal["sessions", "candidate_em"] = Field(
+        default="sessions",
+        description="how the share of matching pairs is estimated: from two EM sessions "
+                    "(stays right as the data grows), or by EM over the candidate pairs "
+                    "(reads blocked households and namesakes as matches; the fallback when "
+                    "the data holds too few sessions)")
     seed: int = 42
     supervised: SupervisedSettings = SupervisedSettings()
 
@@ -325,7 +331,7 @@ class ModelSettings(_Model):
 class ResolveSettings(_Model):
     """Turning scored pairs into clusters and customer ids."""
 
-    threshold: float = Field(default=0.9, gt=0, lt=1,
+    threshold: float = Field(default=0.7, gt=0, lt=1,
                              description="match probability at or above which a pair links")
     conflict_on_dob: bool = True
     conflict_on_given_name: bool = True

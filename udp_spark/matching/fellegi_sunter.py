@@ -41,6 +41,9 @@ class FSModel:
     em_iterations: int = 0
     converged: bool = False
     candidate_prior: float | None = None
+    #: how the prior was estimated: "sessions" (matches_from_sessions in training) or
+    #: "candidate_em" (EM over the candidate pairs; every model trained before sessions)
+    prior_method: str = "candidate_em"
 
     def bayes_factor(self, comparison: str, level: int) -> float:
         if level == MISSING:
@@ -109,6 +112,25 @@ def _initial_m(levels: Sequence[int], top: int) -> dict[int, float]:
     return {x: v / s for x, v in raw.items()}
 
 
+def posteriors(counts: pd.DataFrame, comparisons: Sequence[str],
+               m: Mapping[str, Mapping[int, float]], u: Mapping[str, Mapping[int, float]],
+               prior: float) -> np.ndarray:
+    """P(match) of each comparison vector (row of ``counts``) under m, u and the prior, on
+    ``comparisons`` only (a missing level carries no information)."""
+    log_m = np.zeros(len(counts))
+    log_u = np.zeros(len(counts))
+    for c in comparisons:
+        lv = counts[c].to_numpy(dtype=int)
+        present = lv != MISSING
+        mv = np.array([m[c].get(x, _EPS) if x != MISSING else 1.0 for x in lv])
+        uv = np.array([u[c].get(x, _EPS) if x != MISSING else 1.0 for x in lv])
+        log_m += np.where(present, np.log(np.maximum(mv, _EPS)), 0.0)
+        log_u += np.where(present, np.log(np.maximum(uv, _EPS)), 0.0)
+    a = np.log(prior) + log_m
+    b = np.log(1 - prior) + log_u
+    return np.asarray(1.0 / (1.0 + np.exp(np.clip(b - a, -700, 700))))
+
+
 def fit_em(counts: pd.DataFrame, comparisons: Sequence[str],
            levels: Mapping[str, Sequence[int]], u: Mapping[str, Mapping[int, float]], *,
            labels: Mapping[str, Mapping[int, str]], top_levels: Mapping[str, int],
@@ -127,18 +149,7 @@ def fit_em(counts: pd.DataFrame, comparisons: Sequence[str],
          for c in comparisons}
     it, converged = 0, False
     for it in range(1, max_iterations + 1):  # noqa: B007 - `it` is reported
-        log_m = np.zeros(len(n))
-        log_u = np.zeros(len(n))
-        for c in comparisons:
-            present = lv[c] != MISSING
-            mv = np.array([m[c].get(x, _EPS) if x != MISSING else 1.0 for x in lv[c]])
-            uv = np.array([u[c].get(x, _EPS) if x != MISSING else 1.0 for x in lv[c]])
-            log_m += np.where(present, np.log(np.maximum(mv, _EPS)), 0.0)
-            log_u += np.where(present, np.log(np.maximum(uv, _EPS)), 0.0)
-        a = np.log(prior) + log_m
-        b = np.log(1 - prior) + log_u
-        p = 1.0 / (1.0 + np.exp(np.clip(b - a, -700, 700)))
-        w = n * p
+        w = n * posteriors(counts, comparisons, m, u, prior)
         new_prior = float(np.clip(w.sum() / n.sum(), 1e-6, 1 - 1e-6))
         change = abs(new_prior - prior)
         new_m: dict[str, dict[int, float]] = {}

@@ -1,22 +1,28 @@
 """Fitting the unsupervised Fellegi-Sunter matcher on Spark data.
 
-u comes from comparison vectors of random record pairs, m and the prior from EM over the
-candidate pairs' vectors; both reach the driver only as distinct-vector counts.
+u comes from comparison vectors of random record pairs, m and the prior from EM sessions
+(pairs agreeing exactly on a few columns); all reach the driver only as distinct-vector
+counts.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from udp_spark.config import ModelSettings
 from udp_spark.matching.comparisons import Comparison, comparison_vectors, pair_frame
-from udp_spark.matching.fellegi_sunter import MISSING, FSModel, estimate_u, fit_em
+from udp_spark.matching.fellegi_sunter import MISSING, FSModel, estimate_u, fit_em, posteriors
 from udp_spark.matching.scoring import FULL_NAME
+
+log = logging.getLogger(__name__)
 
 
 def random_pairs(records: DataFrame, n_records: int, max_pairs: int, seed: int) -> DataFrame:
@@ -53,17 +59,26 @@ TRAINING_SESSIONS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
     (("email_canonical",), ("email",)),
 )
 MAX_TRAINING_BLOCK = 50
+#: a session holding fewer estimated matches than this does not estimate the prior
+MIN_SESSION_MATCHES = 50.0
 
 
-def session_pairs(records: DataFrame, columns: Sequence[str], max_pairs: int,
-                  seed: int) -> DataFrame:
-    """Pairs agreeing exactly on ``columns`` (blocks above MAX_TRAINING_BLOCK skipped)."""
+def _session_blocks(records: DataFrame, columns: Sequence[str]) -> tuple[DataFrame, DataFrame]:
+    """``(record_id, _k)`` of records holding every column, and ``(_k, _n)`` of the blocks
+    of 2 to MAX_TRAINING_BLOCK records agreeing exactly on them."""
     present = records.filter(F.greatest(*[F.col(c).isNull() for c in columns]) == F.lit(False)) \
         if len(columns) > 1 else records.filter(F.col(columns[0]).isNotNull())
     key = F.concat_ws("|", *[F.col(c).cast("string") for c in columns])
     keyed = present.select("record_id", key.alias("_k"))
     sizes = keyed.groupBy("_k").agg(F.count("*").alias("_n")).filter(
         (F.col("_n") >= 2) & (F.col("_n") <= MAX_TRAINING_BLOCK))
+    return keyed, sizes
+
+
+def session_pairs(records: DataFrame, columns: Sequence[str], max_pairs: int,
+                  seed: int) -> DataFrame:
+    """Pairs agreeing exactly on ``columns`` (blocks above MAX_TRAINING_BLOCK skipped)."""
+    keyed, sizes = _session_blocks(records, columns)
     keyed = keyed.join(sizes, "_k")
     pairs = (keyed.select(F.col("record_id").alias("record_id_l"), "_k")
              .join(keyed.select(F.col("record_id").alias("record_id_r"), "_k"), "_k")
@@ -72,10 +87,73 @@ def session_pairs(records: DataFrame, columns: Sequence[str], max_pairs: int,
     return pairs.orderBy(F.xxhash64("record_id_l", "record_id_r", F.lit(seed))).limit(max_pairs)
 
 
+def session_population(records: DataFrame, columns: Sequence[str]) -> float:
+    """How many pairs :func:`session_pairs` samples from (before its ``max_pairs`` limit)."""
+    _, sizes = _session_blocks(records, columns)
+    row = sizes.agg(F.sum(F.col("_n") * (F.col("_n") - 1) / 2).alias("p")).first()
+    return float(row["p"] or 0.0) if row else 0.0
+
+
+@dataclass
+class SessionFit:
+    """One EM session: its pairs' comparison-vector counts and what EM made of them."""
+
+    fixed: dict[str, int]  # the session's own comparisons -> their exact (top) level
+    population: float  # pairs in the session's blocks
+    counts: pd.DataFrame
+    model: FSModel
+    estimated: list[str]  # the comparisons the session estimates
+
+    @property
+    def matches(self) -> float:
+        """Estimated matching pairs among the session's population."""
+        return self.population * self.model.prior
+
+    def share_agreeing(self, levels: dict[str, int]) -> float:
+        """Estimated share of this session's matches at ``levels`` on every comparison named
+        there (a missing value counts as not agreeing)."""
+        w = self.counts["n"].to_numpy(dtype=float) * posteriors(
+            self.counts, self.estimated, self.model.m, self.model.u, self.model.prior)
+        agree = np.ones(len(self.counts), dtype=bool)
+        for c, lv in levels.items():
+            agree &= self.counts[c].to_numpy(dtype=int) == lv
+        total = float(w.sum())
+        return float(w[agree].sum()) / total if total > 0 else 0.0
+
+
+def matches_from_sessions(fits: Sequence[SessionFit]) -> float | None:
+    """Estimated matching pairs among *all* record pairs, from two EM sessions; None when
+    fewer than two sessions hold enough matches.
+
+    Session A (pairs agreeing exactly on A's columns) holds ``N_A * prior_A`` matches. That
+    is the share ``q`` of all matches agreeing on A's columns, and ``q`` is read off session
+    B: the share of B's matches that also agree on A's columns (its comparisons on A's
+    columns are free there). So all matches = ``N_A * prior_A / q``; the estimate is the
+    geometric mean of it both ways round. The two sessions holding the most matches are used:
+    they are the least biased slice of the matches (a session on a value few sources hold,
+    such as a birth date, sees mostly those sources).
+
+    Inside a session the non-matches look like random pairs, so EM there is well posed; EM
+    over the candidate pairs is not (blocked households and namesakes agree on much more
+    than random pairs do, and read as matches), and overstates the matches by a factor that
+    grows with the data.
+    """
+    usable = sorted((f for f in fits if f.matches >= MIN_SESSION_MATCHES),
+                    key=lambda f: f.matches, reverse=True)[:2]
+    if len(usable) < 2:
+        return None
+    a, b = usable
+    q_a, q_b = b.share_agreeing(a.fixed), a.share_agreeing(b.fixed)
+    if q_a <= 0 or q_b <= 0:
+        return None
+    return math.sqrt(a.matches / q_a * b.matches / q_b)
+
+
 def train_fellegi_sunter(records: DataFrame, pairs: DataFrame, comparisons: Sequence[Comparison],
                          n_records: int, settings: ModelSettings) -> FSModel:
-    """u from random pairs; m by EM sessions (see TRAINING_SESSIONS); then the prior match
-    rate of the candidate ``pairs`` by EM with m and u held."""
+    """u from random pairs; m by EM sessions (see TRAINING_SESSIONS); the prior match rate
+    among all record pairs from two sessions (:func:`matches_from_sessions`), or, when the
+    data has too few, by EM over the candidate ``pairs`` with m and u held."""
     names = [c.name for c in comparisons]
     levels = {c.name: [MISSING, *range(0, c.top_level + 1)] for c in comparisons}
     labels = {c.name: c.level_labels for c in comparisons}
@@ -86,7 +164,7 @@ def train_fellegi_sunter(records: DataFrame, pairs: DataFrame, comparisons: Sequ
         pair_frame(records, rand).transform(comparison_vectors(comparisons)), comparisons)
     u = estimate_u(rand_counts, names, levels)
 
-    estimates: dict[str, list[dict[int, float]]] = {n: [] for n in names}
+    fits: list[SessionFit] = []
     for columns, fixed in TRAINING_SESSIONS:
         sp = session_pairs(records, columns, settings.random_pairs, settings.seed)
         counts = vector_counts(pair_frame(records, sp).transform(comparison_vectors(comparisons)),
@@ -96,21 +174,36 @@ def train_fellegi_sunter(records: DataFrame, pairs: DataFrame, comparisons: Sequ
         est = [n for n in names if n not in fixed]
         session = fit_em(counts, est, levels, u, labels=labels, top_levels=tops, prior=0.5,
                          max_iterations=settings.em_max_iterations)
-        for n in est:
-            estimates[n].append(session.m[n])
+        fits.append(SessionFit({c: tops[c] for c in fixed if c in tops},
+                               session_population(records, columns), counts, session, est))
+    estimates = {n: [f.model.m[n] for f in fits if n in f.estimated] for n in names}
     m = {n: {lv: sum(e[lv] for e in estimates[n]) / len(estimates[n]) for lv in estimates[n][0]}
          for n in names if estimates[n]}
-    cand_counts = vector_counts(
-        pair_frame(records, pairs).transform(comparison_vectors(comparisons)), comparisons)
-    model = fit_em(cand_counts, names, levels, u, labels=labels, top_levels=tops,
-                   tf_columns=tf_cols, max_iterations=settings.em_max_iterations, fixed_m=m)
-    # EM gives the match rate among candidate pairs. Scores use the rate among *all* record
-    # pairs, so that the evidence needed grows with the data: with a million records two
-    # "John Smith"s are less likely the same person than with a thousand.
-    n_candidates = float(cand_counts["n"].sum())
     all_pairs = max(n_records * (n_records - 1) / 2, 1.0)
+    matches = matches_from_sessions(fits) if settings.prior == "sessions" else None
+    if matches is not None:
+        model = FSModel(
+            comparisons=names, levels={c: sorted(levels[c]) for c in names}, labels=labels,
+            m=m, u=u, prior=matches / all_pairs, tf_columns=tf_cols, top_levels=tops,
+            em_iterations=max((f.model.em_iterations for f in fits), default=0),
+            converged=all(f.model.converged for f in fits), prior_method="sessions")
+    else:
+        if settings.prior == "sessions":
+            log.warning("prior: fewer than two EM sessions hold %d matches; estimating it "
+                        "from the candidate pairs instead", int(MIN_SESSION_MATCHES))
+        cand_counts = vector_counts(
+            pair_frame(records, pairs).transform(comparison_vectors(comparisons)), comparisons)
+        model = fit_em(cand_counts, names, levels, u, labels=labels, top_levels=tops,
+                       tf_columns=tf_cols, max_iterations=settings.em_max_iterations,
+                       fixed_m=m)
+        # EM gives the match rate among candidate pairs; scores use the rate among *all*
+        # record pairs, so that the evidence needed grows with the data.
+        model.candidate_prior = model.prior
+        model.prior = model.prior * float(cand_counts["n"].sum()) / all_pairs
+        model.prior_method = "candidate_em"
+    # With a million records two "John Smith"s are less likely the same person than with a
+    # thousand: the prior is the match rate among all pairs.
+    model.prior = min(max(model.prior, 1e-12), 0.5)
     if {"given_name", "family_name"} <= set(tf_cols):
         model.joint_tf = {FULL_NAME: ["given_name", "family_name"]}
-    model.candidate_prior = model.prior
-    model.prior = min(max(model.prior * n_candidates / all_pairs, 1e-12), 0.5)
     return model

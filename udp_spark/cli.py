@@ -132,7 +132,8 @@ def train(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
     r = run_train(_context(config, data_root, lakehouse))
     if isinstance(r.model, FSModel):
         typer.echo(f"model version {r.model_version} (MLflow run {r.mlflow_run_id}); prior "
-                   f"{r.model.prior:.4f}; EM iterations {r.model.em_iterations}")
+                   f"{r.model.prior:.3g} ({r.model.prior_method}); EM iterations "
+                   f"{r.model.em_iterations}")
         typer.echo(r.model.weights_table().to_string(index=False))
         return
     m = r.model.model

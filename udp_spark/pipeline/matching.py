@@ -139,7 +139,8 @@ class TrainReport:
     def summary(self) -> str:
         """One line about the fitted model (for the demo and logs)."""
         if isinstance(self.model, FSModel):
-            return f"prior {self.model.prior:.4f}, {self.model.em_iterations} EM iterations"
+            return (f"prior {self.model.prior:.3g} ({self.model.prior_method}), "
+                    f"{self.model.em_iterations} EM iterations")
         f1 = self.metrics.get("holdout_f1")
         return (f"supervised ({self.model.model.algorithm})"
                 + (f", held-out F1 {f1:.4f}" if f1 is not None else ""))
@@ -188,7 +189,8 @@ def run_train(ctx: StageContext) -> TrainReport:
         reg = mlflow_store.log_and_register(
             model, settings=ctx.cfg.mlflow, name=mcfg.registered_name, alias=mcfg.alias,
             params={"kind": "fellegi_sunter", "comparisons": ",".join(model.comparisons),
-                    "random_pairs": mcfg.random_pairs, "udp_run_id": run.run_id,
+                    "random_pairs": mcfg.random_pairs, "prior_method": model.prior_method,
+                    "udp_run_id": run.run_id,
                     "config_hash": ctx.cfg.config_hash},
             metrics=metrics)
         run.mlflow_run_id = reg.run_id

@@ -116,13 +116,25 @@ def test_date_of_birth_levels(spark: SparkSession) -> None:
 
 
 def test_email_and_phone_levels(spark: SparkSession) -> None:
-    e_schema = "email_canonical_l string, email_canonical_r string"
+    e_schema = ("email_canonical_l string, email_canonical_r string, given_name_norm_l string, "
+                "family_name_norm_l string, given_name_norm_r string, family_name_norm_r string")
     assert _levels(spark, email(), e_schema, [
-        ("ann.lee@x.com", "ann.lee@x.com"), ("ann.lee@x.com", "ann.lee@y.org"),
-        ("ann.lee@x.com", "ann.lea@x.com"), ("ann@x.com", "bob@y.com"), (None, "bob@y.com"),
+        ("ann.lee@x.com", "ann.lee@x.com", "ann", "lee", "ann", "lee"),
+        ("kitty.k@x.com", "kitty.k@yy.org", "ann", "lee", "ann", "lee"),
+        ("ann.lee@x.com", "ann.lea@x.com", "ann", "lee", "ann", "lee"),
+        ("ann@x.com", "bob@y.com", "ann", "lee", "bob", "day"), (None, "bob@y.com", *"abcd"),
         # one character apart, but other digits: two accounts, not a typo
-        ("jsmith82@x.com", "jsmith87@x.com"), ("jsmith82@x.com", "jsmiht82@x.com"),
-    ]) == [3, 2, 1, 0, MISSING, 0, 1]
+        ("jsmith82@x.com", "jsmith87@x.com", "john", "smith", "john", "smith"),
+        ("jsmith82@x.com", "jsmiht82@x.com", "john", "smith", "john", "smith"),
+        # the local part is the names (and an initial, digits): no evidence at another
+        # provider, whichever side holds the names; a domain typo is still the same address
+        ("annlee@gmail.com", "annlee@sky.com", "ann", "lee", "ann", "lee"),
+        ("a.lee1983@gmail.com", "a.lee1983@web.de", None, None, "ann", "lee"),
+        ("marialopez@gmail.com", "marialopez@sky.com", "maria", "lopez garcia", "maria",
+         "lopez"),
+        ("annlee@yahoo.com", "annlee@yaho.com", "ann", "lee", "ann", "lee"),
+        ("annleehome@gmail.com", "annleehome@sky.com", "ann", "lee", "ann", "lee"),
+    ]) == [3, 2, 1, 0, MISSING, 0, 1, MISSING, MISSING, MISSING, 2, 2]
     p_schema = ("phone_e164_l string, mobile_e164_l string, phone_e164_r string, "
                 "mobile_e164_r string")
     assert _levels(spark, phone(), p_schema, [

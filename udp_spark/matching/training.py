@@ -125,10 +125,10 @@ def matches_from_sessions(fits: Sequence[SessionFit]) -> float | None:
     """Estimated matching pairs among *all* record pairs, from two EM sessions; None when
     fewer than two sessions hold enough matches.
 
-    Session A (pairs agreeing exactly on A's columns) holds ``N_A * prior_A`` matches. That
-    is the share ``q`` of all matches agreeing on A's columns, and ``q`` is read off session
-    B: the share of B's matches that also agree on A's columns (its comparisons on A's
-    columns are free there). So all matches = ``N_A * prior_A / q``; the estimate is the
+    Session A (pairs agreeing exactly on A's columns) holds ``N_A * prior_A`` matches: the
+    share ``q`` of all matches that agree on A's columns. ``q`` is read off session B, as
+    the share of B's matches that also agree on A's columns (B estimates those comparisons,
+    so they are free there). So all matches = ``N_A * prior_A / q``; the estimate is the
     geometric mean of it both ways round. The two sessions holding the most matches are used:
     they are the least biased slice of the matches (a session on a value few sources hold,
     such as a birth date, sees mostly those sources).

@@ -200,7 +200,6 @@ def train_fellegi_sunter(records: DataFrame, pairs: DataFrame, comparisons: Sequ
         # record pairs, so that the evidence needed grows with the data.
         model.candidate_prior = model.prior
         model.prior = model.prior * float(cand_counts["n"].sum()) / all_pairs
-        model.prior_method = "candidate_em"
     # With a million records two "John Smith"s are less likely the same person than with a
     # thousand: the prior is the match rate among all pairs.
     model.prior = min(max(model.prior, 1e-12), 0.5)

@@ -51,6 +51,26 @@ def test_em_recovers_parameters() -> None:
     assert model.weight("c", 2) > model.weight("c", 1) > 0 > model.weight("c", 0)
 
 
+def test_u_is_estimated_among_non_matches() -> None:
+    """Random pairs hold matches at the prior rate; for a strong level they are most of the
+    random pairs at it, and u counted over all of them overstates it."""
+    u_true = {0: 0.98, 1: 0.0199, 2: 0.0001}
+    m_true = {0: 0.05, 1: 0.15, 2: 0.8}
+    prior, pairs = 2e-4, 1_000_000
+    counts = pd.DataFrame({"c": [0, 1, 2], "n": [
+        pairs * (1 - prior) * u_true[k] + pairs * prior * m_true[k] for k in (0, 1, 2)]})
+    levels = {"c": [-1, 0, 1, 2]}
+    raw = estimate_u(counts, ["c"], levels)["c"]
+    net = estimate_u(counts, ["c"], levels, m={"c": m_true}, prior=prior)["c"]
+    assert raw[2] > 2.5 * u_true[2]  # 100 non-matches and 160 matches share the value
+    assert net[2] == pytest.approx(u_true[2], rel=0.02)
+    assert net[0] == pytest.approx(u_true[0], rel=1e-3)
+    assert sum(net.values()) == pytest.approx(1.0)
+    # a level the matches fully explain is still possible, as rare as one unseen pair
+    over = estimate_u(counts, ["c"], levels, m={"c": {0: 0.0, 1: 0.0, 2: 1.0}}, prior=0.01)["c"]
+    assert 0 < over[2] < 1e-5
+
+
 def test_model_json_round_trip() -> None:
     cand, rand = _simulate(20_000, prior=0.2, seed=3)
     u = estimate_u(rand, COMPS, LEVELS)

@@ -9,7 +9,13 @@ import pytest
 from pyspark.sql import SparkSession
 
 from udp_spark.matching.fellegi_sunter import FSModel
-from udp_spark.matching.scoring import FULL_NAME, joint_tf_table, tf_tables, weight_columns
+from udp_spark.matching.scoring import (
+    FULL_NAME,
+    joint_tf_table,
+    tf_table,
+    tf_tables,
+    weight_columns,
+)
 from udp_spark.matching.training import random_pairs
 
 # Two sources; each row is a different person. Maria Garcia is five people, John Smith three.
@@ -47,8 +53,26 @@ def test_joint_frequency_counts_other_people_per_source(spark: SparkSession) -> 
     assert got == {"maria|garcia": pytest.approx(3 / 15), "john|smith": pytest.approx(1 / 15)}
 
 
-def test_a_full_name_commoner_than_its_parts_weighs_less_never_more(
-        spark: SparkSession) -> None:
+def test_frequency_counts_other_people_per_source(spark: SparkSession) -> None:
+    records = spark.createDataFrame(
+        RECORDS, "source string, given_name_norm string, family_name_norm string")
+    given = {r["value"]: r["tf"] for r in tf_table(records, "given_name_norm").collect()}
+    family = {r["value"]: r["tf"] for r in tf_table(records, "family_name_norm").collect()}
+    # 15 records hold a first name. maria: 3 in a, 2 in b -> (3-1) + (2-1) others; john: 2 in
+    # a, 1 in b -> 1; peter and anna once per source, tom once: no one else, counted as one.
+    assert given == {"maria": pytest.approx(3 / 15), "john": pytest.approx(1 / 15),
+                     "peter": pytest.approx(1 / 15), "anna": pytest.approx(1 / 15),
+                     "tom": pytest.approx(1 / 15)}
+    # 16 records hold a family name: garcia 3 + 2, smith 3 + 3, jones 2 + 3 (one unnamed)
+    assert family == {"garcia": pytest.approx(3 / 16), "smith": pytest.approx(4 / 16),
+                      "jones": pytest.approx(3 / 16)}
+
+
+def _tf_weight(m: float, freq: float) -> float:
+    return math.log2(m / freq)
+
+
+def test_a_full_name_commoner_than_its_parts_weighs_less(spark: SparkSession) -> None:
     records = spark.createDataFrame(
         RECORDS, "source string, given_name_norm string, family_name_norm string")
     model = _model()
@@ -62,28 +86,37 @@ def test_a_full_name_commoner_than_its_parts_weighs_less_never_more(
        "tf_value_family_name string")
     got = {r["pair"]: (r["w_given_name"], r["w_family_name"])
            for r in vectors.transform(weight_columns(model, tf)).collect()}
-    given = {"maria": 5 / 15, "john": 3 / 15, "peter": 3 / 15}  # 15 records with a first name
-    family = {"garcia": 5 / 16, "smith": 6 / 16, "jones": 5 / 16}  # 16 with a family name
-
-    def tf_weight(m: float, freq: float) -> float:
-        return math.log2(m / freq)
-
-    # maria|garcia: five people, more than 5/15 * 5/16 of the records: weight lowered
-    joint = 3 / 15
-    penalty = math.log2(given["maria"] * family["garcia"] / joint)
-    assert penalty < -0.5
+    given = {"maria": 3 / 15, "john": 1 / 15, "peter": 1 / 15}  # test above
+    family = {"garcia": 3 / 16, "smith": 4 / 16, "jones": 3 / 16}
+    # maria|garcia: other people hold it 3 times in 15, far more than 3/15 * 3/16 says
+    penalty = math.log2(given["maria"] * family["garcia"] / (3 / 15))
+    assert penalty < -2
     assert got["maria garcia"] == pytest.approx(
-        (tf_weight(0.9, given["maria"]), tf_weight(0.8, family["garcia"]) + penalty))
-    # john|smith: rarer together (1/15) than apart (3/15 * 6/16): no bonus
-    assert given["john"] * family["smith"] > 1 / 15
+        (_tf_weight(0.9, given["maria"]), _tf_weight(0.8, family["garcia"]) + penalty))
+    # john|smith: one other john smith, where 1/15 * 4/16 are expected
     assert got["john smith"] == pytest.approx(
-        (tf_weight(0.9, given["john"]), tf_weight(0.8, family["smith"])))
+        (_tf_weight(0.9, given["john"]),
+         _tf_weight(0.8, family["smith"]) + math.log2(given["john"] * family["smith"] / (1 / 15))))
     # peter|jones: no other person holds it in any source: frequencies apart, unchanged
     assert got["peter jones"] == pytest.approx(
-        (tf_weight(0.9, given["peter"]), tf_weight(0.8, family["jones"])))
+        (_tf_weight(0.9, given["peter"]), _tf_weight(0.8, family["jones"])))
     # only agreement on both names is adjusted
     assert got["maria, other family"] == pytest.approx(
-        (tf_weight(0.9, given["maria"]), math.log2(0.2 / 0.9)))
+        (_tf_weight(0.9, given["maria"]), math.log2(0.2 / 0.9)))
+
+
+def test_a_full_name_rarer_than_its_parts_weighs_no_more(spark: SparkSession) -> None:
+    model = _model()
+    tf = {"given_name": spark.createDataFrame([("john", 0.5)], "value string, tf double"),
+          "family_name": spark.createDataFrame([("smith", 0.5)], "value string, tf double"),
+          FULL_NAME: spark.createDataFrame([("john|smith", 0.01)], "value string, tf double")}
+    vectors = spark.createDataFrame([(5, 3, "john", "smith")],
+                                    "given_name int, family_name int, tf_value_given_name "
+                                    "string, tf_value_family_name string")
+    row = vectors.transform(weight_columns(model, tf)).first()
+    assert row is not None
+    assert (row["w_given_name"], row["w_family_name"]) == pytest.approx(
+        (_tf_weight(0.9, 0.5), _tf_weight(0.8, 0.5)))
 
 
 def test_random_pairs_do_not_depend_on_partitioning(spark: SparkSession) -> None:

@@ -20,12 +20,23 @@ Transform = Callable[[DataFrame], DataFrame]
 TF_FLOOR = 1e-6  # frequencies below this (very rare values) are treated as this rare
 
 
-def tf_table(records: DataFrame, column: str) -> DataFrame:
-    """``(value, tf)``: the share of records (with a value) that hold each value."""
+def tf_table(records: DataFrame, column: str, source: str = "source") -> DataFrame:
+    """``(value, tf)``: how often a record of *another* person holds each value, as a share of
+    the records holding one.
+
+    A pair agreeing on a value is weighed against the chance that a non-match agrees on it,
+    so the holders the pair is about are not counted: each source counts its holders less
+    one (a source holds a person about once), as :func:`joint_tf_table` does, and a value no
+    one else holds counts as held by one other record. Counting every holder made an e-mail
+    or name only one person holds look twice or three times as common as it is.
+    """
     present = records.filter(F.col(column).isNotNull())
-    counts = present.groupBy(F.col(column).alias("value")).agg(F.count("*").alias("n"))
+    others = (present.groupBy(source, F.col(column).alias("value"))
+              .agg(F.count("*").alias("n"))
+              .groupBy("value").agg(F.sum(F.col("n") - 1).alias("others")))
     total = present.agg(F.count("*").alias("total"))
-    return counts.crossJoin(total).select("value", (F.col("n") / F.col("total")).alias("tf"))
+    return others.crossJoin(total).select(
+        "value", (F.greatest(F.col("others"), F.lit(1)) / F.col("total")).alias("tf"))
 
 
 FULL_NAME = "full_name"  # the joint term frequency of given and family name

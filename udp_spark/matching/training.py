@@ -164,23 +164,37 @@ def train_fellegi_sunter(records: DataFrame, pairs: DataFrame, comparisons: Sequ
         pair_frame(records, rand).transform(comparison_vectors(comparisons)), comparisons)
     u = estimate_u(rand_counts, names, levels)
 
-    fits: list[SessionFit] = []
+    sessions: list[tuple[dict[str, int], float, pd.DataFrame, list[str]]] = []
     for columns, fixed in TRAINING_SESSIONS:
         sp = session_pairs(records, columns, settings.random_pairs, settings.seed)
         counts = vector_counts(pair_frame(records, sp).transform(comparison_vectors(comparisons)),
                                comparisons)
         if counts["n"].sum() < 100:
             continue  # too little data in this session (e.g. no birth dates at all)
-        est = [n for n in names if n not in fixed]
-        session = fit_em(counts, est, levels, u, labels=labels, top_levels=tops, prior=0.5,
-                         max_iterations=settings.em_max_iterations)
-        fits.append(SessionFit({c: tops[c] for c in fixed if c in tops},
-                               session_population(records, columns), counts, session, est))
-    estimates = {n: [f.model.m[n] for f in fits if n in f.estimated] for n in names}
-    m = {n: {lv: sum(e[lv] for e in estimates[n]) / len(estimates[n]) for lv in estimates[n][0]}
-         for n in names if estimates[n]}
+        sessions.append(({c: tops[c] for c in fixed if c in tops},
+                         session_population(records, columns), counts,
+                         [n for n in names if n not in fixed]))
+
+    def fit_sessions(u: dict[str, dict[int, float]]) -> tuple[list[SessionFit],
+                                                               dict[str, dict[int, float]]]:
+        fits = [SessionFit(fixed, population, counts, fit_em(
+            counts, est, levels, u, labels=labels, top_levels=tops, prior=0.5,
+            max_iterations=settings.em_max_iterations), est)
+            for fixed, population, counts, est in sessions]
+        estimates = {n: [f.model.m[n] for f in fits if n in f.estimated] for n in names}
+        m = {n: {lv: sum(e[lv] for e in estimates[n]) / len(estimates[n])
+                 for lv in estimates[n][0]} for n in names if estimates[n]}
+        return fits, m
+
+    fits, m = fit_sessions(u)
     all_pairs = max(n_records * (n_records - 1) / 2, 1.0)
     matches = matches_from_sessions(fits) if settings.prior == "sessions" else None
+    if matches is not None:
+        # Once m and the match rate are known, u is re-estimated among non-matches only
+        # (estimate_u) and the sessions are fitted again with it: one round settles it.
+        u = estimate_u(rand_counts, names, levels, m=m, prior=matches / all_pairs)
+        fits, m = fit_sessions(u)
+        matches = matches_from_sessions(fits) or matches
     if matches is not None:
         model = FSModel(
             comparisons=names, levels={c: sorted(levels[c]) for c in names}, labels=labels,

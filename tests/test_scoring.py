@@ -59,10 +59,9 @@ def test_frequency_counts_other_people_per_source(spark: SparkSession) -> None:
     given = {r["value"]: r["tf"] for r in tf_table(records, "given_name_norm").collect()}
     family = {r["value"]: r["tf"] for r in tf_table(records, "family_name_norm").collect()}
     # 15 records hold a first name. maria: 3 in a, 2 in b -> (3-1) + (2-1) others; john: 2 in
-    # a, 1 in b -> 1; peter and anna once per source, tom once: no one else, counted as one.
+    # a, 1 in b -> 1; peter 2 + 1 -> 1; tom twice in b -> 1; anna once per source: no one else.
     assert given == {"maria": pytest.approx(3 / 15), "john": pytest.approx(1 / 15),
-                     "peter": pytest.approx(1 / 15), "anna": pytest.approx(1 / 15),
-                     "tom": pytest.approx(1 / 15)}
+                     "peter": pytest.approx(1 / 15), "anna": 0.0, "tom": pytest.approx(1 / 15)}
     # 16 records hold a family name: garcia 3 + 2, smith 3 + 3, jones 2 + 3 (one unnamed)
     assert family == {"garcia": pytest.approx(3 / 16), "smith": pytest.approx(4 / 16),
                       "jones": pytest.approx(3 / 16)}
@@ -103,6 +102,29 @@ def test_a_full_name_commoner_than_its_parts_weighs_less(spark: SparkSession) ->
     # only agreement on both names is adjusted
     assert got["maria, other family"] == pytest.approx(
         (_tf_weight(0.9, given["maria"]), math.log2(0.2 / 0.9)))
+
+
+def test_a_value_no_one_else_holds_is_as_rare_as_the_level_when_that_is_rarer(
+        spark: SparkSession) -> None:
+    """An e-mail address is shared by chance far less often than once in the data."""
+    records = spark.createDataFrame(
+        RECORDS, "source string, given_name_norm string, family_name_norm string")
+    model = _model()
+    model.u["given_name"] = {0: 0.999, 5: 0.001}
+    tf = tf_tables(records, model)
+    vectors = spark.createDataFrame(
+        [("anna", 5, -1, "anna"), ("maria", 5, -1, "maria"), ("new", 5, -1, "zbigniew")],
+        "pair string, given_name int, family_name int, tf_value_given_name string")
+    got = {r["pair"]: r["w_given_name"]
+           for r in vectors.transform(weight_columns(model, tf)).collect()}
+    assert got["anna"] == pytest.approx(_tf_weight(0.9, 0.001))
+    assert got["maria"] == pytest.approx(_tf_weight(0.9, 3 / 15))
+    # a name the (frozen) table has never seen: no one else holds it either
+    assert got["new"] == pytest.approx(got["anna"])
+    # with u above one other holder (1/15), one other holder it is
+    model.u["given_name"] = {0: 0.9, 5: 0.1}
+    again = vectors.transform(weight_columns(model, tf)).filter("pair = 'anna'").first()
+    assert again is not None and again["w_given_name"] == pytest.approx(_tf_weight(0.9, 1 / 15))
 
 
 def test_a_full_name_rarer_than_its_parts_weighs_no_more(spark: SparkSession) -> None:

@@ -155,8 +155,18 @@ def _repeats_agree(extras: list[dict[str, Any]]) -> bool:
     Repetitions run the same stages on the same data, so anything but equality is a
     determinism bug (a result that depends on partitioning, timing or hash seeds).
     """
+    def rounded(x: Any) -> Any:  # sums in another order differ in the 15th digit
+        if isinstance(x, float):
+            return float(f"{x:.9g}")
+        if isinstance(x, dict):
+            return {k: rounded(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [rounded(v) for v in x]
+        return x
+
     def outcome(e: dict[str, Any]) -> Any:
-        return json.dumps([e.get("accuracy"), e.get("incremental")], sort_keys=True, default=str)
+        return json.dumps(rounded([e.get("accuracy"), e.get("incremental")]), sort_keys=True,
+                          default=str)
     return len({outcome(e) for e in extras}) <= 1
 
 

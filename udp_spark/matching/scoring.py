@@ -31,9 +31,16 @@ def tf_table(records: DataFrame, column: str, source: str = "source") -> DataFra
     common as it is. :func:`weight_columns` says what a value no one else holds weighs.
     """
     present = records.filter(F.col(column).isNotNull())
-    others = (present.groupBy(source, F.col(column).alias("value"))
-              .agg(F.count("*").alias("n"))
-              .groupBy("value").agg(F.sum(F.col("n") - 1).alias("others")))
+    return _other_holders(present, F.col(column).alias("value"), source)
+
+
+def _other_holders(present: DataFrame, key: Column, source: str,
+                   at_least: int = 0) -> DataFrame:
+    """``(value, tf)``: per ``key`` value, its holders in each source less one, summed, as a
+    share of ``present``; values with fewer than ``at_least`` such holders left out."""
+    others = (present.groupBy(source, key).agg(F.count("*").alias("n"))
+              .groupBy("value").agg(F.sum(F.col("n") - 1).alias("others"))
+              .filter(F.col("others") >= at_least))
     total = present.agg(F.count("*").alias("total"))
     return others.crossJoin(total).select(
         "value", (F.col("others") / F.col("total")).alias("tf"))
@@ -57,12 +64,7 @@ def joint_tf_table(records: DataFrame, columns: tuple[str, str],
     a, b = columns
     present = records.filter(F.col(a).isNotNull() & F.col(b).isNotNull())
     key = F.concat_ws("|", F.col(a), F.col(b)).alias("value")
-    others = (present.groupBy(source, key).agg(F.count("*").alias("n"))
-              .groupBy("value").agg(F.sum(F.col("n") - 1).alias("others"))
-              .filter(F.col("others") > 0))
-    total = present.agg(F.count("*").alias("total"))
-    return others.crossJoin(total).select(
-        "value", (F.col("others") / F.col("total")).alias("tf"))
+    return _other_holders(present, key, source, at_least=1)
 
 
 def tf_tables(records: DataFrame, model: FSModel) -> dict[str, DataFrame]:
@@ -111,12 +113,13 @@ def weight_columns(model: FSModel, tf: dict[str, DataFrame] | None = None) -> Tr
                 rarest = F.broadcast(tf[c].filter(F.col("tf") > 0).agg(
                     F.least(F.min("tf"), u_top).alias(f"_rarest_{c}")))
                 out = out.join(table, tf_col, "left").crossJoin(rarest)
+                # least() skips the null min() of a table without a positive frequency
                 freq = F.greatest(F.coalesce(F.col(f"_tf_{c}"), F.lit(0.0)),
-                                  F.coalesce(F.col(f"_rarest_{c}"), u_top), F.lit(TF_FLOOR))
+                                  F.col(f"_rarest_{c}"), F.lit(TF_FLOOR))
                 out = out.withColumn(f"_freq_{c}", freq).drop(f"_tf_{c}", f"_rarest_{c}")
                 freqs[c] = F.col(f"_freq_{c}")
                 adj = F.log2(F.lit(m_top) / freqs[c])
-                base = F.when((F.col(c) == top) & freqs[c].isNotNull(), adj).otherwise(base)
+                base = F.when(F.col(c) == top, adj).otherwise(base)
             out = out.withColumn(f"w_{c}", base)
         for name, (a, b) in model.joint_tf.items():
             if not tf or name not in tf or a not in freqs or b not in freqs:

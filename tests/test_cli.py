@@ -34,3 +34,25 @@ def test_generate_writes_sources_and_truth(tmp_path: Path,
     assert "60 people ->" in out
     assert (tmp_path / "d" / "crm" / "contacts.csv").is_file()
     assert (tmp_path / "d" / "truth" / "records.csv").is_file()
+
+
+def test_ingest_tries_every_source_and_exits_non_zero_naming_the_failed_one(
+        spark: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    conf = tmp_path / "conf"
+    (conf / "sources").mkdir(parents=True)
+    (conf / "pipeline.yaml").write_text(f"data_root: {tmp_path / 'in'}\n"
+                                        f"lakehouse: {{root: {tmp_path / 'lake'}}}\n")
+    for name in ("a_first", "b_gone", "c_last"):
+        (conf / "sources" / f"{name}.yaml").write_text(
+            f"format: csv\npath: {name}/*.csv\ntrust_rank: 1\n"
+            "party: {source_key: id, given_name: first}\n")
+    for name in ("a_first", "c_last"):
+        (tmp_path / "in" / name).mkdir(parents=True)
+        (tmp_path / "in" / name / "p.csv").write_text("id,first\n1,Ann\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ingest", "--config", str(conf / "pipeline.yaml")])
+    assert exit_info.value.code != 0
+    captured = capsys.readouterr()
+    assert "bronze.a_first" in captured.out and "bronze.c_last" in captured.out
+    assert "b_gone" in captured.out and "FAILED" in captured.out
+    assert "1 of 3 sources failed" in captured.err and "source 'b_gone'" in captured.err

@@ -13,7 +13,7 @@ from pyspark.sql import SparkSession
 from udp_spark import io
 from udp_spark.config import PipelineConfig, SourceConfig
 from udp_spark.pipeline.context import StageContext
-from udp_spark.pipeline.ingest import run_ingest
+from udp_spark.pipeline.ingest import IngestError, run_ingest
 from udp_spark.tables import AUDIT_RUNS
 
 CSV = (
@@ -100,3 +100,47 @@ def test_missing_source_path_is_a_clear_error(spark: SparkSession, tmp_path: Pat
     ctx = StageContext(spark, _cfg(tmp_path, [_csv_source()]))
     with pytest.raises(io.SourceReadError, match="source 'people': no files at"):
         run_ingest(ctx)
+
+
+def _people(tmp: Path, folder: str, text: str | bytes, name: str = "a.csv") -> None:
+    d = tmp / "in" / folder
+    d.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        (d / name).write_bytes(text)
+    else:
+        (d / name).write_text(text)
+
+
+def _named(name: str, **kw: object) -> SourceConfig:
+    return _csv_source().model_copy(update={"name": name, "path": f"{name}/*.csv", **kw})
+
+
+GOOD = "id,first,last,email\n1,Ann,Lee,ann@x.com\n"
+
+
+def test_one_failing_source_does_not_stop_the_others(spark: SparkSession,
+                                                      tmp_path: Path) -> None:
+    _people(tmp_path, "a_first", GOOD)
+    _people(tmp_path, "c_last", GOOD)  # b_gone has no folder at all
+    ctx = StageContext(spark, _cfg(tmp_path, [_named("a_first"), _named("b_gone"),
+                                              _named("c_last")]))
+    with pytest.raises(IngestError) as err:
+        run_ingest(ctx)
+    report = err.value.report
+    assert [s.source for s in report.failed] == ["b_gone"]
+    assert "source 'b_gone': no files at" in report.failed[0].error
+    assert "1 of 3 sources failed" in str(err.value) and "b_gone" in str(err.value)
+    for landed in ("a_first", "c_last"):  # the sources after the bad one were landed too
+        assert io.read_table(spark, ctx.lakehouse.bronze(landed)).count() == 1
+    run = io.read_table(spark, ctx.lakehouse.ref(AUDIT_RUNS)).filter("stage = 'ingest'").first()
+    assert run["status"] == "failed" and "b_gone" in run["error"]
+    assert run["row_counts"] == {"bronze.a_first": 1, "bronze.b_gone": 0, "bronze.c_last": 1}
+
+
+def test_header_of_garbage_bytes_does_not_crash_landing(spark: SparkSession,
+                                                        tmp_path: Path) -> None:
+    # Random bytes as a "CSV": the header line holds backticks, quotes and control bytes.
+    _people(tmp_path, "junk", b"\x89`P\xff\"N`G\x00\x1a,\x0b`\x7f\n\x01\x02,\xfe\xfd\n")
+    ctx = StageContext(spark, _cfg(tmp_path, [_named("junk", columns=())]))
+    report = run_ingest(ctx)
+    assert report.sources[0].rows_written == 1 and not report.failed

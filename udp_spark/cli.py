@@ -70,10 +70,22 @@ def ingest(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
            batch_id: Annotated[str | None, typer.Option(
                help="batch id (JDBC sources; prefixes file batch ids)")] = None) -> None:
     """Land source files/tables into bronze Delta tables (already landed batches skipped)."""
-    from udp_spark.pipeline.ingest import run_ingest
+    from udp_spark.pipeline.ingest import IngestError, run_ingest
 
-    report = run_ingest(_context(config, data_root, lakehouse), source, batch_id)
+    try:
+        report = run_ingest(_context(config, data_root, lakehouse), source, batch_id)
+    except IngestError as exc:
+        _ingest_summary(exc.report)
+        raise  # exits non-zero, naming each failed source, file and error
+    _ingest_summary(report)
+
+
+def _ingest_summary(report) -> None:
     for s in report.sources:
+        if s.failed:
+            typer.echo(f"bronze.{s.source:22s} FAILED, nothing landed"
+                       + (f": {s.file}" if s.file else "") + f"\n    {s.error}")
+            continue
         typer.echo(f"bronze.{s.source:22s} files {s.batches_seen:>4} new {s.batches_new:>4} "
                    f"rows written {s.rows_written:>10,}"
                    + (f"  rescued columns: {s.rescued_columns}" if s.rescued_columns else "")

@@ -21,10 +21,15 @@ META_COLS = ("_source", "_batch_id", "_file", "_ingested_at", "_run_id", "_row_h
 _READER_COLS = {"_file", "_batch_id", CORRUPT_COL}
 
 
+def quoted(name: str) -> str:
+    """``name`` as a quoted identifier: a header of garbage bytes may hold backticks too."""
+    return "`" + name.replace("`", "``") + "`"
+
+
 def _as_raw(df: DataFrame, name: str) -> Column:
     """Primitive values as strings; structs/arrays/maps (nested JSON) kept as they are."""
     dtype = df.schema[name].dataType
-    col = F.col(f"`{name}`")
+    col = F.col(quoted(name))
     if isinstance(dtype, (T.StructType, T.ArrayType, T.MapType)) or dtype == T.StringType():
         return col.alias(name)
     if isinstance(dtype, T.TimestampType):
@@ -66,10 +71,10 @@ def to_bronze(source: SourceConfig, *, run_id: str,
         corrupt = F.col(CORRUPT_COL) if CORRUPT_COL in present else F.lit(None).cast("string")
         shaped = raw.select(*cols, rescued.alias(RESCUED_COL), corrupt.alias(CORRUPT_COL),
                             F.col("_batch_id"), F.col("_file"))
-        payload = F.to_json(F.struct(*[F.col(f"`{c}`") for c in expected],
+        payload = F.to_json(F.struct(*[F.col(quoted(c)) for c in expected],
                                      F.col(RESCUED_COL), F.col(CORRUPT_COL)))
         return shaped.select(
-            *[F.col(f"`{c}`") for c in expected], RESCUED_COL, CORRUPT_COL,
+            *[F.col(quoted(c)) for c in expected], RESCUED_COL, CORRUPT_COL,
             F.lit(source.name).alias("_source"),
             "_batch_id", "_file",
             F.lit(ingested_at).cast("timestamp").alias("_ingested_at"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -23,6 +24,16 @@ class SourceIngest:
     version: int | None
     missing_columns: list[str] = field(default_factory=list)
     rescued_columns: list[str] = field(default_factory=list)
+    error: str | None = None  # set when the source failed; nothing of it was landed
+    file: str | None = None  # the file the failure points at, when one does
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    def describe_failure(self) -> str:
+        where = f" (file {self.file})" if self.file else ""
+        return f"source {self.source!r}{where}: {self.error}"
 
 
 @dataclass
@@ -34,9 +45,51 @@ class IngestReport:
     def rows_written(self) -> int:
         return sum(s.rows_written for s in self.sources)
 
+    @property
+    def failed(self) -> list[SourceIngest]:
+        return [s for s in self.sources if s.failed]
+
+
+class IngestError(io.SourceReadError):
+    """Some sources could not be landed; the others were. ``report`` holds every source."""
+
+    def __init__(self, report: IngestReport) -> None:
+        self.report = report
+        failed = report.failed
+        super().__init__(
+            f"ingest: {len(failed)} of {len(report.sources)} sources failed (the others were "
+            "landed):\n  " + "\n  ".join(s.describe_failure() for s in failed))
+
+
+def _first_lines(exc: BaseException, limit: int = 600) -> str:
+    """The gist of an exception: Spark's JVM errors carry a stack trace after the message."""
+    text = str(exc).strip() or type(exc).__name__
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("at ")]
+    gist = " ".join(ln.strip() for ln in lines[:3])
+    return gist if len(gist) <= limit else gist[:limit] + "..."
+
+
+def _file_named_in(text: str, paths: Sequence[str]) -> str | None:
+    hits = [p for p in paths if p in text or p.removeprefix("file:") in text]
+    return hits[0] if len(hits) == 1 else None
+
 
 def _ingest_source(ctx: StageContext, source: SourceConfig, run_id: str,
                    batch_id: str | None) -> SourceIngest:
+    """Land one source; any failure is returned in the result (named, with its file)."""
+    reading: list[str] = []  # the files being landed, to name the one a failure points at
+    try:
+        return _land_source(ctx, source, run_id, batch_id, reading)
+    except Exception as exc:  # one bad source must not stop the others
+        error = _first_lines(exc)
+        file = reading[0] if len(reading) == 1 else _file_named_in(str(exc), reading)
+        log.error("source %s failed%s: %s", source.name, f" (file {file})" if file else "",
+                  error)
+        return SourceIngest(source.name, len(reading), 0, 0, None, error=error, file=file)
+
+
+def _land_source(ctx: StageContext, source: SourceConfig, run_id: str, batch_id: str | None,
+                 reading: list[str]) -> SourceIngest:
     spark, cfg = ctx.spark, ctx.cfg
     target = ctx.lakehouse.bronze(source.name)
     landed: set[str] = set()
@@ -52,6 +105,7 @@ def _ingest_source(ctx: StageContext, source: SourceConfig, run_id: str,
         if not new_files:
             log.info("bronze.%s: %d files, all landed already", source.name, seen)
             return SourceIngest(source.name, seen, 0, 0, None)
+        reading.extend(p for p, _ in new_files)
         raw = io.read_source_files(spark, source, new_files)
         n_new = len(new_files)
     else:
@@ -79,7 +133,12 @@ def run_ingest(ctx: StageContext, sources: list[str] | None = None,
 
     A batch is one file (identified by path, size and modification time) for file sources,
     the table version for Delta sources, and ``batch_id`` (default: today's UTC date) for
-    JDBC sources. Each source is one atomic Delta append.
+    JDBC sources. Each source is one atomic Delta append, and lands or fails on its own: a
+    source that cannot be read is recorded with its file and error, the others still land.
+
+    Raises:
+        IngestError: after trying every source, when any failed (its ``report`` lists all;
+            the ``audit.runs`` row is ``failed`` and its error names each failed source).
     """
     names = sources or sorted(ctx.cfg.sources)
     unknown = [n for n in names if n not in ctx.cfg.sources]
@@ -94,4 +153,8 @@ def run_ingest(ctx: StageContext, sources: list[str] | None = None,
             run.row_counts[f"bronze.{name}"] = res.rows_written
             if res.version is not None:
                 run.output_versions[f"bronze.{name}"] = res.version
-        return IngestReport(run.run_id, results)
+        report = IngestReport(run.run_id, results)
+        run.metrics["sources_failed"] = len(report.failed)
+        if report.failed:
+            raise IngestError(report)
+        return report

@@ -80,3 +80,29 @@ def test_bad_yaml_names_file(tmp_path: Path) -> None:
     p = _write(tmp_path / "pipeline.yaml", "lakehouse: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(p)
+
+
+@pytest.mark.parametrize(("expr", "problem"), [
+    ("concat(first_name, ' ' last_name)", "missing comma"),
+    ("coalesce(nullif(trim(gender), ''), salutation", "unbalanced '('"),
+    ("upper(trim(x),, y)", "empty argument"),
+    ("regexp_replace(x, '^LOY-?, '')", "unclosed"),
+])
+def test_invalid_mapping_expression_names_file_key_and_expression(
+        tmp_path: Path, expr: str, problem: str) -> None:
+    p = _write(tmp_path / "pipeline.yaml", "sources_dir: sources\n")
+    src = _write(tmp_path / "sources" / "crm.yaml", "format: csv\npath: a.csv\ntrust_rank: 1\n"
+                 f"party:\n  source_key: id\n  email: e\n  gender: {{expr: \"{expr}\"}}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(p)
+    message = str(err.value)
+    assert f"{src}: party.gender.expr: {expr!r} is not a valid SQL expression" in message
+    assert problem in message
+
+
+def test_valid_mapping_expressions_pass(tmp_path: Path) -> None:
+    f = _write(tmp_path / "s.yaml", "format: csv\npath: a.csv\ntrust_rank: 1\nparty:\n"
+               "  source_key: {expr: \"case when id like 'X%' then 'x' || id else id end\"}\n"
+               "  email: {expr: \"lower(concat(u, '@', d))\"}\n"
+               "  identifiers: {n: {expr: \"regexp_replace(n, '[^0-9]', '')\"}}\n")
+    assert load_source(f).party is not None

@@ -8,7 +8,7 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 
-from udp_spark.config import SourceConfig, StandardizeSettings
+from udp_spark.config import ExprSpec, SourceConfig, StandardizeSettings
 from udp_spark.standardize.transforms import (
     MappingError,
     check_interactions,
@@ -142,6 +142,19 @@ def test_mapping_of_a_missing_column_fails_with_the_columns(spark: SparkSession)
                        party={"source_key": "id", "email": "e_mail"})
     with pytest.raises(MappingError, match=r"party\.email maps column 'e_mail'"):
         _bronze(spark, []).transform(check_party(src, SETTINGS))
+
+
+def test_unparseable_expression_fails_naming_source_key_and_expression(
+        spark: SparkSession) -> None:
+    # Built in code, so the config-load check never saw it; Spark's parser rejects it.
+    src = _source().model_copy(update={"party": _source().party.model_copy(
+        update={"gender": ExprSpec(expr="upper(first last)")})})
+    with pytest.raises(MappingError) as err:
+        _bronze(spark, [("1", "A", "B", None, None, None, None, None, None, None)]).transform(
+            check_party(src, SETTINGS))
+    message = str(err.value)
+    assert "source 'crm': party.gender.expr 'upper(first last)'" in message
+    assert "not a valid Spark SQL expression over its columns" in message
 
 
 def test_interactions(spark: SparkSession) -> None:

@@ -12,6 +12,7 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -530,9 +531,14 @@ def _predicate_problem(text: str) -> str | None:
     """A cheap syntax check before Spark parses the predicate (it checks the rest)."""
     depth = 0
     quote: str | None = None
+    escaped = False
     for ch in text:
         if quote:
-            if ch == quote:
+            if escaped:
+                escaped = False
+            elif ch == "\\" and quote != "`":  # 'O\'Brien': Spark SQL escapes in strings
+                escaped = True
+            elif ch == quote:
                 quote = None
         elif ch in "'\"`":
             quote = ch
@@ -549,6 +555,101 @@ def _predicate_problem(text: str) -> str | None:
     if depth:
         return f"unbalanced '(' in {text!r}"
     return None
+
+
+def _unquoted(text: str) -> str:
+    """``text`` with every string literal ('...', "...") replaced by a bare ``'``; quoted
+    identifiers (`...`) become a bare word."""
+    out: list[str] = []
+    quote: str | None = None
+    escaped = False
+    for ch in text:
+        if quote:
+            if escaped:
+                escaped = False
+            elif ch == "\\" and quote != "`":
+                escaped = True
+            elif ch == quote:
+                quote = None
+        elif ch in "'\"`":
+            quote = ch
+            out.append("'" if ch != "`" else " ident ")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+# Slips a SQL parser rejects, outside string literals: an empty argument, an operator with
+# nothing on one side.
+_EXPR_SLIPS = (
+    (re.compile(r",\s*[,)]|\(\s*,"), "an empty argument (',,', '(,' or ',)')"),
+    (re.compile(r"(?:[,+*/%=<>&|^-]|\b(?:and|or|not)\b)\s*$", re.I),
+     "nothing after the last operator or comma"),
+    (re.compile(r"^\s*(?:[,*/%=<>&|^)]|\b(?:and|or)\b)", re.I),
+     "an operator or comma with nothing before it"),
+)
+# Words that may stand right next to a string literal in Spark SQL.
+_LITERAL_NEIGHBOURS = frozenset({
+    "when", "then", "else", "end", "case", "like", "ilike", "rlike", "regexp", "similar",
+    "escape", "in", "is", "not", "and", "or", "as", "between", "interval", "date", "timestamp",
+    "timestamp_ntz", "timestamp_ltz", "x", "day", "days", "hour", "hours", "minute", "minutes",
+    "second", "seconds", "month", "months", "year", "years", "week", "weeks", "millisecond",
+    "milliseconds", "microsecond", "microseconds", "to", "over", "partition", "by", "order",
+    "asc", "desc", "from", "for", "both", "leading", "trailing", "distinct", "null", "collate",
+})
+_TOKEN = re.compile(r"\w+|'|\S")
+
+
+def _missing_separator(bare: str) -> str | None:
+    tokens = _TOKEN.findall(bare)
+    for a, b in itertools.pairwise(tokens):
+        if "'" not in (a, b) or a == b == "'":  # 'a' 'b' is one literal in Spark SQL
+            continue
+        other = b if a == "'" else a
+        if (other.isidentifier() or other.isdigit()) and other.lower() in _LITERAL_NEIGHBOURS:
+            continue
+        if other.isidentifier() or other.isdigit() or (a == ")" or b == "("):
+            return "a string literal right next to another value (a missing comma?)"
+    return None
+
+
+def expression_problem(text: str) -> str | None:
+    """What makes ``text`` unusable as one Spark SQL expression, or None if it looks fine.
+
+    A check without Spark (config is validated before any Spark work): quotes and brackets
+    balanced, one expression, no dangling operators or commas, no string literal right
+    beside another value. Spark's parser checks the rest when the source is landed.
+    """
+    if not text.strip():
+        return "the expression is empty"
+    problem = _predicate_problem(text)
+    if problem:
+        return problem
+    bare = _unquoted(text)
+    for pattern, what in _EXPR_SLIPS:
+        if pattern.search(bare):
+            return what
+    return _missing_separator(bare)
+
+
+def mapping_expressions(source: SourceConfig) -> list[tuple[str, str]]:
+    """``(key, expression)`` of every ``{expr: ...}`` in a source's mappings, keys as in YAML
+    (``party.gender``, ``interactions.0.attributes.platform``)."""
+    out: list[tuple[str, str]] = []
+
+    def walk(prefix: str, mapping: BaseModel) -> None:
+        for name, spec in mapping:
+            specs = spec.items() if isinstance(spec, dict) else [(None, spec)]
+            for sub, value in specs:
+                if isinstance(value, ExprSpec):
+                    key = f"{prefix}.{name}" + (f".{sub}" if sub is not None else "")
+                    out.append((key, value.expr))
+
+    if source.party is not None:
+        walk("party", source.party)
+    for i, inter in enumerate(source.interactions):
+        walk(f"interactions.{i}", inter)
+    return out
 
 
 class PublishSettings(_Model):
@@ -652,9 +753,16 @@ def load_source(path: str | Path) -> SourceConfig:
     data = _read_yaml(path)
     data.setdefault("name", path.stem)
     try:
-        return SourceConfig.model_validate(data)
+        source = SourceConfig.model_validate(data)
     except ValidationError as exc:
         raise _explain(exc, path) from None
+    bad = [(key, expr, problem) for key, expr in mapping_expressions(source)
+           if (problem := expression_problem(expr))]
+    if bad:
+        raise ConfigError("invalid configuration\n  " + "\n  ".join(
+            f"{path}: {key}.expr: {expr!r} is not a valid SQL expression: {problem}"
+            for key, expr, problem in bad))
+    return source
 
 
 def load_config(path: str | Path = "conf/pipeline.yaml", *, data_root: str | None = None,

@@ -23,6 +23,7 @@ from udp_spark.config import (
     PartyMapping,
     SourceConfig,
     StandardizeSettings,
+    mapping_expressions,
 )
 from udp_spark.io import CORRUPT_COL
 from udp_spark.landing import RESCUED_COL
@@ -107,6 +108,19 @@ def check_mapping(source: SourceConfig, schema: T.StructType) -> None:
             )
 
 
+def check_expressions(source: SourceConfig, df: DataFrame) -> None:
+    """Fail, naming source, key and expression, if a mapped ``{expr: ...}`` does not parse or
+    does not resolve against ``df``'s columns (Spark parses and analyses it; nothing runs)."""
+    for key, expr in mapping_expressions(source):
+        try:
+            df.select(F.expr(expr)).schema  # noqa: B018 - analysis happens here
+        except Exception as exc:
+            gist = " ".join(ln.strip() for ln in str(exc).strip().splitlines()[:1]) or repr(exc)
+            raise MappingError(
+                f"source {source.name!r}: {key}.expr {expr!r} is not a valid Spark SQL "
+                f"expression over its columns: {gist}; fix it in the source's YAML") from None
+
+
 def _raw_row_json(df: DataFrame) -> Column:
     data = [c for c in df.columns if not c.startswith("_") or c in (RESCUED_COL, CORRUPT_COL)]
     return F.to_json(F.struct(*[F.col(f"`{c}`") for c in data]))
@@ -138,6 +152,7 @@ def check_party(source: SourceConfig, settings: StandardizeSettings,
 
     def transform(bronze: DataFrame) -> DataFrame:
         check_mapping(source, bronze.schema)
+        check_expressions(source, bronze)
         raw = bronze.select(
             _raw_row_json(bronze).alias("_raw_row"),
             F.col(CORRUPT_COL).alias("_corrupt"),
@@ -373,6 +388,7 @@ def check_interactions(source: SourceConfig, mapping: InteractionMapping,
 
     def transform(bronze: DataFrame) -> DataFrame:
         check_mapping(source, bronze.schema)
+        check_expressions(source, bronze)
         c = F.col
         party_source = mapping.party_source or source.name
         staged = bronze.select(

@@ -137,10 +137,31 @@ def test_one_failing_source_does_not_stop_the_others(spark: SparkSession,
     assert run["row_counts"] == {"bronze.a_first": 1, "bronze.b_gone": 0, "bronze.c_last": 1}
 
 
-def test_header_of_garbage_bytes_does_not_crash_landing(spark: SparkSession,
-                                                        tmp_path: Path) -> None:
+def test_header_of_garbage_bytes_fails_that_source_naming_the_file(spark: SparkSession,
+                                                                   tmp_path: Path) -> None:
     # Random bytes as a "CSV": the header line holds backticks, quotes and control bytes.
-    _people(tmp_path, "junk", b"\x89`P\xff\"N`G\x00\x1a,\x0b`\x7f\n\x01\x02,\xfe\xfd\n")
-    ctx = StageContext(spark, _cfg(tmp_path, [_named("junk", columns=())]))
-    report = run_ingest(ctx)
-    assert report.sources[0].rows_written == 1 and not report.failed
+    _people(tmp_path, "junk", b"\x89`P\xff\"N`G\x00\x1a,\x0b`\x7f\n\x01\x02,\xfe\xfd\n",
+            name="random.csv")
+    _people(tmp_path, "people", GOOD)
+    ctx = StageContext(spark, _cfg(tmp_path, [_named("junk", columns=()), _csv_source()]))
+    with pytest.raises(IngestError) as err:
+        run_ingest(ctx)
+    (failed,) = err.value.report.failed
+    assert failed.source == "junk" and failed.file is not None
+    assert failed.file.endswith("junk/random.csv")
+    assert "party.source_key maps column 'id'" in failed.error
+    assert not io.table_exists(spark, ctx.lakehouse.bronze("junk"))
+    assert io.read_table(spark, ctx.lakehouse.bronze("people")).count() == 1
+
+
+def test_mapped_column_missing_from_the_file_fails_before_any_write(spark: SparkSession,
+                                                                    tmp_path: Path) -> None:
+    _people(tmp_path, "people", "id,first,last\n1,Ann,Lee\n")  # no email column
+    ctx = StageContext(spark, _cfg(tmp_path, [_csv_source()]))
+    with pytest.raises(IngestError) as err:
+        run_ingest(ctx)
+    (failed,) = err.value.report.failed
+    assert failed.source == "people" and failed.file and failed.file.endswith("people/a.csv")
+    assert "party.email maps column 'email'" in failed.error
+    assert "its columns are ['id', 'first', 'last']" in failed.error
+    assert not io.table_exists(spark, ctx.lakehouse.bronze("people"))

@@ -7,10 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from pyspark.sql import DataFrame
+
 from udp_spark import io
 from udp_spark.config import SourceConfig
 from udp_spark.landing import expected_columns, to_bronze
 from udp_spark.pipeline.context import StageContext, audited_run
+from udp_spark.standardize.transforms import MappingError, column_exists, mapped_columns
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +121,7 @@ def _land_source(ctx: StageContext, source: SourceConfig, run_id: str, batch_id:
         raw = io.read_source_table(spark, source, batch_id)
         n_new = 1
     _, extra, missing = expected_columns(source, raw.columns)
+    _check_mapped_columns(source, raw, reading[0] if reading else "the input")
     if missing:
         log.warning("source %s: expected columns missing from input (kept as null): %s",
                     source.name, missing)
@@ -125,6 +129,31 @@ def _land_source(ctx: StageContext, source: SourceConfig, run_id: str, batch_id:
     result = io.append_new_batches(bronze, target, known_batches=sorted(landed))
     return SourceIngest(source.name, seen, n_new, result.metric("numOutputRows"),
                         result.version, missing, extra)
+
+
+def _key_column(key: str) -> bool:
+    return key == "party.source_key" or (key.startswith("interactions.")
+                                         and key.endswith(".key"))
+
+
+def _check_mapped_columns(source: SourceConfig, raw: DataFrame, where: str) -> None:
+    """Fail the source before any write when the mapping names columns its data lacks.
+
+    CSV headers, Parquet/Delta/JDBC schemas say which columns exist, so any mapped column
+    missing is a mistake. JSON has no header: a key absent from every row reads like a null,
+    so only the record keys must be there (the other columns are reported as missing).
+    """
+    data_cols = [c for c in raw.columns if c not in ("_file", "_batch_id", io.CORRUPT_COL)]
+    absent = [(key, col) for key, col in mapped_columns(source)
+              if not column_exists(raw.schema, col)]
+    if source.format == "json":
+        absent = [(key, col) for key, col in absent if _key_column(key)]
+    if not absent:
+        return
+    listed = "; ".join(f"{key} maps column {col!r}" for key, col in absent)
+    raise MappingError(
+        f"source {source.name!r}: {listed}, which {where} does not have; its columns are "
+        f"{data_cols}; fix the mapping (and 'columns') in the source's YAML or the file")
 
 
 def run_ingest(ctx: StageContext, sources: list[str] | None = None,

@@ -85,8 +85,8 @@ def field_column(spec: FieldSpec | None) -> Column:
     return F.col(".".join(f"`{p}`" for p in spec.split("."))).cast("string")
 
 
-def check_mapping(source: SourceConfig, schema: T.StructType) -> None:
-    """Fail early, naming source, field and column, if a mapped column does not exist."""
+def mapped_columns(source: SourceConfig) -> list[tuple[str, str]]:
+    """``(key, column)`` of every mapping entry that names a raw column (not expr/const)."""
     specs: list[tuple[str, FieldSpec | None]] = []
     if source.party:
         for name, spec in source.party:
@@ -100,8 +100,18 @@ def check_mapping(source: SourceConfig, schema: T.StructType) -> None:
                 specs += [(f"interactions.{i}.{name}.{k}", v) for k, v in spec.items()]
             elif name != "party_source":
                 specs.append((f"interactions.{i}.{name}", spec))
-    for key, spec in specs:
-        if isinstance(spec, str) and not _column_exists(schema, spec):
+    return [(key, spec) for key, spec in specs if isinstance(spec, str)]
+
+
+def column_exists(schema: T.StructType, path: str) -> bool:
+    """True when ``path`` (dotted for nested fields) is a column of ``schema``."""
+    return _column_exists(schema, path)
+
+
+def check_mapping(source: SourceConfig, schema: T.StructType) -> None:
+    """Fail early, naming source, field and column, if a mapped column does not exist."""
+    for key, spec in mapped_columns(source):
+        if not _column_exists(schema, spec):
             raise MappingError(
                 f"source {source.name!r}: {key} maps column {spec!r}, which is not in the data; "
                 f"columns are {sorted(schema.fieldNames())}"

@@ -165,3 +165,15 @@ def test_mapped_column_missing_from_the_file_fails_before_any_write(spark: Spark
     assert "party.email maps column 'email'" in failed.error
     assert "its columns are ['id', 'first', 'last']" in failed.error
     assert not io.table_exists(spark, ctx.lakehouse.bronze("people"))
+
+
+def test_wrong_delimiter_fails_the_source_suggesting_sep(spark: SparkSession,
+                                                         tmp_path: Path) -> None:
+    _people(tmp_path, "people", "id;first;last;email\n1;Ann;Lee;ann@x.com\n")
+    ctx = StageContext(spark, _cfg(tmp_path, [_csv_source()]))
+    with pytest.raises(IngestError) as err:
+        run_ingest(ctx)
+    (failed,) = err.value.report.failed
+    assert "reads as one column 'id;first;last;email' with separator ','" in failed.error
+    assert "set options: {sep: ';'}" in failed.error
+    assert not io.table_exists(spark, ctx.lakehouse.bronze("people"))

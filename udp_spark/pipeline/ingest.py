@@ -150,6 +150,16 @@ def _check_mapped_columns(source: SourceConfig, raw: DataFrame, where: str) -> N
         absent = [(key, col) for key, col in absent if _key_column(key)]
     if not absent:
         return
+    if source.format == "csv" and len(data_cols) == 1:
+        sep = source.options.get("sep", source.options.get("delimiter", ","))
+        seen = [d for d in (";", "\t", "|", ",") if d != sep and d in data_cols[0]]
+        hint = (f"its header looks separated by {seen[0]!r}: set options: {{sep: "
+                f"{seen[0]!r}}}" if seen else "set options.sep to the file's separator")
+        raise MappingError(
+            f"source {source.name!r}: the header of {where} reads as one column "
+            f"{data_cols[0]!r} with separator {sep!r}, but the mapping names "
+            f"{len({c for _, c in mapped_columns(source)})} columns; is the delimiter right? "
+            f"{hint} in the source's YAML")
     listed = "; ".join(f"{key} maps column {col!r}" for key, col in absent)
     raise MappingError(
         f"source {source.name!r}: {listed}, which {where} does not have; its columns are "

@@ -87,6 +87,30 @@ def test_bad_values_are_nulled_and_quarantined_with_reasons(spark: SparkSession)
     assert_df_equality(q, expected, ignore_row_order=True, ignore_nullable=True)
 
 
+def test_common_placeholder_emails_are_nulled_by_default(spark: SparkSession) -> None:
+    emails = ["x@x.com", "NoEmail@NoEmail.com", "none@none.com", "na@na.com",
+              "test@test.com", "no@email.com"]
+    bronze = _bronze(spark, [(str(i), "Ann", "Lee", None, e, None, None, None, None, None)
+                             for i, e in enumerate(emails)])
+    checked = bronze.transform(check_party(_source(), StandardizeSettings()))
+    assert {r["email"] for r in checked.transform(party_records("r")).collect()} == {None}
+    q = checked.transform(quarantine_rows("party", "r")).select("raw_value", "reason", "action")
+    expected = spark.createDataFrame([(e, "placeholder email", "field_nulled") for e in emails],
+                                     "raw_value string, reason string, action string")
+    assert_df_equality(q, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_repo_config_lists_the_common_placeholder_emails() -> None:
+    from pathlib import Path
+
+    from udp_spark.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "conf" / "pipeline.yaml")
+    assert {"x@x.com", "noemail@noemail.com"} <= set(cfg.standardize.placeholder_emails)
+    assert set(StandardizeSettings().placeholder_emails) <= set(
+        cfg.standardize.placeholder_emails)
+
+
 def test_unusable_rows_are_rejected_not_dropped(spark: SparkSession) -> None:
     rows = [(None, "Ann", "Lee", None, None, None, None, None, None, None),
             ("2", None, None, None, "bad@", None, None, None, None, None),

@@ -200,9 +200,12 @@ class StandardizeSettings(_Model):
     placeholder_dates_of_birth: tuple[date, ...] = (
         date(1900, 1, 1), date(1901, 1, 1), date(1970, 1, 1),
     )
+    # Compared with the normalized (lower-cased) address.
     placeholder_emails: tuple[str, ...] = (
         "noemail@example.com", "none@none.com", "no@email.com", "test@test.com",
-        "na@na.com", "unknown@unknown.com",
+        "na@na.com", "unknown@unknown.com", "x@x.com", "xx@xx.com", "xxx@xxx.com",
+        "a@a.com", "noemail@noemail.com", "noemail@email.com", "none@email.com",
+        "no@no.com", "nomail@nomail.com", "email@email.com", "test@example.com",
     )
 
 

@@ -56,3 +56,22 @@ def test_ingest_tries_every_source_and_exits_non_zero_naming_the_failed_one(
     assert "bronze.a_first" in captured.out and "bronze.c_last" in captured.out
     assert "b_gone" in captured.out and "FAILED" in captured.out
     assert "1 of 3 sources failed" in captured.err and "source 'b_gone'" in captured.err
+
+
+def test_profile_of_an_unknown_customer_exits_non_zero(spark: object, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from udp_spark.config import LakehouseConfig
+    from udp_spark.tables import GOLD_CUSTOMER_PROFILE, Lakehouse
+
+    conf = tmp_path / "conf"
+    (conf / "sources").mkdir(parents=True)
+    (conf / "pipeline.yaml").write_text(f"lakehouse: {{root: {tmp_path / 'lake'}}}\n")
+    ref = Lakehouse(LakehouseConfig(root=str(tmp_path / "lake"))).ref(GOLD_CUSTOMER_PROFILE)
+    spark.createDataFrame([("c-1",)], "customer_id string").write.format("delta").save(
+        ref.path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["profile", "c-nope", "--config", str(conf / "pipeline.yaml")])
+    assert exit_info.value.code == 1
+    captured = capsys.readouterr()
+    assert "no profile for c-nope" in captured.out
+    assert "no customer 'c-nope'" in captured.err

@@ -110,7 +110,7 @@ TruthOpt = Annotated[str | None, typer.Option(
 
 
 def _truth(ctx, truth: str | None) -> str | None:
-    from udp_spark.pipeline.matching import default_truth_path
+    from udp_spark.pipeline.inputs import default_truth_path
 
     return truth or default_truth_path(ctx.cfg.data_root)
 
@@ -119,7 +119,7 @@ def _truth(ctx, truth: str | None) -> str | None:
 def block(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
           lakehouse: LakehouseOpt = None, truth: TruthOpt = None) -> None:
     """Candidate pairs by deterministic keys, rule blocks and MinHash LSH."""
-    from udp_spark.pipeline.matching import run_block
+    from udp_spark.pipeline.block import run_block
 
     ctx = _context(config, data_root, lakehouse)
     r = run_block(ctx, _truth(ctx, truth))
@@ -139,7 +139,7 @@ def train(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
     """Fit the matcher and register it in MLflow: Fellegi-Sunter + EM (no labels, the
     default) or supervised on silver.match_labels (matching.model.kind)."""
     from udp_spark.matching.fellegi_sunter import FSModel
-    from udp_spark.pipeline.matching import run_train
+    from udp_spark.pipeline.train import run_train
 
     r = run_train(_context(config, data_root, lakehouse))
     if isinstance(r.model, FSModel):
@@ -204,7 +204,7 @@ def labels_import(
 def score(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
           lakehouse: LakehouseOpt = None) -> None:
     """Score candidate pairs with the model registered under the configured alias."""
-    from udp_spark.pipeline.matching import run_score
+    from udp_spark.pipeline.score import run_score
 
     r = run_score(_context(config, data_root, lakehouse))
     typer.echo(f"{int(r['pairs_scored']):,} pairs scored with model version "
@@ -215,7 +215,7 @@ def score(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
 def resolve(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
             lakehouse: LakehouseOpt = None) -> None:
     """Clusters and stable customer ids into gold.identity_xref / gold.identity_events."""
-    from udp_spark.pipeline.matching import run_resolve
+    from udp_spark.pipeline.resolve import run_resolve
 
     r = run_resolve(_context(config, data_root, lakehouse))
     typer.echo(f"{r.records:,} records -> {r.customers:,} customers; largest cluster "
@@ -226,7 +226,7 @@ def resolve(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
 def evaluate(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
              lakehouse: LakehouseOpt = None, truth: TruthOpt = None) -> None:
     """Pairwise and B-cubed precision/recall/F1 and blocking completeness against truth."""
-    from udp_spark.pipeline.matching import run_evaluate
+    from udp_spark.pipeline.evaluate import run_evaluate
 
     ctx = _context(config, data_root, lakehouse)
     path = _truth(ctx, truth)
@@ -241,7 +241,7 @@ def evaluate(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
 def explain(record_a: str, record_b: str, config: ConfigOpt = DEFAULT_CONFIG,
             data_root: DataRootOpt = None, lakehouse: LakehouseOpt = None) -> None:
     """Why two records were or were not matched: levels, weights, probability."""
-    from udp_spark.pipeline.matching import explain_pair
+    from udp_spark.pipeline.score import explain_pair
 
     e = explain_pair(_context(config, data_root, lakehouse), record_a, record_b)
     typer.echo(f"{e['record_a']}  vs  {e['record_b']}   (model version {e['model_version']})")
@@ -313,6 +313,9 @@ def profile(customer_id: str, config: ConfigOpt = DEFAULT_CONFIG,
         for line in format_profile(found):
             typer.echo(line)
     if found.profile is None:
+        typer.echo(f"error: no customer {customer_id!r} in gold.customer_profile"
+                   + (f" at {as_of}" if as_of else "") + "; `udp lineage` or the "
+                   "identity_xref table show which customer a record belongs to", err=True)
         raise typer.Exit(1)
 
 
@@ -343,7 +346,10 @@ def main(argv: list[str] | None = None) -> None:
                         "%(message)s", stream=sys.stderr)
     logging.getLogger("py4j").setLevel(logging.WARNING)
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode click returns (not raises) the code of a typer.Exit.
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code != 0:
+            raise SystemExit(code)
     except (ConfigError, MappingError, SourceReadError, JarsMissingError, SessionError,
             ValueError, LookupError) as exc:
         typer.echo(f"error: {exc}", err=True)

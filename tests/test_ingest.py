@@ -177,3 +177,20 @@ def test_wrong_delimiter_fails_the_source_suggesting_sep(spark: SparkSession,
     assert "reads as one column 'id;first;last;email' with separator ','" in failed.error
     assert "set options: {sep: ';'}" in failed.error
     assert not io.table_exists(spark, ctx.lakehouse.bronze("people"))
+
+
+def test_empty_file_is_reported_by_name_and_the_others_land(spark: SparkSession,
+                                                            tmp_path: Path) -> None:
+    _people(tmp_path, "people", "", name="a_empty.csv")  # 0 bytes, first in the listing
+    _people(tmp_path, "people", GOOD, name="b.csv")
+    _people(tmp_path, "people", "id,first,last,email\n", name="c_header_only.csv")
+    _people(tmp_path, "nothing", "", name="only.csv")
+    ctx = StageContext(spark, _cfg(tmp_path, [_csv_source(), _named("nothing")]))
+    report = run_ingest(ctx)  # no source failed
+    people, nothing = sorted(report.sources, key=lambda s: s.source != "people")
+    assert [Path(f).name for f in people.empty_files] == ["a_empty.csv"]
+    assert people.batches_seen == 2 and people.rows_written == 1
+    assert [Path(f).name for f in nothing.empty_files] == ["only.csv"]
+    assert nothing.rows_written == 0 and nothing.error is None
+    rows = io.read_table(spark, ctx.lakehouse.bronze("people")).select("id", "_file").collect()
+    assert [(r["id"], Path(r["_file"]).name) for r in rows] == [("1", "b.csv")]

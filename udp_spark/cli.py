@@ -89,7 +89,9 @@ def _ingest_summary(report) -> None:
         typer.echo(f"bronze.{s.source:22s} files {s.batches_seen:>4} new {s.batches_new:>4} "
                    f"rows written {s.rows_written:>10,}"
                    + (f"  rescued columns: {s.rescued_columns}" if s.rescued_columns else "")
-                   + (f"  MISSING columns: {s.missing_columns}" if s.missing_columns else ""))
+                   + (f"  MISSING columns: {s.missing_columns}" if s.missing_columns else "")
+                   + (f"  EMPTY files (0 bytes, nothing landed): {s.empty_files}"
+                      if s.empty_files else ""))
 
 
 @app.command()

@@ -12,9 +12,10 @@ import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -95,6 +96,34 @@ def _last_commit(spark: SparkSession, ref: TableRef) -> WriteResult:
     metrics = {k: int(v) for k, v in (row["operationMetrics"] or {}).items()
                if v is not None and str(v).lstrip("-").isdigit()}
     return WriteResult(str(ref), int(row["version"]), row["operation"], metrics)
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    version: int
+    timestamp: datetime
+    operation: str  # WRITE, MERGE, DELETE, ...
+    run_id: str | None  # from the commit's user metadata (commit_metadata)
+
+
+def last_commit_info(spark: SparkSession, ref: TableRef) -> CommitInfo | None:
+    """The table's latest commit: version, time and the run that made it (None: no table)."""
+    if not table_exists(spark, ref):
+        return None
+    row = delta_table(spark, ref).history(1).select(
+        "version", "timestamp", "operation", "userMetadata").first()
+    assert row is not None
+    run_id = None
+    if row["userMetadata"]:
+        with contextlib.suppress(ValueError, AttributeError):
+            run_id = json.loads(row["userMetadata"]).get("run_id")
+    return CommitInfo(int(row["version"]), row["timestamp"], row["operation"], run_id)
+
+
+def delete_where(spark: SparkSession, ref: TableRef, condition: Column) -> WriteResult:
+    """DELETE the rows matching ``condition`` (one commit)."""
+    delta_table(spark, ref).delete(condition)
+    return _last_commit(spark, ref)
 
 
 @contextlib.contextmanager
@@ -229,12 +258,38 @@ def batch_id_for_file(source: str, path: str, length: int, modified: object) -> 
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
+def empty_source_files(spark: SparkSession, cfg: PipelineConfig,
+                       source: SourceConfig) -> list[str]:
+    """The 0-byte files at a file-based source's path (Spark's own listing leaves them out).
+
+    Uses the Hadoop file system of the session, so it sees local disks and object stores;
+    under Spark Connect (no JVM at hand) it returns nothing.
+    """
+    jvm = getattr(spark, "_jvm", None)
+    jsc = getattr(spark, "_jsc", None)
+    if jvm is None or jsc is None:
+        return []
+    try:
+        pattern = jvm.org.apache.hadoop.fs.Path(cfg.source_path(source))
+        fs = pattern.getFileSystem(jsc.hadoopConfiguration())
+        found: list[str] = []
+        for status in fs.globStatus(pattern) or []:
+            children = fs.listStatus(status.getPath()) if status.isDirectory() else [status]
+            found += [str(c.getPath()) for c in children if c.isFile() and c.getLen() == 0]
+    except Exception as exc:  # listing is best effort: the read itself reports real problems
+        log.debug("source %s: could not list empty files: %s", source.name, exc)
+        return []
+    return sorted(found)
+
+
 def list_source_files(spark: SparkSession, cfg: PipelineConfig,
-                      source: SourceConfig) -> list[tuple[str, str]]:
-    """``(path, batch_id)`` of every file a file-based source currently has.
+                      source: SourceConfig, *, allow_none: bool = False
+                      ) -> list[tuple[str, str]]:
+    """``(path, batch_id)`` of every non-empty file a file-based source currently has.
 
     Uses the ``binaryFile`` source for listing only (content is never read), so it works on
-    local disks, object stores and Spark Connect alike.
+    local disks, object stores and Spark Connect alike. With ``allow_none`` a path that
+    matches only empty files gives ``[]`` instead of an error.
     """
     path = cfg.source_path(source)
     reader = spark.read.format("binaryFile")
@@ -252,7 +307,7 @@ def list_source_files(spark: SparkSession, cfg: PipelineConfig,
         raise
     files = sorted((r["path"], batch_id_for_file(source.name, r["path"], r["length"],
                                                  r["modificationTime"])) for r in listing)
-    if not files:
+    if not files and not allow_none:
         raise SourceReadError(f"source {source.name!r}: {path!r} matched no files")
     return files
 

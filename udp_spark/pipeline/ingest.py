@@ -27,6 +27,7 @@ class SourceIngest:
     version: int | None
     missing_columns: list[str] = field(default_factory=list)
     rescued_columns: list[str] = field(default_factory=list)
+    empty_files: list[str] = field(default_factory=list)  # 0 bytes: nothing to land
     error: str | None = None  # set when the source failed; nothing of it was landed
     file: str | None = None  # the file the failure points at, when one does
 
@@ -94,20 +95,27 @@ def _ingest_source(ctx: StageContext, source: SourceConfig, run_id: str,
 def _land_source(ctx: StageContext, source: SourceConfig, run_id: str, batch_id: str | None,
                  reading: list[str]) -> SourceIngest:
     spark, cfg = ctx.spark, ctx.cfg
+    empty: list[str] = []
     target = ctx.lakehouse.bronze(source.name)
     landed: set[str] = set()
     if io.table_exists(spark, target):
         landed = {r[0] for r in io.read_table(spark, target).select("_batch_id").distinct()
                   .collect()}  # one id per landed file: small
     if source.format in ("csv", "json", "parquet"):
-        files = io.list_source_files(spark, cfg, source)
+        empty = io.empty_source_files(spark, cfg, source)
+        for path in empty:
+            log.warning("source %s: %s is an empty file (0 bytes): nothing landed from it",
+                        source.name, path)
+        files = io.list_source_files(spark, cfg, source, allow_none=bool(empty))
+        if not files:
+            return SourceIngest(source.name, 0, 0, 0, None, empty_files=empty)
         if batch_id:
             files = [(p, f"{batch_id}:{b}") for p, b in files]
         new_files = [(p, b) for p, b in files if b not in landed]
         seen = len(files)
         if not new_files:
             log.info("bronze.%s: %d files, all landed already", source.name, seen)
-            return SourceIngest(source.name, seen, 0, 0, None)
+            return SourceIngest(source.name, seen, 0, 0, None, empty_files=empty)
         reading.extend(p for p, _ in new_files)
         raw = io.read_source_files(spark, source, new_files)
         n_new = len(new_files)
@@ -128,7 +136,7 @@ def _land_source(ctx: StageContext, source: SourceConfig, run_id: str, batch_id:
     bronze = raw.transform(to_bronze(source, run_id=run_id, ingested_at=datetime.now(UTC)))
     result = io.append_new_batches(bronze, target, known_batches=sorted(landed))
     return SourceIngest(source.name, seen, n_new, result.metric("numOutputRows"),
-                        result.version, missing, extra)
+                        result.version, missing, extra, empty_files=empty)
 
 
 def _key_column(key: str) -> bool:

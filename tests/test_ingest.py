@@ -194,3 +194,20 @@ def test_empty_file_is_reported_by_name_and_the_others_land(spark: SparkSession,
     assert nothing.rows_written == 0 and nothing.error is None
     rows = io.read_table(spark, ctx.lakehouse.bronze("people")).select("id", "_file").collect()
     assert [(r["id"], Path(r["_file"]).name) for r in rows] == [("1", "b.csv")]
+
+
+def test_latin1_text_is_flagged_per_file_and_lands_right_with_encoding(
+        spark: SparkSession, tmp_path: Path) -> None:
+    latin1 = "id,first,last,email\n1,José,Muñoz,j@x.com\n2,Ann,Lee,a@x.com\n".encode("latin-1")
+    _people(tmp_path, "people", latin1)
+    _people(tmp_path, "decoded", latin1)
+    ctx = StageContext(spark, _cfg(tmp_path, [
+        _csv_source(), _named("decoded", options={"encoding": "ISO-8859-1"})]))
+    report = {s.source: s for s in run_ingest(ctx).sources}
+    (file, n), = report["people"].undecodable_rows.items()
+    assert file.endswith("people/a.csv") and n == 1
+    assert report["decoded"].undecodable_rows == {}
+    row = io.read_table(spark, ctx.lakehouse.bronze("decoded")).filter("id = '1'").first()
+    assert (row["first"], row["last"]) == ("José", "Muñoz")
+    run = io.read_table(spark, ctx.lakehouse.ref(AUDIT_RUNS)).first()
+    assert run["row_counts"]["bronze.people.undecodable_rows"] == 1

@@ -92,6 +92,9 @@ def _ingest_summary(report) -> None:
                    + (f"  MISSING columns: {s.missing_columns}" if s.missing_columns else "")
                    + (f"  EMPTY files (0 bytes, nothing landed): {s.empty_files}"
                       if s.empty_files else ""))
+        for file, n in sorted(s.undecodable_rows.items()):
+            typer.echo(f"    {n:,} rows of {file} hold U+FFFD (not valid in the configured "
+                       "encoding): set options.encoding in the source's YAML")
 
 
 @app.command()

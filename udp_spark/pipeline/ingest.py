@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from udp_spark import io
 from udp_spark.config import SourceConfig
-from udp_spark.landing import expected_columns, to_bronze
+from udp_spark.landing import RESCUED_COL, expected_columns, quoted, to_bronze
 from udp_spark.pipeline.context import StageContext, audited_run
 from udp_spark.standardize.transforms import MappingError, column_exists, mapped_columns
 
@@ -28,6 +29,8 @@ class SourceIngest:
     missing_columns: list[str] = field(default_factory=list)
     rescued_columns: list[str] = field(default_factory=list)
     empty_files: list[str] = field(default_factory=list)  # 0 bytes: nothing to land
+    # file -> rows holding U+FFFD, the mark of bytes that did not decode (a wrong encoding)
+    undecodable_rows: dict[str, int] = field(default_factory=dict)
     error: str | None = None  # set when the source failed; nothing of it was landed
     file: str | None = None  # the file the failure points at, when one does
 
@@ -135,8 +138,35 @@ def _land_source(ctx: StageContext, source: SourceConfig, run_id: str, batch_id:
                     source.name, missing)
     bronze = raw.transform(to_bronze(source, run_id=run_id, ingested_at=datetime.now(UTC)))
     result = io.append_new_batches(bronze, target, known_batches=sorted(landed))
+    undecodable: dict[str, int] = {}
+    if source.format in ("csv", "json") and result.metric("numOutputRows"):
+        undecodable = _undecodable_rows(ctx, source, raw.columns, run_id)
     return SourceIngest(source.name, seen, n_new, result.metric("numOutputRows"),
-                        result.version, missing, extra, empty_files=empty)
+                        result.version, missing, extra, empty_files=empty,
+                        undecodable_rows=undecodable)
+
+
+def _undecodable_rows(ctx: StageContext, source: SourceConfig, raw_columns: list[str],
+                      run_id: str) -> dict[str, int]:
+    """Rows just landed holding U+FFFD per file (one pass over this run's rows only).
+
+    The reader puts U+FFFD where bytes are not valid in the configured encoding (UTF-8 by
+    default): Latin-1 'José' lands as 'Jos\ufffd'. The value is kept as it arrived; the
+    warning says to set the source's ``encoding`` option.
+    """
+    expected, _, _ = expected_columns(source, raw_columns)
+    landed = io.read_table(ctx.spark, ctx.lakehouse.bronze(source.name)).filter(
+        F.col("_run_id") == run_id)
+    text = F.to_json(F.struct(*[F.col(quoted(c)) for c in expected], F.col(RESCUED_COL),
+                              F.col(io.CORRUPT_COL)))
+    counts = {r["_file"]: int(r["count"]) for r in landed.filter(
+        F.instr(text, "\ufffd") > 0).groupBy("_file").count().collect()}  # one row per file
+    encoding = source.options.get("encoding", source.options.get("charset", "UTF-8"))
+    for file, n in sorted(counts.items()):
+        log.warning("source %s: %d rows of %s hold U+FFFD (bytes not valid %s, e.g. Latin-1 "
+                    "text): set options: {encoding: ISO-8859-1} (or the file's encoding) in "
+                    "the source's YAML", source.name, n, file, encoding)
+    return counts
 
 
 def _key_column(key: str) -> bool:
@@ -200,6 +230,9 @@ def run_ingest(ctx: StageContext, sources: list[str] | None = None,
             run.row_counts[f"bronze.{name}"] = res.rows_written
             if res.version is not None:
                 run.output_versions[f"bronze.{name}"] = res.version
+            if res.undecodable_rows:
+                run.row_counts[f"bronze.{name}.undecodable_rows"] = sum(
+                    res.undecodable_rows.values())
         report = IngestReport(run.run_id, results)
         run.metrics["sources_failed"] = len(report.failed)
         if report.failed:

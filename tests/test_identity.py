@@ -69,7 +69,7 @@ def test_id_churn_separates_explained_from_unexplained_changes(spark: SparkSessi
 
 
 def test_manual_decisions_override_the_matcher(spark: SparkSession) -> None:
-    from udp_spark.pipeline.matching import cluster_records
+    from udp_spark.pipeline.resolve import cluster_records
 
     records = spark.createDataFrame([(r,) for r in "abcdef"], "record_id string")
     # a-b: the model is sure; c-d: the model says no; e-f: a model link, no decision.

@@ -210,7 +210,10 @@ def test_users_own_sources_get_clusters_with_only_yaml(spark: SparkSession,
                                                        tmp_path: Path) -> None:
     """No truth, no labels, no code: two YAML mappings, then ingest through resolve."""
     from udp_spark.matching.evaluation import cluster_metrics
-    from udp_spark.pipeline.matching import run_block, run_resolve, run_score, run_train
+    from udp_spark.pipeline.block import run_block
+    from udp_spark.pipeline.resolve import run_resolve
+    from udp_spark.pipeline.score import run_score
+    from udp_spark.pipeline.train import run_train
 
     kunden = (
         "name: kunden\nformat: csv\npath: kunden/*.csv\noptions: {header: 'true', sep: ';'}\n"
@@ -247,13 +250,11 @@ def test_users_own_sources_get_clusters_with_only_yaml(spark: SparkSession,
 
 def test_identity_resolution_is_accurate_and_ids_are_stable(demo: StageContext,
                                                             tmp_path: Path) -> None:
-    from udp_spark.pipeline.matching import (
-        run_block,
-        run_evaluate,
-        run_resolve,
-        run_score,
-        run_train,
-    )
+    from udp_spark.pipeline.block import run_block
+    from udp_spark.pipeline.evaluate import run_evaluate
+    from udp_spark.pipeline.resolve import run_resolve
+    from udp_spark.pipeline.score import run_score
+    from udp_spark.pipeline.train import run_train
 
     cfg = demo.cfg.model_copy(update={"mlflow": demo.cfg.mlflow.model_copy(update={
         "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"})})

@@ -169,7 +169,7 @@ def test_supervised_without_labels_fails_naming_the_fix(spark: SparkSession,
                                                         tmp_path: Path) -> None:
     from udp_spark.config import load_config
     from udp_spark.pipeline.context import StageContext
-    from udp_spark.pipeline.matching import run_train
+    from udp_spark.pipeline.train import run_train
 
     cfg = load_config(REPO / "conf" / "pipeline.yaml", lakehouse_root=str(tmp_path / "lake"))
     cfg = cfg.model_copy(update={"matching": cfg.matching.model_copy(update={
@@ -183,9 +183,9 @@ def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory):
     """Generated people through ingest, standardize and block; MLflow in a temp sqlite."""
     from udp_spark.config import load_config
     from udp_spark.generate import generate
+    from udp_spark.pipeline.block import run_block
     from udp_spark.pipeline.context import StageContext
     from udp_spark.pipeline.ingest import run_ingest
-    from udp_spark.pipeline.matching import run_block
     from udp_spark.pipeline.standardize import run_standardize
 
     base = tmp_path_factory.mktemp("supervised")
@@ -273,7 +273,8 @@ def test_supervised_matcher_registers_scores_by_alias_and_beats_a_floor(lake) ->
 
     from udp_spark import io
     from udp_spark.pipeline.labels import run_import_labels
-    from udp_spark.pipeline.matching import explain_pair, run_score, run_train
+    from udp_spark.pipeline.score import explain_pair, run_score
+    from udp_spark.pipeline.train import run_train
     from udp_spark.platform.mlflow_store import configure
     from udp_spark.tables import SILVER_MATCH_SCORES
 
@@ -339,7 +340,8 @@ def test_gbt_option_and_auto_kind(lake) -> None:
     from mlflow import MlflowClient
 
     from udp_spark.pipeline.labels import run_import_labels
-    from udp_spark.pipeline.matching import run_score, run_train
+    from udp_spark.pipeline.score import run_score
+    from udp_spark.pipeline.train import run_train
     from udp_spark.platform.mlflow_store import configure, latest_fellegi_sunter
 
     fs = latest_fellegi_sunter(lake.cfg.mlflow, "udp_matcher", "champion")

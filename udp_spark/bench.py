@@ -115,13 +115,11 @@ def _pipeline_once(data_dir: str, lakehouse: str, stages: str) -> None:
     timed("standardize", run_standardize)
     result: dict[str, Any] = {"timings": timings}
     if stages == "all":
-        from udp_spark.pipeline.matching import (
-            run_block,
-            run_evaluate,
-            run_resolve,
-            run_score,
-            run_train,
-        )
+        from udp_spark.pipeline.block import run_block
+        from udp_spark.pipeline.evaluate import run_evaluate
+        from udp_spark.pipeline.resolve import run_resolve
+        from udp_spark.pipeline.score import run_score
+        from udp_spark.pipeline.train import run_train
 
         truth = str(Path(data_dir) / "truth" / "records.csv")
         timed("block", run_block)

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from udp_spark.config import IdentifierComparison
 from udp_spark.matching.similarity import jaro_winkler
+
+if TYPE_CHECKING:  # config validates against BUILTIN_COMPARISONS: a runtime import cycles
+    from udp_spark.config import IdentifierComparison
 
 MISSING = -1
 

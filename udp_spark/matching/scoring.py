@@ -13,7 +13,9 @@ from typing import Protocol
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from udp_spark.matching.comparisons import comparison_vectors, comparisons_named, pair_frame
 from udp_spark.matching.fellegi_sunter import MISSING, FSModel
+from udp_spark.matching.supervised import SupervisedMatcher, supervised_scores
 
 Transform = Callable[[DataFrame], DataFrame]
 
@@ -163,3 +165,24 @@ def contributions(model: HasComparisons) -> Column:
     """map<comparison, weight> of a scored pair (``w_<comparison>`` columns), for
     explanations; any matcher whose scores have those columns."""
     return F.create_map(*[x for c in model.comparisons for x in (F.lit(c), F.col(f"w_{c}"))])
+
+
+def score_pairs(records: DataFrame, pairs: DataFrame, model: FSModel | SupervisedMatcher,
+                *, checkpoint: bool = False, tf: dict[str, DataFrame] | None = None
+                ) -> DataFrame:
+    """Pairs -> levels, per-comparison weights, match weight and probability.
+
+    ``checkpoint``: materialize the comparison vectors first (a supervised matcher reads them
+    twice: distinct vectors to score, then all of them to join the scores back).
+    ``tf``: term-frequency tables (``udp_spark.pipeline.score.frozen_tf_tables``);
+    computed from ``records`` when not given.
+    """
+    comps = comparisons_named(model.comparisons)
+    vectors = pair_frame(records, pairs).transform(comparison_vectors(comps))
+    if isinstance(model, SupervisedMatcher):
+        if checkpoint:
+            vectors = vectors.localCheckpoint(eager=True)
+        return vectors.transform(supervised_scores(model))
+    if tf is None:
+        tf = tf_tables(records, model)
+    return vectors.transform(weight_columns(model, tf)).transform(score(model))

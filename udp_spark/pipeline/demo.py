@@ -30,7 +30,7 @@ from udp_spark.tables import (
 )
 
 if TYPE_CHECKING:
-    from udp_spark.pipeline.matching import TrainReport
+    from udp_spark.pipeline.train import TrainReport
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -82,13 +82,11 @@ def run_demo(*, config: Path, people: int, seed: int, noise: float, data_dir: Pa
     ing = timed("ingest", run_ingest, ctx)
     timed("standardize", run_standardize, ctx)
 
-    from udp_spark.pipeline.matching import (
-        run_block,
-        run_evaluate,
-        run_resolve,
-        run_score,
-        run_train,
-    )
+    from udp_spark.pipeline.block import run_block
+    from udp_spark.pipeline.evaluate import run_evaluate
+    from udp_spark.pipeline.resolve import run_resolve
+    from udp_spark.pipeline.score import run_score
+    from udp_spark.pipeline.train import run_train
 
     truth = str(data_dir / "truth" / "records.csv")
     blk = timed("block", run_block, ctx, truth)
@@ -163,7 +161,7 @@ def _train_challenger(ctx: StageContext, truth: str) -> TrainReport:
     train the supervised matcher on them under its own alias. The unsupervised champion
     keeps scoring; the report compares both on the held-out labels."""
     from udp_spark.pipeline.labels import run_import_labels
-    from udp_spark.pipeline.matching import run_train
+    from udp_spark.pipeline.train import run_train
 
     run_import_labels(ctx, truth, from_truth=True, sample=CHALLENGER_LABEL_SHARE)
     model = ctx.cfg.matching.model.model_copy(update={"kind": "supervised",

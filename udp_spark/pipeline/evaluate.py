@@ -1,0 +1,48 @@
+"""The evaluate stage: clusters and blocking against a truth file."""
+
+from __future__ import annotations
+
+from pyspark.sql import functions as F
+
+from udp_spark import io
+from udp_spark.matching.evaluation import (
+    attainable_metrics,
+    blocking_metrics,
+    cluster_metrics,
+    linkable_truth,
+)
+from udp_spark.pipeline.context import StageContext, audited_run
+from udp_spark.pipeline.inputs import party_records, read_truth
+from udp_spark.tables import (
+    GOLD_IDENTITY_XREF,
+    SILVER_CANDIDATE_PAIRS,
+)
+
+
+def run_evaluate(ctx: StageContext, truth: str, log_to_mlflow: bool = True
+                 ) -> dict[str, float]:
+    """Clusters in ``gold.identity_xref`` (and blocking) against a truth file."""
+    with audited_run(ctx, "evaluate") as run:
+        t = read_truth(ctx, truth)
+        xref = io.read_table(ctx.spark, ctx.lakehouse.ref(GOLD_IDENTITY_XREF))
+        clusters = xref.select("record_id", F.col("customer_id").alias("cluster_id"))
+        t = t.join(xref.select("record_id"), "record_id").localCheckpoint(eager=True)
+        linkable = linkable_truth(party_records(ctx), t).localCheckpoint(eager=True)
+        metrics = cluster_metrics(clusters, t)
+        metrics.update(attainable_metrics(metrics, clusters, t, linkable))
+        pairs_ref = ctx.lakehouse.ref(SILVER_CANDIDATE_PAIRS)
+        if io.table_exists(ctx.spark, pairs_ref):
+            pairs = io.read_table(ctx.spark, pairs_ref)
+            n = int(metrics["records"])
+            b = blocking_metrics(pairs, t, n)
+            metrics.update({f"blocking_{k}": v for k, v in b.items()})
+            lb = blocking_metrics(pairs, linkable, n)
+            metrics.update({f"blocking_linkable_{k}": lb[k] for k in (
+                "true_pairs", "pair_completeness", "reachable_pair_completeness")})
+        if log_to_mlflow:
+            from udp_spark.platform import mlflow_store
+
+            run.mlflow_run_id = mlflow_store.log_evaluation(
+                ctx.cfg.mlflow, metrics, {"truth": truth, "udp_run_id": run.run_id})
+        run.metrics.update(metrics)
+        return metrics

@@ -1,0 +1,202 @@
+"""The resolve stage: clusters over accepted links and stable customer ids."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from udp_spark import io
+from udp_spark.faults import crash_point
+from udp_spark.graph import connected_components
+from udp_spark.matching.clustering import conflict_flag, split_components
+from udp_spark.matching.comparisons import email as email_cmp
+from udp_spark.matching.comparisons import loyalty_id as loyalty_cmp
+from udp_spark.matching.identity import assign_customer_ids
+from udp_spark.matching.labels import effective_labels
+from udp_spark.pipeline.context import StageContext, audited_run
+from udp_spark.pipeline.inputs import party_records
+from udp_spark.tables import (
+    GOLD_IDENTITY_EVENTS,
+    GOLD_IDENTITY_XREF,
+    SILVER_MATCH_LABELS,
+    SILVER_MATCH_SCORES,
+)
+
+log = logging.getLogger(__name__)
+
+@dataclass
+class ResolveReport:
+    run_id: str
+    records: int
+    customers: int
+    largest_cluster: int
+    events: dict[str, int]
+    ids_changed: int
+
+
+MANUAL_WEIGHT = 1e6  # a manual link is merged before any scored one
+
+
+def cluster_records(records: DataFrame, scores: DataFrame, threshold: float, *,
+                    dob: bool = True, given_name: bool = True, loyalty_id: bool = True,
+                    identifiers: Sequence[str] = (), backend: str = "auto",
+                    manual: DataFrame | None = None) -> DataFrame:
+    """``(record_id, cluster_id)`` for every record: components over accepted edges, split
+    where strong conflicts say two members are different people (``identifiers``: names
+    of identifier comparisons whose disagreement is a conflict).
+
+    ``manual``: ``(record_id_l, record_id_r, is_match)`` decisions of a person, which
+    override the matcher: a match is a link merged before any other (and not a conflict),
+    a non-match is a conflict whatever the score.
+    """
+    conflict = conflict_flag(dob=dob, given_name=given_name, loyalty_id=loyalty_id,
+                             identifiers=[i for i in identifiers if i in scores.columns])
+    # Deterministic links: the same (canonical) email or loyalty card, unless conflicting.
+    key_link = ((F.col("email") == email_cmp().top_level)
+                | (F.col("loyalty_id") == loyalty_cmp().top_level))
+    flagged = scores.select(
+        "record_id_l", "record_id_r", "match_weight",
+        (((F.col("match_probability") >= threshold) | key_link) & ~conflict).alias("is_edge"),
+        conflict.alias("is_conflict"))
+    if manual is not None:
+        ids = records.select("record_id")
+        decided = (manual.join(ids.withColumnRenamed("record_id", "record_id_l"), "record_id_l")
+                   .join(ids.withColumnRenamed("record_id", "record_id_r"), "record_id_r")
+                   .select("record_id_l", "record_id_r", F.col("is_match").alias("_m")))
+        flagged = flagged.join(decided, ["record_id_l", "record_id_r"], "full_outer").select(
+            "record_id_l", "record_id_r",
+            F.when(F.col("_m"), F.lit(MANUAL_WEIGHT)).otherwise(
+                F.coalesce("match_weight", F.lit(0.0))).alias("match_weight"),
+            F.coalesce("_m", "is_edge").alias("is_edge"),
+            F.coalesce(~F.col("_m"), "is_conflict").alias("is_conflict"))
+    edges = flagged.filter("is_edge").select(F.col("record_id_l").alias("src"),
+                                              F.col("record_id_r").alias("dst"))
+    vertices = edges.select(F.col("src").alias("id")).unionByName(
+        edges.select(F.col("dst").alias("id"))).distinct()
+    cc = connected_components(vertices, edges, backend=backend)  # type: ignore[arg-type]
+    split = flagged.transform(split_components(cc)).select("record_id", "cluster_id")
+    return records.select("record_id").join(split, "record_id", "left").select(
+        "record_id", F.coalesce("cluster_id", "record_id").alias("cluster_id"))
+
+
+def manual_decisions(ctx: StageContext) -> DataFrame | None:
+    """``(record_id_l, record_id_r, is_match)`` from ``silver.match_labels`` whose source is
+    one of ``resolve.manual_label_sources`` (clerical review), or None if there are none."""
+    sources = ctx.cfg.matching.resolve.manual_label_sources
+    ref = ctx.lakehouse.ref(SILVER_MATCH_LABELS)
+    if not sources or not io.table_exists(ctx.spark, ref):
+        return None
+    # Several manual sources may have decided a pair: the newest decision counts.
+    labels = (effective_labels(
+        io.read_table(ctx.spark, ref).filter(F.col("label_source").isin(*sources)), sources)
+        .select("record_id_l", "record_id_r", "is_match").localCheckpoint(eager=True))
+    return None if labels.isEmpty() else labels
+
+
+def discard_uncommitted_events(ctx: StageContext) -> int:
+    """Delete the identity events of a resolve run that died before its xref commit.
+
+    Resolve appends a run's events, then merges its xref; both commits carry the run id.
+    Events committed after the xref's latest commit belong to a run whose xref never
+    landed (runs are serialised, so only the latest events commit can be one). Returns the
+    number of event rows deleted.
+    """
+    spark, lake = ctx.spark, ctx.lakehouse
+    ev_ref, xref_ref = lake.ref(GOLD_IDENTITY_EVENTS), lake.ref(GOLD_IDENTITY_XREF)
+    last_events = io.last_commit_info(spark, ev_ref)
+    if last_events is None or last_events.run_id is None or last_events.operation != "WRITE":
+        return 0  # no events yet, or the latest commit is such a discard
+    last_xref = io.last_commit_info(spark, xref_ref)
+    if last_xref is not None and last_xref.timestamp >= last_events.timestamp:
+        return 0
+    res = io.delete_where(spark, ev_ref, F.col("run_id") == last_events.run_id)
+    deleted = res.metric("numDeletedRows")
+    log.warning("resolve run %s died between its identity events and its xref: discarded "
+                "its %d events; this run computes them again", last_events.run_id, deleted)
+    return deleted
+
+
+def run_resolve(ctx: StageContext) -> ResolveReport:
+    """Clusters and stable customer ids into ``gold.identity_xref`` and ``identity_events``."""
+    rcfg = ctx.cfg.matching.resolve
+    spark, lake = ctx.spark, ctx.lakehouse
+    with audited_run(ctx, "resolve") as run, io.commit_metadata(
+            spark, {"run_id": run.run_id, "stage": "resolve"}):
+        discarded = discard_uncommitted_events(ctx)
+        records = party_records(ctx)
+        scores = io.read_table(spark, lake.ref(SILVER_MATCH_SCORES))
+        manual = manual_decisions(ctx)
+        clusters = cluster_records(
+            records, scores, rcfg.threshold, dob=rcfg.conflict_on_dob,
+            given_name=rcfg.conflict_on_given_name, loyalty_id=rcfg.conflict_on_loyalty_id,
+            identifiers=[i.name for i in ctx.cfg.matching.identifiers if i.conflict],
+            backend=rcfg.graph_backend, manual=manual).localCheckpoint(eager=True)
+        xref_ref = lake.ref(GOLD_IDENTITY_XREF)
+        previous = (io.read_table(spark, xref_ref).select("record_id", "customer_id")
+                    .localCheckpoint(eager=True) if io.table_exists(spark, xref_ref) else None)
+        ids, events = assign_customer_ids(clusters, previous, run.run_id)
+        sizes = clusters.groupBy("cluster_id").agg(F.count("*").alias("cluster_size"))
+        # Why a record is where it is: a manual match inside its cluster ("manual"), else a
+        # model link at or over the threshold inside its cluster ("model_score"), else only
+        # a deterministic link ("key"), else "singleton".
+        cl_l = clusters.select(F.col("record_id").alias("record_id_l"),
+                               F.col("cluster_id").alias("_c_l"))
+        cl_r = clusters.select(F.col("record_id").alias("record_id_r"),
+                               F.col("cluster_id").alias("_c_r"))
+
+        def in_cluster(pairs: DataFrame, value: str) -> DataFrame:
+            return (pairs.join(cl_l, "record_id_l").join(cl_r, "record_id_r")
+                    .filter(F.col("_c_l") == F.col("_c_r"))
+                    .select(F.explode(F.array("record_id_l", "record_id_r")).alias("record_id"),
+                            value))
+
+        best = in_cluster(scores.filter(F.col("match_probability") >= rcfg.threshold),
+                          "match_probability").groupBy("record_id").agg(
+            F.max("match_probability").alias("best_link_probability"))
+        manual_linked = (in_cluster(manual.filter("is_match"), "is_match")
+                         .groupBy("record_id").agg(F.lit(True).alias("_manual"))
+                         if manual is not None else
+                         spark.createDataFrame([], "record_id string, _manual boolean"))
+        xref = (clusters.join(ids, "cluster_id").join(sizes, "cluster_id")
+                .join(best, "record_id", "left").join(manual_linked, "record_id", "left")
+                .select("record_id", "customer_id", "cluster_size",
+                        F.when(F.col("cluster_size") == 1, F.lit("singleton"))
+                        .when(F.col("_manual"), F.lit("manual"))
+                        .when(F.col("best_link_probability").isNotNull(),
+                              F.lit("model_score"))
+                        .otherwise(F.lit("key")).alias("reason"),
+                        "best_link_probability",
+                        F.lit(run.run_id).alias("run_id"))
+                .withColumn("_row_hash", F.sha2(F.concat_ws("|", "customer_id", "reason"),
+                                                256))).localCheckpoint(eager=True)
+        # The events are written before the xref, as an outbox: a run that dies between the
+        # two commits leaves events whose run never committed an xref, which the next run
+        # discards (discard_uncommitted_events) before it computes them again. The other
+        # order would lose them: the next run finds the xref already changed and no event.
+        ev = events.localCheckpoint(eager=True)
+        ev_counts = {r["event_type"]: int(r["n"]) for r in
+                     ev.groupBy("event_type").agg(F.count("*").alias("n")).collect()}
+        if ev_counts:
+            io.append_new_batches(
+                ev.withColumn("run_id", F.lit(run.run_id))
+                .withColumn("event_at", F.current_timestamp()),
+                lake.ref(GOLD_IDENTITY_EVENTS), batch_col="run_id", known_batches=())
+            crash_point("resolve:after_identity_events")
+        res = io.merge_upsert(xref, xref_ref, ["record_id"])
+        crash_point("resolve:after_identity_xref")
+        changed = res.metric("numTargetRowsUpdated") + (
+            res.metric("numTargetRowsInserted") if previous is not None else 0)
+        stats = io.one_row(xref.agg(F.count("*").alias("n"),
+                                    F.countDistinct("customer_id").alias("c"),
+                                    F.max("cluster_size").alias("big")))
+        run.row_counts.update({"identity_xref_changed": changed,
+                               "identity_events_discarded": discarded,
+                               **{f"events_{k}": v for k, v in ev_counts.items()}})
+        run.metrics.update({"customers": float(stats["c"]), "largest_cluster":
+                            float(stats["big"])})
+        return ResolveReport(run.run_id, int(stats["n"]), int(stats["c"]), int(stats["big"]),
+                             ev_counts, changed)

@@ -1,0 +1,121 @@
+"""The score stage: every candidate pair scored by the model behind the alias; explain."""
+
+from __future__ import annotations
+
+from functools import reduce
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from udp_spark import io
+from udp_spark.matching.fellegi_sunter import FSModel
+from udp_spark.matching.scoring import contributions, score_pairs, tf_tables
+from udp_spark.matching.supervised import SupervisedMatcher
+from udp_spark.pipeline.context import StageContext, audited_run
+from udp_spark.pipeline.inputs import party_records
+from udp_spark.tables import (
+    GOLD_IDENTITY_XREF,
+    SILVER_CANDIDATE_PAIRS,
+    SILVER_MATCH_SCORES,
+    SILVER_MATCH_TERM_FREQUENCIES,
+)
+
+
+def frozen_tf_tables(ctx: StageContext, records: DataFrame, model: FSModel | SupervisedMatcher,
+                     model_version: str) -> dict[str, DataFrame]:
+    """The term-frequency tables of ``model_version``, computed from the records the first
+    time that version scores and read back from ``silver.match_term_frequencies`` after.
+
+    Frozen per model version so that landing new records does not move the weight of every
+    old pair a little: a pair's score changes only when the model changes or its own
+    records do, and customer ids outside the clusters new records touch stay put.
+    """
+    if not isinstance(model, FSModel) or not model.tf_columns:
+        return {}
+    ref = ctx.lakehouse.ref(SILVER_MATCH_TERM_FREQUENCIES)
+
+    def stored() -> DataFrame:
+        return io.read_table(ctx.spark, ref).filter(
+            F.col("model_version") == model_version).localCheckpoint(eager=True)
+
+    frozen = stored() if io.table_exists(ctx.spark, ref) else None
+    if frozen is None or frozen.isEmpty():
+        fresh = reduce(DataFrame.unionByName, [
+            table.select(
+                F.lit(model_version).alias("model_version"), F.lit(comparison).alias(
+                    "comparison"), F.col("value").cast("string").alias("value"), "tf")
+            for comparison, table in tf_tables(records, model).items()])
+        io.append_new_batches(fresh, ref, batch_col="model_version")
+        frozen = stored()
+    return {c: frozen.filter(F.col("comparison") == c).select("value", "tf")
+            for c in [*model.tf_columns, *model.joint_tf]}
+
+
+def run_score(ctx: StageContext) -> dict[str, float]:
+    """Score every candidate pair with the model behind the configured alias."""
+    from udp_spark.platform import mlflow_store
+
+    mcfg = ctx.cfg.matching.model
+    with audited_run(ctx, "score") as run, io.commit_metadata(
+            ctx.spark, {"run_id": run.run_id, "stage": "score"}):
+        model, version = mlflow_store.load_by_alias(ctx.cfg.mlflow, mcfg.registered_name,
+                                                    mcfg.alias)
+        records = party_records(ctx)
+        pairs = io.read_table(ctx.spark, ctx.lakehouse.ref(SILVER_CANDIDATE_PAIRS))
+        label = f"{mcfg.registered_name}/{version}"
+        tf = frozen_tf_tables(ctx, records, model, label)
+        scored = score_pairs(records, pairs.select("record_id_l", "record_id_r", "methods"),
+                             model, checkpoint=True, tf=tf)
+        out = scored.select(
+            "record_id_l", "record_id_r", "methods", *model.comparisons,
+            contributions(model).alias("contributions"), "match_weight",
+            "match_probability", F.lit(label).alias("model_version"),
+            F.lit(run.run_id).alias("_run_id"))
+        res = io.overwrite(out, ctx.lakehouse.ref(SILVER_MATCH_SCORES))
+        run.row_counts["silver.match_scores"] = res.metric("numOutputRows")
+        run.metrics["model_version"] = float(version)
+        return {"pairs_scored": float(res.metric("numOutputRows")), "model_version": float(version)}
+
+
+def explain_pair(ctx: StageContext, record_a: str, record_b: str) -> dict[str, object]:
+    """Comparison levels, weights and probability of two records, and how they were treated."""
+    from udp_spark.platform import mlflow_store
+
+    mcfg = ctx.cfg.matching.model
+    model, version = mlflow_store.load_by_alias(ctx.cfg.mlflow, mcfg.registered_name,
+                                                mcfg.alias)
+    records = party_records(ctx)
+    found = {r["record_id"] for r in records.filter(
+        F.col("record_id").isin(record_a, record_b)).select("record_id").collect()}
+    for rid in (record_a, record_b):
+        if rid not in found:
+            raise ValueError(f"record {rid!r} is not in silver.party_records")
+    left, right = sorted((record_a, record_b))
+    pair = ctx.spark.createDataFrame([(left, right)], "record_id_l string, record_id_r string")
+    tf = frozen_tf_tables(ctx, records, model, f"{mcfg.registered_name}/{version}")
+    row = score_pairs(records, pair, model, tf=tf).first()
+    assert row is not None
+    lines = []
+    for c in model.comparisons:
+        level = int(row[c])
+        lines.append({"comparison": c, "level": level,
+                      "label": model.labels[c].get(level, str(level)),
+                      "weight": float(row[f"w_{c}"])})
+    blocked = None
+    pairs_ref = ctx.lakehouse.ref(SILVER_CANDIDATE_PAIRS)
+    if io.table_exists(ctx.spark, pairs_ref):
+        hit = io.read_table(ctx.spark, pairs_ref).join(
+            pair, ["record_id_l", "record_id_r"]).select("methods").first()
+        blocked = list(hit["methods"]) if hit else []
+    same = None
+    xref_ref = ctx.lakehouse.ref(GOLD_IDENTITY_XREF)
+    if io.table_exists(ctx.spark, xref_ref):
+        ids = {r["record_id"]: r["customer_id"] for r in io.read_table(ctx.spark, xref_ref)
+               .filter(F.col("record_id").isin(left, right)).collect()}
+        same = ids.get(left) is not None and ids.get(left) == ids.get(right)
+    return {"record_a": left, "record_b": right, "model_version": version,
+            "prior_weight": model.prior_weight, "comparisons": lines,
+            "match_weight": float(row["match_weight"]),
+            "match_probability": float(row["match_probability"]),
+            "threshold": ctx.cfg.matching.resolve.threshold,
+            "blocking_methods": blocked, "same_customer": same}

@@ -8,6 +8,8 @@ from the generator's truth over the candidate pairs. Rows that cannot be used ar
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -69,6 +71,22 @@ def check_pair_labels(raw: DataFrame, record_ids: DataFrame) -> DataFrame:
 def usable_labels(checked: DataFrame) -> DataFrame:
     """The rows of :func:`check_pair_labels` without a problem, one per pair."""
     return checked.filter(F.col("problem").isNull()).select(*LABEL_COLUMNS).distinct()
+
+
+def effective_labels(labels: DataFrame, manual_sources: Sequence[str]) -> DataFrame:
+    """One decision per pair from ``silver.match_labels`` rows (keyed by pair *and* source).
+
+    A pair can be labelled by several sources (a clerical review and the generator's truth,
+    two review rounds); none overwrites another in the table. The decision that counts is a
+    manual one (``manual_sources``: clerical review) over any other, then the newest
+    (``labelled_at``), then the source name, so the choice never depends on row order.
+    Returns ``(record_id_l, record_id_r, is_match, label_source, labelled_at)``.
+    """
+    manual = F.col("label_source").isin(*manual_sources) if manual_sources else F.lit(False)
+    rank = F.row_number().over(Window.partitionBy("record_id_l", "record_id_r").orderBy(
+        manual.desc(), F.col("labelled_at").desc_nulls_last(), F.col("label_source")))
+    return (labels.withColumn("_rank", rank).filter(F.col("_rank") == 1)
+            .select(*LABEL_COLUMNS, "label_source", "labelled_at"))
 
 
 def problem_kind(col: Column) -> Column:

@@ -1,4 +1,5 @@
-"""The labels stage: import labelled pairs into ``silver.match_labels`` (MERGE on the pair)."""
+"""The labels stage: import labelled pairs into ``silver.match_labels`` (MERGE on the pair
+and the label source)."""
 
 from __future__ import annotations
 
@@ -17,12 +18,13 @@ from udp_spark.matching.labels import (
     usable_labels,
 )
 from udp_spark.pipeline.context import StageContext, audited_run
-from udp_spark.pipeline.matching import read_truth
+from udp_spark.pipeline.inputs import read_truth
 from udp_spark.tables import SILVER_CANDIDATE_PAIRS, SILVER_MATCH_LABELS, SILVER_PARTY_RECORDS
 
 log = logging.getLogger(__name__)
 
 PAIR_COLUMNS = ("record_id_a", "record_id_b", "is_match")
+LABEL_KEY = ("record_id_l", "record_id_r", "label_source")
 
 
 class LabelImportError(ValueError):
@@ -132,8 +134,10 @@ def run_import_labels(ctx: StageContext, path: str, *, from_truth: bool = False,
                                        F.count("*").alias("n")))
         positives = int(counts["p"] or 0)
         negatives = int(counts["n"] or 0) - positives
-        res = io.merge_upsert(stamped, lake.ref(SILVER_MATCH_LABELS),
-                              ["record_id_l", "record_id_r"])
+        # Keyed by pair and source: a truth import never replaces a clerical decision (and
+        # the other way round); which one counts is decided when labels are read
+        # (effective_labels).
+        res = io.merge_upsert(stamped, lake.ref(SILVER_MATCH_LABELS), LABEL_KEY)
         inserted, updated = res.metric("numTargetRowsInserted"), res.metric(
             "numTargetRowsUpdated")
         run.row_counts.update({"silver.match_labels_inserted": inserted,

@@ -14,6 +14,7 @@ from udp_spark import io
 from udp_spark.audit import RunRecord
 from udp_spark.matching.comparisons import Comparison, comparison_vectors, pair_frame
 from udp_spark.matching.fellegi_sunter import FSModel
+from udp_spark.matching.labels import effective_labels
 from udp_spark.matching.supervised import (
     LabelsError,
     SupervisedMatcher,
@@ -41,14 +42,24 @@ def labels_ready(ctx: StageContext) -> tuple[bool, str]:
     ref = ctx.lakehouse.ref(SILVER_MATCH_LABELS)
     if not io.table_exists(ctx.spark, ref):
         return False, f"{ref} does not exist"
-    p, n = class_counts(io.read_table(ctx.spark, ref))
+    p, n = class_counts(_effective(ctx, io.read_table(ctx.spark, ref)))
     minimum = ctx.cfg.matching.model.supervised.min_labels_per_class
     if p < minimum or n < minimum:
         return False, f"{ref} has {p} matching / {n} non-matching labels (< {minimum})"
     return True, f"{ref} has {p} matching / {n} non-matching labels"
 
 
+def _effective(ctx: StageContext, labels: DataFrame) -> DataFrame:
+    return effective_labels(labels, ctx.cfg.matching.resolve.manual_label_sources)
+
+
 def read_labels(ctx: StageContext) -> DataFrame:
+    """One label per pair of ``silver.match_labels``: a clerical decision outranks any
+    other, then the newest (:func:`effective_labels`).
+
+    Raises:
+        LabelsError: the table does not exist.
+    """
     ref = ctx.lakehouse.ref(SILVER_MATCH_LABELS)
     if not io.table_exists(ctx.spark, ref):
         raise LabelsError(
@@ -56,7 +67,7 @@ def read_labels(ctx: StageContext) -> DataFrame:
             f"pairs: import them with `udp labels import PAIRS.csv` (record_id_a,record_id_b,"
             f"is_match) or `udp labels import --from-truth truth/records.csv`, or set "
             f"matching.model.kind: fellegi_sunter (or auto)")
-    return io.read_table(ctx.spark, ref)
+    return _effective(ctx, io.read_table(ctx.spark, ref))
 
 
 def _holdout_metrics(scored: DataFrame, threshold: float, prefix: str) -> dict[str, float]:
@@ -74,7 +85,7 @@ def train_supervised(ctx: StageContext, run: RunRecord, records: DataFrame,
     Raises:
         LabelsError: no labels table, or too few labels of a class.
     """
-    from udp_spark.pipeline.matching import score_pairs
+    from udp_spark.matching.scoring import score_pairs
 
     mcfg = ctx.cfg.matching.model
     scfg = mcfg.supervised

@@ -32,6 +32,7 @@ def audited_run(ctx: StageContext, stage: str) -> Iterator[audit.RunRecord]:
     """Run a stage, then append its record to ``audit.runs`` (also when it fails)."""
     run = audit.RunRecord(stage=stage, config_hash=ctx.cfg.config_hash)
     t0 = time.perf_counter()
+    log.info("%s run %s started", stage, run.run_id)  # a long stage never looks hung
     try:
         yield run
     except BaseException as exc:

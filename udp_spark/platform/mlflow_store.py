@@ -10,6 +10,8 @@ reads that artifact and evaluates it as column expressions. A supervised version
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 MODEL_ARTIFACT = "fs_model"
 SUPERVISED_ARTIFACT = "supervised_model"
 PIPELINE_ARTIFACT = "spark_pipeline"
+HOST_TAG, PID_TAG = "udp.host", "udp.pid"
 
 # What scoring gets back from the registry, whichever kind of matcher was registered.
 Matcher = FSModel | SupervisedMatcher
@@ -96,10 +99,48 @@ class RegisteredModel:
 
 
 def configure(settings: MlflowSettings) -> None:
+    """Point MLflow at the configured tracking store and experiment, and close the runs that
+    a killed process of this machine left RUNNING (:func:`close_abandoned_runs`)."""
     mlflow.set_tracking_uri(settings.tracking_uri)
     if settings.registry_uri:
         mlflow.set_registry_uri(settings.registry_uri)
-    mlflow.set_experiment(settings.experiment)
+    experiment = mlflow.set_experiment(settings.experiment)
+    close_abandoned_runs(experiment.experiment_id)
+
+
+def _process_tags() -> dict[str, str]:
+    """Which process a run belongs to, so that a later one can tell it died."""
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def close_abandoned_runs(experiment_id: str) -> list[str]:
+    """Mark KILLED the runs still RUNNING whose process, on this machine, no longer exists
+    (a stage killed mid-run never ends its MLflow run). Runs of other machines are left as
+    they are: from here a live one cannot be told from a dead one. Returns their run ids."""
+    client = MlflowClient()
+    host = socket.gethostname()
+    closed = []
+    for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'",
+                                  max_results=1000):
+        tags = run.data.tags
+        pid = tags.get(PID_TAG, "")
+        if tags.get(HOST_TAG) == host and pid.isdigit() and not _alive(int(pid)):
+            client.set_terminated(run.info.run_id, status="KILLED")
+            closed.append(run.info.run_id)
+    if closed:
+        log.warning("marked %d MLflow run(s) KILLED whose process died while they ran: %s",
+                    len(closed), ", ".join(closed))
+    return closed
 
 
 def _weights_chart(model: FSModel, path: Path) -> None:
@@ -133,7 +174,7 @@ def log_and_register(model: FSModel, *, settings: MlflowSettings, name: str, ali
     """Log params, metrics, the weights table and chart, and the model; register a version
     and point ``alias`` at it."""
     configure(settings)
-    with mlflow.start_run(run_name="train_matcher") as run, \
+    with mlflow.start_run(run_name="train_matcher", tags=_process_tags()) as run, \
             tempfile.TemporaryDirectory() as tmp:
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
@@ -168,7 +209,7 @@ def log_and_register_supervised(matcher: SupervisedMatcher, *, settings: MlflowS
     and point ``alias`` at it."""
     configure(settings)
     m = matcher.model
-    with mlflow.start_run(run_name="train_matcher") as run, \
+    with mlflow.start_run(run_name="train_matcher", tags=_process_tags()) as run, \
             tempfile.TemporaryDirectory() as tmp:
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
@@ -261,7 +302,7 @@ def latest_fellegi_sunter(settings: MlflowSettings, name: str, alias: str,
 def log_evaluation(settings: MlflowSettings, metrics: Mapping[str, float],
                    params: Mapping[str, object]) -> str:
     configure(settings)
-    with mlflow.start_run(run_name="evaluate") as run:
+    with mlflow.start_run(run_name="evaluate", tags=_process_tags()) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
         mlflow.log_dict(dict(metrics), "evaluation.json")

@@ -530,13 +530,16 @@ class SegmentSpec(_Model):
         return v
 
 
-def _predicate_problem(text: str) -> str | None:
-    """A cheap syntax check before Spark parses the predicate (it checks the rest)."""
-    depth = 0
+def _scan_quotes(text: str) -> tuple[list[tuple[str, str]], str | None]:
+    """Each character of ``text`` with where it stands: ``code``, ``open`` (the quote that
+    starts a string literal or a quoted identifier) or ``quoted`` (inside one, its closing
+    quote included); and the quote left unclosed at the end, if any."""
+    marks: list[tuple[str, str]] = []
     quote: str | None = None
     escaped = False
     for ch in text:
         if quote:
+            marks.append((ch, "quoted"))
             if escaped:
                 escaped = False
             elif ch == "\\" and quote != "`":  # 'O\'Brien': Spark SQL escapes in strings
@@ -545,7 +548,20 @@ def _predicate_problem(text: str) -> str | None:
                 quote = None
         elif ch in "'\"`":
             quote = ch
-        elif ch == "(":
+            marks.append((ch, "open"))
+        else:
+            marks.append((ch, "code"))
+    return marks, quote
+
+
+def _predicate_problem(text: str) -> str | None:
+    """A cheap syntax check before Spark parses the predicate (it checks the rest)."""
+    marks, unclosed = _scan_quotes(text)
+    depth = 0
+    for ch, kind in marks:
+        if kind != "code":
+            continue
+        if ch == "(":
             depth += 1
         elif ch == ")":
             depth -= 1
@@ -553,8 +569,8 @@ def _predicate_problem(text: str) -> str | None:
                 return f"unbalanced ')' in {text!r}"
         elif ch == ";":
             return f"one predicate only, no ';': {text!r}"
-    if quote:
-        return f"unclosed {quote} in {text!r}"
+    if unclosed:
+        return f"unclosed {unclosed} in {text!r}"
     if depth:
         return f"unbalanced '(' in {text!r}"
     return None
@@ -563,23 +579,9 @@ def _predicate_problem(text: str) -> str | None:
 def _unquoted(text: str) -> str:
     """``text`` with every string literal ('...', "...") replaced by a bare ``'``; quoted
     identifiers (`...`) become a bare word."""
-    out: list[str] = []
-    quote: str | None = None
-    escaped = False
-    for ch in text:
-        if quote:
-            if escaped:
-                escaped = False
-            elif ch == "\\" and quote != "`":
-                escaped = True
-            elif ch == quote:
-                quote = None
-        elif ch in "'\"`":
-            quote = ch
-            out.append("'" if ch != "`" else " ident ")
-        else:
-            out.append(ch)
-    return "".join(out)
+    marks, _ = _scan_quotes(text)
+    return "".join(ch if kind == "code" else ("'" if ch != "`" else " ident ")
+                   for ch, kind in marks if kind != "quoted")
 
 
 # Slips a SQL parser rejects, outside string literals: an empty argument, an operator with

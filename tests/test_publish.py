@@ -39,6 +39,7 @@ from udp_spark.tables import (
     GOLD_CUSTOMER_PROFILE_HISTORY,
     GOLD_IDENTITY_EVENTS,
     GOLD_IDENTITY_XREF,
+    GOLD_PROFILE_EVENTS,
     GOLD_SEGMENT_MEMBERSHIP,
     SILVER_INTERACTIONS,
     SILVER_PARTY_RECORDS,
@@ -161,8 +162,11 @@ def test_first_publish_inserts_every_customer_with_lineage(story: Story) -> None
 
 def test_republish_without_change_writes_nothing(story: Story) -> None:
     r = story.reports[1]
+    # Change-driven: no input changed, so no customer was even rebuilt.
+    assert story.reports[0].full and not r.full
     assert (r.profile_inserted, r.profile_updated, r.profile_deleted, r.profile_unchanged) == (
-        0, 0, 0, 3)
+        0, 0, 0, 0)
+    assert r.events == {} and r.customers == 3
     assert (r.history_inserted, r.history_closed, r.segments_entered, r.segments_exited) == (
         0, 0, 0, 0)
     # No Delta commit at all on any published table, and the same rows.
@@ -289,3 +293,21 @@ def test_publish_before_resolve_says_what_to_run(spark: SparkSession, tmp_path: 
         lakehouse=LakehouseConfig(root=str(tmp_path / "lake"))))
     with pytest.raises(ValueError, match="run `udp standardize` first"):
         run_publish(ctx)
+
+
+def test_profile_events_announce_each_change_once(story: Story) -> None:
+    events = sorted((r["run_id"], r["customer_id"], r["event_type"], r["detail"] or "",
+                     r["related_customer_id"] or "")
+                    for r in _table(story.ctx, GOLD_PROFILE_EVENTS).collect())
+    run0, run2, run3 = (story.reports[i].run_id for i in (0, 2, 3))
+    assert [e for e in events if e[0] == run0] == sorted(
+        [(run0, c, "profile_created", "", "") for c in ("C1", "C2", "C3")]
+        + [(run0, "C1", "segment_entered", "buyer", "")]
+        + [(run0, c, "segment_entered", "reachable", "") for c in ("C1", "C2", "C3")])
+    assert [e for e in events if e[0] == run2] == [
+        (run2, "C2", "attributes_changed", "email,emails", "")]
+    assert {e[1:] for e in events if e[0] == run3} == {
+        ("C3", "profile_deleted", "", ""), ("C3", "merged", "", "C1"),
+        ("C3", "segment_exited", "reachable", ""),
+        ("C1", "attributes_changed", "emails,record_count", "")}
+    assert story.reports[1].run_id not in {e[0] for e in events}

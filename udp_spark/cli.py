@@ -24,6 +24,9 @@ LakehouseOpt = Annotated[str | None, typer.Option(
 SourcesOpt = Annotated[list[str] | None, typer.Option(
     "--source", "-s", help="only this source (repeatable)")]
 
+FullOpt = Annotated[bool, typer.Option(
+    "--full", help="process everything again, not only what changed since the last run")]
+
 DEFAULT_CONFIG = Path("conf/pipeline.yaml")
 log = logging.getLogger("udp_spark")
 
@@ -99,11 +102,13 @@ def _ingest_summary(report) -> None:
 
 @app.command()
 def standardize(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
-                lakehouse: LakehouseOpt = None, source: SourcesOpt = None) -> None:
-    """Bronze -> silver party records, interactions and quarantine."""
+                lakehouse: LakehouseOpt = None, source: SourcesOpt = None,
+                full: FullOpt = False) -> None:
+    """Bronze -> silver party records, interactions and quarantine (what was landed since
+    the last run)."""
     from udp_spark.pipeline.standardize import run_standardize
 
-    r = run_standardize(_context(config, data_root, lakehouse), source)
+    r = run_standardize(_context(config, data_root, lakehouse), source, full=full)
     typer.echo(f"party records +{r.party_inserted:,} ~{r.party_updated:,}; interactions "
                f"+{r.interactions_inserted:,} ~{r.interactions_updated:,}; quarantine "
                f"+{r.quarantine_inserted:,}")
@@ -122,12 +127,17 @@ def _truth(ctx, truth: str | None) -> str | None:
 
 @app.command()
 def block(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
-          lakehouse: LakehouseOpt = None, truth: TruthOpt = None) -> None:
-    """Candidate pairs by deterministic keys, rule blocks and MinHash LSH."""
+          lakehouse: LakehouseOpt = None, truth: TruthOpt = None, full: FullOpt = False
+          ) -> None:
+    """Candidate pairs by deterministic keys, rule blocks and MinHash LSH (for the records
+    changed since the last run)."""
     from udp_spark.pipeline.block import run_block
 
     ctx = _context(config, data_root, lakehouse)
-    r = run_block(ctx, _truth(ctx, truth))
+    r = run_block(ctx, _truth(ctx, truth), full=full)
+    if not r.full:
+        typer.echo(f"{r.records_changed:,} records changed: {r.pairs_written:,} pairs "
+                   f"written, {r.pairs_retired:,} retired")
     typer.echo(f"{r.records:,} records -> {r.candidate_pairs:,} candidate pairs "
                f"(reduction ratio {r.metrics['reduction_ratio']:.6f}); largest block "
                f"expanded: {r.largest_block}")
@@ -207,22 +217,26 @@ def labels_import(
 
 @app.command()
 def score(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
-          lakehouse: LakehouseOpt = None) -> None:
-    """Score candidate pairs with the model registered under the configured alias."""
+          lakehouse: LakehouseOpt = None, full: FullOpt = False) -> None:
+    """Score new and changed candidate pairs with the model registered under the configured
+    alias (all pairs when that model version changed)."""
     from udp_spark.pipeline.score import run_score
 
-    r = run_score(_context(config, data_root, lakehouse))
+    r = run_score(_context(config, data_root, lakehouse), full=full)
     typer.echo(f"{int(r['pairs_scored']):,} pairs scored with model version "
                f"{int(r['model_version'])}")
 
 
 @app.command()
 def resolve(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
-            lakehouse: LakehouseOpt = None) -> None:
-    """Clusters and stable customer ids into gold.identity_xref / gold.identity_events."""
+            lakehouse: LakehouseOpt = None, full: FullOpt = False) -> None:
+    """Clusters and stable customer ids into gold.identity_xref / gold.identity_events (for
+    the components that changes since the last run touch)."""
     from udp_spark.pipeline.resolve import run_resolve
 
-    r = run_resolve(_context(config, data_root, lakehouse))
+    r = run_resolve(_context(config, data_root, lakehouse), full=full)
+    if not r.full:
+        typer.echo(f"{r.records_reclustered:,} records re-clustered")
     typer.echo(f"{r.records:,} records -> {r.customers:,} customers; largest cluster "
                f"{r.largest_cluster}; ids changed {r.ids_changed:,}; events {r.events}")
 
@@ -277,6 +291,27 @@ def demo(
              lakehouse=lakehouse, fresh=fresh, echo=typer.echo)
 
 
+@app.command()
+def stream(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
+           lakehouse: LakehouseOpt = None,
+           available_now: Annotated[bool, typer.Option(
+               "--available-now", help="process the files there now, then stop")] = False,
+           timeout: Annotated[float | None, typer.Option(
+               help="stop after this many seconds")] = None) -> None:
+    """Watch the sources' landing folders and run the change-driven stages on every
+    micro-batch of new files (Structured Streaming; Ctrl-C stops)."""
+    from udp_spark.pipeline.stream import run_stream
+
+    def show(b) -> None:
+        typer.echo(f"micro-batch {b.batch_id}: {b.files} files from {', '.join(b.sources)}, "
+                   f"{b.rows_landed:,} rows landed, {b.seconds:.1f}s {b.stages}; profile "
+                   f"events {b.profile_events}")
+
+    reports = run_stream(_context(config, data_root, lakehouse), available_now=available_now,
+                         timeout=timeout, on_batch=show)
+    typer.echo(f"{len(reports)} micro-batches with new files")
+
+
 AsOfOpt = Annotated[str | None, typer.Option(
     "--as-of", help="table version (e.g. 3) or timestamp (e.g. '2026-06-30 12:00:00') to "
                     "read the profile as it was then")]
@@ -285,16 +320,17 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of tex
 
 @app.command()
 def publish(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
-            lakehouse: LakehouseOpt = None) -> None:
-    """Golden profiles into gold.customer_profile (+ history, segment membership)."""
+            lakehouse: LakehouseOpt = None, full: FullOpt = False) -> None:
+    """Golden profiles into gold.customer_profile (+ history, segment membership, profile
+    events), for the customers whose inputs changed since the last run."""
     from udp_spark.pipeline.publish import run_publish
 
-    r = run_publish(_context(config, data_root, lakehouse))
+    r = run_publish(_context(config, data_root, lakehouse), full=full)
     typer.echo(f"{r.customers:,} customers (metrics as of {r.as_of}); profile "
                f"+{r.profile_inserted:,} ~{r.profile_updated:,} ={r.profile_unchanged:,} "
                f"-{r.profile_deleted:,}; history +{r.history_inserted:,} closed "
                f"{r.history_closed:,}; segments entered {r.segments_entered:,} exited "
-               f"{r.segments_exited:,}")
+               f"{r.segments_exited:,}; profile events {r.events}")
     for name, size in sorted(r.segment_sizes.items()):
         typer.echo(f"  segment {name:24s} {size:>10,}")
 

@@ -348,6 +348,20 @@ class ResolveSettings(_Model):
                     "non-match never does. Generator truth ('truth') is for training only.")
 
 
+class StreamSettings(_Model):
+    """``udp stream``: a Structured Streaming query over the sources' landing folders whose
+    micro-batches run the change-driven stages."""
+
+    trigger_seconds: float = Field(default=10.0, gt=0, description="how often new files "
+                                   "are looked for (processing-time trigger)")
+    checkpoint_location: str | None = Field(default=None, description="the query's "
+                                            "checkpoint; default <checkpoint_dir>/stream")
+    max_files_per_trigger: int = Field(default=1000, ge=1, description="per source and "
+                                       "micro-batch; the rest waits for the next")
+    sources: tuple[str, ...] = Field(default=(), description="sources to watch (default: "
+                                     "every csv / json / parquet source)")
+
+
 class MlflowSettings(_Model):
     tracking_uri: str = "sqlite:///mlflow.db"
     registry_uri: str | None = None
@@ -694,6 +708,7 @@ class PipelineConfig(_Model):
     matching: MatchingSettings = MatchingSettings()
     mlflow: MlflowSettings = MlflowSettings()
     publish: PublishSettings = PublishSettings()
+    stream: StreamSettings = StreamSettings()
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     config_hash: str = ""
 

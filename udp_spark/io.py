@@ -126,6 +126,27 @@ def delete_where(spark: SparkSession, ref: TableRef, condition: Column) -> Write
     return _last_commit(spark, ref)
 
 
+def discard_uncommitted_outbox(spark: SparkSession, outbox: TableRef, state: TableRef, *,
+                               batch_col: str = "run_id") -> tuple[str | None, int]:
+    """Delete the latest batch appended to ``outbox`` when ``state`` has no commit after it.
+
+    A stage that announces changes appends them to an outbox table (events) *before* it
+    commits the state they describe: if the run dies between the two commits, the next run
+    calls this first, and the orphaned events go (the run computes them again). The other
+    order would lose them for good: the re-run finds the state already changed and writes no
+    event. Runs of a stage are serialised, so only the latest outbox commit can be orphaned.
+    Returns the orphaned run id (or None) and the rows deleted.
+    """
+    last = last_commit_info(spark, outbox)
+    if last is None or last.run_id is None or last.operation != "WRITE":
+        return None, 0  # nothing yet, or the latest commit is such a discard
+    after = last_commit_info(spark, state)
+    if after is not None and after.timestamp >= last.timestamp:
+        return None, 0
+    res = delete_where(spark, outbox, F.col(batch_col) == last.run_id)
+    return last.run_id, res.metric("numDeletedRows")
+
+
 @contextlib.contextmanager
 def commit_metadata(spark: SparkSession, info: Mapping[str, object]) -> Iterator[None]:
     """Tag the Delta commits made inside the block with ``info`` (JSON in userMetadata)."""
@@ -191,9 +212,12 @@ def merge_upsert(df: DataFrame, ref: TableRef, keys: Sequence[str], *,
 
 
 def merge_changes(changes: DataFrame, ref: TableRef, keys: Sequence[str],
-                  columns: Sequence[str], *, action_col: str = "_action") -> WriteResult:
+                  columns: Sequence[str], *, action_col: str = "_action",
+                  change_col: str | None = None) -> WriteResult:
     """Apply a change set in one MERGE: ``upsert`` rows insert or replace the row with their
-    keys, ``delete`` rows delete it. Only ``columns`` are written.
+    keys, ``delete`` rows delete it. Only ``columns`` are written. With ``change_col``, a
+    matched row is rewritten only when that column differs (nothing else changes, and the
+    change feed stays free of rows that did not change).
 
     Creates the table from the upsert rows if it does not exist. An empty change set should
     not be passed (it would still make a commit); callers count first.
@@ -209,7 +233,8 @@ def merge_changes(changes: DataFrame, ref: TableRef, keys: Sequence[str],
     cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
     (delta_table(spark, ref).alias("t").merge(changes.alias("s"), cond)
      .whenMatchedDelete(condition=f"s.`{action_col}` = 'delete'")
-     .whenMatchedUpdate(condition=f"s.`{action_col}` = 'upsert'",
+     .whenMatchedUpdate(condition=f"s.`{action_col}` = 'upsert'" + (
+         f" AND NOT (t.`{change_col}` <=> s.`{change_col}`)" if change_col else ""),
                         set={f"`{c}`": f"s.`{c}`" for c in columns})
      .whenNotMatchedInsert(condition=f"s.`{action_col}` = 'upsert'",
                            values={f"`{c}`": f"s.`{c}`" for c in columns})

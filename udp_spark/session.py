@@ -37,6 +37,8 @@ LOCAL_DEFAULTS: dict[str, str] = {
     # Delta: small local tables do not need 50 log-replay partitions.
     "spark.databricks.delta.snapshotPartitions": "2",
     "spark.databricks.delta.schema.autoMerge.enabled": "false",
+    # Change data feed on every table created: the change-driven stages read what changed.
+    "spark.databricks.delta.properties.defaults.enableChangeDataFeed": "true",
 }
 
 

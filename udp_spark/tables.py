@@ -16,6 +16,7 @@ SILVER_PARTY_RECORDS = ("silver", "party_records")
 SILVER_INTERACTIONS = ("silver", "interactions")
 SILVER_QUARANTINE = ("silver", "quarantine")
 AUDIT_RUNS = ("audit", "runs")
+AUDIT_WATERMARKS = ("audit", "watermarks")  # what each change-driven stage has processed
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Lakehouse:
     def ref(self, layer_table: tuple[str, str]) -> TableRef:
         return self.table(*layer_table)
 
+SILVER_BLOCK_KEYS = ("silver", "block_keys")  # the blocking index: block -> record_id
 SILVER_CANDIDATE_PAIRS = ("silver", "candidate_pairs")
 SILVER_MATCH_SCORES = ("silver", "match_scores")
 SILVER_MATCH_LABELS = ("silver", "match_labels")
@@ -59,3 +61,4 @@ GOLD_IDENTITY_EVENTS = ("gold", "identity_events")
 GOLD_CUSTOMER_PROFILE = ("gold", "customer_profile")
 GOLD_CUSTOMER_PROFILE_HISTORY = ("gold", "customer_profile_history")
 GOLD_SEGMENT_MEMBERSHIP = ("gold", "segment_membership")
+GOLD_PROFILE_EVENTS = ("gold", "profile_events")  # changes downstream systems act on

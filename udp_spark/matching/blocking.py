@@ -159,3 +159,83 @@ def candidate_pairs(max_block_size: int) -> Transform:
             F.sort_array(F.collect_set(_method(F.col("block")))).alias("methods"))
 
     return transform
+
+
+# --------------------------------------------------------------------------- incremental
+#
+# The blocking index (``silver.block_keys``) holds ``(block, record_id, expanded)`` for every
+# record; ``expanded`` says whether the block was expanded into pairs when it last changed
+# (2 <= size <= max_block_size). When records change, only the blocks they leave or join
+# change size; a pair can change only if one of its records changed, or if it lies in a
+# block whose ``expanded`` flipped (grown past the maximum, or shrunk below it). So the pairs
+# of the changed records and of the members of flipped blocks are computed again, against
+# the whole index, and every other pair stays as it is. From an empty index with every
+# record changed, this is the full blocking.
+
+
+def _expandable(size: Column, max_block_size: int) -> Column:
+    return (size >= 2) & (size <= max_block_size)
+
+
+def updated_index(index: DataFrame | None, changed: DataFrame, new_keys: DataFrame
+                  ) -> DataFrame:
+    """``(block, record_id)`` after ``changed`` records (``record_id``) got ``new_keys``
+    (their ``(record_id, block)`` now; a deleted record has none)."""
+    keys = new_keys.select("block", "record_id")
+    if index is None:
+        return keys
+    kept = index.select("block", "record_id").join(changed, "record_id", "left_anti")
+    return kept.unionByName(keys)
+
+
+def touched_blocks(index: DataFrame | None, changed: DataFrame, new_keys: DataFrame,
+                   after: DataFrame, max_block_size: int) -> DataFrame:
+    """``(block, size, expanded, was_expanded)`` for every block a changed record left or
+    joined: its size and status after the change and its status before."""
+    blocks = new_keys.select("block")
+    if index is not None:
+        blocks = blocks.unionByName(index.join(changed, "record_id", "left_semi")
+                                    .select("block"))
+    blocks = blocks.distinct()
+    sizes = after.join(blocks, "block", "right").groupBy("block").agg(
+        F.count("record_id").alias("size"))
+    status = sizes.withColumn("expanded", _expandable(F.col("size"), max_block_size))
+    if index is None:
+        return status.withColumn("was_expanded", F.lit(False))
+    before = index.join(blocks, "block", "left_semi").groupBy("block").agg(
+        F.max(F.col("expanded").cast("int")).cast("boolean").alias("was_expanded"))
+    return status.join(before, "block", "left").withColumn(
+        "was_expanded", F.coalesce("was_expanded", F.lit(False)))
+
+
+def records_to_pair(changed: DataFrame, after: DataFrame, touched: DataFrame) -> DataFrame:
+    """``record_id`` of every record whose pairs must be computed again: the changed ones
+    and the members of blocks whose expanded status flipped."""
+    flipped = touched.filter(F.col("expanded") != F.col("was_expanded")).select("block")
+    members = after.join(flipped, "block", "left_semi").select("record_id")
+    return changed.select("record_id").unionByName(members).distinct()
+
+
+def pairs_of(records: DataFrame, after: DataFrame, max_block_size: int, *,
+             all_records: bool = False) -> DataFrame:
+    """``(record_id_l, record_id_r, methods)`` of every pair with at least one end in
+    ``records`` (``record_id``), from the expandable blocks of index ``after``.
+
+    ``all_records``: ``records`` is every record (a full run), so each pair is found from
+    its smaller end only.
+    """
+    if all_records:
+        mine_rows, members = after, after
+    else:  # only the blocks of ``records`` are read, whatever the size of the index
+        mine_rows = after.join(records, "record_id", "left_semi")
+        members = after.join(mine_rows.select("block").distinct(), "block", "left_semi")
+    sizes = members.groupBy("block").agg(F.count("*").alias("_n")).filter(
+        _expandable(F.col("_n"), max_block_size)).select("block")
+    mine = mine_rows.join(sizes, "block").select("block", F.col("record_id").alias("_a"))
+    other = members.join(sizes, "block").select("block", F.col("record_id").alias("_b"))
+    joined = mine.join(other, "block")
+    joined = joined.filter(F.col("_a") < F.col("_b")) if all_records else joined.filter(
+        F.col("_a") != F.col("_b"))
+    return joined.groupBy(F.least("_a", "_b").alias("record_id_l"),
+                          F.greatest("_a", "_b").alias("record_id_r")).agg(
+        F.sort_array(F.collect_set(_method(F.col("block")))).alias("methods"))

@@ -1,28 +1,33 @@
-"""The block stage: candidate pairs from keys, rule blocks and LSH."""
+"""The block stage: candidate pairs from keys, rule blocks and LSH, kept current by a
+blocking index so that only the pairs of changed records are computed again."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
-from pyspark import StorageLevel
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from udp_spark import io
+from udp_spark.changes import changes_since, fingerprint, save_watermarks
 from udp_spark.matching.blocking import (
     block_keys,
-    candidate_pairs,
     check_blocking,
-    oversized_blocks,
+    pairs_of,
+    records_to_pair,
+    touched_blocks,
+    updated_index,
 )
-from udp_spark.matching.evaluation import (
-    blocking_metrics,
-)
+from udp_spark.matching.evaluation import blocking_metrics
 from udp_spark.pipeline.context import StageContext, audited_run
 from udp_spark.pipeline.inputs import party_records, read_truth
-from udp_spark.tables import (
-    SILVER_CANDIDATE_PAIRS,
-    SILVER_PARTY_RECORDS,
-)
+from udp_spark.tables import SILVER_BLOCK_KEYS, SILVER_CANDIDATE_PAIRS, SILVER_PARTY_RECORDS
+
+log = logging.getLogger(__name__)
+
+PAIR_COLUMNS = ("record_id_l", "record_id_r", "methods", "_row_hash", "_run_id")
+INDEX_COLUMNS = ("block", "record_id", "expanded")
 
 
 @dataclass
@@ -33,38 +38,123 @@ class BlockReport:
     largest_block: int
     oversized_blocks: list[tuple[str, int]]
     metrics: dict[str, float]
+    full: bool = True
+    records_changed: int = 0
+    pairs_written: int = 0  # pairs inserted or rewritten by this run
+    pairs_retired: int = 0
 
 
-def run_block(ctx: StageContext, truth: str | None = None) -> BlockReport:
-    """Candidate pairs from keys, rules and LSH into ``silver.candidate_pairs``."""
+def blocking_fingerprint(ctx: StageContext) -> str:
+    """What the pairs depend on: the blocking settings and the identifier columns."""
+    return fingerprint(ctx.cfg.matching.blocking.model_dump(mode="json"),
+                       [i.model_dump(mode="json") for i in ctx.cfg.matching.identifiers])
+
+
+def _with_pair_hash(pairs: DataFrame, records: DataFrame) -> DataFrame:
+    """A pair's ``_row_hash`` changes when either record's content or its methods change:
+    the score stage re-scores exactly those."""
+    h = records.select("record_id", "_row_hash")
+    return (pairs.join(h.toDF("record_id_l", "_h_l"), "record_id_l")
+            .join(h.toDF("record_id_r", "_h_r"), "record_id_r")
+            .select("record_id_l", "record_id_r", "methods",
+                    F.sha2(F.concat_ws("|", "_h_l", "_h_r", F.array_join("methods", ",")),
+                           256).alias("_row_hash")))
+
+
+def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
+              ) -> BlockReport:
+    """Candidate pairs into ``silver.candidate_pairs``, for the records that changed since
+    the last run (all records the first time, when the blocking settings change, or with
+    ``full``), with the blocking index ``silver.block_keys``.
+
+    A changed record's blocks are replaced in the index; the pairs of changed records and of
+    the members of blocks that crossed ``max_block_size`` are computed again against the
+    whole index, and those pairs that no longer exist are deleted. Pairs between unchanged
+    records are never recomputed. Commits: pairs, then index, then the watermark.
+    """
     settings = ctx.cfg.matching.blocking
+    spark, lake = ctx.spark, ctx.lakehouse
+    rec_ref, index_ref = lake.ref(SILVER_PARTY_RECORDS), lake.ref(SILVER_BLOCK_KEYS)
+    pairs_ref = lake.ref(SILVER_CANDIDATE_PAIRS)
+    params = blocking_fingerprint(ctx)
     with audited_run(ctx, "block") as run, io.commit_metadata(
-            ctx.spark, {"run_id": run.run_id, "stage": "block"}):
-        records = party_records(ctx)
+            spark, {"run_id": run.run_id, "stage": "block"}):
+        state = io.table_exists(spark, index_ref) and io.table_exists(spark, pairs_ref)
+        ch = changes_since(spark, lake, "block", rec_ref, params=params,
+                           force_full=full or not state)
+        records = party_records(ctx, version=ch.version)
         check_blocking(settings, records)
-        run.input_versions["silver.party_records"] = io.table_version(
-            ctx.spark, ctx.lakehouse.ref(SILVER_PARTY_RECORDS)) or 0
-        keys = records.transform(block_keys(settings)).persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            big = oversized_blocks(keys, settings.max_block_size).orderBy(
-                F.desc("size")).limit(20).collect()
-            sizes = io.one_row(keys.groupBy("block").count().filter(
-                F.col("count") <= settings.max_block_size).agg(F.max("count")))
-            pairs = keys.transform(candidate_pairs(settings.max_block_size))
-            res = io.overwrite(pairs.withColumn("_run_id", F.lit(run.run_id)),
-                               ctx.lakehouse.ref(SILVER_CANDIDATE_PAIRS))
-        finally:
-            keys.unpersist()
+        run.input_versions[str(rec_ref)] = ch.version or 0
         n_records = records.count()
-        n_pairs = res.metric("numOutputRows")
+        top = settings.max_block_size
+        if ch.empty:
+            log.info("block: no record changed since the last run")
+            n_pairs = io.read_table(spark, pairs_ref).count()
+            return BlockReport(run.run_id, n_records, n_pairs, 0, [], {
+                "records": float(n_records), "candidate_pairs": float(n_pairs)}, False)
+        if ch.full:
+            log.info("block: all records (%s)", ch.reason)
+            changed, old_index = records.select("record_id"), None
+        else:
+            changed = ch.keys("record_id").localCheckpoint(eager=True)
+            old_index = io.read_table(spark, index_ref).localCheckpoint(eager=True)
+        new_keys = records.join(changed, "record_id", "left_semi").transform(
+            block_keys(settings)).localCheckpoint(eager=True)
+        after = updated_index(old_index, changed, new_keys)
+        touched = touched_blocks(old_index, changed, new_keys, after, top).localCheckpoint(
+            eager=True)
+        redo = changed if ch.full else records_to_pair(changed, after, touched).localCheckpoint(
+            eager=True)
+        pairs = (_with_pair_hash(pairs_of(redo, after, top, all_records=ch.full), records)
+                 .withColumn("_run_id", F.lit(run.run_id)).localCheckpoint(eager=True))
+        retired = 0
+        if ch.full:
+            res = io.overwrite(pairs, pairs_ref)
+            written = res.metric("numOutputRows")
+        else:
+            existing = io.read_table(spark, pairs_ref)
+            mine = (existing.join(redo.toDF("record_id_l"), "record_id_l", "left_semi")
+                    .unionByName(existing.join(redo.toDF("record_id_r"), "record_id_r",
+                                               "left_semi")).distinct())
+            stale = mine.join(pairs.select("record_id_l", "record_id_r"),
+                              ["record_id_l", "record_id_r"], "left_anti")
+            changes = (pairs.withColumn("_action", F.lit("upsert"))
+                       .unionByName(stale.select(*PAIR_COLUMNS).withColumn(
+                           "_action", F.lit("delete")))).localCheckpoint(eager=True)
+            res = io.merge_changes(changes, pairs_ref, ["record_id_l", "record_id_r"],
+                                   PAIR_COLUMNS, change_col="_row_hash")
+            written = res.metric("numTargetRowsInserted") + res.metric("numTargetRowsUpdated")
+            retired = res.metric("numTargetRowsDeleted")
+        run.output_versions[str(pairs_ref)] = res.version or 0
+        # The index: every row of a touched block with its status now; rows of changed
+        # records that left a block are deleted. Written after the pairs (see module doc of
+        # udp_spark.changes): a run that dies in between recomputes the same pairs.
+        rows = after.join(touched.select("block", "expanded"), "block").select(*INDEX_COLUMNS)
+        if ch.full:
+            io.overwrite(rows, index_ref)
+        else:
+            assert old_index is not None
+            gone = (old_index.join(changed, "record_id", "left_semi")
+                    .join(after, ["block", "record_id"], "left_anti").select(*INDEX_COLUMNS))
+            io.merge_changes(rows.withColumn("_action", F.lit("upsert")).unionByName(
+                gone.withColumn("_action", F.lit("delete"))).localCheckpoint(eager=True),
+                index_ref, ["block", "record_id"], INDEX_COLUMNS, change_col="expanded")
+        save_watermarks(spark, lake, "block", {str(rec_ref): ch.version}, params=params,
+                        run_id=run.run_id)
+
+        big = touched.filter(F.col("size") > top).orderBy(F.desc("size")).limit(20).collect()
+        largest = io.one_row(touched.filter("expanded").agg(F.max("size")))[0]
+        n_pairs = (written if ch.full else io.read_table(spark, pairs_ref).count())
+        n_changed = n_records if ch.full else changed.count()
         metrics = {"records": float(n_records), "candidate_pairs": float(n_pairs),
-                   "reduction_ratio": 1 - n_pairs / max(n_records * (n_records - 1) / 2, 1)}
+                   "reduction_ratio": 1 - n_pairs / max(n_records * (n_records - 1) / 2, 1),
+                   "records_changed": float(n_changed)}
         if truth:
-            stored = io.read_table(ctx.spark, ctx.lakehouse.ref(SILVER_CANDIDATE_PAIRS))
+            stored = io.read_table(spark, pairs_ref)
             metrics.update(blocking_metrics(stored, read_truth(ctx, truth), n_records))
         run.metrics.update(metrics)
-        run.row_counts["silver.candidate_pairs"] = n_pairs
-        if res.version is not None:
-            run.output_versions["silver.candidate_pairs"] = res.version
-        return BlockReport(run.run_id, n_records, n_pairs, int(sizes[0] or 0),
-                           [(r["block"], int(r["size"])) for r in big], metrics)
+        run.row_counts.update({"silver.candidate_pairs": n_pairs, "pairs_written": written,
+                               "pairs_retired": retired, "records_changed": n_changed})
+        return BlockReport(run.run_id, n_records, n_pairs, int(largest or 0),
+                           [(r["block"], int(r["size"])) for r in big], metrics, ch.full,
+                           n_changed, written, retired)

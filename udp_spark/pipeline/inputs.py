@@ -20,12 +20,13 @@ from udp_spark.tables import (
 log = logging.getLogger(__name__)
 
 
-def party_records(ctx: StageContext) -> DataFrame:
-    """``silver.party_records`` with the configured identifier columns, or a clear error."""
+def party_records(ctx: StageContext, version: int | None = None) -> DataFrame:
+    """``silver.party_records`` (at ``version``, default the latest) with the configured
+    identifier columns, or a clear error."""
     ref = ctx.lakehouse.ref(SILVER_PARTY_RECORDS)
     if not io.table_exists(ctx.spark, ref):
         raise ValueError(f"{ref} does not exist: run `udp ingest` and `udp standardize` first")
-    return io.read_table(ctx.spark, ref).transform(
+    return io.read_table(ctx.spark, ref, version=version).transform(
         with_identifier_columns(ctx.cfg.matching.identifiers))
 
 

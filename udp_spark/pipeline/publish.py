@@ -7,21 +7,26 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import reduce
 from typing import Any
 
 from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
 
 from udp_spark import io
+from udp_spark.changes import Changes, changes_since, fingerprint, read_watermarks, save_watermarks
+from udp_spark.faults import crash_point
 from udp_spark.pipeline.context import StageContext, audited_run
 from udp_spark.profile.build import PROFILE_COLUMNS, build_profiles
-from udp_spark.profile.survivorship import ATTRIBUTE_FIELDS
+from udp_spark.profile.metrics import METRIC_COLUMNS
+from udp_spark.profile.survivorship import ATTRIBUTE_FIELDS, GOLDEN_COLUMNS
 from udp_spark.profile.versioning import (
     HISTORY_EXTRA_COLUMNS,
     MEMBERSHIP_COLUMNS,
     classify_changes,
     history_changes,
     profile_changes,
+    profile_events,
     segment_transitions,
 )
 from udp_spark.standardize.transforms import INTERACTION_FIELDS
@@ -31,6 +36,7 @@ from udp_spark.tables import (
     GOLD_CUSTOMER_PROFILE_HISTORY,
     GOLD_IDENTITY_EVENTS,
     GOLD_IDENTITY_XREF,
+    GOLD_PROFILE_EVENTS,
     GOLD_SEGMENT_MEMBERSHIP,
     SILVER_INTERACTIONS,
     SILVER_PARTY_RECORDS,
@@ -66,6 +72,8 @@ class PublishReport:
     segments_exited: int
     segment_sizes: dict[str, int] = field(default_factory=dict)
     versions: dict[str, int] = field(default_factory=dict)
+    events: dict[str, int] = field(default_factory=dict)  # gold.profile_events by type
+    full: bool = True
 
 
 def _require(ctx: StageContext, table: tuple[str, str], hint: str) -> DataFrame:
@@ -100,28 +108,99 @@ def resolve_as_of(ctx: StageContext, interactions: DataFrame) -> date:
     return datetime.now(UTC).date()
 
 
-def run_publish(ctx: StageContext) -> PublishReport:
-    """Build every golden profile and publish what changed, one Delta commit per table.
+def publish_fingerprint(ctx: StageContext, as_of: date) -> str:
+    """What profiles depend on besides their inputs: the publish settings and the day."""
+    return fingerprint(ctx.cfg.publish.model_dump(mode="json"), as_of.isoformat())
 
-    ``gold.customer_profile`` gets a MERGE touching only new, changed and vanished (merged
-    away: deleted) customers; ``gold.customer_profile_history`` closes the current row of
-    each changed or vanished customer and opens one for each new or changed customer;
+
+def touched_customers(xref: DataFrame, ch_xref: Changes, ch_records: Changes,
+                      ch_interactions: Changes) -> DataFrame:
+    """``customer_id`` of every customer whose profile may have changed: the old and new ids
+    of re-clustered records, and the customers of changed records and interactions."""
+    parts: list[DataFrame] = []
+    if not ch_xref.empty and ch_xref.rows is not None:
+        parts.append(ch_xref.keys("customer_id"))
+    for ch in (ch_records, ch_interactions):
+        if not ch.empty and ch.rows is not None:
+            parts.append(xref.join(ch.keys("record_id"), "record_id", "left_semi")
+                         .select("customer_id"))
+    if not parts:
+        return xref.sparkSession.createDataFrame([], "customer_id string")
+    return reduce(DataFrame.unionByName, parts).filter(F.col("customer_id").isNotNull()
+                                                       ).distinct()
+
+
+def discard_uncommitted_profile_events(ctx: StageContext) -> int:
+    """Delete the profile events of a publish that died before its profile commit."""
+    lake = ctx.lakehouse
+    run_id, deleted = io.discard_uncommitted_outbox(
+        ctx.spark, lake.ref(GOLD_PROFILE_EVENTS), lake.ref(GOLD_CUSTOMER_PROFILE))
+    if run_id:
+        log.warning("publish run %s died between its profile events and its profiles: "
+                    "discarded its %d events; this run computes them again", run_id, deleted)
+    return deleted
+
+
+def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
+    """Build the golden profiles of the customers whose records, interactions or cluster
+    changed since the last publish, and publish what changed, one Delta commit per table.
+
+    Every customer is built the first time, when the publish settings or the ``as_of`` day
+    change (recency moves for everyone), or with ``full``.
+
+    ``gold.profile_events`` gets one row per change downstream systems act on (created,
+    merged, attributes or metrics changed, segment entered / exited; see
+    :func:`~udp_spark.profile.versioning.profile_events`), committed before the profiles as
+    an outbox. ``gold.customer_profile`` gets a MERGE touching only new, changed and vanished
+    (merged away: deleted) customers; ``gold.customer_profile_history`` closes the current
+    row of each changed or vanished customer and opens one for each new or changed customer;
     ``gold.segment_membership`` opens and closes segment spells. Every commit carries the
     run id. Publishing again on unchanged input writes nothing.
     """
     spark, lake, settings = ctx.spark, ctx.lakehouse, ctx.cfg.publish
     with audited_run(ctx, "publish") as run:
-        records = _require(ctx, SILVER_PARTY_RECORDS, "run `udp standardize` first")
-        xref = _require(ctx, GOLD_IDENTITY_XREF, "run `udp resolve` first")
+        _require(ctx, SILVER_PARTY_RECORDS, "run `udp standardize` first")
+        _require(ctx, GOLD_IDENTITY_XREF, "run `udp resolve` first")
+        with io.commit_metadata(spark, {"run_id": run.run_id, "stage": "publish"}):
+            discarded = discard_uncommitted_profile_events(ctx)
         inter_ref = lake.ref(SILVER_INTERACTIONS)
-        interactions = (io.read_table(spark, inter_ref) if io.table_exists(spark, inter_ref)
-                        else spark.createDataFrame([], _EMPTY_INTERACTIONS))
-        for table in (SILVER_PARTY_RECORDS, SILVER_INTERACTIONS, GOLD_IDENTITY_XREF,
-                      GOLD_IDENTITY_EVENTS):
-            version = io.table_version(spark, lake.ref(table))
-            if version is not None:
-                run.input_versions[str(lake.ref(table))] = version
-        as_of = resolve_as_of(ctx, interactions.select(*INTERACTION_FIELDS))
+        all_interactions = (io.read_table(spark, inter_ref) if io.table_exists(spark, inter_ref)
+                            else spark.createDataFrame([], _EMPTY_INTERACTIONS))
+        as_of = resolve_as_of(ctx, all_interactions.select(*INTERACTION_FIELDS))
+        params = publish_fingerprint(ctx, as_of)
+        marks = read_watermarks(spark, lake, "publish")
+        state = io.table_exists(spark, lake.ref(GOLD_CUSTOMER_PROFILE))
+        chs = [changes_since(spark, lake, "publish", lake.ref(t), params=params, marks=marks,
+                             force_full=full or not state)
+               for t in (GOLD_IDENTITY_XREF, SILVER_PARTY_RECORDS, SILVER_INTERACTIONS,
+                         GOLD_IDENTITY_EVENTS)]
+        ch_xref, ch_records, ch_inter, ch_events = chs
+        for ch in chs:
+            if ch.version is not None:
+                run.input_versions[ch.table] = ch.version
+        run.row_counts["profile_events_discarded"] = discarded
+        is_full = ch_xref.full or ch_records.full or ch_inter.full
+        records = io.read_table(spark, lake.ref(SILVER_PARTY_RECORDS),
+                                version=ch_records.version)
+        xref = io.read_table(spark, lake.ref(GOLD_IDENTITY_XREF), version=ch_xref.version)
+        interactions = (io.read_table(spark, inter_ref, version=ch_inter.version)
+                        if ch_inter.version is not None else all_interactions)
+        scope = None
+        if not is_full:
+            scope = touched_customers(xref, ch_xref, ch_records, ch_inter).localCheckpoint(
+                eager=True)
+            xref = xref.join(scope, "customer_id", "left_semi")
+            ids = xref.select("record_id")
+            records = records.join(ids, "record_id", "left_semi")
+            interactions = interactions.join(ids, "record_id", "left_semi")
+        else:
+            log.info("publish: every customer (%s)", next(
+                ch.reason for ch in (ch_xref, ch_records, ch_inter) if ch.full))
+
+        def in_scope(df: DataFrame | None) -> DataFrame | None:
+            return df if df is None or scope is None else df.join(scope, "customer_id",
+                                                                  "left_semi")
+
         at = datetime.now(UTC).replace(microsecond=0)
         # Predicates are checked here, while the plan is built: a bad one fails before work.
         built = build_profiles(records, xref, interactions, settings, as_of)
@@ -131,23 +210,52 @@ def run_publish(ctx: StageContext) -> PublishReport:
 
         with io.commit_metadata(spark, {"run_id": run.run_id, "stage": "publish",
                                         "as_of": as_of.isoformat()}):
-            # Profile: upsert new and changed customers, delete vanished ones.
             current, _ = _current(ctx, GOLD_CUSTOMER_PROFILE)
+            current = in_scope(current)
             classified = classify_changes(
                 profiles, None if current is None else current.select("customer_id",
                                                                       "_row_hash"))
             p = _counts(classified, "_change")
+            spells, _ = _current(ctx, GOLD_SEGMENT_MEMBERSHIP)
+            transitions = segment_transitions(
+                profiles, None if spells is None else in_scope(spells.filter(
+                    F.col("exited_at").isNull()).select("customer_id", "segment")),
+                at, run.run_id).localCheckpoint(eager=True)
+            s = _counts(transitions, "_action")
+
+            # Events first (an outbox, see discard_uncommitted_profile_events).
+            # merged / split events of the resolve runs since the last publish
+            identity = (ch_events.rows.filter(F.col("_change_type") == "insert")
+                        if ch_events.rows is not None and not ch_events.empty else None)
+            changed_ids = classified.filter(F.col("_change") != "unchanged").select(
+                "customer_id")
+            events = profile_events(
+                profiles.join(changed_ids, "customer_id", "left_semi"),
+                None if current is None else current.join(changed_ids, "customer_id",
+                                                           "left_semi"),
+                transitions, identity,
+                attributes=[c for c in GOLDEN_COLUMNS if c not in ("customer_id", "lineage")],
+                metrics=list(METRIC_COLUMNS), run_id=run.run_id, at=at,
+            ).localCheckpoint(eager=True)
+            e = _counts(events, "event_type")
+            if e:
+                io.append_new_batches(events, lake.ref(GOLD_PROFILE_EVENTS), batch_col="run_id",
+                                      known_batches=())
+                crash_point("publish:after_profile_events")
+
+            # Profile: upsert new and changed customers, delete vanished ones.
             if p.get("insert", 0) + p.get("update", 0) + p.get("delete", 0):
                 res = io.merge_changes(profile_changes(classified),
                                        lake.ref(GOLD_CUSTOMER_PROFILE), ["customer_id"],
                                        PROFILE_COLUMNS)
                 run.output_versions[str(lake.ref(GOLD_CUSTOMER_PROFILE))] = res.version or 0
+                crash_point("publish:after_profile")
 
             # History (SCD2), compared with its own current rows.
             hist, _ = _current(ctx, GOLD_CUSTOMER_PROFILE_HISTORY)
             h_classified = classify_changes(
-                profiles, None if hist is None else hist.filter(F.col("valid_to").isNull())
-                .select("customer_id", "_row_hash"))
+                profiles, None if hist is None else in_scope(hist.filter(
+                    F.col("valid_to").isNull()).select("customer_id", "_row_hash")))
             h = _counts(h_classified, "_change")
             if h.get("insert", 0) + h.get("update", 0) + h.get("delete", 0):
                 res = io.merge_scd2(
@@ -158,23 +266,20 @@ def run_publish(ctx: StageContext) -> PublishReport:
                     res.version or 0)
 
             # Segment membership: spells begin and end only on transitions.
-            spells, _ = _current(ctx, GOLD_SEGMENT_MEMBERSHIP)
-            transitions = segment_transitions(
-                profiles, None if spells is None else spells.filter(
-                    F.col("exited_at").isNull()).select("customer_id", "segment"),
-                at, run.run_id).localCheckpoint(eager=True)
-            s = _counts(transitions, "_action")
             if s or spells is None:
                 res = io.merge_scd2(
                     transitions, lake.ref(GOLD_SEGMENT_MEMBERSHIP), ["customer_id", "segment"],
                     MEMBERSHIP_COLUMNS, open_col="exited_at",
                     close_set={"exited_at": "s._at", "exited_run_id": "s._run_id"})
                 run.output_versions[str(lake.ref(GOLD_SEGMENT_MEMBERSHIP))] = res.version or 0
+            save_watermarks(spark, lake, "publish", {ch.table: ch.version for ch in chs},
+                            params=params, run_id=run.run_id, saved=marks)
 
-        sizes = {r["segment"]: int(r["n"]) for r in profiles.select(
+        table = io.read_table(spark, lake.ref(GOLD_CUSTOMER_PROFILE))
+        sizes = {r["segment"]: int(r["n"]) for r in table.select(
             F.explode("segments").alias("segment")).groupBy("segment").agg(
             F.count("*").alias("n")).collect()}
-        customers = sum(p.get(k, 0) for k in ("insert", "update", "unchanged"))
+        customers = table.count()
         report = PublishReport(
             run_id=run.run_id, as_of=as_of, customers=customers,
             profile_inserted=p.get("insert", 0), profile_updated=p.get("update", 0),
@@ -193,8 +298,11 @@ def run_publish(ctx: StageContext) -> PublishReport:
             "history_closed": report.history_closed,
             "segments_entered": report.segments_entered,
             "segments_exited": report.segments_exited,
+            **{f"events_{k}": v for k, v in e.items()},
         })
-        run.metrics.update({"customers": float(customers),
+        report.events = e
+        report.full = is_full
+        run.metrics.update({"full": float(is_full), "customers": float(customers),
                             "as_of_yyyymmdd": float(as_of.strftime("%Y%m%d"))})
         return report
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import reduce
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from udp_spark import io
+from udp_spark.changes import Changes, changes_since, fingerprint, read_watermarks, save_watermarks
 from udp_spark.faults import crash_point
 from udp_spark.graph import connected_components
 from udp_spark.matching.clustering import conflict_flag, split_components
@@ -24,6 +26,8 @@ from udp_spark.tables import (
     GOLD_IDENTITY_XREF,
     SILVER_MATCH_LABELS,
     SILVER_MATCH_SCORES,
+    SILVER_PARTY_RECORDS,
+    TableRef,
 )
 
 log = logging.getLogger(__name__)
@@ -36,6 +40,8 @@ class ResolveReport:
     largest_cluster: int
     events: dict[str, int]
     ids_changed: int
+    full: bool = True
+    records_reclustered: int = 0
 
 
 MANUAL_WEIGHT = 1e6  # a manual link is merged before any scored one
@@ -45,7 +51,8 @@ def cluster_records(records: DataFrame, scores: DataFrame, threshold: float, *,
                     dob: bool = True, given_name: bool = True, loyalty_id: bool = True,
                     identifiers: Sequence[str] = (), backend: str = "auto",
                     manual: DataFrame | None = None) -> DataFrame:
-    """``(record_id, cluster_id)`` for every record: components over accepted edges, split
+    """``(record_id, cluster_id, component_id)`` for every record: components over accepted
+    edges (``component_id``: the smallest record id of the component), split
     where strong conflicts say two members are different people (``identifiers``: names
     of identifier comparisons whose disagreement is a conflict).
 
@@ -78,9 +85,11 @@ def cluster_records(records: DataFrame, scores: DataFrame, threshold: float, *,
     vertices = edges.select(F.col("src").alias("id")).unionByName(
         edges.select(F.col("dst").alias("id"))).distinct()
     cc = connected_components(vertices, edges, backend=backend)  # type: ignore[arg-type]
-    split = flagged.transform(split_components(cc)).select("record_id", "cluster_id")
+    split = flagged.transform(split_components(cc)).select("record_id", "cluster_id",
+                                                           "component")
     return records.select("record_id").join(split, "record_id", "left").select(
-        "record_id", F.coalesce("cluster_id", "record_id").alias("cluster_id"))
+        "record_id", F.coalesce("cluster_id", "record_id").alias("cluster_id"),
+        F.coalesce("component", "record_id").alias("component_id"))
 
 
 def manual_decisions(ctx: StageContext) -> DataFrame | None:
@@ -105,39 +114,96 @@ def discard_uncommitted_events(ctx: StageContext) -> int:
     landed (runs are serialised, so only the latest events commit can be one). Returns the
     number of event rows deleted.
     """
-    spark, lake = ctx.spark, ctx.lakehouse
-    ev_ref, xref_ref = lake.ref(GOLD_IDENTITY_EVENTS), lake.ref(GOLD_IDENTITY_XREF)
-    last_events = io.last_commit_info(spark, ev_ref)
-    if last_events is None or last_events.run_id is None or last_events.operation != "WRITE":
-        return 0  # no events yet, or the latest commit is such a discard
-    last_xref = io.last_commit_info(spark, xref_ref)
-    if last_xref is not None and last_xref.timestamp >= last_events.timestamp:
-        return 0
-    res = io.delete_where(spark, ev_ref, F.col("run_id") == last_events.run_id)
-    deleted = res.metric("numDeletedRows")
-    log.warning("resolve run %s died between its identity events and its xref: discarded "
-                "its %d events; this run computes them again", last_events.run_id, deleted)
+    lake = ctx.lakehouse
+    run_id, deleted = io.discard_uncommitted_outbox(
+        ctx.spark, lake.ref(GOLD_IDENTITY_EVENTS), lake.ref(GOLD_IDENTITY_XREF))
+    if run_id:
+        log.warning("resolve run %s died between its identity events and its xref: discarded "
+                    "its %d events; this run computes them again", run_id, deleted)
     return deleted
 
 
-def run_resolve(ctx: StageContext) -> ResolveReport:
-    """Clusters and stable customer ids into ``gold.identity_xref`` and ``identity_events``."""
+XREF_COLUMNS = ("record_id", "customer_id", "cluster_size", "reason", "best_link_probability",
+                "run_id", "component_id", "_row_hash")
+
+
+def resolve_fingerprint(ctx: StageContext) -> str:
+    """What the clusters depend on besides the scores: threshold and conflict rules."""
+    rcfg = ctx.cfg.matching.resolve
+    return fingerprint(rcfg.model_dump(mode="json", exclude={"graph_backend"}),
+                       [i.name for i in ctx.cfg.matching.identifiers if i.conflict])
+
+
+def records_in_scope(xref: DataFrame, touched: DataFrame) -> DataFrame:
+    """``record_id`` of every record to cluster again: the ``touched`` ones and all members
+    of the components they belonged to.
+
+    Components are closed under the accepted edges, so an edge that is new, retired or
+    re-scored has both ends touched, and any other edge of a touched component lies inside
+    the scope: re-clustering the scope gives the clusters a full run would give, and no
+    cluster outside it can change.
+    """
+    comps = xref.join(touched, "record_id", "left_semi").select("component_id").distinct()
+    return (xref.join(comps, "component_id", "left_semi").select("record_id")
+            .unionByName(touched).distinct())
+
+
+def run_resolve(ctx: StageContext, *, full: bool = False) -> ResolveReport:
+    """Clusters and stable customer ids into ``gold.identity_xref`` and ``identity_events``,
+    for the components that records, scores or manual labels changed since the last run
+    touch (every record the first time, when the threshold or conflict rules change, or
+    with ``full``). Clusters outside them are not read and their ids never change.
+    """
     rcfg = ctx.cfg.matching.resolve
     spark, lake = ctx.spark, ctx.lakehouse
+    scores_ref, rec_ref = lake.ref(SILVER_MATCH_SCORES), lake.ref(SILVER_PARTY_RECORDS)
+    labels_ref, xref_ref = lake.ref(SILVER_MATCH_LABELS), lake.ref(GOLD_IDENTITY_XREF)
+    params = resolve_fingerprint(ctx)
     with audited_run(ctx, "resolve") as run, io.commit_metadata(
             spark, {"run_id": run.run_id, "stage": "resolve"}):
         discarded = discard_uncommitted_events(ctx)
-        records = party_records(ctx)
-        scores = io.read_table(spark, lake.ref(SILVER_MATCH_SCORES))
+        marks = read_watermarks(spark, lake, "resolve")
+        has_state = (io.table_exists(spark, xref_ref)
+                     and "component_id" in io.read_table(spark, xref_ref).columns)
+        chs = [changes_since(spark, lake, "resolve", ref, params=params, marks=marks,
+                             force_full=full or not has_state)
+               for ref in (scores_ref, rec_ref, labels_ref)]
+        ch_scores, ch_records, ch_labels = chs
+        if ch_scores.version is None:
+            raise ValueError(f"{scores_ref} does not exist: run `udp score` first")
+        for ch in chs:
+            if ch.version is not None:
+                run.input_versions[ch.table] = ch.version
+        run.row_counts["identity_events_discarded"] = discarded
+        is_full = ch_scores.full or ch_records.full
+        if not is_full and all(ch.empty for ch in chs):
+            log.info("resolve: no record, score or label changed since the last run")
+            return _unchanged_report(ctx, run.run_id)
+        records = party_records(ctx, version=ch_records.version)
+        scores = io.read_table(spark, scores_ref, version=ch_scores.version)
         manual = manual_decisions(ctx)
+        previous = (io.read_table(spark, xref_ref).select("record_id", "customer_id",
+                                                          *(["component_id"] if has_state
+                                                            else []))
+                    .localCheckpoint(eager=True) if io.table_exists(spark, xref_ref) else None)
+        gone = None
+        if is_full:
+            log.info("resolve: every record (%s)", ch_scores.reason if ch_scores.full
+                     else ch_records.reason)
+        else:
+            assert previous is not None
+            touched = _touched_records(ch_scores, ch_records, ch_labels, labels_ref, ctx)
+            scope = records_in_scope(previous, touched).localCheckpoint(eager=True)
+            gone = scope.join(records, "record_id", "left_anti")  # deleted records
+            records = records.join(scope, "record_id", "left_semi")
+            scores = (scores.join(scope.toDF("record_id_l"), "record_id_l", "left_semi")
+                      .join(scope.toDF("record_id_r"), "record_id_r", "left_semi"))
+            previous = previous.join(scope, "record_id", "left_semi")
         clusters = cluster_records(
             records, scores, rcfg.threshold, dob=rcfg.conflict_on_dob,
             given_name=rcfg.conflict_on_given_name, loyalty_id=rcfg.conflict_on_loyalty_id,
             identifiers=[i.name for i in ctx.cfg.matching.identifiers if i.conflict],
             backend=rcfg.graph_backend, manual=manual).localCheckpoint(eager=True)
-        xref_ref = lake.ref(GOLD_IDENTITY_XREF)
-        previous = (io.read_table(spark, xref_ref).select("record_id", "customer_id")
-                    .localCheckpoint(eager=True) if io.table_exists(spark, xref_ref) else None)
         ids, events = assign_customer_ids(clusters, previous, run.run_id)
         sizes = clusters.groupBy("cluster_id").agg(F.count("*").alias("cluster_size"))
         # Why a record is where it is: a manual match inside its cluster ("manual"), else a
@@ -170,9 +236,10 @@ def run_resolve(ctx: StageContext) -> ResolveReport:
                               F.lit("model_score"))
                         .otherwise(F.lit("key")).alias("reason"),
                         "best_link_probability",
-                        F.lit(run.run_id).alias("run_id"))
-                .withColumn("_row_hash", F.sha2(F.concat_ws("|", "customer_id", "reason"),
-                                                256))).localCheckpoint(eager=True)
+                        F.lit(run.run_id).alias("run_id"), "component_id")
+                .withColumn("_row_hash", F.sha2(F.concat_ws(
+                    "|", "customer_id", "reason", "cluster_size", "component_id"), 256))
+                ).localCheckpoint(eager=True)
         # The events are written before the xref, as an outbox: a run that dies between the
         # two commits leaves events whose run never committed an xref, which the next run
         # discards (discard_uncommitted_events) before it computes them again. The other
@@ -186,17 +253,64 @@ def run_resolve(ctx: StageContext) -> ResolveReport:
                 .withColumn("event_at", F.current_timestamp()),
                 lake.ref(GOLD_IDENTITY_EVENTS), batch_col="run_id", known_batches=())
             crash_point("resolve:after_identity_events")
-        res = io.merge_upsert(xref, xref_ref, ["record_id"])
+        if not has_state:  # first run, or an xref written before component ids existed
+            changed = 0 if previous is None else xref.join(
+                previous.toDF("record_id", "_old"), "record_id", "full").filter(
+                ~F.col("customer_id").eqNullSafe(F.col("_old"))).count()
+            res = io.overwrite(xref, xref_ref)
+        else:
+            changes = xref.withColumn("_action", F.lit("upsert"))
+            if gone is not None:
+                changes = changes.unionByName(
+                    io.read_table(spark, xref_ref).join(gone, "record_id", "left_semi")
+                    .select(*XREF_COLUMNS).withColumn("_action", F.lit("delete")))
+            elif previous is not None:  # a full run: records that no longer exist
+                changes = changes.unionByName(
+                    io.read_table(spark, xref_ref).join(xref.select("record_id"), "record_id",
+                                                        "left_anti")
+                    .select(*XREF_COLUMNS).withColumn("_action", F.lit("delete")))
+            res = io.merge_changes(changes.localCheckpoint(eager=True), xref_ref,
+                                   ["record_id"], XREF_COLUMNS, change_col="_row_hash")
+            changed = (res.metric("numTargetRowsUpdated") + res.metric("numTargetRowsDeleted")
+                       + res.metric("numTargetRowsInserted"))
         crash_point("resolve:after_identity_xref")
-        changed = res.metric("numTargetRowsUpdated") + (
-            res.metric("numTargetRowsInserted") if previous is not None else 0)
-        stats = io.one_row(xref.agg(F.count("*").alias("n"),
-                                    F.countDistinct("customer_id").alias("c"),
-                                    F.max("cluster_size").alias("big")))
-        run.row_counts.update({"identity_xref_changed": changed,
-                               "identity_events_discarded": discarded,
+        save_watermarks(spark, lake, "resolve", {ch.table: ch.version for ch in chs},
+                        params=params, run_id=run.run_id, saved=marks)
+        stats = io.one_row(io.read_table(spark, xref_ref).agg(
+            F.count("*").alias("n"), F.countDistinct("customer_id").alias("c"),
+            F.max("cluster_size").alias("big")))
+        n_scope = clusters.count()
+        run.row_counts.update({"identity_xref_changed": changed, "records_reclustered": n_scope,
                                **{f"events_{k}": v for k, v in ev_counts.items()}})
         run.metrics.update({"customers": float(stats["c"]), "largest_cluster":
-                            float(stats["big"])})
+                            float(stats["big"]), "full": float(is_full)})
         return ResolveReport(run.run_id, int(stats["n"]), int(stats["c"]), int(stats["big"]),
-                             ev_counts, changed)
+                             ev_counts, changed, is_full, n_scope)
+
+
+def _touched_records(ch_scores: Changes, ch_records: Changes, ch_labels: Changes,
+                     labels_ref: TableRef, ctx: StageContext) -> DataFrame:
+    """``record_id`` of records whose edges may have changed: ends of changed scores and
+    labels, and changed records (new, updated, deleted)."""
+    parts: list[DataFrame] = []
+    for ch in (ch_scores, ch_labels):
+        if ch.rows is not None and not ch.empty:
+            parts += [ch.keys("record_id_l").toDF("record_id"),
+                      ch.keys("record_id_r").toDF("record_id")]
+    if ch_labels.full:  # labels appeared since the last run: all of them (a small table)
+        labels = io.read_table(ctx.spark, labels_ref, version=ch_labels.version)
+        parts += [labels.select(F.col("record_id_l").alias("record_id")),
+                  labels.select(F.col("record_id_r").alias("record_id"))]
+    if ch_records.rows is not None and not ch_records.empty:
+        parts.append(ch_records.keys("record_id"))
+    if not parts:
+        return ctx.spark.createDataFrame([], "record_id string")
+    return reduce(DataFrame.unionByName, parts).distinct()
+
+
+def _unchanged_report(ctx: StageContext, run_id: str) -> ResolveReport:
+    stats = io.one_row(io.read_table(ctx.spark, ctx.lakehouse.ref(GOLD_IDENTITY_XREF)).agg(
+        F.count("*").alias("n"), F.countDistinct("customer_id").alias("c"),
+        F.max("cluster_size").alias("big")))
+    return ResolveReport(run_id, int(stats["n"]), int(stats["c"]), int(stats["big"] or 0), {},
+                         0, False, 0)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from functools import reduce
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from udp_spark import io
+from udp_spark.changes import changes_since, save_watermarks
 from udp_spark.matching.fellegi_sunter import FSModel
 from udp_spark.matching.scoring import contributions, score_pairs, tf_tables
 from udp_spark.matching.supervised import SupervisedMatcher
@@ -19,6 +21,8 @@ from udp_spark.tables import (
     SILVER_MATCH_SCORES,
     SILVER_MATCH_TERM_FREQUENCIES,
 )
+
+log = logging.getLogger(__name__)
 
 
 def frozen_tf_tables(ctx: StageContext, records: DataFrame, model: FSModel | SupervisedMatcher,
@@ -51,30 +55,74 @@ def frozen_tf_tables(ctx: StageContext, records: DataFrame, model: FSModel | Sup
             for c in [*model.tf_columns, *model.joint_tf]}
 
 
-def run_score(ctx: StageContext) -> dict[str, float]:
-    """Score every candidate pair with the model behind the configured alias."""
+SCORE_KEYS = ("record_id_l", "record_id_r")
+
+
+def run_score(ctx: StageContext, *, full: bool = False) -> dict[str, float]:
+    """Score the candidate pairs added or changed since the last run with the model behind
+    the configured alias, and drop the scores of retired pairs.
+
+    Every pair is scored when the model version differs from the last run's (on purpose: a
+    new model re-scores everything), the first time, or with ``full``.
+    """
     from udp_spark.platform import mlflow_store
 
     mcfg = ctx.cfg.matching.model
+    spark, lake = ctx.spark, ctx.lakehouse
+    pairs_ref, scores_ref = lake.ref(SILVER_CANDIDATE_PAIRS), lake.ref(SILVER_MATCH_SCORES)
     with audited_run(ctx, "score") as run, io.commit_metadata(
-            ctx.spark, {"run_id": run.run_id, "stage": "score"}):
+            spark, {"run_id": run.run_id, "stage": "score"}):
         model, version = mlflow_store.load_by_alias(ctx.cfg.mlflow, mcfg.registered_name,
                                                     mcfg.alias)
-        records = party_records(ctx)
-        pairs = io.read_table(ctx.spark, ctx.lakehouse.ref(SILVER_CANDIDATE_PAIRS))
         label = f"{mcfg.registered_name}/{version}"
+        if not io.table_exists(spark, pairs_ref):
+            raise ValueError(f"{pairs_ref} does not exist: run `udp block` first")
+        ch = changes_since(spark, lake, "score", pairs_ref, params=label,
+                           force_full=full or not io.table_exists(spark, scores_ref))
+        run.input_versions[str(pairs_ref)] = ch.version or 0
+        run.metrics["model_version"] = float(version)
+        if ch.empty:
+            log.info("score: no candidate pair changed since the last run")
+            return {"pairs_scored": 0.0, "pairs_deleted": 0.0, "model_version": float(version),
+                    "full": 0.0}
+        records = party_records(ctx)
         tf = frozen_tf_tables(ctx, records, model, label)
-        scored = score_pairs(records, pairs.select("record_id_l", "record_id_r", "methods"),
-                             model, checkpoint=True, tf=tf)
+        if ch.full:
+            log.info("score: every pair (%s)", ch.reason)
+            todo = io.read_table(spark, pairs_ref, version=ch.version)
+            gone = None
+        else:
+            last = ch.latest_rows(list(SCORE_KEYS)).localCheckpoint(eager=True)
+            todo = last.filter(F.col("_change_type") != "delete")
+            gone = last.filter(F.col("_change_type") == "delete").select(*SCORE_KEYS)
+            # only the records of these pairs are read for the comparisons
+            ids = todo.select(F.explode(F.array(*SCORE_KEYS)).alias("record_id")).distinct()
+            records = records.join(ids, "record_id", "left_semi")
+        scored = score_pairs(records, todo.select(*SCORE_KEYS, "methods"), model,
+                             checkpoint=True, tf=tf)
         out = scored.select(
-            "record_id_l", "record_id_r", "methods", *model.comparisons,
+            *SCORE_KEYS, "methods", *model.comparisons,
             contributions(model).alias("contributions"), "match_weight",
             "match_probability", F.lit(label).alias("model_version"),
             F.lit(run.run_id).alias("_run_id"))
-        res = io.overwrite(out, ctx.lakehouse.ref(SILVER_MATCH_SCORES))
-        run.row_counts["silver.match_scores"] = res.metric("numOutputRows")
-        run.metrics["model_version"] = float(version)
-        return {"pairs_scored": float(res.metric("numOutputRows")), "model_version": float(version)}
+        deleted = 0
+        if ch.full:
+            res = io.overwrite(out, scores_ref)
+            n_scored = res.metric("numOutputRows")
+        else:
+            assert gone is not None
+            columns = out.columns
+            changes = out.withColumn("_action", F.lit("upsert")).unionByName(
+                gone.join(io.read_table(spark, scores_ref), list(SCORE_KEYS))
+                .select(*columns).withColumn("_action", F.lit("delete")))
+            res = io.merge_changes(changes, scores_ref, list(SCORE_KEYS), columns)
+            n_scored = res.metric("numTargetRowsInserted") + res.metric("numTargetRowsUpdated")
+            deleted = res.metric("numTargetRowsDeleted")
+        save_watermarks(spark, lake, "score", {str(pairs_ref): ch.version}, params=label,
+                        run_id=run.run_id)
+        run.row_counts.update({"silver.match_scores": n_scored, "scores_deleted": deleted})
+        return {"pairs_scored": float(n_scored), "pairs_deleted": float(deleted),
+                "model_version": float(version), "full": float(ch.full)}
 
 
 def explain_pair(ctx: StageContext, record_a: str, record_b: str) -> dict[str, object]:

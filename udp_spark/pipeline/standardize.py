@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from udp_spark import io
+from udp_spark.changes import (
+    CDF_COLUMNS,
+    Changes,
+    changes_since,
+    fingerprint,
+    read_watermarks,
+    save_watermarks,
+)
+from udp_spark.config import SourceConfig
 from udp_spark.pipeline.context import StageContext, audited_run
 from udp_spark.standardize.transforms import (
     check_interactions,
@@ -17,6 +27,7 @@ from udp_spark.standardize.transforms import (
     interaction_records,
     party_records,
     quarantine_rows,
+    row_keys,
 )
 from udp_spark.tables import SILVER_INTERACTIONS, SILVER_PARTY_RECORDS, SILVER_QUARANTINE
 
@@ -32,6 +43,8 @@ class StandardizeReport:
     interactions_inserted: int
     interactions_updated: int
     quarantine_inserted: int
+    full_sources: list[str] = field(default_factory=list)  # standardized whole (no watermark)
+    unchanged_sources: list[str] = field(default_factory=list)  # nothing new in bronze
 
 
 def _union(frames: list[DataFrame]) -> DataFrame | None:
@@ -40,16 +53,54 @@ def _union(frames: list[DataFrame]) -> DataFrame | None:
     return functools.reduce(lambda a, b: a.unionByName(b), frames)
 
 
-def run_standardize(ctx: StageContext, sources: list[str] | None = None) -> StandardizeReport:
-    """Standardize every landed source (default: all configured sources with a bronze table).
+def source_fingerprint(ctx: StageContext, source: SourceConfig) -> str:
+    """What a source's silver rows depend on: its mapping and the standardize settings."""
+    return fingerprint(source.model_dump(mode="json"), ctx.cfg.standardize.model_dump(
+        mode="json"))
 
-    Reads all of bronze and MERGEs into silver: records whose content did not change are not
-    rewritten, so running it again on the same input changes no row. One commit per table.
+
+def rows_to_standardize(bronze: DataFrame, source: SourceConfig, ch: Changes) -> DataFrame:
+    """The bronze rows whose silver rows the changes ``ch`` affect.
+
+    A full change set: all of bronze. Otherwise the rows landed since the watermark, plus
+    every earlier row sharing a key with one of them (a record is the merge of all its rows:
+    each field takes its latest non-null value), so the result equals standardizing all of
+    bronze, for the keys that changed.
+    """
+    if ch.full:
+        return bronze
+    assert ch.rows is not None
+    new = ch.rows.filter(F.col("_change_type") == "insert").drop(*CDF_COLUMNS)
+    batches = sorted(r[0] for r in new.select("_batch_id").distinct().collect())
+    hit = F.col("_batch_id").isin(*batches)
+    out = bronze
+    for i, key in enumerate(row_keys(source)):
+        touched = (new.select(key.alias(f"_k{i}")).filter(F.col(f"_k{i}").isNotNull())
+                   .distinct().withColumn(f"_hit{i}", F.lit(True)))
+        out = out.withColumn(f"_k{i}", key).join(touched, f"_k{i}", "left")
+        hit = hit | F.col(f"_hit{i}").isNotNull()
+    extra = [c for c in out.columns if c not in bronze.columns]
+    return out.filter(hit).drop(*extra)
+
+
+def run_standardize(ctx: StageContext, sources: list[str] | None = None, *,
+                    full: bool = False) -> StandardizeReport:
+    """Standardize what was landed since the last run (default: all configured sources with a
+    bronze table); ``full`` standardizes all of bronze again.
+
+    Per source, reads the bronze rows landed since its watermark (change data feed) and the
+    earlier rows of the records and interactions they touch, and MERGEs into silver: rows
+    whose content did not change are not rewritten, so a re-delivered batch changes no row.
+    One commit per silver table, then the watermarks.
     """
     spark, cfg, lake = ctx.spark, ctx.cfg, ctx.lakehouse
     names = sources or sorted(cfg.sources)
     with audited_run(ctx, "standardize") as run, io.commit_metadata(
             spark, {"run_id": run.run_id, "stage": "standardize"}):
+        marks = read_watermarks(spark, lake, "standardize")
+        done: dict[str, tuple[int | None, str]] = {}
+        full_sources: list[str] = []
+        unchanged: list[str] = []
         parties: list[DataFrame] = []
         interactions: list[DataFrame] = []
         quarantine: list[DataFrame] = []
@@ -61,11 +112,20 @@ def run_standardize(ctx: StageContext, sources: list[str] | None = None) -> Stan
             if not io.table_exists(spark, ref):
                 log.warning("bronze.%s does not exist yet; run ingest first (skipped)", name)
                 continue
+            params = source_fingerprint(ctx, source)
+            ch = changes_since(spark, lake, "standardize", ref, params=params, force_full=full,
+                               marks=marks)
             used.append(name)
-            version = io.table_version(spark, ref)
-            if version is not None:
-                run.input_versions[str(ref)] = version
-            bronze = io.read_table(spark, ref)
+            if ch.version is not None:
+                run.input_versions[str(ref)] = ch.version
+            done[str(ref)] = (ch.version, params)
+            if ch.empty:
+                unchanged.append(name)
+                continue
+            if ch.full:
+                full_sources.append(name)
+            bronze = rows_to_standardize(io.read_table(spark, ref, version=ch.version),
+                                         source, ch)
             if source.party is not None:
                 checked = bronze.transform(check_party(source, cfg.standardize)).persist(
                     StorageLevel.MEMORY_AND_DISK)
@@ -105,7 +165,13 @@ def run_standardize(ctx: StageContext, sources: list[str] | None = None) -> Stan
         finally:
             for df in cached:
                 df.unpersist()
+        save_watermarks(spark, lake, "standardize", {t: v for t, (v, _) in done.items()},
+                        params={t: p for t, (_, p) in done.items()}, run_id=run.run_id,
+                        saved=marks)  # last: see udp_spark.changes
         run.row_counts.update({"party_inserted": p_ins, "party_updated": p_upd,
                                "interactions_inserted": i_ins, "interactions_updated": i_upd,
                                "quarantine_inserted": q_ins})
-        return StandardizeReport(run.run_id, used, p_ins, p_upd, i_ins, i_upd, q_ins)
+        run.row_counts["sources_unchanged"] = len(unchanged)
+        run.row_counts["sources_full"] = len(full_sources)
+        return StandardizeReport(run.run_id, used, p_ins, p_upd, i_ins, i_upd, q_ins,
+                                 full_sources, unchanged)

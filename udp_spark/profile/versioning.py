@@ -11,15 +11,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 __all__ = [
     "HISTORY_EXTRA_COLUMNS",
     "MEMBERSHIP_COLUMNS",
+    "PROFILE_EVENT_COLUMNS",
+    "PROFILE_EVENT_TYPES",
     "classify_changes",
     "history_changes",
     "profile_changes",
+    "profile_events",
     "segment_transitions",
 ]
 
@@ -99,3 +102,80 @@ def segment_transitions(profiles: DataFrame, open_spells: DataFrame | None, at: 
         F.when(entering, F.lit("insert")).otherwise(F.lit("close")).alias("_action"),
         F.lit(at).alias("_at"), F.lit(run_id).alias("_run_id"),
     )
+
+
+# --------------------------------------------------------------------------- profile events
+
+PROFILE_EVENT_COLUMNS = ("event_id", "customer_id", "event_type", "detail",
+                         "related_customer_id", "run_id", "event_at")
+PROFILE_EVENT_TYPES = ("profile_created", "profile_deleted", "merged", "split",
+                       "attributes_changed", "metrics_changed", "segment_entered",
+                       "segment_exited")
+
+
+def _compared(df: DataFrame, columns: Sequence[str], prefix: str) -> DataFrame:
+    # as JSON, so that maps (which Spark cannot compare) compare too
+    return df.select("customer_id", *[F.to_json(F.struct(F.col(c))).alias(f"{prefix}{c}")
+                                      for c in columns], F.lit(True).alias(f"{prefix}_in"))
+
+
+def profile_events(new: DataFrame, old: DataFrame | None, transitions: DataFrame,
+                   identity: DataFrame | None, *, attributes: Sequence[str],
+                   metrics: Sequence[str], run_id: str, at: datetime) -> DataFrame:
+    """The changes downstream systems act on, one row per customer and kind of change.
+
+    Args:
+        new: the profiles just built; ``old``: the current rows of the same customers.
+        transitions: :func:`segment_transitions` (``segment_entered`` / ``segment_exited``).
+        identity: identity events since the last publish (``merged`` and ``split`` are
+            passed on; ``created`` is ``profile_created`` here), or None.
+        attributes, metrics: the columns whose changes are ``attributes_changed`` and
+            ``metrics_changed`` (``detail`` lists the changed columns).
+
+    Returns:
+        :data:`PROFILE_EVENT_COLUMNS`; ``event_id`` is unique per run, customer, type and
+        detail.
+    """
+    cols = [*attributes, *metrics]
+    n = _compared(new, cols, "n_")
+    if old is None:
+        joined = n.select("*", *[F.lit(None).cast("string").alias(f"o_{c}") for c in cols],
+                          F.lit(None).cast("boolean").alias("o__in"))
+    else:
+        joined = n.join(_compared(old, cols, "o_"), "customer_id", "full")
+
+    def changed(names: Sequence[str]) -> Column:
+        return F.array_join(F.array_compact(F.array(*[
+            F.when(~F.col(f"n_{c}").eqNullSafe(F.col(f"o_{c}")), F.lit(c)) for c in names])),
+            ",")
+
+    both = F.col("n__in") & F.col("o__in")
+    def kind(name: str, detail: Column | None = None) -> Column:
+        return F.struct(F.lit(name).alias("t"), (
+            detail if detail is not None else F.lit(None)).cast("string").alias("d"))
+
+    kinds = F.array(
+        F.when(F.col("o__in").isNull(), kind("profile_created")),
+        F.when(F.col("n__in").isNull(), kind("profile_deleted")),
+        F.when(both & (changed(attributes) != ""), kind("attributes_changed",
+                                                        changed(attributes))),
+        F.when(both & (changed(metrics) != ""), kind("metrics_changed", changed(metrics))))
+    changes = joined.select("customer_id", F.explode(F.array_compact(kinds)).alias("k")).select(
+        "customer_id", F.col("k.t").alias("event_type"), F.col("k.d").alias("detail"),
+        F.lit(None).cast("string").alias("related_customer_id"))
+    segments = transitions.select(
+        "customer_id", F.when(F.col("_action") == "insert", F.lit("segment_entered"))
+        .otherwise(F.lit("segment_exited")).alias("event_type"),
+        F.col("segment").alias("detail"), F.lit(None).cast("string").alias("related_customer_id"))
+    out = changes.unionByName(segments)
+    if identity is not None:
+        out = out.unionByName(identity.filter(F.col("event_type").isin("merged", "split"))
+                              .select("customer_id", "event_type",
+                                      F.lit(None).cast("string").alias("detail"),
+                                      "related_customer_id"))
+    return out.select(
+        F.sha2(F.concat_ws("|", F.lit(run_id), "customer_id", "event_type",
+                           F.coalesce("detail", F.lit("")),
+                           F.coalesce("related_customer_id", F.lit(""))), 256).alias("event_id"),
+        "customer_id", "event_type", "detail", "related_customer_id",
+        F.lit(run_id).alias("run_id"), F.lit(at).alias("event_at")).dropDuplicates(["event_id"])

@@ -152,6 +152,16 @@ def _issues(*conditional: tuple[Column, Column]) -> Column:
 # --------------------------------------------------------------------------- party
 
 
+def row_keys(source: SourceConfig) -> list[Column]:
+    """Over bronze rows: the keys a row is grouped by in silver (the party source key, each
+    interaction mapping's key), exactly as :func:`check_party` and
+    :func:`check_interactions` derive them. Rows sharing a key are standardized together."""
+    keys = [sf.clean_text(field_column(source.party.source_key))] if source.party else []
+    keys += [sf.clean_text(field_column(m.key)) for m in source.interactions]
+    return keys
+
+
+
 def check_party(source: SourceConfig, settings: StandardizeSettings,
                 today: date | None = None) -> Transform:
     """Bronze rows -> one normalized canonical row per input row with ``_issues`` and

@@ -158,7 +158,7 @@ def run_stream(ctx: StageContext, *, available_now: bool = False,
         if available_now:
             query.awaitTermination()
         else:
-            query.awaitTermination(timeout)
+            query.awaitTermination(int(timeout) if timeout else None)
     except KeyboardInterrupt:
         log.info("stream stopped by the user")
     finally:

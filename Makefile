@@ -7,7 +7,7 @@ UDP := $(VENV)/bin/udp
 STAMP := $(VENV)/.udp-setup-done
 PEOPLE ?= 20000
 
-.PHONY: setup demo test test-fast bench lint clean lock
+.PHONY: setup demo test test-fast bench chaos stream lint clean lock
 
 setup: $(STAMP)
 	@$(UDP) setup-jars
@@ -31,6 +31,15 @@ test-fast: setup
 
 bench: setup
 	$(PY) -m udp_spark.bench
+
+# Kill -9 the stream at named crash points and restart it; checks nothing is lost or doubled.
+KILLS ?= 10
+chaos: setup
+	$(PY) -m udp_spark.chaos --kills $(KILLS)
+
+# The demo lakehouse kept current from data/demo's landing folders (Ctrl-C stops).
+stream: setup
+	$(UDP) stream
 
 lint: setup
 	$(VENV)/bin/ruff check udp_spark jobs tests

@@ -34,6 +34,9 @@ RUNS_SCHEMA = T.StructType([
     T.StructField("metrics", T.MapType(T.StringType(), T.DoubleType()), True),
     T.StructField("mlflow_run_id", T.StringType(), True),
     T.StructField("error", T.StringType(), True),
+    # change-driven stages: input table -> version processed, and the settings fingerprint
+    T.StructField("watermarks", T.MapType(T.StringType(), T.LongType()), True),
+    T.StructField("watermark_params", T.MapType(T.StringType(), T.StringType()), True),
 ])
 
 
@@ -69,19 +72,30 @@ class RunRecord:
     row_counts: dict[str, int] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     mlflow_run_id: str | None = None
+    watermarks: dict[str, int] | None = None  # see udp_spark.changes
+    watermark_params: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         if not self.run_id:
             self.run_id = new_run_id(self.stage)
 
 
+def _row(run: RunRecord, status: str, error: str | None) -> tuple[object, ...]:
+    return (run.run_id, run.stage, status, run.started_at.replace(tzinfo=None),
+            datetime.now(UTC).replace(tzinfo=None), run.config_hash, code_version(),
+            run.input_versions, run.output_versions, run.row_counts,
+            {k: float(v) for k, v in run.metrics.items()}, run.mlflow_run_id,
+            (error or "")[:4000] or None, run.watermarks, run.watermark_params)
+
+
+def write_runs(spark: SparkSession, lakehouse: Lakehouse,
+               runs: list[tuple[RunRecord, str, str | None]]) -> None:
+    """Append ``(run, status, error)`` rows to ``audit.runs`` in one small Delta commit."""
+    df = spark.createDataFrame([_row(*r) for r in runs], RUNS_SCHEMA)
+    io.append_new_batches(df, lakehouse.ref(AUDIT_RUNS), batch_col="run_id", known_batches=())
+
+
 def write_run(spark: SparkSession, lakehouse: Lakehouse, run: RunRecord, *,
               status: str = "succeeded", error: str | None = None) -> None:
     """Append the run to ``audit.runs`` (one small Delta commit)."""
-    row = (run.run_id, run.stage, status, run.started_at.replace(tzinfo=None),
-           datetime.now(UTC).replace(tzinfo=None), run.config_hash, code_version(),
-           run.input_versions, run.output_versions, run.row_counts,
-           {k: float(v) for k, v in run.metrics.items()}, run.mlflow_run_id,
-           (error or "")[:4000] or None)
-    df = spark.createDataFrame([row], RUNS_SCHEMA)
-    io.append_new_batches(df, lakehouse.ref(AUDIT_RUNS), batch_col="run_id", known_batches=())
+    write_runs(spark, lakehouse, [(run, status, error)])

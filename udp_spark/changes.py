@@ -1,7 +1,8 @@
 """What changed since a stage last ran: Delta change data feed read from per-stage watermarks.
 
-Every change-driven stage keeps, in ``audit.watermarks``, the version of each input table it
-has processed and a fingerprint of the settings its output depends on (the blocking rules,
+Every change-driven stage keeps, in its ``audit.runs`` row (``watermarks``,
+``watermark_params``), the version of each input table it has processed and a fingerprint
+of the settings its output depends on (the blocking rules,
 the model version, the threshold...). A run asks :func:`changes_since` for each input:
 
 - no watermark, a different fingerprint, or a feed that cannot be read (the table was
@@ -11,17 +12,17 @@ the model version, the threshold...). A run asks :func:`changes_since` for each 
 - otherwise the rows inserted, updated or deleted in the versions after the watermark (Delta
   change data feed: ``_change_type``, ``_commit_version``).
 
-The stage writes its outputs, then :func:`save_watermarks` (last): a run that dies in
-between finds the same changes again, and the stage's writes are MERGEs that are no-ops the
-second time. Change data feed is on for every table this project creates (session default,
-and :func:`enable_change_feed` for tables created before it was).
+The stage writes its outputs, then its audit row with the new watermarks (last): a run
+that dies in between finds the same changes again, and the stage's writes are MERGEs that
+are no-ops the second time. Change data feed is on for every table this project creates
+(session default, and :func:`enable_change_feed` for tables created before it was).
 
 Example::
 
     ch = changes_since(spark, lake, "block", lake.ref(SILVER_PARTY_RECORDS), params=fp)
     changed = records if ch.full else ch.latest_rows(["record_id"])
     ...
-    save_watermarks(spark, lake, "block", {ch.table: ch.version}, params=fp, run_id=run_id)
+    save_watermarks(run, {ch.table: ch.version}, params=fp)  # written with the audit row
 """
 
 from __future__ import annotations
@@ -31,20 +32,18 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from udp_spark import io
-from udp_spark.tables import AUDIT_WATERMARKS, Lakehouse, TableRef
+from udp_spark.audit import RunRecord
+from udp_spark.tables import AUDIT_RUNS, Lakehouse, TableRef
 
 log = logging.getLogger(__name__)
 
 CDF_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
-WATERMARK_SCHEMA = ("stage string, input string, version long, params string, run_id string, "
-                    "committed_at timestamp")
 
 
 def fingerprint(*parts: object) -> str:
@@ -92,14 +91,22 @@ class Changes:
             "_rank = 1").drop("_rank")
 
 
-def read_watermarks(spark: SparkSession, lake: Lakehouse, stage: str) -> dict[str, tuple[int,
-                                                                                       str]]:
-    """``{input table: (version, params)}`` saved by ``stage``."""
-    ref = lake.ref(AUDIT_WATERMARKS)
+def read_watermarks(spark: SparkSession, lake: Lakehouse, stage: str
+                    ) -> dict[str, tuple[int, str]]:
+    """``{input table: (version, params)}`` of ``stage``'s latest succeeded run."""
+    ref = lake.ref(AUDIT_RUNS)
     if not io.table_exists(spark, ref):
         return {}
-    return {r["input"]: (int(r["version"]), r["params"]) for r in io.read_table(spark, ref)
-            .filter(F.col("stage") == stage).collect()}
+    runs = io.read_table(spark, ref)
+    if "watermarks" not in runs.columns:
+        return {}
+    row = (runs.filter((F.col("stage") == stage) & (F.col("status") == "succeeded")
+                       & F.col("watermarks").isNotNull())
+           .orderBy(F.desc("finished_at")).select("watermarks", "watermark_params").first())
+    if row is None:
+        return {}
+    params = row["watermark_params"] or {}
+    return {t: (int(v), params.get(t, "")) for t, v in row["watermarks"].items()}
 
 
 def enable_change_feed(spark: SparkSession, ref: TableRef) -> None:
@@ -155,24 +162,20 @@ def changes_since(spark: SparkSession, lake: Lakehouse, stage: str, ref: TableRe
     return Changes(table, version, False, f"versions {since + 1}..{version}", rows, since)
 
 
-def save_watermarks(spark: SparkSession, lake: Lakehouse, stage: str,
-                    versions: Mapping[str, int | None], *,
-                    params: str | Mapping[str, str] = "", run_id: str,
+def save_watermarks(run: RunRecord, versions: Mapping[str, int | None], *,
+                    params: str | Mapping[str, str] = "",
                     saved: Mapping[str, tuple[int, str]] | None = None) -> None:
-    """Record the input versions ``stage`` has processed (one MERGE commit; none when
-    nothing moved since ``saved``, the watermarks the run started from).
+    """Record the input versions the run has processed, with the settings fingerprint (one
+    for all inputs or one per input table), on top of ``saved`` (the watermarks it started
+    from, so inputs this run did not read keep theirs).
 
-    ``params``: the settings fingerprint, one for all inputs or one per input table.
+    They are written with the run's ``audit.runs`` row, which :func:`audited_run
+    <udp_spark.pipeline.context.audited_run>` appends after the stage's outputs: a run that
+    dies before has not moved its watermarks.
     """
-    at = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
-
-    def p(t: str) -> str:
-        return params if isinstance(params, str) else params.get(t, "")
-
-    rows = [(stage, t, int(v), p(t), run_id, at) for t, v in versions.items()
-            if v is not None and (saved is None or saved.get(t) != (int(v), p(t)))]
-    if not rows:
-        return
-    df = spark.createDataFrame(rows, WATERMARK_SCHEMA).withColumn(
-        "_row_hash", F.sha2(F.concat_ws("|", "version", "params"), 256))
-    io.merge_upsert(df, lake.ref(AUDIT_WATERMARKS), ["stage", "input"])
+    merged = dict(saved or {})
+    for t, v in versions.items():
+        if v is not None:
+            merged[t] = (int(v), params if isinstance(params, str) else params.get(t, ""))
+    run.watermarks = {t: v for t, (v, _) in merged.items()}
+    run.watermark_params = {t: p for t, (_, p) in merged.items()}

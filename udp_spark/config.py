@@ -354,8 +354,9 @@ class StreamSettings(_Model):
 
     trigger_seconds: float = Field(default=10.0, gt=0, description="how often new files "
                                    "are looked for (processing-time trigger)")
-    checkpoint_location: str | None = Field(default=None, description="the query's "
-                                            "checkpoint; default <checkpoint_dir>/stream")
+    checkpoint_location: str | None = Field(
+        default=None, description="the query's checkpoint; default <lakehouse "
+        "root>/_checkpoints/stream")
     max_files_per_trigger: int = Field(default=1000, ge=1, description="per source and "
                                        "micro-batch; the rest waits for the next")
     sources: tuple[str, ...] = Field(default=(), description="sources to watch (default: "

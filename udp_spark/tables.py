@@ -16,7 +16,6 @@ SILVER_PARTY_RECORDS = ("silver", "party_records")
 SILVER_INTERACTIONS = ("silver", "interactions")
 SILVER_QUARANTINE = ("silver", "quarantine")
 AUDIT_RUNS = ("audit", "runs")
-AUDIT_WATERMARKS = ("audit", "watermarks")  # what each change-driven stage has processed
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 
 from udp_spark import io
 from udp_spark.changes import changes_since, fingerprint, save_watermarks
+from udp_spark.faults import crash_point
 from udp_spark.matching.blocking import (
     block_keys,
     check_blocking,
@@ -20,7 +21,7 @@ from udp_spark.matching.blocking import (
     updated_index,
 )
 from udp_spark.matching.evaluation import blocking_metrics
-from udp_spark.pipeline.context import StageContext, audited_run
+from udp_spark.pipeline.context import StageContext, audited_run, stage_watermarks
 from udp_spark.pipeline.inputs import party_records, read_truth
 from udp_spark.tables import SILVER_BLOCK_KEYS, SILVER_CANDIDATE_PAIRS, SILVER_PARTY_RECORDS
 
@@ -80,8 +81,9 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
     with audited_run(ctx, "block") as run, io.commit_metadata(
             spark, {"run_id": run.run_id, "stage": "block"}):
         state = io.table_exists(spark, index_ref) and io.table_exists(spark, pairs_ref)
+        marks = stage_watermarks(ctx, "block")
         ch = changes_since(spark, lake, "block", rec_ref, params=params,
-                           force_full=full or not state)
+                           force_full=full or not state, marks=marks)
         records = party_records(ctx, version=ch.version)
         check_blocking(settings, records)
         run.input_versions[str(rec_ref)] = ch.version or 0
@@ -126,6 +128,7 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
             written = res.metric("numTargetRowsInserted") + res.metric("numTargetRowsUpdated")
             retired = res.metric("numTargetRowsDeleted")
         run.output_versions[str(pairs_ref)] = res.version or 0
+        crash_point("block:after_candidate_pairs")
         # The index: every row of a touched block with its status now; rows of changed
         # records that left a block are deleted. Written after the pairs (see module doc of
         # udp_spark.changes): a run that dies in between recomputes the same pairs.
@@ -139,8 +142,7 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
             io.merge_changes(rows.withColumn("_action", F.lit("upsert")).unionByName(
                 gone.withColumn("_action", F.lit("delete"))).localCheckpoint(eager=True),
                 index_ref, ["block", "record_id"], INDEX_COLUMNS, change_col="expanded")
-        save_watermarks(spark, lake, "block", {str(rec_ref): ch.version}, params=params,
-                        run_id=run.run_id)
+        save_watermarks(run, {str(rec_ref): ch.version}, params=params)
 
         big = touched.filter(F.col("size") > top).orderBy(F.desc("size")).limit(20).collect()
         largest = io.one_row(touched.filter("expanded").agg(F.max("size")))[0]

@@ -140,23 +140,22 @@ def _land_source(ctx: StageContext, source: SourceConfig, run_id: str, batch_id:
     result = io.append_new_batches(bronze, target, known_batches=sorted(landed))
     undecodable: dict[str, int] = {}
     if source.format in ("csv", "json") and result.metric("numOutputRows"):
-        undecodable = _undecodable_rows(ctx, source, raw.columns, run_id)
+        undecodable = _undecodable_rows(source, raw.columns, bronze)
     return SourceIngest(source.name, seen, n_new, result.metric("numOutputRows"),
                         result.version, missing, extra, empty_files=empty,
                         undecodable_rows=undecodable)
 
 
-def _undecodable_rows(ctx: StageContext, source: SourceConfig, raw_columns: list[str],
-                      run_id: str) -> dict[str, int]:
-    """Rows just landed holding U+FFFD per file (one pass over this run's rows only).
+def _undecodable_rows(source: SourceConfig, raw_columns: list[str], landed: DataFrame
+                      ) -> dict[str, int]:
+    """Rows just landed (``landed``: this run's bronze rows, read again from the new files
+    only) holding U+FFFD, per file.
 
     The reader puts U+FFFD where bytes are not valid in the configured encoding (UTF-8 by
     default): Latin-1 'José' lands as 'Jos\ufffd'. The value is kept as it arrived; the
     warning says to set the source's ``encoding`` option.
     """
     expected, _, _ = expected_columns(source, raw_columns)
-    landed = io.read_table(ctx.spark, ctx.lakehouse.bronze(source.name)).filter(
-        F.col("_run_id") == run_id)
     text = F.to_json(F.struct(*[F.col(quoted(c)) for c in expected], F.col(RESCUED_COL),
                               F.col(io.CORRUPT_COL)))
     counts = {r["_file"]: int(r["count"]) for r in landed.filter(

@@ -14,9 +14,9 @@ from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
 
 from udp_spark import io
-from udp_spark.changes import Changes, changes_since, fingerprint, read_watermarks, save_watermarks
+from udp_spark.changes import Changes, changes_since, fingerprint, save_watermarks
 from udp_spark.faults import crash_point
-from udp_spark.pipeline.context import StageContext, audited_run
+from udp_spark.pipeline.context import StageContext, audited_run, stage_watermarks
 from udp_spark.profile.build import PROFILE_COLUMNS, build_profiles
 from udp_spark.profile.metrics import METRIC_COLUMNS
 from udp_spark.profile.survivorship import ATTRIBUTE_FIELDS, GOLDEN_COLUMNS
@@ -168,7 +168,7 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
                             else spark.createDataFrame([], _EMPTY_INTERACTIONS))
         as_of = resolve_as_of(ctx, all_interactions.select(*INTERACTION_FIELDS))
         params = publish_fingerprint(ctx, as_of)
-        marks = read_watermarks(spark, lake, "publish")
+        marks = stage_watermarks(ctx, "publish")
         state = io.table_exists(spark, lake.ref(GOLD_CUSTOMER_PROFILE))
         chs = [changes_since(spark, lake, "publish", lake.ref(t), params=params, marks=marks,
                              force_full=full or not state)
@@ -233,7 +233,7 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
                 profiles.join(changed_ids, "customer_id", "left_semi"),
                 None if current is None else current.join(changed_ids, "customer_id",
                                                            "left_semi"),
-                transitions, identity,
+                identity,
                 attributes=[c for c in GOLDEN_COLUMNS if c not in ("customer_id", "lineage")],
                 metrics=list(METRIC_COLUMNS), run_id=run.run_id, at=at,
             ).localCheckpoint(eager=True)
@@ -272,8 +272,8 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
                     MEMBERSHIP_COLUMNS, open_col="exited_at",
                     close_set={"exited_at": "s._at", "exited_run_id": "s._run_id"})
                 run.output_versions[str(lake.ref(GOLD_SEGMENT_MEMBERSHIP))] = res.version or 0
-            save_watermarks(spark, lake, "publish", {ch.table: ch.version for ch in chs},
-                            params=params, run_id=run.run_id, saved=marks)
+            save_watermarks(run, {ch.table: ch.version for ch in chs}, params=params,
+                            saved=marks)
 
         table = io.read_table(spark, lake.ref(GOLD_CUSTOMER_PROFILE))
         sizes = {r["segment"]: int(r["n"]) for r in table.select(

@@ -11,7 +11,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from udp_spark import io
-from udp_spark.changes import Changes, changes_since, fingerprint, read_watermarks, save_watermarks
+from udp_spark.changes import Changes, changes_since, fingerprint, save_watermarks
 from udp_spark.faults import crash_point
 from udp_spark.graph import connected_components
 from udp_spark.matching.clustering import conflict_flag, split_components
@@ -19,7 +19,7 @@ from udp_spark.matching.comparisons import email as email_cmp
 from udp_spark.matching.comparisons import loyalty_id as loyalty_cmp
 from udp_spark.matching.identity import assign_customer_ids
 from udp_spark.matching.labels import effective_labels
-from udp_spark.pipeline.context import StageContext, audited_run
+from udp_spark.pipeline.context import StageContext, audited_run, stage_watermarks
 from udp_spark.pipeline.inputs import party_records
 from udp_spark.tables import (
     GOLD_IDENTITY_EVENTS,
@@ -162,7 +162,7 @@ def run_resolve(ctx: StageContext, *, full: bool = False) -> ResolveReport:
     with audited_run(ctx, "resolve") as run, io.commit_metadata(
             spark, {"run_id": run.run_id, "stage": "resolve"}):
         discarded = discard_uncommitted_events(ctx)
-        marks = read_watermarks(spark, lake, "resolve")
+        marks = stage_watermarks(ctx, "resolve")
         has_state = (io.table_exists(spark, xref_ref)
                      and "component_id" in io.read_table(spark, xref_ref).columns)
         chs = [changes_since(spark, lake, "resolve", ref, params=params, marks=marks,
@@ -274,8 +274,8 @@ def run_resolve(ctx: StageContext, *, full: bool = False) -> ResolveReport:
             changed = (res.metric("numTargetRowsUpdated") + res.metric("numTargetRowsDeleted")
                        + res.metric("numTargetRowsInserted"))
         crash_point("resolve:after_identity_xref")
-        save_watermarks(spark, lake, "resolve", {ch.table: ch.version for ch in chs},
-                        params=params, run_id=run.run_id, saved=marks)
+        save_watermarks(run, {ch.table: ch.version for ch in chs}, params=params,
+                        saved=marks)
         stats = io.one_row(io.read_table(spark, xref_ref).agg(
             F.count("*").alias("n"), F.countDistinct("customer_id").alias("c"),
             F.max("cluster_size").alias("big")))

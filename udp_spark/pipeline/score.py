@@ -13,7 +13,7 @@ from udp_spark.changes import changes_since, save_watermarks
 from udp_spark.matching.fellegi_sunter import FSModel
 from udp_spark.matching.scoring import contributions, score_pairs, tf_tables
 from udp_spark.matching.supervised import SupervisedMatcher
-from udp_spark.pipeline.context import StageContext, audited_run
+from udp_spark.pipeline.context import StageContext, audited_run, stage_watermarks
 from udp_spark.pipeline.inputs import party_records
 from udp_spark.tables import (
     GOLD_IDENTITY_XREF,
@@ -77,7 +77,8 @@ def run_score(ctx: StageContext, *, full: bool = False) -> dict[str, float]:
         label = f"{mcfg.registered_name}/{version}"
         if not io.table_exists(spark, pairs_ref):
             raise ValueError(f"{pairs_ref} does not exist: run `udp block` first")
-        ch = changes_since(spark, lake, "score", pairs_ref, params=label,
+        marks = stage_watermarks(ctx, "score")
+        ch = changes_since(spark, lake, "score", pairs_ref, params=label, marks=marks,
                            force_full=full or not io.table_exists(spark, scores_ref))
         run.input_versions[str(pairs_ref)] = ch.version or 0
         run.metrics["model_version"] = float(version)
@@ -118,8 +119,7 @@ def run_score(ctx: StageContext, *, full: bool = False) -> dict[str, float]:
             res = io.merge_changes(changes, scores_ref, list(SCORE_KEYS), columns)
             n_scored = res.metric("numTargetRowsInserted") + res.metric("numTargetRowsUpdated")
             deleted = res.metric("numTargetRowsDeleted")
-        save_watermarks(spark, lake, "score", {str(pairs_ref): ch.version}, params=label,
-                        run_id=run.run_id)
+        save_watermarks(run, {str(pairs_ref): ch.version}, params=label)
         run.row_counts.update({"silver.match_scores": n_scored, "scores_deleted": deleted})
         return {"pairs_scored": float(n_scored), "pairs_deleted": float(deleted),
                 "model_version": float(version), "full": float(ch.full)}

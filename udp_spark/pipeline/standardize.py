@@ -16,11 +16,11 @@ from udp_spark.changes import (
     Changes,
     changes_since,
     fingerprint,
-    read_watermarks,
     save_watermarks,
 )
 from udp_spark.config import SourceConfig
-from udp_spark.pipeline.context import StageContext, audited_run
+from udp_spark.faults import crash_point
+from udp_spark.pipeline.context import StageContext, audited_run, stage_watermarks
 from udp_spark.standardize.transforms import (
     check_interactions,
     check_party,
@@ -97,7 +97,7 @@ def run_standardize(ctx: StageContext, sources: list[str] | None = None, *,
     names = sources or sorted(cfg.sources)
     with audited_run(ctx, "standardize") as run, io.commit_metadata(
             spark, {"run_id": run.run_id, "stage": "standardize"}):
-        marks = read_watermarks(spark, lake, "standardize")
+        marks = stage_watermarks(ctx, "standardize")
         done: dict[str, tuple[int | None, str]] = {}
         full_sources: list[str] = []
         unchanged: list[str] = []
@@ -148,6 +148,7 @@ def run_standardize(ctx: StageContext, sources: list[str] | None = None, *,
                     "numTargetRowsUpdated")
                 if res.version is not None:
                     run.output_versions[str(lake.ref(SILVER_PARTY_RECORDS))] = res.version
+                crash_point("standardize:after_party_records")
             inter_df = _union(interactions)
             if inter_df is not None:
                 res = io.merge_upsert(inter_df, lake.ref(SILVER_INTERACTIONS), ["interaction_id"])
@@ -165,9 +166,8 @@ def run_standardize(ctx: StageContext, sources: list[str] | None = None, *,
         finally:
             for df in cached:
                 df.unpersist()
-        save_watermarks(spark, lake, "standardize", {t: v for t, (v, _) in done.items()},
-                        params={t: p for t, (_, p) in done.items()}, run_id=run.run_id,
-                        saved=marks)  # last: see udp_spark.changes
+        save_watermarks(run, {t: v for t, (v, _) in done.items()},
+                        params={t: p for t, (_, p) in done.items()}, saved=marks)
         run.row_counts.update({"party_inserted": p_ins, "party_updated": p_upd,
                                "interactions_inserted": i_ins, "interactions_updated": i_upd,
                                "quarantine_inserted": q_ins})

@@ -25,7 +25,8 @@ from pathlib import Path
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from udp_spark.pipeline.context import StageContext
+from udp_spark.faults import crash_point
+from udp_spark.pipeline.context import RunBuffer, StageContext, flush_audit
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,10 @@ def landing_stream(ctx: StageContext, names: list[str]) -> DataFrame:
 
 
 def checkpoint_location(ctx: StageContext) -> str:
-    return ctx.cfg.stream.checkpoint_location or f"{ctx.cfg.checkpoint_dir.rstrip('/')}/stream"
+    """The query's checkpoint: ``stream.checkpoint_location``, default beside the tables
+    (``<lakehouse root>/_checkpoints/stream``): it belongs to the lakehouse it feeds."""
+    root = ctx.cfg.lakehouse.root.rstrip("/")
+    return ctx.cfg.stream.checkpoint_location or f"{root}/_checkpoints/stream"
 
 
 def run_stream(ctx: StageContext, *, available_now: bool = False,
@@ -130,6 +134,7 @@ def run_stream(ctx: StageContext, *, available_now: bool = False,
     """
     names = watched_sources(ctx)
     reports: list[BatchReport] = []
+    ctx = StageContext(ctx.spark, ctx.cfg, ctx.buffer or RunBuffer())
 
     def handle(batch: DataFrame, batch_id: int) -> None:
         files = batch.collect()
@@ -138,7 +143,17 @@ def run_stream(ctx: StageContext, *, available_now: bool = False,
         t0 = time.perf_counter()
         sources = sorted({r["source"] for r in files})
         log.info("stream micro-batch %d: %d files from %s", batch_id, len(files), sources)
-        timings, landed, events = run_changed_stages(ctx, sources)
+        try:
+            timings, landed, events = run_changed_stages(ctx, sources)
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                raise
+            # py4j passes only Exceptions back to the JVM: anything else would leave the
+            # query waiting for a callback that never returns
+            raise RuntimeError(f"micro-batch {batch_id} stopped: {exc!r}") from exc
+        finally:
+            flush_audit(ctx)  # this micro-batch's audit rows, one commit
+        crash_point("stream:before_batch_commit")  # all committed but the query's offsets
         report = BatchReport(batch_id, len(files), sources, landed,
                              round(time.perf_counter() - t0, 3), timings, events)
         log.info("stream micro-batch %d done in %.1fs: %s; profile events %s", batch_id,

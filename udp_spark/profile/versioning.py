@@ -116,17 +116,22 @@ PROFILE_EVENT_TYPES = ("profile_created", "profile_deleted", "merged", "split",
 def _compared(df: DataFrame, columns: Sequence[str], prefix: str) -> DataFrame:
     # as JSON, so that maps (which Spark cannot compare) compare too
     return df.select("customer_id", *[F.to_json(F.struct(F.col(c))).alias(f"{prefix}{c}")
-                                      for c in columns], F.lit(True).alias(f"{prefix}_in"))
+                                      for c in columns],
+                     F.col("segments").alias(f"{prefix}segments"),
+                     F.lit(True).alias(f"{prefix}_in"))
 
 
-def profile_events(new: DataFrame, old: DataFrame | None, transitions: DataFrame,
+def profile_events(new: DataFrame, old: DataFrame | None,
                    identity: DataFrame | None, *, attributes: Sequence[str],
                    metrics: Sequence[str], run_id: str, at: datetime) -> DataFrame:
     """The changes downstream systems act on, one row per customer and kind of change.
 
     Args:
         new: the profiles just built; ``old``: the current rows of the same customers.
-        transitions: :func:`segment_transitions` (``segment_entered`` / ``segment_exited``).
+            Segments entered and exited are the difference of their ``segments``: derived
+            from the profile, like every other event, so that an interrupted publish that
+            committed its events and profiles but not the segment spells announces nothing
+            twice when it is repeated.
         identity: identity events since the last publish (``merged`` and ``split`` are
             passed on; ``created`` is ``profile_created`` here), or None.
         attributes, metrics: the columns whose changes are ``attributes_changed`` and
@@ -140,6 +145,7 @@ def profile_events(new: DataFrame, old: DataFrame | None, transitions: DataFrame
     n = _compared(new, cols, "n_")
     if old is None:
         joined = n.select("*", *[F.lit(None).cast("string").alias(f"o_{c}") for c in cols],
+                          F.lit(None).cast("array<string>").alias("o_segments"),
                           F.lit(None).cast("boolean").alias("o__in"))
     else:
         joined = n.join(_compared(old, cols, "o_"), "customer_id", "full")
@@ -163,10 +169,16 @@ def profile_events(new: DataFrame, old: DataFrame | None, transitions: DataFrame
     changes = joined.select("customer_id", F.explode(F.array_compact(kinds)).alias("k")).select(
         "customer_id", F.col("k.t").alias("event_type"), F.col("k.d").alias("detail"),
         F.lit(None).cast("string").alias("related_customer_id"))
-    segments = transitions.select(
-        "customer_id", F.when(F.col("_action") == "insert", F.lit("segment_entered"))
-        .otherwise(F.lit("segment_exited")).alias("event_type"),
-        F.col("segment").alias("detail"), F.lit(None).cast("string").alias("related_customer_id"))
+    none = F.array().cast("array<string>")
+    entered = F.array_except(F.coalesce("n_segments", none), F.coalesce("o_segments", none))
+    exited = F.array_except(F.coalesce("o_segments", none), F.coalesce("n_segments", none))
+    segments = joined.select("customer_id", F.explode(F.array_union(
+        F.transform(entered, lambda x: F.struct(F.lit("segment_entered").alias("t"),
+                                                x.alias("d"))),
+        F.transform(exited, lambda x: F.struct(F.lit("segment_exited").alias("t"),
+                                               x.alias("d"))))).alias("k")).select(
+        "customer_id", F.col("k.t").alias("event_type"), F.col("k.d").alias("detail"),
+        F.lit(None).cast("string").alias("related_customer_id"))
     out = changes.unionByName(segments)
     if identity is not None:
         out = out.unionByName(identity.filter(F.col("event_type").isin("merged", "split"))

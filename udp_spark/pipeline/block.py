@@ -91,6 +91,7 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
         top = settings.max_block_size
         if ch.empty:
             log.info("block: no record changed since the last run")
+            run.metrics.update({"records_changed": 0.0, "full": 0.0})
             n_pairs = io.read_table(spark, pairs_ref).count()
             return BlockReport(run.run_id, n_records, n_pairs, 0, [], {
                 "records": float(n_records), "candidate_pairs": float(n_pairs)}, False)
@@ -154,7 +155,7 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
         if truth:
             stored = io.read_table(spark, pairs_ref)
             metrics.update(blocking_metrics(stored, read_truth(ctx, truth), n_records))
-        run.metrics.update(metrics)
+        run.metrics.update({**metrics, "full": float(ch.full)})
         run.row_counts.update({"silver.candidate_pairs": n_pairs, "pairs_written": written,
                                "pairs_retired": retired, "records_changed": n_changed})
         return BlockReport(run.run_id, n_records, n_pairs, int(largest or 0),

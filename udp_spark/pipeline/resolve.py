@@ -178,6 +178,8 @@ def run_resolve(ctx: StageContext, *, full: bool = False) -> ResolveReport:
         is_full = ch_scores.full or ch_records.full
         if not is_full and all(ch.empty for ch in chs):
             log.info("resolve: no record, score or label changed since the last run")
+            run.metrics["full"] = 0.0
+            run.row_counts["records_reclustered"] = 0
             return _unchanged_report(ctx, run.run_id)
         records = party_records(ctx, version=ch_records.version)
         scores = io.read_table(spark, scores_ref, version=ch_scores.version)

@@ -144,7 +144,11 @@ def discard_uncommitted_outbox(spark: SparkSession, outbox: TableRef, state: Tab
     if after is not None and after.timestamp >= last.timestamp:
         return None, 0
     res = delete_where(spark, outbox, F.col(batch_col) == last.run_id)
-    return last.run_id, res.metric("numDeletedRows")
+    deleted = res.metric("numDeletedRows")
+    log.warning("run %s died between its %s commit and its %s commit: discarded its %d rows "
+                "of %s; this run computes them again", last.run_id, outbox, state, deleted,
+                outbox)
+    return last.run_id, deleted
 
 
 @contextlib.contextmanager

@@ -133,12 +133,8 @@ def touched_customers(xref: DataFrame, ch_xref: Changes, ch_records: Changes,
 def discard_uncommitted_profile_events(ctx: StageContext) -> int:
     """Delete the profile events of a publish that died before its profile commit."""
     lake = ctx.lakehouse
-    run_id, deleted = io.discard_uncommitted_outbox(
-        ctx.spark, lake.ref(GOLD_PROFILE_EVENTS), lake.ref(GOLD_CUSTOMER_PROFILE))
-    if run_id:
-        log.warning("publish run %s died between its profile events and its profiles: "
-                    "discarded its %d events; this run computes them again", run_id, deleted)
-    return deleted
+    return io.discard_uncommitted_outbox(
+        ctx.spark, lake.ref(GOLD_PROFILE_EVENTS), lake.ref(GOLD_CUSTOMER_PROFILE))[1]
 
 
 def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:

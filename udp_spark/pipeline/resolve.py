@@ -115,12 +115,8 @@ def discard_uncommitted_events(ctx: StageContext) -> int:
     number of event rows deleted.
     """
     lake = ctx.lakehouse
-    run_id, deleted = io.discard_uncommitted_outbox(
-        ctx.spark, lake.ref(GOLD_IDENTITY_EVENTS), lake.ref(GOLD_IDENTITY_XREF))
-    if run_id:
-        log.warning("resolve run %s died between its identity events and its xref: discarded "
-                    "its %d events; this run computes them again", run_id, deleted)
-    return deleted
+    return io.discard_uncommitted_outbox(
+        ctx.spark, lake.ref(GOLD_IDENTITY_EVENTS), lake.ref(GOLD_IDENTITY_XREF))[1]
 
 
 XREF_COLUMNS = ("record_id", "customer_id", "cluster_size", "reason", "best_link_probability",

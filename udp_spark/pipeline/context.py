@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from pyspark.sql import SparkSession
 
-from udp_spark import audit
+from udp_spark import audit, progress
 from udp_spark.changes import read_watermarks
 from udp_spark.config import PipelineConfig
 from udp_spark.tables import Lakehouse
@@ -80,15 +79,18 @@ def _record(ctx: StageContext, run: audit.RunRecord, status: str, error: str | N
 def audited_run(ctx: StageContext, stage: str) -> Iterator[audit.RunRecord]:
     """Run a stage, then append its record to ``audit.runs`` (also when it fails)."""
     run = audit.RunRecord(stage=stage, config_hash=ctx.cfg.config_hash)
-    t0 = time.perf_counter()
     log.info("%s run %s started", stage, run.run_id)  # a long stage never looks hung
-    try:
-        yield run
-    except BaseException as exc:
-        run.metrics["seconds"] = time.perf_counter() - t0
-        with contextlib.suppress(Exception):
-            _record(ctx, run, "failed", repr(exc))
-        raise
-    run.metrics["seconds"] = time.perf_counter() - t0
-    _record(ctx, run, "succeeded", None)
-    log.info("%s run %s finished in %.1fs", stage, run.run_id, run.metrics["seconds"])
+    with progress.tracking(ctx.spark, stage) as tracker:
+        try:
+            yield run
+        except BaseException as exc:
+            run.metrics["seconds"] = tracker.elapsed
+            run.metrics["spark_jobs"] = float(tracker.spark_jobs)
+            with contextlib.suppress(Exception):
+                _record(ctx, run, "failed", repr(exc))
+            raise
+        run.metrics["seconds"] = tracker.elapsed
+        run.metrics["spark_jobs"] = float(tracker.spark_jobs)
+        _record(ctx, run, "succeeded", None)
+    log.info("%s run %s finished in %.1fs (%d Spark jobs)", stage, run.run_id,
+             run.metrics["seconds"], run.metrics["spark_jobs"])

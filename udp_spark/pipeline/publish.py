@@ -13,7 +13,7 @@ from typing import Any
 from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
 
-from udp_spark import io
+from udp_spark import io, progress
 from udp_spark.changes import Changes, changes_since, fingerprint, save_watermarks
 from udp_spark.faults import crash_point
 from udp_spark.pipeline.context import StageContext, audited_run, stage_watermarks
@@ -70,7 +70,7 @@ class PublishReport:
     history_unchanged: int
     segments_entered: int
     segments_exited: int
-    segment_sizes: dict[str, int] = field(default_factory=dict)
+    segment_sizes: dict[str, int] = field(default_factory=dict)  # full publishes only
     versions: dict[str, int] = field(default_factory=dict)
     events: dict[str, int] = field(default_factory=dict)  # gold.profile_events by type
     full: bool = True
@@ -174,6 +174,7 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
         for ch in chs:
             if ch.version is not None:
                 run.input_versions[ch.table] = ch.version
+        progress.step("changes read")
         run.row_counts["profile_events_discarded"] = discarded
         is_full = ch_xref.full or ch_records.full or ch_inter.full
         records = io.read_table(spark, lake.ref(SILVER_PARTY_RECORDS),
@@ -189,6 +190,7 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
             ids = xref.select("record_id")
             records = records.join(ids, "record_id", "left_semi")
             interactions = interactions.join(ids, "record_id", "left_semi")
+            progress.step("customers in scope")
         else:
             log.info("publish: every customer (%s)", next(
                 ch.reason for ch in (ch_xref, ch_records, ch_inter) if ch.full))
@@ -203,6 +205,7 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
         profiles = (built.withColumn("run_id", F.lit(run.run_id))
                     .withColumn("published_at", F.lit(at))
                     .select(*PROFILE_COLUMNS)).localCheckpoint(eager=True)
+        progress.step("profiles built")
 
         with io.commit_metadata(spark, {"run_id": run.run_id, "stage": "publish",
                                         "as_of": as_of.isoformat()}):
@@ -218,6 +221,7 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
                     F.col("exited_at").isNull()).select("customer_id", "segment")),
                 at, run.run_id).localCheckpoint(eager=True)
             s = _counts(transitions, "_action")
+            progress.step("profiles and segments compared")
 
             # Events first (an outbox, see discard_uncommitted_profile_events).
             # merged / split events of the resolve runs since the last publish
@@ -238,6 +242,7 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
                 io.append_new_batches(events, lake.ref(GOLD_PROFILE_EVENTS), batch_col="run_id",
                                       known_batches=())
                 crash_point("publish:after_profile_events")
+            progress.step("profile events", rows=sum(e.values()))
 
             # Profile: upsert new and changed customers, delete vanished ones.
             if p.get("insert", 0) + p.get("update", 0) + p.get("delete", 0):
@@ -246,6 +251,7 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
                                        PROFILE_COLUMNS)
                 run.output_versions[str(lake.ref(GOLD_CUSTOMER_PROFILE))] = res.version or 0
                 crash_point("publish:after_profile")
+                progress.step("profiles merged")
 
             # History (SCD2), compared with its own current rows.
             hist, _ = _current(ctx, GOLD_CUSTOMER_PROFILE_HISTORY)
@@ -260,6 +266,7 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
                     close_set={"valid_to": "s._at", "is_current": "false"})
                 run.output_versions[str(lake.ref(GOLD_CUSTOMER_PROFILE_HISTORY))] = (
                     res.version or 0)
+                progress.step("history merged")
 
             # Segment membership: spells begin and end only on transitions.
             if s or spells is None:
@@ -268,14 +275,17 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
                     MEMBERSHIP_COLUMNS, open_col="exited_at",
                     close_set={"exited_at": "s._at", "exited_run_id": "s._run_id"})
                 run.output_versions[str(lake.ref(GOLD_SEGMENT_MEMBERSHIP))] = res.version or 0
+                progress.step("segment membership merged")
             save_watermarks(run, {ch.table: ch.version for ch in chs}, params=params,
                             saved=marks)
 
         table = io.read_table(spark, lake.ref(GOLD_CUSTOMER_PROFILE))
+        # Segment sizes need a pass over every profile: a full publish reports them, an
+        # incremental one the spells it opened and closed (segments_entered / exited).
         sizes = {r["segment"]: int(r["n"]) for r in table.select(
             F.explode("segments").alias("segment")).groupBy("segment").agg(
-            F.count("*").alias("n")).collect()}
-        customers = table.count()
+            F.count("*").alias("n")).collect()} if is_full else {}
+        customers = table.count()  # answered from the Delta log's file statistics
         report = PublishReport(
             run_id=run.run_id, as_of=as_of, customers=customers,
             profile_inserted=p.get("insert", 0), profile_updated=p.get("update", 0),

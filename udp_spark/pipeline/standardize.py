@@ -10,7 +10,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from udp_spark import io
+from udp_spark import io, progress
 from udp_spark.changes import (
     CDF_COLUMNS,
     Changes,
@@ -149,6 +149,7 @@ def run_standardize(ctx: StageContext, sources: list[str] | None = None, *,
                 if res.version is not None:
                     run.output_versions[str(lake.ref(SILVER_PARTY_RECORDS))] = res.version
                 crash_point("standardize:after_party_records")
+                progress.step("party records merged", rows=p_ins + p_upd)
             inter_df = _union(interactions)
             if inter_df is not None:
                 res = io.merge_upsert(inter_df, lake.ref(SILVER_INTERACTIONS), ["interaction_id"])
@@ -156,13 +157,18 @@ def run_standardize(ctx: StageContext, sources: list[str] | None = None, *,
                     "numTargetRowsUpdated")
                 if res.version is not None:
                     run.output_versions[str(lake.ref(SILVER_INTERACTIONS))] = res.version
+                progress.step("interactions merged", rows=i_ins + i_upd)
             q_df = _union(quarantine)
-            if q_df is not None:
+            # Inputs are cached: checking for rows is cheap, a MERGE of nothing is not (the
+            # first run creates the table even when empty, so readers always find it).
+            if q_df is not None and (not q_df.isEmpty() or not io.table_exists(
+                    spark, lake.ref(SILVER_QUARANTINE))):
                 res = io.merge_upsert(q_df, lake.ref(SILVER_QUARANTINE), ["quarantine_id"],
                                       insert_only=True)
                 q_ins = res.metric("numTargetRowsInserted")
                 if res.version is not None:
                     run.output_versions[str(lake.ref(SILVER_QUARANTINE))] = res.version
+                progress.step("quarantine merged", rows=q_ins)
         finally:
             for df in cached:
                 df.unpersist()

@@ -340,7 +340,15 @@ class ResolveSettings(_Model):
     conflict_on_dob: bool = True
     conflict_on_given_name: bool = True
     conflict_on_loyalty_id: bool = True
-    graph_backend: Literal["auto", "graphframes", "builtin"] = "auto"
+    graph_backend: Literal["auto", "graphframes", "builtin", "driver"] = Field(
+        default="auto",
+        description="connected components: auto = in the driver up to driver_graph_max_edges "
+                    "accepted edges, else GraphFrames when its jar is on the classpath, else "
+                    "the built-in DataFrame algorithm; every backend gives the same result")
+    driver_graph_max_edges: int = Field(
+        default=500_000, ge=0,
+        description="largest graph (accepted edges) labelled in the driver with graph_backend "
+                    "auto (about 120 bytes of driver memory per edge)")
     manual_label_sources: tuple[str, ...] = Field(
         default=("clerical",),
         description="labels in silver.match_labels from these sources are manual decisions "

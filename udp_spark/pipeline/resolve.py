@@ -10,10 +10,10 @@ from functools import reduce
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from udp_spark import io
+from udp_spark import io, progress
 from udp_spark.changes import Changes, changes_since, fingerprint, save_watermarks
 from udp_spark.faults import crash_point
-from udp_spark.graph import connected_components
+from udp_spark.graph import DRIVER_MAX_EDGES, connected_components
 from udp_spark.matching.clustering import conflict_flag, split_components
 from udp_spark.matching.comparisons import email as email_cmp
 from udp_spark.matching.comparisons import loyalty_id as loyalty_cmp
@@ -50,6 +50,7 @@ MANUAL_WEIGHT = 1e6  # a manual link is merged before any scored one
 def cluster_records(records: DataFrame, scores: DataFrame, threshold: float, *,
                     dob: bool = True, given_name: bool = True, loyalty_id: bool = True,
                     identifiers: Sequence[str] = (), backend: str = "auto",
+                    driver_max_edges: int = DRIVER_MAX_EDGES,
                     manual: DataFrame | None = None) -> DataFrame:
     """``(record_id, cluster_id, component_id)`` for every record: components over accepted
     edges (``component_id``: the smallest record id of the component), split
@@ -84,7 +85,8 @@ def cluster_records(records: DataFrame, scores: DataFrame, threshold: float, *,
                                               F.col("record_id_r").alias("dst"))
     vertices = edges.select(F.col("src").alias("id")).unionByName(
         edges.select(F.col("dst").alias("id"))).distinct()
-    cc = connected_components(vertices, edges, backend=backend)  # type: ignore[arg-type]
+    cc = connected_components(vertices, edges, backend=backend,  # type: ignore[arg-type]
+                              driver_max_edges=driver_max_edges)
     split = flagged.transform(split_components(cc)).select("record_id", "cluster_id",
                                                            "component")
     return records.select("record_id").join(split, "record_id", "left").select(
@@ -126,7 +128,7 @@ XREF_COLUMNS = ("record_id", "customer_id", "cluster_size", "reason", "best_link
 def resolve_fingerprint(ctx: StageContext) -> str:
     """What the clusters depend on besides the scores: threshold and conflict rules."""
     rcfg = ctx.cfg.matching.resolve
-    return fingerprint(rcfg.model_dump(mode="json", exclude={"graph_backend"}),
+    return fingerprint(rcfg.model_dump(mode="json", exclude={"graph_backend", "driver_graph_max_edges"}),
                        [i.name for i in ctx.cfg.matching.identifiers if i.conflict])
 
 
@@ -171,6 +173,7 @@ def run_resolve(ctx: StageContext, *, full: bool = False) -> ResolveReport:
             if ch.version is not None:
                 run.input_versions[ch.table] = ch.version
         run.row_counts["identity_events_discarded"] = discarded
+        progress.step("changes read")
         is_full = ch_scores.full or ch_records.full
         if not is_full and all(ch.empty for ch in chs):
             log.info("resolve: no record, score or label changed since the last run")
@@ -197,11 +200,14 @@ def run_resolve(ctx: StageContext, *, full: bool = False) -> ResolveReport:
             scores = (scores.join(scope.toDF("record_id_l"), "record_id_l", "left_semi")
                       .join(scope.toDF("record_id_r"), "record_id_r", "left_semi"))
             previous = previous.join(scope, "record_id", "left_semi")
+            progress.step("records in scope")
         clusters = cluster_records(
             records, scores, rcfg.threshold, dob=rcfg.conflict_on_dob,
             given_name=rcfg.conflict_on_given_name, loyalty_id=rcfg.conflict_on_loyalty_id,
             identifiers=[i.name for i in ctx.cfg.matching.identifiers if i.conflict],
-            backend=rcfg.graph_backend, manual=manual).localCheckpoint(eager=True)
+            backend=rcfg.graph_backend, driver_max_edges=rcfg.driver_graph_max_edges,
+            manual=manual).localCheckpoint(eager=True)
+        progress.step("records clustered")
         ids, events = assign_customer_ids(clusters, previous, run.run_id)
         sizes = clusters.groupBy("cluster_id").agg(F.count("*").alias("cluster_size"))
         # Why a record is where it is: a manual match inside its cluster ("manual"), else a
@@ -238,6 +244,7 @@ def run_resolve(ctx: StageContext, *, full: bool = False) -> ResolveReport:
                 .withColumn("_row_hash", F.sha2(F.concat_ws(
                     "|", "customer_id", "reason", "cluster_size", "component_id"), 256))
                 ).localCheckpoint(eager=True)
+        progress.step("customer ids assigned")
         # The events are written before the xref, as an outbox: a run that dies between the
         # two commits leaves events whose run never committed an xref, which the next run
         # discards (discard_uncommitted_events) before it computes them again. The other
@@ -251,6 +258,7 @@ def run_resolve(ctx: StageContext, *, full: bool = False) -> ResolveReport:
                 .withColumn("event_at", F.current_timestamp()),
                 lake.ref(GOLD_IDENTITY_EVENTS), batch_col="run_id", known_batches=())
             crash_point("resolve:after_identity_events")
+            progress.step("identity events appended", rows=sum(ev_counts.values()))
         if not has_state:  # first run, or an xref written before component ids existed
             changed = 0 if previous is None else xref.join(
                 previous.toDF("record_id", "_old"), "record_id", "full").filter(
@@ -272,6 +280,7 @@ def run_resolve(ctx: StageContext, *, full: bool = False) -> ResolveReport:
             changed = (res.metric("numTargetRowsUpdated") + res.metric("numTargetRowsDeleted")
                        + res.metric("numTargetRowsInserted"))
         crash_point("resolve:after_identity_xref")
+        progress.step("identity xref written", rows=changed)
         save_watermarks(run, {ch.table: ch.version for ch in chs}, params=params,
                         saved=marks)
         stats = io.one_row(io.read_table(spark, xref_ref).agg(

@@ -6,6 +6,9 @@ PY := $(VENV)/bin/python
 UDP := $(VENV)/bin/udp
 STAMP := $(VENV)/.udp-setup-done
 PEOPLE ?= 20000
+# Test processes (pytest-xdist, whole files per process): Spark spends much of a small test
+# waiting on the driver, so two processes use two cores better than one.
+TEST_WORKERS ?= 2
 
 .PHONY: setup demo test test-fast bench chaos stream lint clean lock
 
@@ -24,10 +27,10 @@ demo: setup
 	$(UDP) demo --people $(PEOPLE)
 
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: setup
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 bench: setup
 	$(PY) -m udp_spark.bench

@@ -94,7 +94,7 @@ def min_labels(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray
 def _in_driver(vertices: DataFrame, edges: DataFrame, max_edges: int | None) -> DataFrame | None:
     """Components computed in the driver, or None when there are more than ``max_edges``."""
     pairs = edges.select(F.col("src").cast("string"), F.col("dst").cast("string")).dropna()
-    pdf = (pairs if max_edges is None else pairs.limit(max_edges + 1)).toPandas()
+    pdf: pd.DataFrame = (pairs if max_edges is None else pairs.limit(max_edges + 1)).toPandas()
     if max_edges is not None and len(pdf) > max_edges:
         log.info("connected components: more than %d edges, not in the driver", max_edges)
         return None

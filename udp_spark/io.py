@@ -221,27 +221,6 @@ def commit_metadata(spark: SparkSession, info: Mapping[str, object]) -> Iterator
         spark.conf.unset(key)
 
 
-@contextlib.contextmanager
-def _deterministic_merge_source(spark: SparkSession) -> Iterator[None]:
-    """Run a MERGE without materializing its source first.
-
-    Delta copies a MERGE source it cannot prove deterministic (anything but a plain Delta
-    scan, so every checkpointed change set here) before it merges: one more job and write,
-    2-3 s of a 1-row MERGE into the profile table measured. Every source this module is
-    given is a pinned Delta snapshot or a checkpoint of one, so the copy buys nothing.
-    """
-    key = "spark.databricks.delta.merge.materializeSource"
-    old = spark.conf.get(key, None)
-    spark.conf.set(key, "none")
-    try:
-        yield
-    finally:
-        if old is None:
-            spark.conf.unset(key)
-        else:
-            spark.conf.set(key, old)
-
-
 def _writer_save(df: DataFrame, ref: TableRef, mode: str, **options: str) -> None:
     writer = df.write.format("delta").mode(mode)
     for k, v in options.items():
@@ -291,8 +270,7 @@ def merge_upsert(df: DataFrame, ref: TableRef, keys: Sequence[str], *,
     if not insert_only:
         update_cond = f"NOT (t.`{change_col}` <=> s.`{change_col}`)" if change_col else None
         merge = merge.whenMatchedUpdateAll(condition=update_cond)
-    with _deterministic_merge_source(spark):
-        merge.whenNotMatchedInsertAll().execute()
+    merge.whenNotMatchedInsertAll().execute()
     return _last_commit(spark, ref)
 
 
@@ -323,8 +301,7 @@ def merge_changes(changes: DataFrame, ref: TableRef, keys: Sequence[str],
                                 set={f"`{c}`": f"s.`{c}`" for c in columns})
              .whenNotMatchedInsert(condition=f"s.`{action_col}` = 'upsert'",
                                    values={f"`{c}`": f"s.`{c}`" for c in columns}))
-    with _deterministic_merge_source(spark):
-        merge.execute()
+    merge.execute()
     return _last_commit(spark, ref)
 
 
@@ -356,8 +333,7 @@ def merge_scd2(changes: DataFrame, ref: TableRef, keys: Sequence[str], columns: 
              .whenMatchedUpdate(set={f"`{c}`": e for c, e in close_set.items()})
              .whenNotMatchedInsert(condition=" AND ".join(f"s.`_mk_{k}` IS NULL" for k in keys),
                                    values={f"`{c}`": f"s.`{c}`" for c in columns}))
-    with _deterministic_merge_source(spark):
-        merge.execute()
+    merge.execute()
     return _last_commit(spark, ref)
 
 

@@ -128,7 +128,8 @@ XREF_COLUMNS = ("record_id", "customer_id", "cluster_size", "reason", "best_link
 def resolve_fingerprint(ctx: StageContext) -> str:
     """What the clusters depend on besides the scores: threshold and conflict rules."""
     rcfg = ctx.cfg.matching.resolve
-    return fingerprint(rcfg.model_dump(mode="json", exclude={"graph_backend", "driver_graph_max_edges"}),
+    how = {"graph_backend", "driver_graph_max_edges"}  # how components are found, not which
+    return fingerprint(rcfg.model_dump(mode="json", exclude=how),
                        [i.name for i in ctx.cfg.matching.identifiers if i.conflict])
 
 

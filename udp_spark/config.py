@@ -122,7 +122,7 @@ class InteractionMapping(_Model):
     attributes: dict[str, FieldSpec] = Field(default_factory=dict)
 
 
-SourceFormat = Literal["csv", "json", "parquet", "delta", "jdbc"]
+SourceFormat = Literal["csv", "json", "parquet", "delta", "jdbc", "kafka"]
 
 
 class SourceConfig(_Model):
@@ -132,6 +132,8 @@ class SourceConfig(_Model):
     format: SourceFormat
     path: str | None = None
     table: str | None = None
+    topic: str | None = Field(default=None, description="format kafka: the topic to read "
+                              "(its messages' values are JSON objects, one row each)")
     options: dict[str, str] = Field(default_factory=dict)
     description: str = ""
     trust_rank: int = Field(ge=1, description="1 = most trusted source")
@@ -166,6 +168,10 @@ class SourceConfig(_Model):
             raise ValueError("format 'jdbc' needs 'table' (or options.dbtable / options.query)")
         if self.format == "delta" and not (self.path or self.table):
             raise ValueError("format 'delta' needs 'path' or 'table'")
+        if self.format == "kafka" and not (self.topic
+                                           and self.options.get("kafka.bootstrap.servers")):
+            raise ValueError("format 'kafka' needs 'topic' and options "
+                             "'kafka.bootstrap.servers' (host:port,...)")
         if self.party is None and not self.interactions:
             raise ValueError("a source needs a 'party' mapping, 'interactions', or both")
         return self

@@ -446,6 +446,70 @@ def read_source_table(spark: SparkSession, source: SourceConfig, batch_id: str) 
     return df.withColumn("_file", F.lit(where)).withColumn("_batch_id", F.lit(batch_id))
 
 
+KAFKA_BATCH_PREFIX = "kafka"
+
+
+def kafka_batch_id(topic: str, partition: int, first: int, last: int) -> str:
+    """Bronze batch id of the messages ``first..last`` (offsets) of one topic partition."""
+    return f"{KAFKA_BATCH_PREFIX}:{topic}:{partition}:{first}-{last}"
+
+
+def kafka_next_offsets(topic: str, landed: Sequence[str]) -> dict[int, int]:
+    """Per partition, the first offset not yet in bronze, from its landed batch ids."""
+    nxt: dict[int, int] = {}
+    prefix = f"{KAFKA_BATCH_PREFIX}:{topic}:"
+    for batch in landed:
+        if batch.startswith(prefix):
+            partition, span = batch[len(prefix):].rsplit(":", 1)
+            last = int(span.split("-", 1)[1])
+            nxt[int(partition)] = max(nxt.get(int(partition), 0), last + 1)
+    return nxt
+
+
+def read_kafka_source(spark: SparkSession, source: SourceConfig,
+                      landed: Sequence[str]) -> DataFrame | None:
+    """The messages of a ``format: kafka`` source not yet landed, one row per message: its
+    JSON value's fields as columns (nested objects as structs, like a JSON file), ``_file``
+    (``kafka://topic/partition/offset``) and ``_batch_id`` (one per partition and offset
+    range, see :func:`kafka_batch_id`). None when there is nothing new.
+
+    Where to start comes from bronze itself (the batch ids landed), not from the consumer
+    group or a checkpoint: landing is one Delta commit, so a run that dies before it lands
+    nothing and the next one reads the same messages again. A value that is not a JSON
+    object lands in ``_corrupt_record``, like a malformed line of a file.
+    """
+    assert source.topic is not None
+    start = kafka_next_offsets(source.topic, landed)
+    reader = spark.read.format("kafka").option("subscribe", source.topic)
+    for k, v in source.options.items():
+        reader = reader.option(k, v)
+    starting = ({source.topic: {str(p): o for p, o in start.items()}} if start else None)
+    reader = reader.option("startingOffsets", json.dumps(starting) if starting else "earliest")
+    # Partitions not named in startingOffsets start at earliest (a partition added later).
+    messages = reader.option("endingOffsets", "latest").load().select(
+        "partition", "offset", F.col("value").cast("string").alias("value")
+    ).localCheckpoint(eager=True)
+    spans = messages.groupBy("partition").agg(F.min("offset").alias("first"),
+                                              F.max("offset").alias("last")).collect()
+    if not spans:
+        return None
+    batch = F.concat_ws(":", F.lit(KAFKA_BATCH_PREFIX), F.lit(source.topic), "partition",
+                        F.concat_ws("-", "first", "last"))
+    tagged = messages.join(F.broadcast(spark.createDataFrame(spans)), "partition").select(
+        "value", batch.alias("_batch_id"),
+        F.format_string(f"kafka://{source.topic}/%d/%d", "partition", "offset").alias("_file"))
+    schema = spark.read.json(tagged.select("value").rdd.map(lambda r: r[0] or "")).schema
+    fields = [f for f in schema.fields if f.name != CORRUPT_COL]
+    parsed_schema = T.StructType([*fields, T.StructField(CORRUPT_COL, T.StringType())])
+    parsed = tagged.select(F.from_json("value", parsed_schema, {
+        "mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT_COL}).alias("v"),
+        "value", "_batch_id", "_file")
+    return parsed.select(*[F.col("v").getField(f.name).alias(f.name) for f in fields],
+                         F.when(F.col("v").isNull() | F.col(f"v.{CORRUPT_COL}").isNotNull(),
+                                F.col("value")).alias(CORRUPT_COL),
+                         "_file", "_batch_id")
+
+
 def delta_source_version(spark: SparkSession, source: SourceConfig) -> int:
     """Current version of a Delta source table (its natural batch id)."""
     dt = (DeltaTable.forPath(spark, source.path) if source.path

@@ -122,6 +122,14 @@ def _land_source(ctx: StageContext, source: SourceConfig, run_id: str, batch_id:
         reading.extend(p for p, _ in new_files)
         raw = io.read_source_files(spark, source, new_files)
         n_new = len(new_files)
+    elif source.format == "kafka":
+        kafka = io.read_kafka_source(spark, source, sorted(landed))
+        if kafka is None:
+            log.info("bronze.%s: no new messages on topic %s", source.name, source.topic)
+            return SourceIngest(source.name, 0, 0, 0, None)
+        raw = kafka
+        n_new = seen = len({r[0] for r in raw.select("_batch_id").distinct().collect()})
+        reading.append(f"kafka topic {source.topic}")
     else:
         if batch_id is None:
             batch_id = (f"v{io.delta_source_version(spark, source)}" if source.format == "delta"

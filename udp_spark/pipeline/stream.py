@@ -31,6 +31,7 @@ from udp_spark.pipeline.context import RunBuffer, StageContext, flush_audit
 log = logging.getLogger(__name__)
 
 FILE_FORMATS = ("csv", "json", "parquet")
+STREAM_FORMATS = (*FILE_FORMATS, "kafka")
 # The binaryFile source's schema (a streaming source needs it given).
 BINARY_FILE_SCHEMA = ("path string, modificationTime timestamp, length long, "
                       "content binary")
@@ -83,15 +84,16 @@ def run_changed_stages(ctx: StageContext, sources: list[str] | None = None
 
 
 def watched_sources(ctx: StageContext) -> list[str]:
-    """The sources the stream watches: ``stream.sources`` or every file-based source."""
-    files = sorted(n for n, s in ctx.cfg.sources.items() if s.format in FILE_FORMATS)
+    """The sources the stream watches: ``stream.sources`` or every file-based and Kafka
+    source."""
+    files = sorted(n for n, s in ctx.cfg.sources.items() if s.format in STREAM_FORMATS)
     names = list(ctx.cfg.stream.sources) or files
     bad = [n for n in names if n not in files]
     if bad:
-        raise ValueError(f"stream.sources: {bad} are not csv / json / parquet sources of this "
-                         f"config; those are {files}")
+        raise ValueError(f"stream.sources: {bad} are not csv / json / parquet / kafka sources "
+                         f"of this config; those are {files}")
     if not names:
-        raise ValueError("no csv / json / parquet source to stream from")
+        raise ValueError("no csv / json / parquet / kafka source to stream from")
     return names
 
 
@@ -102,6 +104,20 @@ def landing_stream(ctx: StageContext, names: list[str]) -> DataFrame:
     frames = []
     for name in names:
         source = cfg.sources[name]
+        if source.format == "kafka":
+            # The query's Kafka offsets only wake the micro-batch up: ingest reads the topic
+            # from where bronze stopped (io.read_kafka_source), so a replayed or lost
+            # trigger lands nothing twice and nothing less.
+            reader = spark.readStream.format("kafka").option("subscribe", source.topic)
+            for k, v in source.options.items():
+                reader = reader.option(k, v)
+            frames.append(reader.option("startingOffsets", "earliest").option(
+                "maxOffsetsPerTrigger", cfg.stream.max_files_per_trigger * 1000).load().select(
+                F.lit(name).alias("source"),
+                F.format_string(f"kafka://{source.topic}/%d/%d", "partition", "offset")
+                .alias("path"), F.coalesce(F.length("value"), F.lit(0)).cast("long")
+                .alias("length"), F.col("timestamp").alias("modificationTime")))
+            continue
         path = cfg.source_path(source)
         reader = (spark.readStream.format("binaryFile").schema(BINARY_FILE_SCHEMA)
                   .option("maxFilesPerTrigger", cfg.stream.max_files_per_trigger)

@@ -294,14 +294,14 @@ def merge_changes(changes: DataFrame, ref: TableRef, keys: Sequence[str],
                            {**res.metrics, "numTargetRowsInserted":
                             res.metric("numOutputRows")})
     cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
-    merge = (delta_table(spark, ref).alias("t").merge(changes.alias("s"), cond)
-             .whenMatchedDelete(condition=f"s.`{action_col}` = 'delete'")
-             .whenMatchedUpdate(condition=f"s.`{action_col}` = 'upsert'" + (
-                 f" AND NOT (t.`{change_col}` <=> s.`{change_col}`)" if change_col else ""),
-                                set={f"`{c}`": f"s.`{c}`" for c in columns})
-             .whenNotMatchedInsert(condition=f"s.`{action_col}` = 'upsert'",
-                                   values={f"`{c}`": f"s.`{c}`" for c in columns}))
-    merge.execute()
+    (delta_table(spark, ref).alias("t").merge(changes.alias("s"), cond)
+     .whenMatchedDelete(condition=f"s.`{action_col}` = 'delete'")
+     .whenMatchedUpdate(condition=f"s.`{action_col}` = 'upsert'" + (
+         f" AND NOT (t.`{change_col}` <=> s.`{change_col}`)" if change_col else ""),
+                        set={f"`{c}`": f"s.`{c}`" for c in columns})
+     .whenNotMatchedInsert(condition=f"s.`{action_col}` = 'upsert'",
+                           values={f"`{c}`": f"s.`{c}`" for c in columns})
+     .execute())
     return _last_commit(spark, ref)
 
 
@@ -329,11 +329,11 @@ def merge_scd2(changes: DataFrame, ref: TableRef, keys: Sequence[str], columns: 
     staged = closing.unionByName(inserts.select(
         "*", *[F.lit(None).cast(changes.schema[k].dataType).alias(f"_mk_{k}") for k in keys]))
     cond = " AND ".join([f"t.`{k}` = s.`_mk_{k}`" for k in keys] + [f"t.`{open_col}` IS NULL"])
-    merge = (delta_table(spark, ref).alias("t").merge(staged.alias("s"), cond)
-             .whenMatchedUpdate(set={f"`{c}`": e for c, e in close_set.items()})
-             .whenNotMatchedInsert(condition=" AND ".join(f"s.`_mk_{k}` IS NULL" for k in keys),
-                                   values={f"`{c}`": f"s.`{c}`" for c in columns}))
-    merge.execute()
+    (delta_table(spark, ref).alias("t").merge(staged.alias("s"), cond)
+     .whenMatchedUpdate(set={f"`{c}`": e for c, e in close_set.items()})
+     .whenNotMatchedInsert(condition=" AND ".join(f"s.`_mk_{k}` IS NULL" for k in keys),
+                           values={f"`{c}`": f"s.`{c}`" for c in columns})
+     .execute())
     return _last_commit(spark, ref)
 
 
@@ -446,12 +446,7 @@ def read_source_table(spark: SparkSession, source: SourceConfig, batch_id: str) 
     return df.withColumn("_file", F.lit(where)).withColumn("_batch_id", F.lit(batch_id))
 
 
-KAFKA_BATCH_PREFIX = "kafka"
-
-
-def kafka_batch_id(topic: str, partition: int, first: int, last: int) -> str:
-    """Bronze batch id of the messages ``first..last`` (offsets) of one topic partition."""
-    return f"{KAFKA_BATCH_PREFIX}:{topic}:{partition}:{first}-{last}"
+KAFKA_BATCH_PREFIX = "kafka"  # bronze batch id: kafka:<topic>:<partition>:<first>-<last>
 
 
 def kafka_next_offsets(topic: str, landed: Sequence[str]) -> dict[int, int]:
@@ -466,12 +461,19 @@ def kafka_next_offsets(topic: str, landed: Sequence[str]) -> dict[int, int]:
     return nxt
 
 
+def kafka_options(source: SourceConfig) -> dict[str, str]:
+    """Reader options of a ``format: kafka`` source (batch and streaming alike)."""
+    assert source.topic is not None
+    return {"subscribe": source.topic, **source.options}
+
+
 def read_kafka_source(spark: SparkSession, source: SourceConfig,
-                      landed: Sequence[str]) -> DataFrame | None:
+                      landed: Sequence[str]) -> tuple[DataFrame, int] | None:
     """The messages of a ``format: kafka`` source not yet landed, one row per message: its
     JSON value's fields as columns (nested objects as structs, like a JSON file), ``_file``
     (``kafka://topic/partition/offset``) and ``_batch_id`` (one per partition and offset
-    range, see :func:`kafka_batch_id`). None when there is nothing new.
+    range, see :data:`KAFKA_BATCH_PREFIX`); with the number of batches. None when there is
+    nothing new.
 
     Where to start comes from bronze itself (the batch ids landed), not from the consumer
     group or a checkpoint: landing is one Delta commit, so a run that dies before it lands
@@ -480,9 +482,7 @@ def read_kafka_source(spark: SparkSession, source: SourceConfig,
     """
     assert source.topic is not None
     start = kafka_next_offsets(source.topic, landed)
-    reader = spark.read.format("kafka").option("subscribe", source.topic)
-    for k, v in source.options.items():
-        reader = reader.option(k, v)
+    reader = spark.read.format("kafka").options(**kafka_options(source))
     starting = ({source.topic: {str(p): o for p, o in start.items()}} if start else None)
     reader = reader.option("startingOffsets", json.dumps(starting) if starting else "earliest")
     # Partitions not named in startingOffsets start at earliest (a partition added later).
@@ -507,7 +507,7 @@ def read_kafka_source(spark: SparkSession, source: SourceConfig,
     return parsed.select(*[F.col("v").getField(f.name).alias(f.name) for f in fields],
                          F.when(F.col("v").isNull() | F.col(f"v.{CORRUPT_COL}").isNotNull(),
                                 F.col("value")).alias(CORRUPT_COL),
-                         "_file", "_batch_id")
+                         "_file", "_batch_id"), len(spans)
 
 
 def delta_source_version(spark: SparkSession, source: SourceConfig) -> int:

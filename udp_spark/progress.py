@@ -53,6 +53,10 @@ class Tracker:
     def spark_jobs(self) -> int:
         return len(self._job_ids() - self._jobs_before)
 
+    def metrics(self) -> dict[str, float]:
+        """``seconds`` and ``spark_jobs`` so far, for the run's audit row."""
+        return {"seconds": self.elapsed, "spark_jobs": float(self.spark_jobs)}
+
     def step(self, name: str, rows: int | None = None) -> None:
         now = time.perf_counter()
         took, self._last = now - self._last, now

@@ -84,13 +84,11 @@ def audited_run(ctx: StageContext, stage: str) -> Iterator[audit.RunRecord]:
         try:
             yield run
         except BaseException as exc:
-            run.metrics["seconds"] = tracker.elapsed
-            run.metrics["spark_jobs"] = float(tracker.spark_jobs)
+            run.metrics.update(tracker.metrics())
             with contextlib.suppress(Exception):
                 _record(ctx, run, "failed", repr(exc))
             raise
-        run.metrics["seconds"] = tracker.elapsed
-        run.metrics["spark_jobs"] = float(tracker.spark_jobs)
+        run.metrics.update(tracker.metrics())
         _record(ctx, run, "succeeded", None)
     log.info("%s run %s finished in %.1fs (%d Spark jobs)", stage, run.run_id,
              run.metrics["seconds"], run.metrics["spark_jobs"])

@@ -127,8 +127,8 @@ def _land_source(ctx: StageContext, source: SourceConfig, run_id: str, batch_id:
         if kafka is None:
             log.info("bronze.%s: no new messages on topic %s", source.name, source.topic)
             return SourceIngest(source.name, 0, 0, 0, None)
-        raw = kafka
-        n_new = seen = len({r[0] for r in raw.select("_batch_id").distinct().collect()})
+        raw, n_new = kafka
+        seen = n_new
         reading.append(f"kafka topic {source.topic}")
     else:
         if batch_id is None:

@@ -285,7 +285,7 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
         sizes = {r["segment"]: int(r["n"]) for r in table.select(
             F.explode("segments").alias("segment")).groupBy("segment").agg(
             F.count("*").alias("n")).collect()} if is_full else {}
-        customers = table.count()  # answered from the Delta log's file statistics
+        customers = table.count()
         report = PublishReport(
             run_id=run.run_id, as_of=as_of, customers=customers,
             profile_inserted=p.get("insert", 0), profile_updated=p.get("update", 0),

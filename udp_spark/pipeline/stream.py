@@ -25,6 +25,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from udp_spark import io
 from udp_spark.faults import crash_point
 from udp_spark.pipeline.context import RunBuffer, StageContext, flush_audit
 
@@ -108,9 +109,7 @@ def landing_stream(ctx: StageContext, names: list[str]) -> DataFrame:
             # The query's Kafka offsets only wake the micro-batch up: ingest reads the topic
             # from where bronze stopped (io.read_kafka_source), so a replayed or lost
             # trigger lands nothing twice and nothing less.
-            reader = spark.readStream.format("kafka").option("subscribe", source.topic)
-            for k, v in source.options.items():
-                reader = reader.option(k, v)
+            reader = spark.readStream.format("kafka").options(**io.kafka_options(source))
             frames.append(reader.option("startingOffsets", "earliest").option(
                 "maxOffsetsPerTrigger", cfg.stream.max_files_per_trigger * 1000).load().select(
                 F.lit(name).alias("source"),

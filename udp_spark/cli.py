@@ -312,6 +312,35 @@ def stream(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
     typer.echo(f"{len(reports)} micro-batches with new files")
 
 
+@app.command("run")
+def run_all(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
+            lakehouse: LakehouseOpt = None, full: FullOpt = False,
+            retrain: Annotated[bool, typer.Option(
+                "--retrain", help="fit and register a new model (re-scores every pair)")] = False,
+            truth: Annotated[str | None, typer.Option(
+                help="truth CSV: evaluate the clusters after resolve")] = None,
+            wait: Annotated[float | None, typer.Option(
+                help="seconds to wait for another run's lease (default run.wait_seconds)")]
+            = None) -> None:
+    """Every stage in dependency order, each skipped when its inputs did not change since
+    its last successful run; resumes after a failure. Exit 1 if a stage failed, 3 if
+    another run holds the lakehouse."""
+    from udp_spark.lease import LeaseHeld
+    from udp_spark.pipeline.run import RunOptions, run_pipeline
+
+    ctx = _context(config, data_root, lakehouse)
+    try:
+        summary = run_pipeline(ctx, RunOptions(full=full, retrain=retrain, truth=truth,
+                                               wait_seconds=wait))
+    except LeaseHeld as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(3) from None
+    for line in summary.lines():
+        typer.echo(line)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
 AsOfOpt = Annotated[str | None, typer.Option(
     "--as-of", help="table version (e.g. 3) or timestamp (e.g. '2026-06-30 12:00:00') to "
                     "read the profile as it was then")]

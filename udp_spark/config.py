@@ -377,6 +377,16 @@ class StreamSettings(_Model):
                                      "every csv / json / parquet source)")
 
 
+class RunSettings(_Model):
+    """``udp run``: the stages as one dependency graph under a lease on the lakehouse."""
+
+    lease_ttl_minutes: float = Field(default=120.0, gt=0, description="a run renews its "
+                                     "lease at every stage; a holder silent this long is "
+                                     "presumed dead")
+    wait_seconds: float = Field(default=0.0, ge=0, description="how long a second run waits "
+                                "for the lease before it refuses (exit 3)")
+
+
 class MlflowSettings(_Model):
     tracking_uri: str = "sqlite:///mlflow.db"
     registry_uri: str | None = None
@@ -724,6 +734,7 @@ class PipelineConfig(_Model):
     mlflow: MlflowSettings = MlflowSettings()
     publish: PublishSettings = PublishSettings()
     stream: StreamSettings = StreamSettings()
+    run: RunSettings = RunSettings()
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     config_hash: str = ""
 

@@ -16,6 +16,7 @@ SILVER_PARTY_RECORDS = ("silver", "party_records")
 SILVER_INTERACTIONS = ("silver", "interactions")
 SILVER_QUARANTINE = ("silver", "quarantine")
 AUDIT_RUNS = ("audit", "runs")
+AUDIT_LEASES = ("audit", "leases")  # who may write the lakehouse now (udp run, udp stream)
 
 
 @dataclass(frozen=True)

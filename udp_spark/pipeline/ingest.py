@@ -211,6 +211,33 @@ def _check_mapped_columns(source: SourceConfig, raw: DataFrame, where: str) -> N
         f"{data_cols}; fix the mapping (and 'columns') in the source's YAML or the file")
 
 
+def pending_batches(ctx: StageContext, sources: list[str] | None = None
+                    ) -> dict[str, int | None]:
+    """Per source, how many batches ``run_ingest`` would land now, found the way it finds
+    them (file listing or Delta version against bronze's batch ids) without reading any
+    data; None where only reading can tell (Kafka, JDBC)."""
+    spark, cfg = ctx.spark, ctx.cfg
+    out: dict[str, int | None] = {}
+    for name in sources or sorted(cfg.sources):
+        source = cfg.sources[name]
+        if source.format not in ("csv", "json", "parquet", "delta"):
+            out[name] = None
+            continue
+        target = ctx.lakehouse.bronze(name)
+        landed = ({r[0] for r in io.read_table(spark, target).select("_batch_id").distinct()
+                   .collect()} if io.table_exists(spark, target) else set())
+        if source.format == "delta":
+            out[name] = int(f"v{io.delta_source_version(spark, source)}" not in landed)
+            continue
+        try:
+            files = io.list_source_files(spark, cfg, source, allow_none=True)
+        except io.SourceReadError:
+            out[name] = None  # ingest itself reports what is wrong with the path
+            continue
+        out[name] = sum(1 for _, batch in files if batch not in landed)
+    return out
+
+
 def run_ingest(ctx: StageContext, sources: list[str] | None = None,
                batch_id: str | None = None) -> IngestReport:
     """Land the named sources (default: all) into bronze; already landed batches are skipped.

@@ -238,6 +238,15 @@ def log_and_register_supervised(matcher: SupervisedMatcher, *, settings: MlflowS
         return _point_alias(info, name, alias, run.info.run_id)
 
 
+def alias_version(settings: MlflowSettings, name: str, alias: str) -> str | None:
+    """The version ``alias`` points at, or None (no such model or alias); reads no artifact."""
+    configure(settings)
+    try:
+        return str(MlflowClient().get_model_version_by_alias(name, alias).version)
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
 def load_by_alias(settings: MlflowSettings, name: str, alias: str) -> tuple[Matcher, str]:
     """The registered matcher and its version, looked up by alias.
 

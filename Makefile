@@ -10,7 +10,7 @@ PEOPLE ?= 20000
 # waiting on the driver, so two processes use two cores better than one.
 TEST_WORKERS ?= 2
 
-.PHONY: setup demo test test-fast bench chaos stream lint clean lock
+.PHONY: setup demo test test-fast bench chaos stream cluster-demo lint clean lock
 
 setup: $(STAMP)
 	@$(UDP) setup-jars
@@ -44,6 +44,19 @@ chaos: setup
 stream: setup
 	$(UDP) stream
 
+# The whole pipeline (`udp run`) with spark-submit on a Spark standalone cluster started
+# here: a master and two workers, executors in their own JVMs (docs/workflows.md).
+CLUSTER_DIR ?= /tmp/udp-cluster
+CLUSTER_PEOPLE ?= 2000
+cluster-demo: setup
+	$(UDP) generate --people $(CLUSTER_PEOPLE) --out data/cluster-demo
+	@set -e; export PATH="$(CURDIR)/$(VENV)/bin:$$PATH"; rm -rf $(CLUSTER_DIR); \
+	python -m udp_spark.platform.standalone $(CLUSTER_DIR) & pid=$$!; trap "kill $$pid" EXIT; \
+	while [ ! -f $(CLUSTER_DIR)/master_url ]; do kill -0 $$pid; sleep 1; done; \
+	spark-submit --master "$$(cat $(CLUSTER_DIR)/master_url)" $$(udp submit-args) \
+	  jobs/run.py --config conf/pipeline.yaml --data-root data/cluster-demo \
+	  --lakehouse lakehouse-cluster
+
 lint: setup
 	$(VENV)/bin/ruff check udp_spark jobs tests
 	$(VENV)/bin/mypy udp_spark
@@ -53,4 +66,4 @@ lock:
 	$(PY) -m pip freeze --exclude-editable | grep -v '^udp-spark' > requirements.lock
 
 clean:
-	rm -rf $(VENV) lakehouse data/demo spark-warehouse metastore_db derby.log mlruns .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) lakehouse lakehouse-cluster data/demo data/cluster-demo spark-warehouse metastore_db derby.log mlruns .pytest_cache .mypy_cache .ruff_cache

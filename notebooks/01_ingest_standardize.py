@@ -13,17 +13,11 @@ dbutils.widgets.text("lakehouse", "")  # noqa: F821
 
 # COMMAND ----------
 
-from udp_spark.config import load_config
-from udp_spark.pipeline.context import StageContext
+from udp_spark.pipeline.context import notebook_context
 from udp_spark.pipeline.ingest import run_ingest
 from udp_spark.pipeline.standardize import run_standardize
 
-cfg = load_config(
-    dbutils.widgets.get("config"),  # noqa: F821
-    data_root=dbutils.widgets.get("data_root") or None,  # noqa: F821
-    lakehouse_root=dbutils.widgets.get("lakehouse") or None,  # noqa: F821
-)
-ctx = StageContext(spark, cfg)  # noqa: F821  (the notebook's session, used as it is)
+ctx = notebook_context(spark, dbutils.widgets)  # noqa: F821  (the notebook's own session)
 
 # COMMAND ----------
 

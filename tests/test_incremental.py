@@ -1,12 +1,13 @@
-"""The change-driven engine and the stream on real Spark, Delta and MLflow.
+"""The change-driven engine and the stream on real Spark, Delta, MLflow and Kafka.
 
 One lakehouse is built by a batch run on most of the generated data; the rest lands as new
 files in two micro-batches of ``udp stream`` (the webshop and app customers held out, then
-a purchase of a known customer). Checked: each stage did only incremental work, customers
-the new files did not touch kept their ids, the purchase reached the profile's orders,
-lifetime value and RFM with a ``segment_entered`` event in the same micro-batch, a
-micro-batch that died half-way was replayed with nothing written twice, and the clusters
-equal a full run's over the same rows.
+a purchase of a known customer), and a third purchase arrives as a message on a real Kafka
+broker. Checked: each stage did only incremental work, customers the new files did not
+touch kept their ids, each purchase reached the profile's orders, lifetime value and RFM
+with a ``segment_entered`` event in the same micro-batch, a micro-batch that died half-way
+was replayed with nothing written twice, and the clusters equal a full run's over the same
+rows.
 """
 
 from __future__ import annotations
@@ -187,6 +188,10 @@ def test_stream_micro_batches_are_incremental_and_match_a_full_run(
     # Replaying finds nothing new.
     assert run_stream(ctx, available_now=True) == []
 
+    # Micro-batch 3: a purchase arrives as a Kafka message (a real broker) on a topic the
+    # shop's orders are also published to: the same mapping, format kafka.
+    _kafka_purchase(ctx, tmp_path)
+
     # The same rows through a full run of every stage give the same clusters.
     copy = tmp_path / "lake_full"
     shutil.copytree(ctx.cfg.lakehouse.root, copy)
@@ -204,3 +209,47 @@ def test_stream_micro_batches_are_incremental_and_match_a_full_run(
     report = run_resolve(full, full=True)
     assert report.full and report.events == {}
     assert _partition(spark, full) == _partition(spark, ctx)
+
+
+def _kafka_purchase(ctx: StageContext, tmp_path: Path) -> None:
+    from udp_spark.pipeline.stream import run_stream
+    from udp_spark.platform.kafka import LocalKafka
+
+    spark = ctx.spark
+    profiles = io.read_table(spark, ctx.lakehouse.ref(GOLD_CUSTOMER_PROFILE))
+    xref = io.read_table(spark, ctx.lakehouse.ref(GOLD_IDENTITY_XREF))
+    buyer = (xref.filter(F.col("record_id").startswith("webshop_customers:"))
+             .join(profiles, "customer_id").filter(~F.array_contains("segments", "high_value"))
+             .orderBy(F.desc("record_id")).select("record_id", "customer_id", "orders", "ltv")
+             .first())
+    assert buyer is not None
+    with LocalKafka(tmp_path / "kafka") as kafka:
+        orders = ctx.cfg.sources["webshop_orders"].model_copy(update={
+            "name": "webshop_orders_kafka", "format": "kafka", "path": None,
+            "topic": "shop-orders", "options": {"kafka.bootstrap.servers": kafka.bootstrap}})
+        cfg = ctx.cfg.model_copy(update={
+            "sources": {**ctx.cfg.sources, orders.name: orders},
+            # a query of its own (a new source changes the query: a new checkpoint)
+            "stream": ctx.cfg.stream.model_copy(update={
+                "sources": (orders.name,), "checkpoint_location": str(tmp_path / "chk_kafka")})})
+        kctx = StageContext(spark, cfg)
+        message = {"order_id": "9999002", "customer_id": buyer["record_id"].split(":", 1)[1],
+                   "ordered_at": f"{AS_OF.isoformat()}T11:00:00Z", "total": 4000.0,
+                   "currency": "USD", "status": "completed", "items": 2, "channel": "web"}
+        (spark.createDataFrame([(json.dumps(message),)], "value string").write.format("kafka")
+         .option("kafka.bootstrap.servers", kafka.bootstrap).option("topic", "shop-orders")
+         .save())
+        batches = run_stream(kctx, available_now=True)
+    assert len(batches) == 1 and batches[0].sources == [orders.name], batches
+    assert batches[0].rows_landed == 1
+    now = io.read_table(spark, ctx.lakehouse.ref(GOLD_CUSTOMER_PROFILE)).filter(
+        F.col("customer_id") == buyer["customer_id"]).first()
+    assert now is not None
+    assert now["orders"] == buyer["orders"] + 1
+    assert float(now["ltv"]) == pytest.approx(float(buyer["ltv"]) + 4000.0)
+    assert now["recency_days"] == 0 and "high_value" in now["segments"]
+    kinds = {(r["event_type"], r["detail"]) for r in io.read_table(
+        spark, ctx.lakehouse.ref(GOLD_PROFILE_EVENTS)).filter(
+        F.col("customer_id") == buyer["customer_id"]).collect()}
+    assert ("segment_entered", "high_value") in kinds, kinds
+

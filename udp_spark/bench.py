@@ -134,7 +134,7 @@ def _pipeline_once(data_dir: str, lakehouse: str, stages: str) -> None:
             timed("republish_unchanged", run_publish))
         xref = ctx.lakehouse.ref(GOLD_IDENTITY_XREF)
         before = io.read_table(spark, xref).select("record_id", "customer_id")
-        before = before.localCheckpoint(eager=True)
+        before = before.transform(io.checkpoint)
         if release(Path(data_dir)):
             for stage, fn in (("ingest", run_ingest), ("standardize", run_standardize),
                               ("block", run_block), ("score", run_score),

@@ -50,6 +50,18 @@ def setup_jars() -> None:
     typer.echo(f"{len(paths)} jars ready in {jars_dir()}")
 
 
+@app.command("submit-args")
+def submit_args_cmd(config: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Print the spark-submit options a job needs on a cluster (jars, package zip, Delta
+    and the config's Spark conf): ``spark-submit --master URL $(udp submit-args) jobs/...``."""
+    import shlex
+
+    from udp_spark.config import load_config
+    from udp_spark.session import submit_args
+
+    typer.echo(" ".join(shlex.quote(a) for a in submit_args(load_config(config).spark)))
+
+
 @app.command()
 def generate(
     out: Annotated[Path, typer.Option(help="output folder")] = Path("data/demo"),
@@ -150,13 +162,27 @@ def block(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
 
 @app.command()
 def train(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
-          lakehouse: LakehouseOpt = None) -> None:
+          lakehouse: LakehouseOpt = None,
+          if_missing: Annotated[bool, typer.Option(
+              "--if-missing", help="only when no model is registered under the alias (what "
+              "a scheduled pipeline wants: a new model re-scores every pair)")] = False
+          ) -> None:
     """Fit the matcher and register it in MLflow: Fellegi-Sunter + EM (no labels, the
     default) or supervised on silver.match_labels (matching.model.kind)."""
     from udp_spark.matching.fellegi_sunter import FSModel
     from udp_spark.pipeline.train import run_train
 
-    r = run_train(_context(config, data_root, lakehouse))
+    ctx = _context(config, data_root, lakehouse)
+    if if_missing:
+        from udp_spark.platform import mlflow_store
+
+        mcfg = ctx.cfg.matching.model
+        version = mlflow_store.alias_version(ctx.cfg.mlflow, mcfg.registered_name, mcfg.alias)
+        if version is not None:
+            typer.echo(f"{mcfg.registered_name}@{mcfg.alias} is version {version}: not "
+                       f"training (--if-missing)")
+            return
+    r = run_train(ctx)
     if isinstance(r.model, FSModel):
         typer.echo(f"model version {r.model_version} (MLflow run {r.mlflow_run_id}); prior "
                    f"{r.model.prior:.3g} ({r.model.prior_method}); EM iterations "
@@ -310,6 +336,18 @@ def stream(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
     reports = run_stream(_context(config, data_root, lakehouse), available_now=available_now,
                          timeout=timeout, on_batch=show)
     typer.echo(f"{len(reports)} micro-batches with new files")
+
+
+@app.command()
+def maintain(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
+             lakehouse: LakehouseOpt = None) -> None:
+    """Compact (OPTIMIZE) and VACUUM every table of the lakehouse: the nightly job."""
+    from udp_spark.pipeline.maintain import run_maintain
+
+    ctx = _context(config, data_root, lakehouse)
+    r = run_maintain(ctx)
+    typer.echo(f"{r.tables} tables maintained; {r.files_compacted} small files compacted; "
+               f"history kept {ctx.cfg.maintenance.vacuum_retain_hours:g} h")
 
 
 @app.command("run")

@@ -387,10 +387,22 @@ class RunSettings(_Model):
                                 "for the lease before it refuses (exit 3)")
 
 
+class MaintenanceSettings(_Model):
+    """``udp maintain`` (the nightly job): OPTIMIZE and VACUUM every table."""
+
+    optimize: bool = True
+    vacuum_retain_hours: float = Field(default=168.0, ge=0, description="history kept for "
+                                       "time travel; files only older versions read go")
+
+
 class MlflowSettings(_Model):
     tracking_uri: str = "sqlite:///mlflow.db"
     registry_uri: str | None = None
     experiment: str = "udp-spark-matcher"
+    dfs_tmpdir: str | None = Field(default=None, description="where Spark ML models are "
+                                   "written and read by the executors on their way to and "
+                                   "from MLflow (a folder/URI every executor reaches); "
+                                   "default <lakehouse root>/_tmp/mlflow")
 
 
 class IdentifierComparison(_Model):
@@ -727,7 +739,12 @@ class PipelineConfig(_Model):
     lakehouse: LakehouseConfig = LakehouseConfig()
     spark: SparkProfile = SparkProfile()
     data_root: str = "./data/demo"
-    checkpoint_dir: str = "./lakehouse/_checkpoints"
+    checkpoint_dir: str | None = Field(default=None, description="where reliable "
+                                       "checkpoints go (a folder/URI every executor reaches); "
+                                       "default <lakehouse root>/_checkpoints/spark")
+    checkpoint_mode: Literal["auto", "reliable", "local"] = Field(
+        default="auto", description="lineage breaks: reliable checkpoints (files, survive a "
+        "lost executor), local ones (executor blocks), or auto: local only in local mode")
     sources_dir: str = "sources"
     standardize: StandardizeSettings = StandardizeSettings()
     matching: MatchingSettings = MatchingSettings()
@@ -735,6 +752,7 @@ class PipelineConfig(_Model):
     publish: PublishSettings = PublishSettings()
     stream: StreamSettings = StreamSettings()
     run: RunSettings = RunSettings()
+    maintenance: MaintenanceSettings = MaintenanceSettings()
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     config_hash: str = ""
 

@@ -22,6 +22,8 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from udp_spark import io
+
 log = logging.getLogger(__name__)
 
 Backend = Literal["auto", "graphframes", "builtin", "driver"]
@@ -40,10 +42,7 @@ def graphframes_available(spark: SparkSession) -> bool:
 
 
 def _checkpoint(df: DataFrame) -> DataFrame:
-    sc = df.sparkSession.sparkContext
-    if sc.getCheckpointDir():
-        return df.checkpoint(eager=True)
-    return df.localCheckpoint(eager=True)
+    return io.checkpoint(df)
 
 
 def _builtin(vertices: DataFrame, edges: DataFrame, max_iterations: int) -> DataFrame:

@@ -73,6 +73,56 @@ def _log_snapshot_version(spark: SparkSession, path: str) -> int | None:
     return None if version < 0 else version
 
 
+CHECKPOINT_MODE_CONF = "spark.udp.checkpoint.mode"  # set by StageContext: reliable | local
+
+
+def checkpoint(df: DataFrame) -> DataFrame:
+    """Materialise ``df`` and cut its lineage: the one helper every stage uses.
+
+    ``reliable`` (the default on a cluster, see ``checkpoint_mode``): files in the session's
+    checkpoint directory, which survive a lost executor; ``df`` is cached while they are
+    written so its plan runs once, not twice. ``local``: blocks on the executors (fast, and
+    what local mode uses; lost with an executor).
+    """
+    spark = df.sparkSession
+    if spark.conf.get(CHECKPOINT_MODE_CONF, "local") != "reliable":
+        return df.localCheckpoint(eager=True)
+    cached = df.persist()
+    try:
+        return cached.checkpoint(eager=True)
+    finally:
+        cached.unpersist()
+
+
+def _hadoop_path(spark: SparkSession, uri: str) -> tuple[Any, Any]:
+    """``(FileSystem, Path)`` of a URI, through the session's Hadoop configuration."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), path
+
+
+def copy_to_local(spark: SparkSession, uri: str, local: str) -> None:
+    """Copy a file or folder from any Hadoop file system (HDFS, S3, DBFS, file:) to a local
+    path of the driver."""
+    fs, src = _hadoop_path(spark, uri)
+    fs.copyToLocalFile(False, src, spark.sparkContext._jvm.org.apache.hadoop.fs.Path(  # type: ignore[union-attr]
+        local), True)
+
+
+def copy_from_local(spark: SparkSession, local: str, uri: str) -> None:
+    """Copy a local file or folder of the driver to any Hadoop file system."""
+    fs, dst = _hadoop_path(spark, uri)
+    fs.copyFromLocalFile(False, True, spark.sparkContext._jvm.org.apache.hadoop.fs.Path(  # type: ignore[union-attr]
+        local), dst)
+
+
+def delete_path(spark: SparkSession, uri: str) -> None:
+    """Delete a file or folder (recursively) on any Hadoop file system; missing is fine."""
+    fs, path = _hadoop_path(spark, uri)
+    fs.delete(path, True)
+
+
 def table_exists(spark: SparkSession, ref: TableRef) -> bool:
     """True when the Delta table exists."""
     if ref.path:
@@ -488,7 +538,7 @@ def read_kafka_source(spark: SparkSession, source: SourceConfig,
     # Partitions not named in startingOffsets start at earliest (a partition added later).
     messages = reader.option("endingOffsets", "latest").load().select(
         "partition", "offset", F.col("value").cast("string").alias("value")
-    ).localCheckpoint(eager=True)
+    ).transform(checkpoint)
     spans = messages.groupBy("partition").agg(F.min("offset").alias("first"),
                                               F.max("offset").alias("last")).collect()
     if not spans:

@@ -20,7 +20,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from delta.exceptions import DeltaConcurrentModificationException
+from delta.exceptions import (
+    ConcurrentAppendException,
+    ConcurrentDeleteDeleteException,
+    ConcurrentDeleteReadException,
+    ConcurrentTransactionException,
+    ConcurrentWriteException,
+    DeltaConcurrentModificationException,
+    MetadataChangedException,
+    ProtocolChangedException,
+)
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -29,6 +38,12 @@ from udp_spark import io
 from udp_spark.tables import AUDIT_LEASES, Lakehouse
 
 log = logging.getLogger(__name__)
+
+# What Delta raises when another commit won the race (these classes share no base class)
+CONFLICTS = (ConcurrentAppendException, ConcurrentDeleteDeleteException,
+             ConcurrentDeleteReadException, ConcurrentTransactionException,
+             ConcurrentWriteException, DeltaConcurrentModificationException,
+             MetadataChangedException, ProtocolChangedException)
 
 LEASE_SCHEMA = T.StructType([
     T.StructField("name", T.StringType(), False),
@@ -133,7 +148,7 @@ class Lease:
         while True:
             seen = self._current()
             if self._free(seen):
-                with contextlib.suppress(DeltaConcurrentModificationException):
+                with contextlib.suppress(*CONFLICTS):
                     self._swap(seen, self.holder)  # a racing writer's commit fails one of us
                 now = self._current()
                 if now is not None and now.holder == self.holder:
@@ -172,7 +187,7 @@ class Lease:
         """Give the lease back (a no-op when it is not held by this holder any more)."""
         seen = self._current()
         if seen is not None and seen.holder == self.holder:
-            with contextlib.suppress(DeltaConcurrentModificationException):
+            with contextlib.suppress(*CONFLICTS):
                 self._swap(seen, None)
                 log.info("lease %s released by %s", self.name, self.holder)
 

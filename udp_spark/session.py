@@ -103,3 +103,50 @@ def get_session(profile: SparkProfile | None = None,
     spark.sparkContext.setLogLevel("WARN")
     log.info("local Spark %s session with Delta (%d jars)", spark.version, len(jars))
     return spark
+
+
+def package_zip(directory: Path | None = None) -> Path:
+    """The ``udp_spark`` package as a zip for ``spark-submit --py-files`` (built once per
+    package content, beside the jars): how the library reaches the executors' Python."""
+    import hashlib
+    import zipfile
+
+    from udp_spark.jars import jars_dir
+
+    root = Path(__file__).parent
+    files = sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    digest = hashlib.sha256()
+    for p in files:
+        digest.update(str(p.relative_to(root)).encode())
+        digest.update(p.read_bytes())
+    out = (directory or jars_dir().parent / "dist") / f"udp_spark-{digest.hexdigest()[:12]}.zip"
+    if not out.is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".tmp")
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+            for p in files:
+                zf.write(p, Path("udp_spark") / p.relative_to(root))
+        tmp.replace(out)
+    return out
+
+
+def submit_args(profile: SparkProfile | None = None, *, python: str | None = None
+                ) -> list[str]:
+    """``spark-submit`` options for a job of this project on any master: the pinned jars,
+    the package zip, the Delta extension and catalog, the defaults a local session gets
+    (change data feed on new tables, UTC...) and the profile's conf, and the Python the
+    executors run (``python``, default this interpreter: on a real cluster, a path that
+    exists on every node, e.g. an environment shipped with ``--archives``)."""
+    profile = profile or SparkProfile()
+    conf = {**LOCAL_DEFAULTS, **profile.conf,
+            "spark.pyspark.python": python or sys.executable}
+    log4j = Path(__file__).parent / "data" / "log4j2.properties"  # the driver's, as locally
+    conf["spark.driver.extraJavaOptions"] = (
+        f"-Dlog4j2.configurationFile=file:{log4j} " + conf.get("spark.driver.extraJavaOptions", "")
+    ).strip()
+    jars = [str(j) for j in local_jar_paths()]
+    jars += [j for j in conf.pop("spark.jars", "").split(",") if j]
+    args = ["--jars", ",".join(jars), "--py-files", str(package_zip())]
+    for key, value in conf.items():
+        args += ["--conf", f"{key}={value}"]
+    return args

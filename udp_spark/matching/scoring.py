@@ -13,6 +13,7 @@ from typing import Protocol
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from udp_spark import io
 from udp_spark.matching.comparisons import comparison_vectors, comparisons_named, pair_frame
 from udp_spark.matching.fellegi_sunter import MISSING, FSModel
 from udp_spark.matching.supervised import SupervisedMatcher, supervised_scores
@@ -181,7 +182,7 @@ def score_pairs(records: DataFrame, pairs: DataFrame, model: FSModel | Supervise
     vectors = pair_frame(records, pairs).transform(comparison_vectors(comps))
     if isinstance(model, SupervisedMatcher):
         if checkpoint:
-            vectors = vectors.localCheckpoint(eager=True)
+            vectors = vectors.transform(io.checkpoint)
         return vectors.transform(supervised_scores(model))
     if tf is None:
         tf = tf_tables(records, model)

@@ -99,17 +99,16 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
             log.info("block: all records (%s)", ch.reason)
             changed, old_index = records.select("record_id"), None
         else:
-            changed = ch.keys("record_id").localCheckpoint(eager=True)
-            old_index = io.read_table(spark, index_ref).localCheckpoint(eager=True)
+            changed = ch.keys("record_id").transform(io.checkpoint)
+            old_index = io.read_table(spark, index_ref).transform(io.checkpoint)
         new_keys = records.join(changed, "record_id", "left_semi").transform(
-            block_keys(settings)).localCheckpoint(eager=True)
+            block_keys(settings)).transform(io.checkpoint)
         after = updated_index(old_index, changed, new_keys)
-        touched = touched_blocks(old_index, changed, new_keys, after, top).localCheckpoint(
-            eager=True)
-        redo = changed if ch.full else records_to_pair(changed, after, touched).localCheckpoint(
-            eager=True)
+        touched = touched_blocks(old_index, changed, new_keys, after, top).transform(io.checkpoint)
+        redo = changed if ch.full else records_to_pair(changed, after, touched).transform(
+            io.checkpoint)
         pairs = (_with_pair_hash(pairs_of(redo, after, top, all_records=ch.full), records)
-                 .withColumn("_run_id", F.lit(run.run_id)).localCheckpoint(eager=True))
+                 .withColumn("_run_id", F.lit(run.run_id)).transform(io.checkpoint))
         retired = 0
         if ch.full:
             res = io.overwrite(pairs, pairs_ref)
@@ -123,7 +122,7 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
                               ["record_id_l", "record_id_r"], "left_anti")
             changes = (pairs.withColumn("_action", F.lit("upsert"))
                        .unionByName(stale.select(*PAIR_COLUMNS).withColumn(
-                           "_action", F.lit("delete")))).localCheckpoint(eager=True)
+                           "_action", F.lit("delete")))).transform(io.checkpoint)
             res = io.merge_changes(changes, pairs_ref, ["record_id_l", "record_id_r"],
                                    PAIR_COLUMNS, change_col="_row_hash")
             written = res.metric("numTargetRowsInserted") + res.metric("numTargetRowsUpdated")
@@ -141,7 +140,7 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
             gone = (old_index.join(changed, "record_id", "left_semi")
                     .join(after, ["block", "record_id"], "left_anti").select(*INDEX_COLUMNS))
             io.merge_changes(rows.withColumn("_action", F.lit("upsert")).unionByName(
-                gone.withColumn("_action", F.lit("delete"))).localCheckpoint(eager=True),
+                gone.withColumn("_action", F.lit("delete"))).transform(io.checkpoint),
                 index_ref, ["block", "record_id"], INDEX_COLUMNS, change_col="expanded")
         save_watermarks(run, {str(rec_ref): ch.version}, params=params)
 

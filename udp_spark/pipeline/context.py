@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from pyspark.sql import SparkSession
 
-from udp_spark import audit, progress
+from udp_spark import audit, io, progress
 from udp_spark.changes import read_watermarks
 from udp_spark.config import PipelineConfig
 from udp_spark.tables import Lakehouse
@@ -39,9 +39,39 @@ class StageContext:
     cfg: PipelineConfig
     buffer: RunBuffer | None = None
 
+    def __post_init__(self) -> None:
+        configure_checkpoints(self.spark, self.cfg)
+
     @property
     def lakehouse(self) -> Lakehouse:
         return Lakehouse(self.cfg.lakehouse)
+
+
+def checkpoint_dir(cfg: PipelineConfig) -> str:
+    """``checkpoint_dir``, default ``<lakehouse root>/_checkpoints/spark``."""
+    return cfg.checkpoint_dir or f"{cfg.lakehouse.root.rstrip('/')}/_checkpoints/spark"
+
+
+def mlflow_dfs_tmpdir(cfg: PipelineConfig) -> str:
+    """``mlflow.dfs_tmpdir``, default ``<lakehouse root>/_tmp/mlflow``."""
+    return cfg.mlflow.dfs_tmpdir or f"{cfg.lakehouse.root.rstrip('/')}/_tmp/mlflow"
+
+
+def configure_checkpoints(spark: SparkSession, cfg: PipelineConfig) -> None:
+    """Point the session at the configured checkpoint directory (unless it has one) and
+    choose how :func:`udp_spark.io.checkpoint` breaks lineage: reliably on a cluster,
+    locally in local mode (``checkpoint_mode: auto``)."""
+    try:
+        sc = spark.sparkContext
+    except Exception:  # Spark Connect: no SparkContext; the server decides
+        return
+    mode = cfg.checkpoint_mode
+    if mode == "auto":
+        mode = "local" if (sc.master or "").startswith("local") else "reliable"
+    if not sc.getCheckpointDir():  # GraphFrames needs one whatever the mode
+        sc.setCheckpointDir(checkpoint_dir(cfg))
+        log.info("checkpoint directory %s (%s lineage breaks)", sc.getCheckpointDir(), mode)
+    spark.conf.set(io.CHECKPOINT_MODE_CONF, mode)
 
 
 def stage_watermarks(ctx: StageContext, stage: str) -> dict[str, tuple[int, str]]:
@@ -92,3 +122,19 @@ def audited_run(ctx: StageContext, stage: str) -> Iterator[audit.RunRecord]:
         _record(ctx, run, "succeeded", None)
     log.info("%s run %s finished in %.1fs (%d Spark jobs)", stage, run.run_id,
              run.metrics["seconds"], run.metrics["spark_jobs"])
+
+
+def notebook_context(spark: SparkSession, widgets: object) -> StageContext:
+    """The stage context a notebook builds from its ``config``, ``data_root`` and
+    ``lakehouse`` widgets (``dbutils.widgets``; empty means the config's own value)."""
+    from udp_spark.config import load_config
+
+    def get(name: str) -> str:
+        try:
+            return str(widgets.get(name))  # type: ignore[attr-defined]
+        except Exception:  # a notebook without that widget
+            return ""
+
+    cfg = load_config(get("config") or "conf/pipeline.yaml", data_root=get("data_root") or None,
+                      lakehouse_root=get("lakehouse") or None)
+    return StageContext(spark, cfg)

@@ -103,13 +103,13 @@ def run_import_labels(ctx: StageContext, path: str, *, from_truth: bool = False,
                 raise LabelImportError(str(exc)) from None
             pairs = io.read_table(spark, pairs_ref).select("record_id_l", "record_id_r")
             labels = truth_pair_labels(pairs, truth, sample, ctx.cfg.matching.model.seed
-                                       ).localCheckpoint(eager=True)
+                                       ).transform(io.checkpoint)
             n_sampled = pairs.count() if sample == 1.0 else None
             rows_read = labels.count()
             skipped = (n_sampled - rows_read) if n_sampled is not None else 0
         else:
             checked = check_pair_labels(_read_pairs_csv(ctx, path), record_ids
-                                        ).localCheckpoint(eager=True)
+                                        ).transform(io.checkpoint)
             rows_read = checked.count()
             bad = checked.filter(F.col("problem").isNotNull())
             rejected = {r["kind"]: int(r["n"]) for r in bad.groupBy(

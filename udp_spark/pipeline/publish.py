@@ -184,8 +184,7 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
                         if ch_inter.version is not None else all_interactions)
         scope = None
         if not is_full:
-            scope = touched_customers(xref, ch_xref, ch_records, ch_inter).localCheckpoint(
-                eager=True)
+            scope = touched_customers(xref, ch_xref, ch_records, ch_inter).transform(io.checkpoint)
             xref = xref.join(scope, "customer_id", "left_semi")
             ids = xref.select("record_id")
             records = records.join(ids, "record_id", "left_semi")
@@ -204,7 +203,7 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
         built = build_profiles(records, xref, interactions, settings, as_of)
         profiles = (built.withColumn("run_id", F.lit(run.run_id))
                     .withColumn("published_at", F.lit(at))
-                    .select(*PROFILE_COLUMNS)).localCheckpoint(eager=True)
+                    .select(*PROFILE_COLUMNS)).transform(io.checkpoint)
         progress.step("profiles built")
 
         with io.commit_metadata(spark, {"run_id": run.run_id, "stage": "publish",
@@ -219,7 +218,7 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
             transitions = segment_transitions(
                 profiles, None if spells is None else in_scope(spells.filter(
                     F.col("exited_at").isNull()).select("customer_id", "segment")),
-                at, run.run_id).localCheckpoint(eager=True)
+                at, run.run_id).transform(io.checkpoint)
             s = _counts(transitions, "_action")
             progress.step("profiles and segments compared")
 
@@ -236,7 +235,7 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
                 identity,
                 attributes=[c for c in GOLDEN_COLUMNS if c not in ("customer_id", "lineage")],
                 metrics=list(METRIC_COLUMNS), run_id=run.run_id, at=at,
-            ).localCheckpoint(eager=True)
+            ).transform(io.checkpoint)
             e = _counts(events, "event_type")
             if e:
                 io.append_new_batches(events, lake.ref(GOLD_PROFILE_EVENTS), batch_col="run_id",

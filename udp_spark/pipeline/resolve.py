@@ -104,7 +104,7 @@ def manual_decisions(ctx: StageContext) -> DataFrame | None:
     # Several manual sources may have decided a pair: the newest decision counts.
     labels = (effective_labels(
         io.read_table(ctx.spark, ref).filter(F.col("label_source").isin(*sources)), sources)
-        .select("record_id_l", "record_id_r", "is_match").localCheckpoint(eager=True))
+        .select("record_id_l", "record_id_r", "is_match").transform(io.checkpoint))
     return None if labels.isEmpty() else labels
 
 
@@ -187,7 +187,7 @@ def run_resolve(ctx: StageContext, *, full: bool = False) -> ResolveReport:
         previous = (io.read_table(spark, xref_ref).select("record_id", "customer_id",
                                                           *(["component_id"] if has_state
                                                             else []))
-                    .localCheckpoint(eager=True) if io.table_exists(spark, xref_ref) else None)
+                    .transform(io.checkpoint) if io.table_exists(spark, xref_ref) else None)
         gone = None
         if is_full:
             log.info("resolve: every record (%s)", ch_scores.reason if ch_scores.full
@@ -195,7 +195,7 @@ def run_resolve(ctx: StageContext, *, full: bool = False) -> ResolveReport:
         else:
             assert previous is not None
             touched = _touched_records(ch_scores, ch_records, ch_labels, labels_ref, ctx)
-            scope = records_in_scope(previous, touched).localCheckpoint(eager=True)
+            scope = records_in_scope(previous, touched).transform(io.checkpoint)
             gone = scope.join(records, "record_id", "left_anti")  # deleted records
             records = records.join(scope, "record_id", "left_semi")
             scores = (scores.join(scope.toDF("record_id_l"), "record_id_l", "left_semi")
@@ -207,7 +207,7 @@ def run_resolve(ctx: StageContext, *, full: bool = False) -> ResolveReport:
             given_name=rcfg.conflict_on_given_name, loyalty_id=rcfg.conflict_on_loyalty_id,
             identifiers=[i.name for i in ctx.cfg.matching.identifiers if i.conflict],
             backend=rcfg.graph_backend, driver_max_edges=rcfg.driver_graph_max_edges,
-            manual=manual).localCheckpoint(eager=True)
+            manual=manual).transform(io.checkpoint)
         progress.step("records clustered")
         ids, events = assign_customer_ids(clusters, previous, run.run_id)
         sizes = clusters.groupBy("cluster_id").agg(F.count("*").alias("cluster_size"))
@@ -244,13 +244,13 @@ def run_resolve(ctx: StageContext, *, full: bool = False) -> ResolveReport:
                         F.lit(run.run_id).alias("run_id"), "component_id")
                 .withColumn("_row_hash", F.sha2(F.concat_ws(
                     "|", "customer_id", "reason", "cluster_size", "component_id"), 256))
-                ).localCheckpoint(eager=True)
+                ).transform(io.checkpoint)
         progress.step("customer ids assigned")
         # The events are written before the xref, as an outbox: a run that dies between the
         # two commits leaves events whose run never committed an xref, which the next run
         # discards (discard_uncommitted_events) before it computes them again. The other
         # order would lose them: the next run finds the xref already changed and no event.
-        ev = events.localCheckpoint(eager=True)
+        ev = events.transform(io.checkpoint)
         ev_counts = {r["event_type"]: int(r["n"]) for r in
                      ev.groupBy("event_type").agg(F.count("*").alias("n")).collect()}
         if ev_counts:
@@ -276,7 +276,7 @@ def run_resolve(ctx: StageContext, *, full: bool = False) -> ResolveReport:
                     io.read_table(spark, xref_ref).join(xref.select("record_id"), "record_id",
                                                         "left_anti")
                     .select(*XREF_COLUMNS).withColumn("_action", F.lit("delete")))
-            res = io.merge_changes(changes.localCheckpoint(eager=True), xref_ref,
+            res = io.merge_changes(changes.transform(io.checkpoint), xref_ref,
                                    ["record_id"], XREF_COLUMNS, change_col="_row_hash")
             changed = (res.metric("numTargetRowsUpdated") + res.metric("numTargetRowsDeleted")
                        + res.metric("numTargetRowsInserted"))

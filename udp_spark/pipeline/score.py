@@ -13,7 +13,12 @@ from udp_spark.changes import changes_since, save_watermarks
 from udp_spark.matching.fellegi_sunter import FSModel
 from udp_spark.matching.scoring import contributions, score_pairs, tf_tables
 from udp_spark.matching.supervised import SupervisedMatcher
-from udp_spark.pipeline.context import StageContext, audited_run, stage_watermarks
+from udp_spark.pipeline.context import (
+    StageContext,
+    audited_run,
+    mlflow_dfs_tmpdir,
+    stage_watermarks,
+)
 from udp_spark.pipeline.inputs import party_records
 from udp_spark.tables import (
     GOLD_IDENTITY_XREF,
@@ -40,7 +45,7 @@ def frozen_tf_tables(ctx: StageContext, records: DataFrame, model: FSModel | Sup
 
     def stored() -> DataFrame:
         return io.read_table(ctx.spark, ref).filter(
-            F.col("model_version") == model_version).localCheckpoint(eager=True)
+            F.col("model_version") == model_version).transform(io.checkpoint)
 
     frozen = stored() if io.table_exists(ctx.spark, ref) else None
     if frozen is None or frozen.isEmpty():
@@ -73,7 +78,7 @@ def run_score(ctx: StageContext, *, full: bool = False) -> dict[str, float]:
     with audited_run(ctx, "score") as run, io.commit_metadata(
             spark, {"run_id": run.run_id, "stage": "score"}):
         model, version = mlflow_store.load_by_alias(ctx.cfg.mlflow, mcfg.registered_name,
-                                                    mcfg.alias)
+                                                    mcfg.alias, mlflow_dfs_tmpdir(ctx.cfg))
         label = f"{mcfg.registered_name}/{version}"
         if not io.table_exists(spark, pairs_ref):
             raise ValueError(f"{pairs_ref} does not exist: run `udp block` first")
@@ -93,7 +98,7 @@ def run_score(ctx: StageContext, *, full: bool = False) -> dict[str, float]:
             todo = io.read_table(spark, pairs_ref, version=ch.version)
             gone = None
         else:
-            last = ch.latest_rows(list(SCORE_KEYS)).localCheckpoint(eager=True)
+            last = ch.latest_rows(list(SCORE_KEYS)).transform(io.checkpoint)
             todo = last.filter(F.col("_change_type") != "delete")
             gone = last.filter(F.col("_change_type") == "delete").select(*SCORE_KEYS)
             # only the records of these pairs are read for the comparisons
@@ -131,7 +136,7 @@ def explain_pair(ctx: StageContext, record_a: str, record_b: str) -> dict[str, o
 
     mcfg = ctx.cfg.matching.model
     model, version = mlflow_store.load_by_alias(ctx.cfg.mlflow, mcfg.registered_name,
-                                                mcfg.alias)
+                                                mcfg.alias, mlflow_dfs_tmpdir(ctx.cfg))
     records = party_records(ctx)
     found = {r["record_id"] for r in records.filter(
         F.col("record_id").isin(record_a, record_b)).select("record_id").collect()}

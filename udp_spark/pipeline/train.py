@@ -14,7 +14,7 @@ from udp_spark.matching.comparisons import (
 from udp_spark.matching.fellegi_sunter import FSModel
 from udp_spark.matching.supervised import SupervisedMatcher
 from udp_spark.matching.training import train_fellegi_sunter
-from udp_spark.pipeline.context import StageContext, audited_run
+from udp_spark.pipeline.context import StageContext, audited_run, mlflow_dfs_tmpdir
 from udp_spark.pipeline.inputs import party_records
 from udp_spark.tables import (
     SILVER_CANDIDATE_PAIRS,
@@ -119,7 +119,7 @@ def _run_train_supervised(ctx: StageContext) -> TrainReport:
                     "comparisons": ",".join(trained.matcher.comparisons),
                     "udp_run_id": run.run_id, "config_hash": ctx.cfg.config_hash,
                     **trained.params},
-            metrics=trained.metrics)
+            metrics=trained.metrics, dfs_tmpdir=mlflow_dfs_tmpdir(ctx.cfg))
         run.mlflow_run_id = reg.run_id
         run.metrics.update(trained.metrics)
         return TrainReport(run.run_id, reg.version, reg.run_id, trained.matcher, "supervised",

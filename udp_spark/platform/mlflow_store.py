@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import tempfile
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,7 +204,8 @@ def _point_alias(info: Any, name: str, alias: str, run_id: str) -> RegisteredMod
 
 def log_and_register_supervised(matcher: SupervisedMatcher, *, settings: MlflowSettings,
                                 name: str, alias: str, params: Mapping[str, object],
-                                metrics: Mapping[str, float]) -> RegisteredModel:
+                                metrics: Mapping[str, float], dfs_tmpdir: str | None = None
+                                ) -> RegisteredModel:
     """Log a supervised matcher (params, held-out metrics, the weight or importance per level
     as a table and chart, the Spark ML pipeline inside a pyfunc model); register a version
     and point ``alias`` at it."""
@@ -216,7 +218,7 @@ def log_and_register_supervised(matcher: SupervisedMatcher, *, settings: MlflowS
         model_path = Path(tmp) / "supervised_model.json"
         model_path.write_text(m.to_json())
         pipeline_path = Path(tmp) / "spark_pipeline"
-        matcher.pipeline.write().overwrite().save(str(pipeline_path))
+        _save_spark_model(matcher.pipeline, pipeline_path, dfs_tmpdir)
         weights = m.weights_table()
         weights.to_csv(Path(tmp) / "match_weights.csv", index=False)
         mlflow.log_artifact(str(Path(tmp) / "match_weights.csv"))
@@ -247,7 +249,48 @@ def alias_version(settings: MlflowSettings, name: str, alias: str) -> str | None
         return None
 
 
-def load_by_alias(settings: MlflowSettings, name: str, alias: str) -> tuple[Matcher, str]:
+def _save_spark_model(model: Any, local: Path, dfs_tmpdir: str | None) -> None:
+    """Write a Spark ML model to a local folder of the driver for MLflow to log. The
+    executors write its data, so with ``dfs_tmpdir`` (a place they all reach, as on a
+    cluster) it goes there first and is copied down, the way ``mlflow.spark`` does it."""
+    if dfs_tmpdir is None:
+        model.write().overwrite().save(str(local))
+        return
+    from pyspark.sql import SparkSession
+
+    from udp_spark import io
+
+    spark = SparkSession.active()
+    remote = f"{dfs_tmpdir.rstrip('/')}/{uuid.uuid4().hex}"
+    try:
+        model.write().overwrite().save(remote)
+        io.copy_to_local(spark, remote, str(local))
+    finally:
+        io.delete_path(spark, remote)
+
+
+def _load_spark_model(local: Path, dfs_tmpdir: str | None) -> Any:
+    """Load a Spark ML pipeline downloaded from MLflow: through ``dfs_tmpdir`` when set (the
+    executors read its data), else from the local folder."""
+    from pyspark.ml import PipelineModel
+
+    if dfs_tmpdir is None:
+        return PipelineModel.load(str(local))
+    from pyspark.sql import SparkSession
+
+    from udp_spark import io
+
+    spark = SparkSession.active()
+    remote = f"{dfs_tmpdir.rstrip('/')}/{uuid.uuid4().hex}"
+    try:
+        io.copy_from_local(spark, str(local), remote)
+        return PipelineModel.load(remote)  # read whole into the JVM: the copy can go
+    finally:
+        io.delete_path(spark, remote)
+
+
+def load_by_alias(settings: MlflowSettings, name: str, alias: str,
+                  dfs_tmpdir: str | None = None) -> tuple[Matcher, str]:
     """The registered matcher and its version, looked up by alias.
 
     A Fellegi-Sunter version comes back as its :class:`FSModel`; a supervised version as a
@@ -269,12 +312,10 @@ def load_by_alias(settings: MlflowSettings, name: str, alias: str) -> tuple[Matc
         sup = list(Path(local).rglob("supervised_model.json"))
         pipes = [p for p in Path(local).rglob(PIPELINE_ARTIFACT) if p.is_dir()]
         if sup and pipes:
-            from pyspark.ml import PipelineModel
-
             # Loading reads the whole (small) model into the JVM, so the download folder
             # can go once this returns.
             matcher = SupervisedMatcher(SupervisedModel.from_json(sup[0].read_text()),
-                                        PipelineModel.load(str(pipes[0])))
+                                        _load_spark_model(pipes[0], dfs_tmpdir))
             return matcher, str(mv.version)
         raise LookupError(f"model {name} version {mv.version} has neither fs_model.json nor "
                           f"supervised_model.json with spark_pipeline/: it was not registered "

@@ -447,6 +447,7 @@ def main(argv: list[str] | None = None) -> None:
     from udp_spark.config import ConfigError
     from udp_spark.io import SourceReadError
     from udp_spark.jars import JarsMissingError
+    from udp_spark.lease import LeaseHeld
     from udp_spark.session import SessionError
     from udp_spark.standardize.transforms import MappingError
 
@@ -458,6 +459,9 @@ def main(argv: list[str] | None = None) -> None:
         code = app(args=argv, standalone_mode=False)
         if isinstance(code, int) and code != 0:
             raise SystemExit(code)
+    except LeaseHeld as exc:  # another run or the stream is writing this lakehouse
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(3) from None
     except (ConfigError, MappingError, SourceReadError, JarsMissingError, SessionError,
             ValueError, LookupError) as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -35,9 +35,12 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from udp_spark import io
+from udp_spark.platform.process import pid_alive
 from udp_spark.tables import AUDIT_LEASES, Lakehouse
 
 log = logging.getLogger(__name__)
+
+PIPELINE = "pipeline"  # the lease every writer of the lakehouse's stages takes
 
 # What Delta raises when another commit won the race (these classes share no base class)
 CONFLICTS = (ConcurrentAppendException, ConcurrentDeleteDeleteException,
@@ -77,16 +80,6 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)  # Delta timestamps here are naive UTC
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
-
-
 class Lease:
     """``with Lease(spark, lake, "pipeline", holder=run_id).held():`` ... (see the module)."""
 
@@ -115,7 +108,7 @@ class Lease:
             log.warning("lease %s: %s expired at %s; taking it over", self.name, row.holder,
                         row.expires_at)
             return True
-        if row.host == self.host and row.pid is not None and not _pid_alive(row.pid):
+        if row.host == self.host and row.pid is not None and not pid_alive(row.pid):
             log.warning("lease %s: holder %s (pid %d on this host) is gone; taking it over",
                         self.name, row.holder, row.pid)
             return True

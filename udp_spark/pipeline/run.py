@@ -29,7 +29,7 @@ from pyspark.sql import functions as F
 from udp_spark import io
 from udp_spark.audit import new_run_id
 from udp_spark.changes import read_watermarks
-from udp_spark.lease import Lease
+from udp_spark.lease import PIPELINE, Lease
 from udp_spark.pipeline.context import StageContext
 from udp_spark.tables import (
     AUDIT_RUNS,
@@ -45,7 +45,7 @@ from udp_spark.tables import (
 
 log = logging.getLogger(__name__)
 
-LEASE_NAME = "pipeline"
+LEASE_NAME = PIPELINE
 
 
 @dataclass(frozen=True)

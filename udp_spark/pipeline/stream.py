@@ -26,7 +26,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from udp_spark import io
+from udp_spark.audit import new_run_id
 from udp_spark.faults import crash_point
+from udp_spark.lease import PIPELINE, Lease
 from udp_spark.pipeline.context import RunBuffer, StageContext, flush_audit
 
 log = logging.getLogger(__name__)
@@ -150,6 +152,20 @@ def run_stream(ctx: StageContext, *, available_now: bool = False,
     names = watched_sources(ctx)
     reports: list[BatchReport] = []
     ctx = StageContext(ctx.spark, ctx.cfg, ctx.buffer or RunBuffer())
+    # One writer at a time: the stream holds the lakehouse lease `udp run` takes, for as
+    # long as it runs (renewed between micro-batches).
+    lease = Lease(ctx.spark, ctx.lakehouse, PIPELINE, holder=new_run_id("stream"),
+                  ttl_seconds=ctx.cfg.run.lease_ttl_minutes * 60)
+    lease.acquire(ctx.cfg.run.wait_seconds)
+    try:
+        return _run_query(ctx, names, reports, lease, available_now, timeout, on_batch)
+    finally:
+        lease.release()
+
+
+def _run_query(ctx: StageContext, names: list[str], reports: list[BatchReport], lease: Lease,
+               available_now: bool, timeout: float | None,
+               on_batch: Callable[[BatchReport], None] | None) -> list[BatchReport]:
 
     def handle(batch: DataFrame, batch_id: int) -> None:
         files = batch.collect()
@@ -159,6 +175,7 @@ def run_stream(ctx: StageContext, *, available_now: bool = False,
         sources = sorted({r["source"] for r in files})
         log.info("stream micro-batch %d: %d files from %s", batch_id, len(files), sources)
         try:
+            lease.renew_if_due()
             timings, landed, events = run_changed_stages(ctx, sources)
         except BaseException as exc:
             if isinstance(exc, Exception):

@@ -22,18 +22,13 @@ from pathlib import Path
 from types import TracebackType
 
 from udp_spark.jars import KAFKA_BROKER_JARS, kafka_broker_dir
+from udp_spark.platform.process import free_port
 
 log = logging.getLogger(__name__)
 
 
 class KafkaUnavailableError(RuntimeError):
     """The broker cannot start: Java or its jars are missing, or it did not come up."""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _listening(port: int) -> bool:
@@ -48,8 +43,8 @@ class LocalKafka:
     def __init__(self, workdir: Path, *, port: int | None = None, heap: str = "512m",
                  startup_timeout: float = 90.0) -> None:
         self.workdir = Path(workdir)
-        self.port = port or _free_port()
-        self.controller_port = _free_port()
+        self.port = port or free_port()
+        self.controller_port = free_port()
         self.heap = heap
         self.startup_timeout = startup_timeout
         self._proc: subprocess.Popen[bytes] | None = None

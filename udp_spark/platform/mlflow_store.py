@@ -27,6 +27,7 @@ from mlflow import MlflowClient
 from udp_spark.config import MlflowSettings
 from udp_spark.matching.fellegi_sunter import MISSING, FSModel, match_probability
 from udp_spark.matching.supervised import LN2, SupervisedMatcher, SupervisedModel
+from udp_spark.platform.process import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -114,16 +115,6 @@ def _process_tags() -> dict[str, str]:
     return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
-
-
 def close_abandoned_runs(experiment_id: str) -> list[str]:
     """Mark KILLED the runs still RUNNING whose process, on this machine, no longer exists
     (a stage killed mid-run never ends its MLflow run). Runs of other machines are left as
@@ -135,7 +126,7 @@ def close_abandoned_runs(experiment_id: str) -> list[str]:
                                   max_results=1000):
         tags = run.data.tags
         pid = tags.get(PID_TAG, "")
-        if tags.get(HOST_TAG) == host and pid.isdigit() and not _alive(int(pid)):
+        if tags.get(HOST_TAG) == host and pid.isdigit() and not pid_alive(int(pid)):
             client.set_terminated(run.info.run_id, status="KILLED")
             closed.append(run.info.run_id)
     if closed:

@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,17 +28,13 @@ from types import TracebackType
 
 from pyspark.find_spark_home import _find_spark_home
 
+from udp_spark.platform.process import free_port
+
 log = logging.getLogger(__name__)
 
 
 class ClusterUnavailableError(RuntimeError):
     """The master or a worker did not come up; the message points at its log."""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def spark_home() -> Path:
@@ -54,7 +49,7 @@ class LocalStandaloneCluster:
                  memory: str = "1536m", startup_timeout: float = 90.0) -> None:
         self.workdir = Path(workdir)
         self.workers, self.cores, self.memory = workers, cores, memory
-        self.port, self.ui_port = _free_port(), _free_port()
+        self.port, self.ui_port = free_port(), free_port()
         self.startup_timeout = startup_timeout
         self._procs: list[subprocess.Popen[bytes]] = []
 
@@ -91,7 +86,7 @@ class LocalStandaloneCluster:
             self._spawn(f"worker-{i}", "org.apache.spark.deploy.worker.Worker",
                         "--host", "127.0.0.1", "--cores", str(self.cores), "--memory",
                         self.memory, "--work-dir", str(work), "--webui-port",
-                        str(_free_port()), self.master_url)
+                        str(free_port()), self.master_url)
         deadline = time.monotonic() + self.startup_timeout
         alive = 0
         while time.monotonic() < deadline:

@@ -2,11 +2,13 @@
 
 ``python -m udp_spark.chaos --kills 10`` (``make chaos``) builds a small lakehouse with the
 batch stages, then lands held-out rows in ``--kills`` micro-batches. Each micro-batch is
-first run by ``udp stream --available-now`` told to SIGKILL itself at one of the named
-crash points (``UDP_CRASH_AT``, ``UDP_CRASH_MODE=kill``: after a commit, nothing after it
-runs), then by a clean restart. At the end it checks that every landed file is in bronze
-once, that no profile event, segment spell or open history row is doubled, and that the
-clusters equal those of a full run of every stage over a copy of the lakehouse, and prints
+first run by ``udp stream --available-now`` that dies: every other one SIGKILLs itself at
+one of the named crash points (``UDP_CRASH_AT``, ``UDP_CRASH_MODE=kill``: right after a
+commit, nothing after it runs), the others have their whole process tree (Python and
+Spark's JVM) SIGKILLed at a random moment; then a clean restart runs it. At the end it
+checks that every row of every late file is in bronze once, that no profile event, segment
+spell or open history row is doubled, and that the clusters equal those of a full run of
+every stage over a copy of the lakehouse, and prints
 a JSON report (exit 1 if any check fails).
 """
 
@@ -15,7 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -76,23 +80,50 @@ def run(workdir: Path, people: int, kills: int, seed: int) -> dict[str, object]:
         _udp(stage, *common, env=env, cwd=workdir)
     report: dict[str, object] = {"people": people, "batch_seconds": round(time.time() - t0)}
     stream_env = env
-    kills_done = []
+    kills_done: list[dict[str, object]] = []
+    written: list[tuple[Path, int]] = []
+    rng = random.Random(seed)
+    clean_seconds = 40.0  # a clean micro-batch's time, measured as the harness goes
     for i, batch in enumerate(_split_late(data, kills)):
         for target, text in batch:
             target.write_text(text, encoding="utf-8")
-        point = POINTS[i % len(POINTS)]
+            lines = text.count("\n") - (1 if target.suffix == ".csv" else 0)
+            written.append((target, lines))
         t1 = time.time()
-        killed = _udp("stream", "--available-now", *common, check=False, cwd=workdir,
-                      env={**stream_env, "UDP_CRASH_AT": point, "UDP_CRASH_MODE": "kill"})
+        if i % 2 == 0:  # right after a named commit
+            point = POINTS[(i // 2) % len(POINTS)]
+            killed = _udp("stream", "--available-now", *common, check=False, cwd=workdir,
+                          env={**stream_env, "UDP_CRASH_AT": point, "UDP_CRASH_MODE": "kill"})
+            kill: dict[str, object] = {"point": point, "killed_rc": killed.returncode}
+        else:  # at a random moment of the micro-batch, the whole process tree
+            after = rng.uniform(3.0, max(4.0, 0.9 * clean_seconds))
+            kill = {"point": f"random {after:.1f}s", "killed_rc": _kill_after(
+                ["stream", "--available-now", *common], after, stream_env, workdir)}
+        t2 = time.time()
         _udp("stream", "--available-now", *common, env=stream_env, cwd=workdir)
-        kills_done.append({"point": point, "killed_rc": killed.returncode,
-                           "seconds": round(time.time() - t1)})
+        clean_seconds = time.time() - t2
+        kills_done.append({**kill, "seconds": round(time.time() - t1)})
     report["kills"] = kills_done
-    report["checks"] = _check(workdir, data, lake, env)
+    report["checks"] = _check(workdir, data, lake, env, written)
     return report
 
 
-def _check(workdir: Path, data: Path, lake: Path, env: dict[str, str]) -> dict[str, object]:
+def _kill_after(args: list[str], seconds: float, env: dict[str, str], cwd: Path) -> int | None:
+    """Run ``udp ARGS`` and SIGKILL its whole process tree (Python and Spark's JVM) after
+    ``seconds``; its exit code, or None if it finished first (no kill happened)."""
+    proc = subprocess.Popen([sys.executable, "-m", "udp_spark.cli", *args],
+                            env={**os.environ, **env}, cwd=cwd, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        proc.wait(timeout=seconds)
+        return None
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        return proc.wait()
+
+
+def _check(workdir: Path, data: Path, lake: Path, env: dict[str, str],
+           written: list[tuple[Path, int]]) -> dict[str, object]:
     from pyspark.sql import functions as F
 
     from udp_spark import io
@@ -133,10 +164,20 @@ def _check(workdir: Path, data: Path, lake: Path, env: dict[str, str]) -> dict[s
         io.read_table(spark, ctx.lakehouse.bronze(n)).groupBy("_batch_id").agg(
             F.countDistinct("_run_id").alias("n")).filter("n > 1").count()
         for n in cfg.sources)
+    landed: dict[str, int] = {}
+    for n in cfg.sources:
+        for r in io.read_table(spark, ctx.lakehouse.bronze(n)).groupBy("_file").count().collect():
+            name = r["_file"].rsplit("/", 1)[-1]
+            landed[name] = landed.get(name, 0) + r["count"]
+    rows_lost = sum(max(0, lines - landed.get(p.name, 0)) for p, lines in written)
+    rows_extra = sum(max(0, landed.get(p.name, 0) - lines) for p, lines in written)
     events = table(GOLD_PROFILE_EVENTS)
     spells = table(GOLD_SEGMENT_MEMBERSHIP).groupBy("customer_id", "segment").count()
     open_rows = table(GOLD_CUSTOMER_PROFILE_HISTORY).filter(F.col("valid_to").isNull())
     checks = {
+        "late_rows_written": sum(lines for _, lines in written),
+        "late_rows_lost": rows_lost,
+        "late_rows_duplicated": rows_extra,
         "files_landed_twice": files_twice,
         "duplicate_profile_events": events.count() - events.select("event_id").distinct()
         .count(),
@@ -161,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.write(json.dumps(report, indent=2) + "\n")
     c = report["checks"]
     assert isinstance(c, dict)
-    ok = (c["files_landed_twice"] == 0 and c["duplicate_profile_events"] == 0
+    ok = (c["late_rows_lost"] == 0 and c["late_rows_duplicated"] == 0
+          and c["files_landed_twice"] == 0 and c["duplicate_profile_events"] == 0
           and c["segments_entered_twice"] == 0
           and c["customers_with_not_one_open_history_row"] == 0
           and c["profiles"] == c["open_history_rows"] and c["clusters_equal_full_run"])

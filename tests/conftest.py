@@ -50,8 +50,20 @@ def workdir(tmp_path: Path) -> Path:
         os.chdir(old)
 
 
+# The longest files, longest first (measured, 2 workers): scheduled before everything else.
+LONGEST_FIRST = ("test_workflows.py", "test_pipeline_e2e.py", "test_incremental.py",
+                 "test_publish.py", "test_supervised.py")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Slow (end-to-end) modules first, in file order: with ``make test``'s two workers
-    (pytest-xdist, whole files per worker) the longest files start at once and the quick
-    ones fill in around them, instead of one long file running alone at the end."""
-    items.sort(key=lambda item: 0 if item.get_closest_marker("slow") else 1)
+    """Longest files first, then the other slow (end-to-end) ones, then the rest: with
+    ``make test``'s two workers (pytest-xdist, whole files per worker) the long files start
+    at once and the quick ones fill in around them, instead of one long file running alone
+    at the end."""
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        name = item.path.name
+        if name in LONGEST_FIRST:
+            return (0, LONGEST_FIRST.index(name))
+        return (1, 0) if item.get_closest_marker("slow") else (2, 0)
+
+    items.sort(key=rank)

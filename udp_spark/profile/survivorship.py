@@ -125,12 +125,15 @@ def _key(*cols: str) -> str:
 
 
 def _candidate(attribute: str, values: dict[str, str], present: str, key: str, valid: str,
-               fill: str) -> str:
+               fill: str, slot: int = 0) -> str:
+    """``slot``: which of a record's own fields for the attribute it is (its phone 0, its
+    mobile 1): the last tie-breaker, so that equal candidates of one record never leave the
+    choice to the order rows happen to arrive in."""
     value = ", ".join(f"'{f}', CAST({values.get(f, 'NULL')} AS {t.simpleString()})"
                       for f, t in VALUE_FIELDS)
     return (f"named_struct('attribute', '{attribute}', 'value', named_struct({value}), "
             f"'key', CASE WHEN {present} THEN {key} END, 'valid', coalesce({valid}, false), "
-            f"'fill', CAST({fill} AS INT))")
+            f"'fill', CAST({fill} AS INT), 'slot', {slot})")
 
 
 def _candidates() -> Column:
@@ -149,7 +152,7 @@ def _candidates() -> Column:
         _candidate("phone", {"phone": "phone_e164"}, "phone_e164 IS NOT NULL", "phone_e164",
                    "phone_valid", "1"),
         _candidate("phone", {"phone": "mobile_e164"}, "mobile_e164 IS NOT NULL",
-                   "mobile_e164", "mobile_valid", "1"),
+                   "mobile_e164", "mobile_valid", "1", slot=1),
         _candidate("address", {f: f for f in ATTRIBUTE_FIELDS["address"]},
                    "street IS NOT NULL OR city IS NOT NULL OR postcode IS NOT NULL",
                    _key("street_norm", "city_norm", "postcode", "country"),
@@ -191,7 +194,7 @@ def _chosen(attribute: str, spec: AttributeRule) -> Column:
         eligible.append(f"_where_{attribute}")
     ranks = ", ".join(k for r in (spec.rule, *spec.tie_breakers) for k in _RANK_KEYS[r])
     order = (f"CASE WHEN {' AND '.join(eligible)} THEN "
-             f"named_struct('ranks', array({ranks}), 'record_id', record_id) END")
+             f"named_struct('ranks', array({ranks}), 'record_id', record_id, 'slot', slot) END")
     lineage = (f"named_struct('source', source, 'record_id', record_id, 'rule', "
                f"'{spec.rule}', 'observed_at', observed_at)")
     return F.expr(f"min_by(named_struct('value', value, 'lineage', {lineage}), {order})")

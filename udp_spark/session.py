@@ -64,6 +64,14 @@ def _check_java() -> None:
         raise SessionError(f"Spark 4 needs Java 17 or newer; {java} is {version}")
 
 
+def _with_log4j(conf: dict[str, str]) -> None:
+    """Point the driver at the packaged log4j2.properties (warnings, minus known noise)."""
+    log4j = Path(__file__).parent / "data" / "log4j2.properties"
+    conf["spark.driver.extraJavaOptions"] = (
+        f"-Dlog4j2.configurationFile=file:{log4j} " + conf.get("spark.driver.extraJavaOptions", "")
+    ).strip()
+
+
 def get_session(profile: SparkProfile | None = None,
                 extra_conf: Mapping[str, str] | None = None) -> SparkSession:
     """Return the active session, or build a local one with Delta.
@@ -88,10 +96,7 @@ def get_session(profile: SparkProfile | None = None,
     # Python workers must run this interpreter (the venv), not whatever python3 is on PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     conf = {**LOCAL_DEFAULTS, **profile.conf, **(extra_conf or {})}
-    log4j = Path(__file__).parent / "data" / "log4j2.properties"
-    conf["spark.driver.extraJavaOptions"] = (
-        f"-Dlog4j2.configurationFile=file:{log4j} " + conf.get("spark.driver.extraJavaOptions", "")
-    ).strip()
+    _with_log4j(conf)
     # A laptop session talks to itself only: bind to loopback, whatever the hostname says.
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     user_jars = [j for j in conf.pop("spark.jars", "").split(",") if j]
@@ -140,10 +145,7 @@ def submit_args(profile: SparkProfile | None = None, *, python: str | None = Non
     profile = profile or SparkProfile()
     conf = {**LOCAL_DEFAULTS, **profile.conf,
             "spark.pyspark.python": python or sys.executable}
-    log4j = Path(__file__).parent / "data" / "log4j2.properties"  # the driver's, as locally
-    conf["spark.driver.extraJavaOptions"] = (
-        f"-Dlog4j2.configurationFile=file:{log4j} " + conf.get("spark.driver.extraJavaOptions", "")
-    ).strip()
+    _with_log4j(conf)  # the driver's logging, as locally
     jars = [str(j) for j in local_jar_paths()]
     jars += [j for j in conf.pop("spark.jars", "").split(",") if j]
     args = ["--jars", ",".join(jars), "--py-files", str(package_zip())]

@@ -95,15 +95,21 @@ def _ingest_source(ctx: StageContext, source: SourceConfig, run_id: str,
         return SourceIngest(source.name, len(reading), 0, 0, None, error=error, file=file)
 
 
+def _landed_batches(ctx: StageContext, source: SourceConfig) -> set[str]:
+    """The batch ids already in ``bronze.<source>`` (one per landed file: small)."""
+    target = ctx.lakehouse.bronze(source.name)
+    if not io.table_exists(ctx.spark, target):
+        return set()
+    return {r[0] for r in io.read_table(ctx.spark, target).select("_batch_id").distinct()
+            .collect()}
+
+
 def _land_source(ctx: StageContext, source: SourceConfig, run_id: str, batch_id: str | None,
                  reading: list[str]) -> SourceIngest:
     spark, cfg = ctx.spark, ctx.cfg
     empty: list[str] = []
     target = ctx.lakehouse.bronze(source.name)
-    landed: set[str] = set()
-    if io.table_exists(spark, target):
-        landed = {r[0] for r in io.read_table(spark, target).select("_batch_id").distinct()
-                  .collect()}  # one id per landed file: small
+    landed = _landed_batches(ctx, source)
     if source.format in ("csv", "json", "parquet"):
         empty = io.empty_source_files(spark, cfg, source)
         for path in empty:
@@ -223,9 +229,7 @@ def pending_batches(ctx: StageContext, sources: list[str] | None = None
         if source.format not in ("csv", "json", "parquet", "delta"):
             out[name] = None
             continue
-        target = ctx.lakehouse.bronze(name)
-        landed = ({r[0] for r in io.read_table(spark, target).select("_batch_id").distinct()
-                   .collect()} if io.table_exists(spark, target) else set())
+        landed = _landed_batches(ctx, source)
         if source.format == "delta":
             out[name] = int(f"v{io.delta_source_version(spark, source)}" not in landed)
             continue

@@ -1,0 +1,769 @@
+"""The FastAPI application: profile look-ups from the in-process snapshot, role-based
+views, problem+json errors, an access log in ``audit.api_access``, and event / consent /
+erasure intake.
+
+Build it with :func:`create_app`; ``udp serve`` runs it under uvicorn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends, FastAPI, Path, Query, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from udp_spark.config import PipelineConfig
+from udp_spark.serve import intake
+from udp_spark.serve.access import HISTORY_META, RoleView
+from udp_spark.serve.audit import AccessRow, AuditWriter
+from udp_spark.serve.security import Authenticator, AuthError, Principal, RateLimiter
+from udp_spark.serve.settings import ApiConfig
+from udp_spark.serve.snapshot import (
+    TABLES,
+    Snapshot,
+    SnapshotStore,
+    normalize_email,
+    normalize_loyalty,
+    normalize_phone,
+)
+from udp_spark.tables import Lakehouse
+
+log = logging.getLogger(__name__)
+
+PROBLEM = "application/problem+json"
+MAX_EVENTS = 1000
+ID_PATTERN = r"^[A-Za-z0-9_.:@+-]{1,200}$"
+
+
+# --- errors ------------------------------------------------------------------------------
+
+class Problem(BaseModel):
+    """An error (RFC 9457 problem details)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, str]] | None = None
+
+
+class ApiProblem(Exception):
+    """Raised by a route to answer with a problem+json body."""
+
+    def __init__(self, status: int, slug: str, title: str, detail: str,
+                 headers: dict[str, str] | None = None,
+                 errors: list[dict[str, str]] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.slug, self.title, self.detail = status, slug, title, detail
+        self.headers = headers
+        self.errors = errors
+
+
+def problem(status: int, slug: str, title: str, detail: str,
+            headers: dict[str, str] | None = None,
+            errors: list[dict[str, str]] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"type": f"urn:udp-spark:problem:{slug}", "title": title,
+                            "status": status, "detail": detail}
+    if errors:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+_PROBLEM_CONTENT = {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"description": text, "content": _PROBLEM_CONTENT}
+    for code, text in ((401, "no or invalid credentials"), (403, "role may not call this"),
+                       (404, "not found (or not available to this role)"),
+                       (422, "invalid request; `errors` names the fields"),
+                       (429, "rate limit exceeded; see Retry-After"),
+                       (500, "internal error (details only in the server log)"))}
+
+
+# --- response models ---------------------------------------------------------------------
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProfileOut(_Out):
+    requested_id: str
+    customer_id: str
+    merged: bool = Field(description="the requested id was merged into customer_id")
+    merged_chain: list[str]
+    profile: dict[str, Any]
+    table_version: int | None
+
+
+class Match(_Out):
+    customer_id: str
+    matched_on: str
+    profile: dict[str, Any]
+
+
+class LookupOut(_Out):
+    matches: list[Match]
+    total: int
+    next_offset: int | None
+
+
+class LineageOut(_Out):
+    customer_id: str
+    lineage: dict[str, Any]
+    records: list[dict[str, Any]]
+    total: int
+    next_offset: int | None
+
+
+class HistoryOut(_Out):
+    customer_id: str
+    versions: list[dict[str, Any]]
+    total: int
+    next_offset: int | None
+
+
+class EventsOut(_Out):
+    customer_id: str
+    events: list[dict[str, Any]]
+    total: int
+    next_offset: int | None
+
+
+class CustomerSegmentsOut(_Out):
+    customer_id: str
+    segments: list[str]
+    spells: list[dict[str, Any]]
+
+
+class SegmentInfo(_Out):
+    name: str
+    members: int
+
+
+class SegmentsOut(_Out):
+    segments: list[SegmentInfo]
+
+
+class MembersOut(_Out):
+    segment: str
+    members: list[str]
+    total: int
+    next_offset: int | None
+
+
+class ConsentOut(_Out):
+    customer_id: str
+    consent: dict[str, Any]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+SubjectType = Literal["customer", "email", "phone", "record"]
+
+
+class ConsentIn(_In):
+    subject_type: SubjectType
+    subject: str = Field(min_length=1, max_length=320)
+    purpose: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    status: Literal["granted", "withdrawn"]
+    legal_basis: str | None = Field(default=None, max_length=64)
+    source: str | None = Field(default="api", max_length=64)
+    occurred_at: datetime | None = Field(default=None, description="default: now (UTC)")
+    expires_at: datetime | None = None
+
+
+class ConsentEventOut(_Out):
+    event_id: str
+    purpose: str
+    status: str
+    occurred_at: datetime
+    recorded_at: datetime
+
+
+class ErasureIn(_In):
+    subject_type: SubjectType
+    subject: str = Field(min_length=1, max_length=320)
+
+
+class ErasureOut(_Out):
+    request_id: str
+    subject_type: str
+    subject_hash: str
+    requested_at: datetime
+    requested_by: str
+    status: str
+    completed_at: datetime | None
+    report: Any | None
+    error: str | None
+
+
+class LandedOut(_Out):
+    source: str
+    file: str
+    accepted: int
+
+
+class HealthOut(_Out):
+    status: str
+    tables: dict[str, int | None]
+    loaded_at: datetime
+    refresh_error: str | None
+
+
+# --- the app -----------------------------------------------------------------------------
+
+class ServeState:
+    """What the routes share: config, snapshot store, auth, limiter, audit, role views."""
+
+    def __init__(self, cfg: PipelineConfig, api: ApiConfig) -> None:
+        self.cfg = cfg
+        self.api = api
+        lake = Lakehouse(cfg.lakehouse)
+        if cfg.lakehouse.catalog:
+            raise ValueError("udp serve reads tables by path: lakehouse.catalog must be empty")
+
+        def path(name: str) -> str:
+            layer, table = name.split(".", 1)
+            ref = lake.table(layer, table)
+            assert ref.path is not None
+            return ref.path
+
+        self.store = SnapshotStore({name: path(name) for name in TABLES}, api.refresh_seconds)
+        self.audit = AuditWriter(path("audit.api_access"), api.audit.flush_seconds,
+                                 api.audit.flush_rows) if api.audit.enabled else None
+        self.consent_path = path("privacy.consent_events")
+        self.erasure_path = path("privacy.erasure_requests")
+        key = os.environ.get(api.pseudonym_key_env)
+        if not key:
+            log.warning("serve: %s is not set: pseudonymous ids and look-up hashes use a "
+                        "random key and change when the server restarts",
+                        api.pseudonym_key_env)
+        self.hash_key = (key or secrets.token_hex(32)).encode()
+        self.auth = Authenticator(api)
+        self.limiter = RateLimiter()
+        self.views = {name: RoleView(name, role, self.hash_key)
+                      for name, role in api.roles.items()}
+        self._pid_maps: dict[str, tuple[int, dict[str, str]]] = {}
+
+    def lookup_hash(self, value: str) -> str:
+        return hmac.new(self.hash_key, value.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def real_id(self, snap: Snapshot, view: RoleView, public_id: str) -> str:
+        """The customer id behind an id as the role writes it (pseudonym or real)."""
+        if not view.role.pseudonymous:
+            return public_id
+        cached = self._pid_maps.get(view.name)
+        if cached is None or cached[0] != id(snap):
+            ids = set(snap.profiles.rows) | set(snap.history.by_customer)
+            cached = (id(snap), {view.public_id(c): c for c in ids})
+            self._pid_maps[view.name] = cached
+        return cached[1].get(public_id, "\x00unknown")
+
+
+class Caller(BaseModel):
+    """The authenticated caller of one request."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    principal: Principal
+    view: RoleView
+    snap: Snapshot
+
+
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key")
+_bearer = HTTPBearer(auto_error=False, description="an API key or a signed JWT")
+
+
+def _state(request: Request) -> ServeState:
+    state: ServeState = request.app.state.serve
+    return state
+
+
+def guard(endpoint: str) -> Callable[..., Awaitable[Caller]]:
+    """A dependency: authenticate, check the role may call ``endpoint``, rate limit."""
+
+    async def dependency(
+            request: Request,
+            api_key: Annotated[str | None, Security(_api_key)] = None,
+            bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
+    ) -> Caller:
+        state = _state(request)
+        request.state.endpoint = endpoint
+        try:
+            principal = state.auth.authenticate(
+                api_key, bearer.credentials if bearer is not None else None)
+        except AuthError as exc:
+            raise ApiProblem(401, "unauthorized", "Unauthorized", exc.detail,
+                             headers={"WWW-Authenticate": 'Bearer realm="udp"'}) from None
+        request.state.principal = principal
+        view = state.views[principal.role]
+        if not view.role.may_call(endpoint):
+            raise ApiProblem(403, "forbidden", "Forbidden",
+                             f"role {principal.role!r} may not call {endpoint!r}")
+        wait = state.limiter.take(principal.key_id, principal.rate_limit)
+        if wait > 0:
+            raise ApiProblem(429, "rate-limited", "Too Many Requests",
+                             f"rate limit of {principal.rate_limit.per_second:g}/s exceeded; "
+                             f"retry in {wait:.2f} s",
+                             headers={"Retry-After": str(max(1, round(wait + 0.5)))})
+        return Caller(principal=principal, view=view, snap=state.store.current)
+
+    return dependency
+
+
+Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
+Offset = Annotated[int, Query(ge=0, le=1_000_000_000, description="items to skip")]
+CustomerId = Annotated[str, Path(pattern=ID_PATTERN, description="a customer id (a "
+                                 "pseudonymous id for pseudonymous roles)")]
+
+
+def _page(items: list[Any], limit: int, offset: int) -> tuple[list[Any], int, int | None]:
+    total = len(items)
+    end = offset + limit
+    return items[offset:end], total, (end if end < total else None)
+
+
+def _not_found(what: str) -> ApiProblem:
+    return ApiProblem(404, "not-found", "Not Found", f"no {what} available to this role")
+
+
+def _note(request: Request, *customer_ids: str) -> None:
+    request.state.customer_ids = [*getattr(request.state, "customer_ids", []), *customer_ids]
+
+
+def _customer(request: Request, caller: Caller, public_id: str, *, follow: bool = True
+              ) -> tuple[str, list[str]]:
+    """The customer an id names (following merges), checked against the role's consent."""
+    state = _state(request)
+    snap, view = caller.snap, caller.view
+    cid = state.real_id(snap, view, public_id)
+    chain: list[str] = []
+    if cid not in snap.profiles.rows and follow:
+        survivor, chain = snap.survivor(cid)
+        cid = survivor if chain else cid
+    _note(request, cid)
+    if cid not in snap.profiles.rows:
+        raise _not_found(f"customer {public_id!r}")
+    if not view.consented(snap.profiles.consent.get(cid), datetime.now(UTC)):
+        raise _not_found(f"customer {public_id!r}")
+    return cid, chain
+
+
+def create_app(cfg: PipelineConfig, api: ApiConfig) -> FastAPI:
+    """The API over the lakehouse of ``cfg`` with the roles and keys of ``api``."""
+    state = ServeState(cfg, api)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.store.start()
+        if state.audit is not None:
+            state.audit.start()
+        try:
+            yield
+        finally:
+            state.store.stop()
+            if state.audit is not None:
+                state.audit.stop()
+
+    app = FastAPI(title="udp-spark Profile API", version="1", lifespan=lifespan,
+                  description="Golden customer profiles, look-ups, lineage, segments, "
+                  "consent, erasure requests and event intake, by role.")
+    app.state.serve = state
+
+    @app.exception_handler(ApiProblem)
+    async def _api_problem(request: Request, exc: ApiProblem) -> Response:
+        return problem(exc.status, exc.slug, exc.title, exc.detail, exc.headers, exc.errors)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        errors = [{"field": ".".join(str(p) for p in e.get("loc", ())),
+                   "message": str(e.get("msg", ""))} for e in exc.errors()]
+        first = errors[0] if errors else {"field": "request", "message": "invalid"}
+        return problem(422, "invalid-request", "Unprocessable Content",
+                       f"{first['field']}: {first['message']}", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        title = {404: "Not Found", 405: "Method Not Allowed"}.get(exc.status_code, "Error")
+        return problem(exc.status_code, title.lower().replace(" ", "-"), title,
+                       str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> Response:  # pragma: no cover
+        log.error("serve: unhandled error on %s", request.url.path, exc_info=exc)
+        return problem(500, "internal", "Internal Server Error",
+                       "the request failed; the server log has the details")
+
+    @app.middleware("http")
+    async def access_log(request: Request, call_next: Callable[[Request], Awaitable[Response]]
+                         ) -> Response:
+        started = time.perf_counter()
+        request_id = uuid.uuid4().hex
+        try:
+            response = await call_next(request)
+        except Exception:
+            log.exception("serve: unhandled error on %s %s", request.method, request.url.path)
+            response = problem(500, "internal", "Internal Server Error",
+                               "the request failed; the server log has the details")
+        response.headers["X-Request-Id"] = request_id
+        if state.audit is not None and request.url.path.startswith("/v1/"):
+            principal: Principal | None = getattr(request.state, "principal", None)
+            lookup = getattr(request.state, "lookup", None)
+            state.audit.add(AccessRow(
+                request_id=request_id, at=datetime.now(UTC), method=request.method,
+                status=response.status_code,
+                key_id=principal.key_id if principal else None,
+                role=principal.role if principal else None,
+                endpoint=getattr(request.state, "endpoint", None),
+                customer_ids=sorted(set(getattr(request.state, "customer_ids", []))),
+                lookup_kind=lookup[0] if lookup else None,
+                lookup_hash=state.lookup_hash(lookup[1]) if lookup else None,
+                duration_ms=(time.perf_counter() - started) * 1000))
+        return response
+
+    @app.get("/health", response_model=HealthOut, tags=["service"])
+    def health() -> HealthOut:
+        """Liveness and the table versions being served (no credentials needed)."""
+        snap = state.store.current
+        return HealthOut(status="ok", tables=snap.versions, loaded_at=snap.loaded_at,
+                         refresh_error=state.store.last_error)
+
+    app.include_router(_routes(state), prefix="/v1", responses=ERRORS)
+    app.openapi_schema = None
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(title=app.title, version=app.version,
+                                 description=app.description, routes=app.routes)
+            schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = \
+                Problem.model_json_schema()
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def _routes(state: ServeState) -> APIRouter:
+    r = APIRouter()
+
+    @r.get("/profiles/{customer_id}", name="profile", response_model=ProfileOut,
+           tags=["profiles"])
+    def get_profile(request: Request, customer_id: CustomerId,
+                    caller: Annotated[Caller, Depends(guard("profile"))]) -> ProfileOut:
+        """A golden profile; a merged-away id answers with its survivor (``merged``)."""
+        cid, chain = _customer(request, caller, customer_id)
+        view = caller.view
+        return ProfileOut(requested_id=customer_id, customer_id=view.public_id(cid),
+                          merged=bool(chain), merged_chain=[view.public_id(c) for c in chain],
+                          profile=view.project(caller.snap.profiles.rows[cid]),
+                          table_version=caller.snap.versions.get("gold.customer_profile"))
+
+    @r.get("/lookup", name="lookup", response_model=LookupOut, tags=["profiles"])
+    def lookup(request: Request, caller: Annotated[Caller, Depends(guard("lookup"))],
+               limit: Limit = 50, offset: Offset = 0,
+               email: Annotated[str | None, Query(max_length=320)] = None,
+               phone: Annotated[str | None, Query(max_length=64,
+                                                  description="E.164 or as typed")] = None,
+               region: Annotated[str | None, Query(pattern=r"^[A-Z]{2}$", description=
+                                                   "region of a phone without +country")
+                                 ] = None,
+               loyalty_id: Annotated[str | None, Query(max_length=64)] = None,
+               record_id: Annotated[str | None, Query(max_length=200, description=
+                                                      "source:source_key")] = None,
+               ) -> LookupOut:
+        """Customers by e-mail, phone, loyalty id or source record id (give exactly one)."""
+        given = {k: v for k, v in (("email", email), ("phone", phone),
+                                   ("loyalty_id", loyalty_id), ("record_id", record_id))
+                 if v is not None}
+        if len(given) != 1:
+            raise ApiProblem(422, "invalid-request", "Unprocessable Content",
+                             "query: give exactly one of email, phone, loyalty_id, record_id",
+                             errors=[{"field": "query", "message": "exactly one look-up key"}])
+        kind, value = next(iter(given.items()))
+        request.state.lookup = (kind, value)
+        snap, view = caller.snap, caller.view
+        ids: tuple[str, ...] = ()
+        if kind == "email":
+            ids = snap.profiles.by_email.get(normalize_email(value), ())
+        elif kind == "phone":
+            e164 = normalize_phone(value, region or state.api.default_region)
+            ids = snap.profiles.by_phone.get(e164, ()) if e164 else ()
+        elif kind == "loyalty_id":
+            ids = snap.profiles.by_loyalty.get(normalize_loyalty(value), ())
+        else:
+            owner = snap.xref.customer_of.get(value.strip())
+            ids = (owner,) if owner else ()
+        now = datetime.now(UTC)
+        # An id merged away since the record or value was indexed answers with its survivor.
+        ids = tuple(dict.fromkeys(c if c in snap.profiles.rows else snap.survivor(c)[0]
+                                  for c in ids))
+        allowed = [c for c in ids if c in snap.profiles.rows
+                   and view.consented(snap.profiles.consent.get(c), now)]
+        page, total, nxt = _page(allowed, limit, offset)
+        _note(request, *page)
+        return LookupOut(matches=[Match(customer_id=view.public_id(c), matched_on=kind,
+                                        profile=view.project(snap.profiles.rows[c]))
+                                  for c in page], total=total, next_offset=nxt)
+
+    @r.get("/profiles/{customer_id}/lineage", name="lineage", response_model=LineageOut,
+           tags=["profiles"])
+    def lineage(request: Request, customer_id: CustomerId,
+                caller: Annotated[Caller, Depends(guard("lineage"))],
+                limit: Limit = 50, offset: Offset = 0) -> LineageOut:
+        """Where each value came from, and the source records behind the profile."""
+        cid, _ = _customer(request, caller, customer_id)
+        view, snap = caller.view, caller.snap
+        projected = view.project(snap.profiles.rows[cid])
+        records = snap.xref.records.get(cid, [])
+        page, total, nxt = _page(records, limit, offset)
+        return LineageOut(customer_id=view.public_id(cid),
+                          lineage=projected.get("lineage") or {},
+                          records=[{k: v for k, v in rec.items() if k != "_row_hash"}
+                                   for rec in page],
+                          total=total, next_offset=nxt)
+
+    @r.get("/profiles/{customer_id}/history", name="history", response_model=HistoryOut,
+           tags=["profiles"])
+    def history(request: Request, customer_id: CustomerId,
+                caller: Annotated[Caller, Depends(guard("history"))],
+                as_of: Annotated[datetime | None, Query(description=
+                                                        "the version valid at this time")
+                                 ] = None,
+                limit: Limit = 50, offset: Offset = 0) -> HistoryOut:
+        """Every version of the profile (SCD type 2), or the one valid ``as_of``."""
+        snap, view = caller.snap, caller.view
+        cid = state.real_id(snap, view, customer_id)
+        if cid not in snap.history.by_customer:
+            cid, _ = _customer(request, caller, customer_id)
+        else:
+            _note(request, cid)
+            if not view.consented(snap.profiles.consent.get(cid), datetime.now(UTC)):
+                raise _not_found(f"customer {customer_id!r}")
+        versions = snap.history.by_customer.get(cid, [])
+        if as_of is not None:
+            at = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
+
+            def valid(v: dict[str, Any]) -> bool:
+                start, end = v.get("valid_from"), v.get("valid_to")
+                if not isinstance(start, str) or datetime.fromisoformat(start) > at:
+                    return False
+                return not isinstance(end, str) or at < datetime.fromisoformat(end)
+
+            versions = [v for v in versions if valid(v)]
+        page, total, nxt = _page(versions, limit, offset)
+        return HistoryOut(customer_id=view.public_id(cid),
+                          versions=[view.project(v, HISTORY_META) for v in page],
+                          total=total, next_offset=nxt)
+
+    @r.get("/profiles/{customer_id}/identity-events", name="identity_events",
+           response_model=EventsOut, tags=["profiles"])
+    def identity_events(request: Request, customer_id: CustomerId,
+                        caller: Annotated[Caller, Depends(guard("identity_events"))],
+                        limit: Limit = 50, offset: Offset = 0) -> EventsOut:
+        """Created / merged / split events of the customer and the ids merged into it."""
+        cid, chain = _customer(request, caller, customer_id)
+        snap, view = caller.snap, caller.view
+        requested = state.real_id(snap, view, customer_id)
+        seen: set[int] = set()
+        events: list[dict[str, Any]] = []
+        for key in dict.fromkeys([cid, requested, *chain]):
+            for ev in snap.events.by_customer.get(key, []):
+                if id(ev) not in seen:
+                    seen.add(id(ev))
+                    events.append(ev)
+        events.sort(key=lambda e: (e.get("event_at") or "", e.get("event_type") or ""))
+        if view.role.pseudonymous:
+            events = [{**e, "customer_id": view.public_id(e["customer_id"])
+                       if e.get("customer_id") else None,
+                       "related_customer_id": view.public_id(e["related_customer_id"])
+                       if e.get("related_customer_id") else None} for e in events]
+        page, total, nxt = _page(events, limit, offset)
+        return EventsOut(customer_id=view.public_id(cid), events=page, total=total,
+                         next_offset=nxt)
+
+    @r.get("/profiles/{customer_id}/segments", name="customer_segments",
+           response_model=CustomerSegmentsOut, tags=["segments"])
+    def customer_segments(request: Request, customer_id: CustomerId,
+                          caller: Annotated[Caller, Depends(guard("customer_segments"))]
+                          ) -> CustomerSegmentsOut:
+        """The segments the customer is in now, and every spell in and out of one."""
+        cid, _ = _customer(request, caller, customer_id)
+        snap, view = caller.snap, caller.view
+        spells = snap.segments.spells.get(cid, [])
+        current = sorted({s["segment"] for s in spells if s.get("exited_at") is None})
+        return CustomerSegmentsOut(
+            customer_id=view.public_id(cid), segments=current,
+            spells=[{**s, "customer_id": view.public_id(cid)} for s in spells])
+
+    @r.get("/segments", name="segments", response_model=SegmentsOut, tags=["segments"])
+    def segments(caller: Annotated[Caller, Depends(guard("segments"))]) -> SegmentsOut:
+        """Every segment with its number of current members."""
+        members = caller.snap.segments.members
+        return SegmentsOut(segments=[SegmentInfo(name=n, members=len(m))
+                                     for n, m in sorted(members.items())])
+
+    @r.get("/segments/{segment}/members", name="segment_members", response_model=MembersOut,
+           tags=["segments"])
+    def segment_members(request: Request,
+                        segment: Annotated[str, Path(pattern=r"^[A-Za-z0-9_]{1,100}$")],
+                        caller: Annotated[Caller, Depends(guard("segment_members"))],
+                        limit: Limit = 100, offset: Offset = 0) -> MembersOut:
+        """Current members (open spells), ordered by customer id; consent-filtered."""
+        snap, view = caller.snap, caller.view
+        if segment not in snap.segments.members:
+            raise _not_found(f"segment {segment!r}")
+        now = datetime.now(UTC)
+        ids = snap.segments.members[segment]
+        if view.role.purpose is not None:
+            ids = [c for c in ids if view.consented(snap.profiles.consent.get(c), now)]
+        page, total, nxt = _page(ids, limit, offset)
+        _note(request, *page)
+        return MembersOut(segment=segment, members=[view.public_id(c) for c in page],
+                          total=total, next_offset=nxt)
+
+    @r.get("/profiles/{customer_id}/consent", name="consent_read", response_model=ConsentOut,
+           tags=["privacy"])
+    def consent_read(request: Request, customer_id: CustomerId,
+                     caller: Annotated[Caller, Depends(guard("consent_read"))]) -> ConsentOut:
+        """The customer's consent state by purpose (as last published)."""
+        cid, _ = _customer(request, caller, customer_id)
+        raw = caller.snap.profiles.rows[cid].get("consent") or {}
+        return ConsentOut(customer_id=caller.view.public_id(cid),
+                          consent=raw if isinstance(raw, dict) else {})
+
+    @r.post("/consent", name="consent_write", response_model=ConsentEventOut,
+            status_code=201, tags=["privacy"])
+    def consent_write(request: Request, body: ConsentIn,
+                      caller: Annotated[Caller, Depends(guard("consent_write"))]
+                      ) -> ConsentEventOut:
+        """Record a consent decision in ``privacy.consent_events`` (published later)."""
+        purposes = getattr(getattr(state.cfg, "privacy", None), "purposes", None)
+        try:
+            if purposes and body.purpose not in purposes:
+                raise intake.IntakeError("body.purpose", f"unknown purpose; privacy.purposes "
+                                         f"are {sorted(purposes)}")
+            subject = intake.normalize_subject(body.subject_type, body.subject,
+                                               state.api.default_region)
+        except intake.IntakeError as exc:
+            raise ApiProblem(422, "invalid-request", "Unprocessable Content", str(exc),
+                             errors=[{"field": exc.field, "message": exc.message}]) from None
+        _subject_note(request, body.subject_type, subject)
+        occurred = body.occurred_at or datetime.now(UTC)
+        if body.expires_at is not None and _aware(body.expires_at) <= _aware(occurred):
+            raise ApiProblem(422, "invalid-request", "Unprocessable Content",
+                             "body.expires_at: must be after occurred_at",
+                             errors=[{"field": "body.expires_at", "message": "not after "
+                                      "occurred_at"}])
+        row = intake.append_consent_event(
+            state.consent_path, subject_type=body.subject_type, subject=subject,
+            purpose=body.purpose, status=body.status,
+            legal_basis=body.legal_basis or "consent",
+            source=body.source, occurred_at=occurred, expires_at=body.expires_at,
+            run_id=f"api:{caller.principal.key_id}")
+        return ConsentEventOut(event_id=row["event_id"], purpose=row["purpose"],
+                               status=row["status"], occurred_at=row["occurred_at"],
+                               recorded_at=row["recorded_at"])
+
+    @r.post("/erasure-requests", name="erasure_write", response_model=ErasureOut,
+            status_code=202, tags=["privacy"])
+    def erasure_write(request: Request, body: ErasureIn,
+                      caller: Annotated[Caller, Depends(guard("erasure_write"))]
+                      ) -> ErasureOut:
+        """Ask for a subject's erasure; ``udp erase --pending`` carries it out. Poll the
+        returned request's status."""
+        try:
+            subject = intake.normalize_subject(body.subject_type, body.subject,
+                                               state.api.default_region)
+        except intake.IntakeError as exc:
+            raise ApiProblem(422, "invalid-request", "Unprocessable Content", str(exc),
+                             errors=[{"field": exc.field, "message": exc.message}]) from None
+        _subject_note(request, body.subject_type, subject)
+        row = intake.append_erasure_request(state.erasure_path,
+                                            subject_type=body.subject_type,
+                                            subject=subject,
+                                            requested_by=caller.principal.key_id)
+        return _erasure_out(row)
+
+    @r.get("/erasure-requests/{request_id}", name="erasure_read", response_model=ErasureOut,
+           tags=["privacy"])
+    def erasure_read(request_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")],
+                     caller: Annotated[Caller, Depends(guard("erasure_read"))]) -> ErasureOut:
+        """An erasure request's status (never its subject)."""
+        row = intake.read_erasure_request(state.erasure_path, request_id)
+        if row is None:
+            raise _not_found(f"erasure request {request_id!r}")
+        return _erasure_out(row)
+
+    @r.post("/events/{source}", name="events_write", response_model=LandedOut,
+            status_code=202, tags=["intake"])
+    def events_write(source: Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,63}$")],
+                     caller: Annotated[Caller, Depends(guard("events_write"))],
+                     body: Annotated[dict[str, Any] | list[dict[str, Any]], Body(
+                         description="one event or a list of events: JSON objects of the "
+                         "source's columns")]) -> LandedOut:
+        """Validate events against the source's mapping and land them as a new JSON-lines
+        file in its landing folder, where the stream picks them up."""
+        src = state.cfg.sources.get(source)
+        if src is None:
+            raise _not_found(f"source {source!r}")
+        events = body if isinstance(body, list) else [body]
+        if not events or len(events) > MAX_EVENTS:
+            raise ApiProblem(422, "invalid-request", "Unprocessable Content",
+                             f"body: send 1 to {MAX_EVENTS} events",
+                             errors=[{"field": "body", "message": "1 to 1000 events"}])
+        try:
+            intake.landing_dir(state.cfg, src)
+            for i, event in enumerate(events):
+                intake.validate_event(src, event, f"body.{i}" if isinstance(body, list)
+                                      else "body")
+            path = intake.land_events(state.cfg, src, events)
+        except intake.IntakeError as exc:
+            raise ApiProblem(422, "invalid-event", "Unprocessable Content", str(exc),
+                             errors=[{"field": exc.field, "message": exc.message}]) from None
+        except intake.UnsupportedSource as exc:
+            raise ApiProblem(422, "unsupported-source", "Unprocessable Content",
+                             str(exc)) from None
+        return LandedOut(source=source, file=path.name, accepted=len(events))
+
+    def _subject_note(request: Request, subject_type: str, subject: str) -> None:
+        if subject_type == "customer":
+            _note(request, subject)
+        else:
+            request.state.lookup = (subject_type, subject)
+
+    return r
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _erasure_out(row: dict[str, Any]) -> ErasureOut:
+    report = row.get("report")
+    if isinstance(report, str):
+        with suppress(ValueError):
+            report = json.loads(report)
+    return ErasureOut(request_id=row["request_id"], subject_type=row["subject_type"],
+                      subject_hash=row["subject_hash"], requested_at=row["requested_at"],
+                      requested_by=row["requested_by"], status=row["status"],
+                      completed_at=row.get("completed_at"), report=report,
+                      error=row.get("error"))

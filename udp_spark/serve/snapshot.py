@@ -22,7 +22,9 @@ from decimal import Decimal
 from typing import Any
 
 import phonenumbers
+import pyarrow as pa
 from deltalake import DeltaTable
+from pyarrow.dataset import ParquetReadOptions
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +261,16 @@ def build_segments(rows: list[dict[str, Any]]) -> SegmentIndex:
     return SegmentIndex({k: sorted(v) for k, v in members.items()}, spells)
 
 
+def read_table(dt: DeltaTable) -> pa.Table:
+    """The table at its loaded version. Spark writes timestamps as Parquet INT96, which
+    Arrow reads as nanoseconds by default and so cannot hold dates past 2262 (a consent
+    expiring in 2999, a 9999-12-31 sentinel): they are read as microseconds instead."""
+    if "deletionVectors" in (dt.protocol().reader_features or []):
+        return dt.to_pyarrow_table()  # the kernel's reader applies deletion vectors
+    options = ParquetReadOptions(coerce_int96_timestamp_unit="us")
+    return dt.to_pyarrow_dataset(parquet_read_options=options).to_table()
+
+
 _BUILDERS: dict[str, tuple[str, Callable[..., Any]]] = {
     XREF: ("xref", build_xref),
     EVENTS: ("events", build_events),
@@ -307,7 +319,7 @@ class SnapshotStore:
                 if version == snap.versions.get(name):
                     continue
                 started = time.perf_counter()
-                table = dt.to_pyarrow_table() if dt is not None else None
+                table = read_table(dt) if dt is not None else None
                 rows = table.to_pylist() if table is not None else []
                 if name == PROFILE:
                     changes["profiles"] = build_profiles(

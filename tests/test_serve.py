@@ -550,6 +550,16 @@ def test_consent_and_erasure_requests(served: Served) -> None:
               if r["request_id"] == req["request_id"]]
     assert stored[0]["subject"] == p["customer_id"] and stored[0]["status"] == "pending"
     _problem(s.get(f"/v1/erasure-requests/{'0' * 32}", role="privacy_officer"), 404)
+    # Subject export: the profile, its records, versions, events and spells.
+    export = s.get(f"/v1/profiles/{p['customer_id']}/export", role="privacy_officer")
+    assert export.status_code == 200, export.text
+    data = export.json()
+    assert data["profile"]["email"] == p["email"] and data["history"]
+    assert {r["record_id"] for r in data["records"]} == {
+        r["record_id"] for r in _rows(s.path("gold", "identity_xref"))
+        if r["customer_id"] == p["customer_id"]}
+    assert any(e["event_type"] == "created" for e in data["identity_events"])
+    _problem(s.get(f"/v1/profiles/{p['customer_id']}/export"), 403)  # support may not
 
 
 def test_rate_limit(served: Served) -> None:

@@ -170,6 +170,18 @@ class ConsentOut(_Out):
     consent: dict[str, Any]
 
 
+class ExportOut(_Out):
+    requested_id: str
+    customer_id: str
+    generated_at: datetime
+    profile: dict[str, Any]
+    records: list[dict[str, Any]]
+    history: list[dict[str, Any]]
+    identity_events: list[dict[str, Any]]
+    segment_spells: list[dict[str, Any]]
+    table_versions: dict[str, int | None]
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -360,7 +372,7 @@ def _customer(request: Request, caller: Caller, public_id: str, *, follow: bool 
     _note(request, cid)
     if cid not in snap.profiles.rows:
         raise _not_found(f"customer {public_id!r}")
-    if not view.consented(snap.profiles.consent.get(cid), datetime.now(UTC)):
+    if not view.consented(snap.profiles.consent_of(cid), datetime.now(UTC)):
         raise _not_found(f"customer {public_id!r}")
     return cid, chain
 
@@ -517,7 +529,7 @@ def _routes(state: ServeState) -> APIRouter:
         ids = tuple(dict.fromkeys(c if c in snap.profiles.rows else snap.survivor(c)[0]
                                   for c in ids))
         allowed = [c for c in ids if c in snap.profiles.rows
-                   and view.consented(snap.profiles.consent.get(c), now)]
+                   and view.consented(snap.profiles.consent_of(c), now)]
         page, total, nxt = _page(allowed, limit, offset)
         _note(request, *page)
         return LookupOut(matches=[Match(customer_id=view.public_id(c), matched_on=kind,
@@ -556,7 +568,7 @@ def _routes(state: ServeState) -> APIRouter:
             cid, _ = _customer(request, caller, customer_id)
         else:
             _note(request, cid)
-            if not view.consented(snap.profiles.consent.get(cid), datetime.now(UTC)):
+            if not view.consented(snap.profiles.consent_of(cid), datetime.now(UTC)):
                 raise _not_found(f"customer {customer_id!r}")
         versions = snap.history.by_customer.get(cid, [])
         if as_of is not None:
@@ -634,7 +646,7 @@ def _routes(state: ServeState) -> APIRouter:
         now = datetime.now(UTC)
         ids = snap.segments.members[segment]
         if view.role.purpose is not None:
-            ids = [c for c in ids if view.consented(snap.profiles.consent.get(c), now)]
+            ids = [c for c in ids if view.consented(snap.profiles.consent_of(c), now)]
         page, total, nxt = _page(ids, limit, offset)
         _note(request, *page)
         return MembersOut(segment=segment, members=[view.public_id(c) for c in page],
@@ -649,6 +661,31 @@ def _routes(state: ServeState) -> APIRouter:
         raw = caller.snap.profiles.rows[cid].get("consent") or {}
         return ConsentOut(customer_id=caller.view.public_id(cid),
                           consent=raw if isinstance(raw, dict) else {})
+
+    @r.get("/profiles/{customer_id}/export", name="export", response_model=ExportOut,
+           tags=["privacy"])
+    def export(request: Request, customer_id: CustomerId,
+               caller: Annotated[Caller, Depends(guard("export"))]) -> ExportOut:
+        """Subject access: what the gold tables hold about the customer (the profile, its
+        source records, every version, identity events, segment spells), in the role's
+        view, at the table versions listed."""
+        cid, chain = _customer(request, caller, customer_id)
+        snap, view = caller.snap, caller.view
+        ids = dict.fromkeys([cid, *chain, state.real_id(snap, view, customer_id)])
+        history = [view.project(v, HISTORY_META) for i in ids
+                   for v in snap.history.by_customer.get(i, [])]
+        events: list[dict[str, Any]] = []
+        for i in ids:
+            events.extend(e for e in snap.events.by_customer.get(i, [])
+                          if all(e is not x for x in events))
+        records = [{k: v for k, v in rec.items() if k != "_row_hash"}
+                   for rec in snap.xref.records.get(cid, [])]
+        return ExportOut(requested_id=customer_id, customer_id=view.public_id(cid),
+                         generated_at=datetime.now(UTC),
+                         profile=view.project(snap.profiles.rows[cid]), records=records,
+                         history=history, identity_events=events,
+                         segment_spells=snap.segments.spells.get(cid, []),
+                         table_versions=snap.versions)
 
     @r.post("/consent", name="consent_write", response_model=ConsentEventOut,
             status_code=201, tags=["privacy"])

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 ENDPOINTS: tuple[str, ...] = (
     "profile", "lookup", "lineage", "history", "identity_events", "customer_segments",
     "segments", "segment_members", "consent_read", "consent_write", "erasure_write",
-    "erasure_read", "events_write",
+    "erasure_read", "events_write", "export",
 )
 
 MaskKind = Literal["redact", "last4", "email", "year"]

@@ -15,7 +15,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -23,6 +23,7 @@ from typing import Any
 
 import phonenumbers
 import pyarrow as pa
+import pyarrow.compute as pc
 from deltalake import DeltaTable
 from pyarrow.dataset import ParquetReadOptions
 
@@ -95,14 +96,77 @@ class Consent:
         return self.allowed and (self.expires_at is None or self.expires_at > now)
 
 
+class LazyRows(Mapping[str, dict[str, Any]]):
+    """Rows of an Arrow table by key, made JSON-ready dicts only when a request reads them.
+
+    Converting every nested row (lineage, contacts, consent) to Python up front costs about
+    a millisecond a row; kept as Arrow, a refresh costs the read and a key index, and a
+    request converts the one row it answers with (cached while the snapshot lives).
+    """
+
+    CACHE_ROWS = 50_000
+
+    def __init__(self, table: pa.Table, index: dict[str, int]) -> None:
+        self._table = table
+        self._index = index
+        self._cache: dict[str, dict[str, Any]] = {}
+
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        row = self._table.slice(self._index[key], 1).to_pylist()[0]
+        out = {c: plain(v) for c, v in row.items()}
+        if len(self._cache) >= self.CACHE_ROWS:
+            self._cache.clear()
+        self._cache[key] = out
+        return out
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._index
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+
+class LazyGroups(Mapping[str, list[dict[str, Any]]]):
+    """Groups of rows (a customer's versions) by key, converted when read."""
+
+    def __init__(self, table: pa.Table, groups: dict[str, list[int]]) -> None:
+        self._table = table
+        self._groups = groups
+
+    def __getitem__(self, key: str) -> list[dict[str, Any]]:
+        rows = self._table.take(self._groups[key]).to_pylist()
+        return [{c: plain(v) for c, v in row.items()} for row in rows]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._groups
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._groups)
+
+    def __len__(self) -> int:
+        return len(self._groups)
+
+
 @dataclass(frozen=True)
 class ProfileIndex:
-    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
-    consent: dict[str, dict[str, Consent]] = field(default_factory=dict)
+    rows: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    # purpose -> customers whose consent[purpose].allowed is true -> its expires_at
+    allowed: dict[str, dict[str, datetime | None]] = field(default_factory=dict)
     by_email: dict[str, tuple[str, ...]] = field(default_factory=dict)
     by_phone: dict[str, tuple[str, ...]] = field(default_factory=dict)
     by_loyalty: dict[str, tuple[str, ...]] = field(default_factory=dict)
     columns: tuple[str, ...] = ()
+
+    def consent_of(self, customer_id: str) -> dict[str, Consent]:
+        """The purposes the customer's consent allows (others are absent: not allowed)."""
+        return {purpose: Consent(True, ids[customer_id])
+                for purpose, ids in self.allowed.items() if customer_id in ids}
 
 
 @dataclass(frozen=True)
@@ -119,7 +183,7 @@ class EventIndex:
 
 @dataclass(frozen=True)
 class HistoryIndex:
-    by_customer: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    by_customer: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -162,53 +226,77 @@ def _index(pairs: Iterable[tuple[str | None, str]]) -> dict[str, tuple[str, ...]
     return {k: tuple(sorted(v)) for k, v in out.items()}
 
 
-def _consent(raw: Any) -> dict[str, Consent]:
-    if not raw:
+def _column(table: pa.Table, name: str) -> pa.Array | None:
+    return table.column(name).combine_chunks() if name in table.column_names else None
+
+
+def _keyed(ids: list[str], keys: pa.Array | None, parents: list[int] | None = None
+           ) -> list[tuple[str | None, str]]:
+    """(key, customer id) pairs of a column, or of a flattened list column's values."""
+    if keys is None:
+        return []
+    values = keys.to_pylist()
+    if parents is None:
+        return list(zip(values, ids, strict=True))
+    return [(v, ids[i]) for v, i in zip(values, parents, strict=True)]
+
+
+def _list_values(table: pa.Table, name: str, fld: str
+                 ) -> tuple[pa.Array | None, list[int] | None]:
+    """The ``fld`` of every element of a list<struct> column, with its row."""
+    col = _column(table, name)
+    if col is None or not pa.types.is_list(col.type):
+        return None, None
+    flat = pc.list_flatten(col)
+    if not pa.types.is_struct(flat.type) or flat.type.get_field_index(fld) < 0:
+        return None, None
+    return flat.field(fld), pc.list_parent_indices(col).to_pylist()
+
+
+def _email(values: pa.Array | None) -> pa.Array | None:
+    return None if values is None else pc.utf8_lower(pc.utf8_trim_whitespace(values))
+
+
+def _allowed(table: pa.Table, ids: list[str]) -> dict[str, dict[str, datetime | None]]:
+    """purpose -> {customer id: expires_at} for every purpose whose state allows."""
+    col = _column(table, "consent")
+    if col is None or not pa.types.is_map(col.type):
         return {}
-    items = raw.items() if isinstance(raw, dict) else raw
-    out: dict[str, Consent] = {}
-    for purpose, state in items:
-        if not isinstance(state, dict):
-            continue
-        expires = state.get("expires_at")
-        if isinstance(expires, datetime) and expires.tzinfo is None:
-            expires = expires.replace(tzinfo=UTC)
-        out[str(purpose)] = Consent(state.get("allowed") is True,
-                                    expires if isinstance(expires, datetime) else None)
+    out: dict[str, dict[str, datetime | None]] = {}
+    for purpose in pc.unique(col.keys).to_pylist():
+        state = pc.map_lookup(col, pa.scalar(purpose, col.type.key_type), "first")
+        allowed = pc.fill_null(state.field("allowed"), False)
+        expires = state.field("expires_at").to_pylist()
+        out[str(purpose)] = {ids[i]: _utc(expires[i])
+                             for i in pc.indices_nonzero(allowed).to_pylist()}
     return out
 
 
-def _strings(items: Any, *keys: str) -> list[str]:
-    """String values under ``keys`` of a list of structs (contacts lists)."""
-    out: list[str] = []
-    for item in items or []:
-        if isinstance(item, dict):
-            out.extend(str(item[k]) for k in keys if item.get(k))
-        elif isinstance(item, str):
-            out.append(item)
-    return out
+def _utc(value: Any) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-def build_profiles(rows: list[dict[str, Any]], columns: list[str]) -> ProfileIndex:
-    served = tuple(c for c in columns if c not in INTERNAL)
-    profiles: dict[str, dict[str, Any]] = {}
-    consent: dict[str, dict[str, Consent]] = {}
-    emails: list[tuple[str | None, str]] = []
-    phones: list[tuple[str | None, str]] = []
-    loyalty: list[tuple[str | None, str]] = []
-    for row in rows:
-        cid = row["customer_id"]
-        profiles[cid] = {c: plain(row.get(c)) for c in served}
-        consent[cid] = _consent(row.get("consent"))
-        for e in [row.get("email"), *_strings(row.get("emails"), "email", "value")]:
-            emails.append((normalize_email(e) if e else None, cid))
-        for p in [row.get("phone"), row.get("mobile"),
-                  *_strings(row.get("phones"), "phone", "phone_e164", "value")]:
-            phones.append((p, cid))
-        if row.get("loyalty_id"):
-            loyalty.append((normalize_loyalty(str(row["loyalty_id"])), cid))
-    return ProfileIndex(profiles, consent, _index(emails), _index(phones), _index(loyalty),
-                        served)
+def build_profiles(table: pa.Table) -> ProfileIndex:
+    """The profile index: rows by customer id (converted when read), consent by purpose
+    and the look-up maps, all computed column-wise."""
+    served = [c for c in table.column_names if c not in INTERNAL]
+    table = table.select(served)
+    ids = table.column("customer_id").to_pylist()
+    emails = _keyed(ids, _email(_column(table, "email")))
+    values, parents = _list_values(table, "emails", "value")
+    emails += _keyed(ids, _email(values), parents)
+    phones = _keyed(ids, _column(table, "phone")) + _keyed(ids, _column(table, "mobile"))
+    values, parents = _list_values(table, "phones", "value")
+    phones += _keyed(ids, values, parents)
+    loyalty_col = _column(table, "loyalty_id")
+    loyalty = _keyed(ids, None if loyalty_col is None else pc.replace_substring_regex(
+        pc.utf8_upper(pc.utf8_trim_whitespace(loyalty_col.cast(pa.string()))),
+        pattern="^LOY-?", replacement=""))
+    return ProfileIndex(LazyRows(table, {c: i for i, c in enumerate(ids)}),
+                        _allowed(table, ids), _index(emails), _index(phones),
+                        _index(loyalty), tuple(served))
 
 
 def build_xref(rows: list[dict[str, Any]]) -> XrefIndex:
@@ -239,14 +327,18 @@ def build_events(rows: list[dict[str, Any]]) -> EventIndex:
     return EventIndex({k: v[1] for k, v in latest.items()}, by_customer)
 
 
-def build_history(rows: list[dict[str, Any]]) -> HistoryIndex:
-    by_customer: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        out = {k: plain(v) for k, v in row.items() if k not in INTERNAL}
-        by_customer.setdefault(row["customer_id"], []).append(out)
-    for versions in by_customer.values():
-        versions.sort(key=lambda r: r.get("valid_from") or "")
-    return HistoryIndex(by_customer)
+def build_history(table: pa.Table) -> HistoryIndex:
+    """Every customer's versions, oldest first (converted when read)."""
+    table = table.select([c for c in table.column_names if c not in INTERNAL])
+    if table.num_rows == 0:
+        return HistoryIndex({})
+    order = pc.sort_indices(table, [("customer_id", "ascending"),
+                                    ("valid_from", "ascending")]).to_pylist()
+    ids = table.column("customer_id").to_pylist()
+    groups: dict[str, list[int]] = {}
+    for i in order:
+        groups.setdefault(ids[i], []).append(i)
+    return HistoryIndex(LazyGroups(table, groups))
 
 
 def build_segments(rows: list[dict[str, Any]]) -> SegmentIndex:
@@ -274,7 +366,6 @@ def read_table(dt: DeltaTable) -> pa.Table:
 _BUILDERS: dict[str, tuple[str, Callable[..., Any]]] = {
     XREF: ("xref", build_xref),
     EVENTS: ("events", build_events),
-    HISTORY: ("history", build_history),
     SEGMENTS: ("segments", build_segments),
 }
 
@@ -320,16 +411,19 @@ class SnapshotStore:
                     continue
                 started = time.perf_counter()
                 table = read_table(dt) if dt is not None else None
-                rows = table.to_pylist() if table is not None else []
+                n = table.num_rows if table is not None else 0
                 if name == PROFILE:
-                    changes["profiles"] = build_profiles(
-                        rows, table.column_names if table is not None else [])
+                    changes["profiles"] = (build_profiles(table) if table is not None
+                                           else ProfileIndex())
+                elif name == HISTORY:
+                    changes["history"] = (build_history(table) if table is not None
+                                          else HistoryIndex())
                 else:
                     attr, build = _BUILDERS[name]
-                    changes[attr] = build(rows)
+                    changes[attr] = build(table.to_pylist() if table is not None else [])
                 versions[name] = version
                 log.info("serve: %s version %s loaded (%d rows, %.0f ms)", name, version,
-                         len(rows), (time.perf_counter() - started) * 1000)
+                         n, (time.perf_counter() - started) * 1000)
             if not changes:
                 return False
             # One assignment: requests hold either the old object or the new one.

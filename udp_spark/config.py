@@ -122,6 +122,27 @@ class InteractionMapping(_Model):
     attributes: dict[str, FieldSpec] = Field(default_factory=dict)
 
 
+class ConsentMapping(_Model):
+    """A consent decision a source carries for its party record, e.g. the e-mail system's
+    opt-in status: becomes events in ``privacy.consent_events`` (subject: the record).
+
+    ``status`` is compared (trimmed, lower-cased) with ``granted`` and ``withdrawn``; any
+    other value (``pending``, empty) is no decision and makes no event. ``occurred_at`` is
+    parsed with the source's ``timestamp_formats``; a decision without a time is not an
+    event either (latest-wins needs one), and is counted in the run's row counts.
+    """
+
+    purpose: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    status: FieldSpec
+    granted: tuple[str, ...] = ("true", "yes", "1", "granted", "subscribed", "opt_in",
+                                "opted_in")
+    withdrawn: tuple[str, ...] = ("false", "no", "0", "withdrawn", "unsubscribed",
+                                  "opt_out", "opted_out")
+    occurred_at: FieldSpec
+    expires_at: FieldSpec | None = None
+    legal_basis: FieldSpec = ConstSpec(const="consent")
+
+
 SourceFormat = Literal["csv", "json", "parquet", "delta", "jdbc", "kafka"]
 
 
@@ -146,6 +167,8 @@ class SourceConfig(_Model):
                                "always carry names")
     party: PartyMapping | None = None
     interactions: tuple[InteractionMapping, ...] = ()
+    consent: tuple[ConsentMapping, ...] = Field(
+        default=(), description="consent decisions carried by the party rows (needs 'party')")
 
     @field_validator("name")
     @classmethod
@@ -174,6 +197,8 @@ class SourceConfig(_Model):
                              "'kafka.bootstrap.servers' (host:port,...)")
         if self.party is None and not self.interactions:
             raise ValueError("a source needs a 'party' mapping, 'interactions', or both")
+        if self.consent and self.party is None:
+            raise ValueError("'consent' needs a 'party' mapping (its subject is the record)")
         return self
 
 
@@ -705,6 +730,8 @@ def mapping_expressions(source: SourceConfig) -> list[tuple[str, str]]:
         walk("party", source.party)
     for i, inter in enumerate(source.interactions):
         walk(f"interactions.{i}", inter)
+    for i, consent in enumerate(source.consent):
+        walk(f"consent.{i}", consent)
     return out
 
 
@@ -733,6 +760,60 @@ class PublishSettings(_Model):
         return v
 
 
+class PurposeSettings(_Model):
+    """A purpose personal data is used for (GDPR art. 6): whether it needs an opt-in, and
+    what an export for it may contain."""
+
+    requires_opt_in: bool = Field(default=True, description="true: only customers with a "
+                                  "current grant (consent); false: everyone but those who "
+                                  "withdrew (legitimate interest, opt-out)")
+    fields: tuple[str, ...] = Field(
+        default=("customer_id", "given_name", "family_name", "segments"),
+        description="gold.customer_profile columns an export for this purpose may hold")
+    description: str = ""
+
+
+def _default_purposes() -> dict[str, PurposeSettings]:
+    return {
+        "email_marketing": PurposeSettings(fields=(
+            "customer_id", "given_name", "family_name", "email", "segments")),
+        "sms_marketing": PurposeSettings(fields=(
+            "customer_id", "given_name", "phone_e164", "segments")),
+        "personalization": PurposeSettings(fields=(
+            "customer_id", "given_name", "segments", "preferred_channel", "rfm_score")),
+        "analytics": PurposeSettings(requires_opt_in=False, fields=(
+            "customer_id", "segments", "orders", "ltv", "rfm_score", "country")),
+        "third_party_sharing": PurposeSettings(fields=("customer_id", "segments")),
+    }
+
+
+class ErasureSettings(_Model):
+    """How ``udp erase`` carries out a right-to-erasure request."""
+
+    vacuum_retain_hours: float = Field(
+        default=0.0, ge=0, description="files of earlier table versions older than this are "
+        "removed after an erasure (0: at once; the erased values must not survive in old "
+        "versions, so time travel to before the erasure ends for the tables it touched)")
+    suppression_salt: str = Field(
+        default="udp-spark", description="salt of the hashes on the suppression list "
+        "(set a secret: ${UDP_PRIVACY_SALT})")
+
+
+class PrivacySettings(_Model):
+    """Consent purposes, erasure and retention."""
+
+    purposes: dict[str, PurposeSettings] = Field(default_factory=_default_purposes)
+    erasure: ErasureSettings = ErasureSettings()
+
+    @field_validator("purposes")
+    @classmethod
+    def _purpose_names(cls, v: dict[str, PurposeSettings]) -> dict[str, PurposeSettings]:
+        for name in v:
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                raise ValueError(f"purpose name {name!r} must be lower_snake_case")
+        return v
+
+
 class PipelineConfig(_Model):
     """The whole pipeline: lakehouse location, Spark profile, sources and stage settings."""
 
@@ -753,8 +834,19 @@ class PipelineConfig(_Model):
     stream: StreamSettings = StreamSettings()
     run: RunSettings = RunSettings()
     maintenance: MaintenanceSettings = MaintenanceSettings()
+    privacy: PrivacySettings = PrivacySettings()
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     config_hash: str = ""
+
+    @model_validator(mode="after")
+    def _consent_purposes_known(self) -> PipelineConfig:
+        for src in self.sources.values():
+            for i, c in enumerate(src.consent):
+                if c.purpose not in self.privacy.purposes:
+                    raise ValueError(
+                        f"source {src.name!r}: consent.{i}.purpose: unknown purpose "
+                        f"{c.purpose!r}; privacy.purposes are {sorted(self.privacy.purposes)}")
+        return self
 
     def source_path(self, source: SourceConfig) -> str:
         """The source's path, resolved against ``data_root`` when relative."""

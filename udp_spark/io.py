@@ -324,6 +324,38 @@ def merge_upsert(df: DataFrame, ref: TableRef, keys: Sequence[str], *,
     return _last_commit(spark, ref)
 
 
+def merge_delete(keys: DataFrame, ref: TableRef, on: Sequence[str]) -> WriteResult:
+    """DELETE the rows of ``ref`` whose ``on`` columns match a row of ``keys`` (one MERGE
+    commit). Unlike ``DELETE WHERE col IN (...)``, the commit log records only the join
+    condition, never the values: erasure must not copy what it erases into the log."""
+    spark = keys.sparkSession
+    cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in on)
+    (delta_table(spark, ref).alias("t").merge(keys.select(*on).distinct().alias("s"), cond)
+     .whenMatchedDelete().execute())
+    return _last_commit(spark, ref)
+
+
+def purge_old_versions(spark: SparkSession, ref: TableRef, retain_hours: float) -> int:
+    """Rewrite files whose rows deletion vectors hide, then VACUUM what only versions older
+    than ``retain_hours`` read (change data files included). Returns the files deleted."""
+    dt = delta_table(spark, ref)
+    target = f"delta.`{ref.path}`" if ref.path else ref.name
+    props = dt.detail().select("properties").first()
+    if props and (props[0] or {}).get("delta.enableDeletionVectors") == "true":
+        spark.sql(f"REORG TABLE {target} APPLY (PURGE)")
+    key = "spark.databricks.delta.retentionDurationCheck.enabled"
+    old = spark.conf.get(key, "true")
+    spark.conf.set(key, "false")  # a retention below 7 days is the erasure's own policy
+    try:
+        dt.vacuum(retain_hours)
+    finally:
+        spark.conf.set(key, old or "true")
+    last = dt.history(1).select("operation", "operationMetrics").first()
+    if last is None or last["operation"] != "VACUUM END":
+        return 0
+    return int((last["operationMetrics"] or {}).get("numDeletedFiles", 0))
+
+
 def merge_changes(changes: DataFrame, ref: TableRef, keys: Sequence[str],
                   columns: Sequence[str], *, action_col: str = "_action",
                   change_col: str | None = None) -> WriteResult:

@@ -39,6 +39,10 @@ LOCAL_DEFAULTS: dict[str, str] = {
     "spark.databricks.delta.schema.autoMerge.enabled": "false",
     # Change data feed on every table created: the change-driven stages read what changed.
     "spark.databricks.delta.properties.defaults.enableChangeDataFeed": "true",
+    # No per-column min/max statistics in the Delta log: they would copy names, e-mails and
+    # phones into log files that a DELETE cannot reach, so an erased person would survive
+    # there (docs/privacy.md). The stages join on keys, which statistics rarely prune.
+    "spark.databricks.delta.properties.defaults.dataSkippingNumIndexedCols": "0",
 }
 
 

@@ -14,7 +14,9 @@ from udp_spark import io
 from udp_spark.config import SourceConfig
 from udp_spark.landing import RESCUED_COL, expected_columns, quoted, to_bronze
 from udp_spark.pipeline.context import StageContext, audited_run
+from udp_spark.privacy.erasure import split_suppressed
 from udp_spark.standardize.transforms import MappingError, column_exists, mapped_columns
+from udp_spark.tables import PRIVACY_SUPPRESSIONS, SILVER_QUARANTINE
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,7 @@ class SourceIngest:
     empty_files: list[str] = field(default_factory=list)  # 0 bytes: nothing to land
     # file -> rows holding U+FFFD, the mark of bytes that did not decode (a wrong encoding)
     undecodable_rows: dict[str, int] = field(default_factory=dict)
+    rows_suppressed: int = 0  # rows of erased subjects, quarantined without their values
     error: str | None = None  # set when the source failed; nothing of it was landed
     file: str | None = None  # the file the failure points at, when one does
 
@@ -150,6 +153,7 @@ def _land_source(ctx: StageContext, source: SourceConfig, run_id: str, batch_id:
     if missing:
         log.warning("source %s: expected columns missing from input (kept as null): %s",
                     source.name, missing)
+    raw, suppressed = _without_erased(ctx, source, raw, run_id)
     bronze = raw.transform(to_bronze(source, run_id=run_id, ingested_at=datetime.now(UTC)))
     result = io.append_new_batches(bronze, target, known_batches=sorted(landed))
     undecodable: dict[str, int] = {}
@@ -157,7 +161,38 @@ def _land_source(ctx: StageContext, source: SourceConfig, run_id: str, batch_id:
         undecodable = _undecodable_rows(source, raw.columns, bronze)
     return SourceIngest(source.name, seen, n_new, result.metric("numOutputRows"),
                         result.version, missing, extra, empty_files=empty,
-                        undecodable_rows=undecodable)
+                        undecodable_rows=undecodable, rows_suppressed=suppressed)
+
+
+def _without_erased(ctx: StageContext, source: SourceConfig, raw: DataFrame, run_id: str
+                    ) -> tuple[DataFrame, int]:
+    """Drop the rows of erased subjects (their record id or e-mail on the suppression list)
+    before anything lands; each gets a quarantine row that keeps no value (reason
+    ``erased subject``). Returns the rows to land and how many were dropped."""
+    spark, lake = ctx.spark, ctx.lakehouse
+    sup_ref = lake.ref(PRIVACY_SUPPRESSIONS)
+    if not io.table_exists(spark, sup_ref):
+        return raw, 0
+    salt = ctx.cfg.privacy.erasure.suppression_salt
+    keep, dropped = split_suppressed(raw, source, io.read_table(spark, sup_ref), salt)
+    if dropped is None or dropped.isEmpty():
+        return raw, 0
+    content = F.to_json(F.struct(*[F.col(quoted(c)) for c in raw.columns]))
+    rows = dropped.select(
+        F.sha2(F.concat_ws("|", F.lit(salt), F.col("_batch_id"), content), 256)
+        .alias("quarantine_id"), F.lit("ingest").alias("stage"),
+        F.lit(source.name).alias("source"), F.lit(None).cast("string").alias("record_id"),
+        F.lit(None).cast("string").alias("field"),
+        F.lit(None).cast("string").alias("raw_value"),
+        F.lit("erased subject").alias("reason"), F.lit("row_rejected").alias("action"),
+        F.lit(None).cast("string").alias("raw_row"), "_batch_id", "_file",
+        F.lit(None).cast("string").alias("_row_hash"), F.lit(run_id).alias("_run_id"),
+        F.current_timestamp().alias("quarantined_at")).dropDuplicates(["quarantine_id"])
+    n = rows.count()
+    io.merge_upsert(rows, lake.ref(SILVER_QUARANTINE), ["quarantine_id"], insert_only=True)
+    log.warning("source %s: %d rows of erased subjects not landed (silver.quarantine, reason "
+                "'erased subject')", source.name, n)
+    return keep, n
 
 
 def _undecodable_rows(source: SourceConfig, raw_columns: list[str], landed: DataFrame
@@ -266,6 +301,8 @@ def run_ingest(ctx: StageContext, sources: list[str] | None = None,
             res = _ingest_source(ctx, ctx.cfg.sources[name], run.run_id, batch_id)
             results.append(res)
             run.row_counts[f"bronze.{name}"] = res.rows_written
+            if res.rows_suppressed:
+                run.row_counts[f"bronze.{name}.erased_subject_rows"] = res.rows_suppressed
             if res.version is not None:
                 run.output_versions[f"bronze.{name}"] = res.version
             if res.undecodable_rows:

@@ -17,6 +17,12 @@ from udp_spark import io, progress
 from udp_spark.changes import Changes, changes_since, fingerprint, save_watermarks
 from udp_spark.faults import crash_point
 from udp_spark.pipeline.context import StageContext, audited_run, stage_watermarks
+from udp_spark.privacy.consent import (
+    CONSENT_EVENT_COLUMNS,
+    consent_states,
+    effective_consent,
+    resolve_subjects,
+)
 from udp_spark.profile.build import PROFILE_COLUMNS, build_profiles
 from udp_spark.profile.metrics import METRIC_COLUMNS
 from udp_spark.profile.survivorship import ATTRIBUTE_FIELDS, GOLDEN_COLUMNS
@@ -38,6 +44,7 @@ from udp_spark.tables import (
     GOLD_IDENTITY_XREF,
     GOLD_PROFILE_EVENTS,
     GOLD_SEGMENT_MEMBERSHIP,
+    PRIVACY_CONSENT_EVENTS,
     SILVER_INTERACTIONS,
     SILVER_PARTY_RECORDS,
 )
@@ -109,15 +116,46 @@ def resolve_as_of(ctx: StageContext, interactions: DataFrame) -> date:
 
 
 def publish_fingerprint(ctx: StageContext, as_of: date) -> str:
-    """What profiles depend on besides their inputs: the publish settings and the day."""
-    return fingerprint(ctx.cfg.publish.model_dump(mode="json"), as_of.isoformat())
+    """What profiles depend on besides their inputs: the publish settings, the consent
+    purposes and the day."""
+    return fingerprint(ctx.cfg.publish.model_dump(mode="json"), as_of.isoformat(),
+                       ctx.cfg.privacy.model_dump(mode="json")["purposes"])
+
+
+def _consent_inputs(ctx: StageContext, records: DataFrame, xref: DataFrame,
+                    ch_consent: Changes, ch_events: Changes, at: datetime,
+                    since: datetime | None) -> tuple[DataFrame | None, DataFrame | None]:
+    """The consent events resolved to today's customers, and the customers whose consent
+    may have changed since the last publish: subjects of new events, and grants that expired
+    in between (``since`` .. ``at``)."""
+    if ch_consent.version is None:
+        return None, None
+    spark, lake = ctx.spark, ctx.lakehouse
+    events = io.read_table(spark, lake.ref(PRIVACY_CONSENT_EVENTS), version=ch_consent.version)
+    identity = (io.read_table(spark, lake.ref(GOLD_IDENTITY_EVENTS), version=ch_events.version)
+                if ch_events.version is not None else None)
+    resolved = resolve_subjects(events, records, xref, identity)
+    if ch_consent.full:
+        return resolved, None
+    parts = []
+    if not ch_consent.empty and ch_consent.rows is not None:
+        new = ch_consent.rows.filter(F.col("_change_type") == "insert").select(
+            *CONSENT_EVENT_COLUMNS)
+        parts.append(resolve_subjects(new, records, xref, identity).select("customer_id"))
+    if since is not None:
+        parts.append(resolved.filter(F.col("expires_at").between(F.lit(since), F.lit(at)))
+                     .select("customer_id"))
+    touched = reduce(DataFrame.unionByName, parts).distinct() if parts else None
+    return resolved, touched
 
 
 def touched_customers(xref: DataFrame, ch_xref: Changes, ch_records: Changes,
-                      ch_interactions: Changes) -> DataFrame:
+                      ch_interactions: Changes, consent: DataFrame | None = None
+                      ) -> DataFrame:
     """``customer_id`` of every customer whose profile may have changed: the old and new ids
-    of re-clustered records, and the customers of changed records and interactions."""
-    parts: list[DataFrame] = []
+    of re-clustered records, the customers of changed records and interactions, and
+    ``consent`` (customers whose consent changed)."""
+    parts: list[DataFrame] = [] if consent is None else [consent]
     if not ch_xref.empty and ch_xref.rows is not None:
         parts.append(ch_xref.keys("customer_id"))
     for ch in (ch_records, ch_interactions):
@@ -169,22 +207,28 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
         chs = [changes_since(spark, lake, "publish", lake.ref(t), params=params, marks=marks,
                              force_full=full or not state)
                for t in (GOLD_IDENTITY_XREF, SILVER_PARTY_RECORDS, SILVER_INTERACTIONS,
-                         GOLD_IDENTITY_EVENTS)]
-        ch_xref, ch_records, ch_inter, ch_events = chs
+                         GOLD_IDENTITY_EVENTS, PRIVACY_CONSENT_EVENTS)]
+        ch_xref, ch_records, ch_inter, ch_events, ch_consent = chs
         for ch in chs:
             if ch.version is not None:
                 run.input_versions[ch.table] = ch.version
         progress.step("changes read")
         run.row_counts["profile_events_discarded"] = discarded
-        is_full = ch_xref.full or ch_records.full or ch_inter.full
+        is_full = ch_xref.full or ch_records.full or ch_inter.full or ch_consent.full
         records = io.read_table(spark, lake.ref(SILVER_PARTY_RECORDS),
                                 version=ch_records.version)
         xref = io.read_table(spark, lake.ref(GOLD_IDENTITY_XREF), version=ch_xref.version)
         interactions = (io.read_table(spark, inter_ref, version=ch_inter.version)
                         if ch_inter.version is not None else all_interactions)
+        at = datetime.now(UTC).replace(microsecond=0)
+        last = io.last_commit_info(spark, lake.ref(GOLD_CUSTOMER_PROFILE)) if state else None
+        consent_events, consent_touched = _consent_inputs(
+            ctx, records, xref, ch_consent, ch_events, at,
+            None if last is None else last.timestamp)
         scope = None
         if not is_full:
-            scope = touched_customers(xref, ch_xref, ch_records, ch_inter).transform(io.checkpoint)
+            scope = touched_customers(xref, ch_xref, ch_records, ch_inter,
+                                      consent_touched).transform(io.checkpoint)
             xref = xref.join(scope, "customer_id", "left_semi")
             ids = xref.select("record_id")
             records = records.join(ids, "record_id", "left_semi")
@@ -198,9 +242,14 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
             return df if df is None or scope is None else df.join(scope, "customer_id",
                                                                   "left_semi")
 
-        at = datetime.now(UTC).replace(microsecond=0)
+        consent = None
+        if consent_events is not None:
+            consent = consent_states(effective_consent(
+                consent_events if scope is None else consent_events.join(
+                    scope, "customer_id", "left_semi"), at))
         # Predicates are checked here, while the plan is built: a bad one fails before work.
-        built = build_profiles(records, xref, interactions, settings, as_of)
+        built = build_profiles(records, xref, interactions, settings, as_of, consent=consent,
+                               purposes=ctx.cfg.privacy.purposes)
         profiles = (built.withColumn("run_id", F.lit(run.run_id))
                     .withColumn("published_at", F.lit(at))
                     .select(*PROFILE_COLUMNS)).transform(io.checkpoint)
@@ -235,6 +284,7 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
                 identity,
                 attributes=[c for c in GOLDEN_COLUMNS if c not in ("customer_id", "lineage")],
                 metrics=list(METRIC_COLUMNS), run_id=run.run_id, at=at,
+                purposes=sorted(ctx.cfg.privacy.purposes),
             ).transform(io.checkpoint)
             e = _counts(events, "event_type")
             if e:

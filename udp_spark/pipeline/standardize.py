@@ -21,6 +21,7 @@ from udp_spark.changes import (
 from udp_spark.config import SourceConfig
 from udp_spark.faults import crash_point
 from udp_spark.pipeline.context import StageContext, audited_run, stage_watermarks
+from udp_spark.privacy.consent import source_consent_events
 from udp_spark.standardize.transforms import (
     check_interactions,
     check_party,
@@ -29,7 +30,12 @@ from udp_spark.standardize.transforms import (
     quarantine_rows,
     row_keys,
 )
-from udp_spark.tables import SILVER_INTERACTIONS, SILVER_PARTY_RECORDS, SILVER_QUARANTINE
+from udp_spark.tables import (
+    PRIVACY_CONSENT_EVENTS,
+    SILVER_INTERACTIONS,
+    SILVER_PARTY_RECORDS,
+    SILVER_QUARANTINE,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +110,7 @@ def run_standardize(ctx: StageContext, sources: list[str] | None = None, *,
         parties: list[DataFrame] = []
         interactions: list[DataFrame] = []
         quarantine: list[DataFrame] = []
+        consent: list[DataFrame] = []
         cached: list[DataFrame] = []
         used: list[str] = []
         for name in names:
@@ -132,6 +139,8 @@ def run_standardize(ctx: StageContext, sources: list[str] | None = None, *,
                 cached.append(checked)
                 parties.append(checked.transform(party_records(run.run_id)))
                 quarantine.append(checked.transform(quarantine_rows("party", run.run_id)))
+            if source.consent:
+                consent.append(bronze.transform(source_consent_events(source, run.run_id)))
             for i, mapping in enumerate(source.interactions):
                 checked_i = bronze.transform(check_interactions(source, mapping, i)).persist(
                     StorageLevel.MEMORY_AND_DISK)
@@ -139,7 +148,7 @@ def run_standardize(ctx: StageContext, sources: list[str] | None = None, *,
                 interactions.append(checked_i.transform(interaction_records(run.run_id)))
                 quarantine.append(checked_i.transform(quarantine_rows("interaction",
                                                                       run.run_id)))
-        p_ins = p_upd = i_ins = i_upd = q_ins = 0
+        p_ins = p_upd = i_ins = i_upd = q_ins = c_ins = 0
         try:
             party_df = _union(parties)
             if party_df is not None:
@@ -158,6 +167,15 @@ def run_standardize(ctx: StageContext, sources: list[str] | None = None, *,
                 if res.version is not None:
                     run.output_versions[str(lake.ref(SILVER_INTERACTIONS))] = res.version
                 progress.step("interactions merged", rows=i_ins + i_upd)
+            consent_df = _union(consent)
+            if consent_df is not None:
+                # append-only: an event already there (same decision, same time) is skipped
+                res = io.merge_upsert(consent_df, lake.ref(PRIVACY_CONSENT_EVENTS),
+                                      ["event_id"], insert_only=True)
+                c_ins = res.metric("numTargetRowsInserted")
+                if res.version is not None:
+                    run.output_versions[str(lake.ref(PRIVACY_CONSENT_EVENTS))] = res.version
+                progress.step("consent events merged", rows=c_ins)
             q_df = _union(quarantine)
             # Inputs are cached: checking for rows is cheap, a MERGE of nothing is not (the
             # first run creates the table even when empty, so readers always find it).
@@ -176,7 +194,7 @@ def run_standardize(ctx: StageContext, sources: list[str] | None = None, *,
                         params={t: p for t, (_, p) in done.items()}, saved=marks)
         run.row_counts.update({"party_inserted": p_ins, "party_updated": p_upd,
                                "interactions_inserted": i_ins, "interactions_updated": i_upd,
-                               "quarantine_inserted": q_ins})
+                               "quarantine_inserted": q_ins, "consent_events_inserted": c_ins})
         run.row_counts["sources_unchanged"] = len(unchanged)
         run.row_counts["sources_full"] = len(full_sources)
         return StandardizeReport(run.run_id, used, p_ins, p_upd, i_ins, i_upd, q_ins,

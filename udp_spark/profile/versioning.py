@@ -109,8 +109,8 @@ def segment_transitions(profiles: DataFrame, open_spells: DataFrame | None, at: 
 PROFILE_EVENT_COLUMNS = ("event_id", "customer_id", "event_type", "detail",
                          "related_customer_id", "run_id", "event_at")
 PROFILE_EVENT_TYPES = ("profile_created", "profile_deleted", "merged", "split",
-                       "attributes_changed", "metrics_changed", "segment_entered",
-                       "segment_exited")
+                       "attributes_changed", "metrics_changed", "consent_changed",
+                       "segment_entered", "segment_exited")
 
 
 def _compared(df: DataFrame, columns: Sequence[str], prefix: str) -> DataFrame:
@@ -118,12 +118,15 @@ def _compared(df: DataFrame, columns: Sequence[str], prefix: str) -> DataFrame:
     return df.select("customer_id", *[F.to_json(F.struct(F.col(c))).alias(f"{prefix}{c}")
                                       for c in columns],
                      F.col("segments").alias(f"{prefix}segments"),
+                     (F.col("consent") if "consent" in df.columns else F.lit(None).cast(
+                         "map<string,struct<status:string>>")).alias(f"{prefix}consent"),
                      F.lit(True).alias(f"{prefix}_in"))
 
 
 def profile_events(new: DataFrame, old: DataFrame | None,
                    identity: DataFrame | None, *, attributes: Sequence[str],
-                   metrics: Sequence[str], run_id: str, at: datetime) -> DataFrame:
+                   metrics: Sequence[str], run_id: str, at: datetime,
+                   purposes: Sequence[str] = ()) -> DataFrame:
     """The changes downstream systems act on, one row per customer and kind of change.
 
     Args:
@@ -136,6 +139,8 @@ def profile_events(new: DataFrame, old: DataFrame | None,
             passed on; ``created`` is ``profile_created`` here), or None.
         attributes, metrics: the columns whose changes are ``attributes_changed`` and
             ``metrics_changed`` (``detail`` lists the changed columns).
+        purposes: the consent purposes whose status changing is ``consent_changed``
+            (``detail`` lists them: an e-mail tool stops sending on it).
 
     Returns:
         :data:`PROFILE_EVENT_COLUMNS`; ``event_id`` is unique per run, customer, type and
@@ -146,6 +151,8 @@ def profile_events(new: DataFrame, old: DataFrame | None,
     if old is None:
         joined = n.select("*", *[F.lit(None).cast("string").alias(f"o_{c}") for c in cols],
                           F.lit(None).cast("array<string>").alias("o_segments"),
+                          F.lit(None).cast("map<string,struct<status:string>>").alias(
+                              "o_consent"),
                           F.lit(None).cast("boolean").alias("o__in"))
     else:
         joined = n.join(_compared(old, cols, "o_"), "customer_id", "full")
@@ -156,6 +163,9 @@ def profile_events(new: DataFrame, old: DataFrame | None,
             ",")
 
     both = F.col("n__in") & F.col("o__in")
+    consent_changed = F.array_join(F.array_compact(F.array(*[
+        F.when(~F.col("n_consent")[p]["status"].eqNullSafe(F.col("o_consent")[p]["status"]),
+               F.lit(p)) for p in purposes])), ",") if purposes else F.lit("")
     def kind(name: str, detail: Column | None = None) -> Column:
         return F.struct(F.lit(name).alias("t"), (
             detail if detail is not None else F.lit(None)).cast("string").alias("d"))
@@ -165,7 +175,8 @@ def profile_events(new: DataFrame, old: DataFrame | None,
         F.when(F.col("n__in").isNull(), kind("profile_deleted")),
         F.when(both & (changed(attributes) != ""), kind("attributes_changed",
                                                         changed(attributes))),
-        F.when(both & (changed(metrics) != ""), kind("metrics_changed", changed(metrics))))
+        F.when(both & (changed(metrics) != ""), kind("metrics_changed", changed(metrics))),
+        F.when(both & (consent_changed != ""), kind("consent_changed", consent_changed)))
     changes = joined.select("customer_id", F.explode(F.array_compact(kinds)).alias("k")).select(
         "customer_id", F.col("k.t").alias("event_type"), F.col("k.d").alias("detail"),
         F.lit(None).cast("string").alias("related_customer_id"))

@@ -100,6 +100,9 @@ def mapped_columns(source: SourceConfig) -> list[tuple[str, str]]:
                 specs += [(f"interactions.{i}.{name}.{k}", v) for k, v in spec.items()]
             elif name != "party_source":
                 specs.append((f"interactions.{i}.{name}", spec))
+    for i, consent in enumerate(source.consent):
+        specs += [(f"consent.{i}.{name}", spec) for name, spec in consent
+                  if name in ("status", "occurred_at", "expires_at", "legal_basis")]
     return [(key, spec) for key, spec in specs if isinstance(spec, str)]
 
 

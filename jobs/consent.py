@@ -1,0 +1,8 @@
+"""spark-submit entry point for `udp consent`: `spark-submit jobs/consent.py [OPTIONS]`."""
+
+import sys
+
+from udp_spark.cli import main
+
+if __name__ == "__main__":
+    main(["consent", *sys.argv[1:]])

@@ -1,0 +1,391 @@
+"""Right to erasure (``udp erase``): remove a person from every layer and every version.
+
+One request, in order (docs/privacy.md):
+
+1. Find the subject's records: a customer id (its survivor if merged away), an e-mail or a
+   phone (every customer holding it, all their records), or one record.
+2. Put salted hashes of their record ids and e-mails on ``privacy.suppressions``: ingest
+   quarantines a later row carrying one (reason ``erased subject``, no values kept).
+3. Delete their rows from bronze (party rows and interactions pointing at them), silver
+   (records, interactions, quarantine, pairs, scores, labels, blocking index, the term
+   frequencies only they held) and the consent ledger. Deletes are MERGEs keyed on a
+   frame of keys, so the Delta log holds no value.
+4. Re-resolve and re-publish what that touched (the change-driven stages: other customers
+   keep their ids), then delete the subject's gold rows the stages keep as history
+   (profile history, segment spells, profile and identity events).
+5. Purge: deletion vectors rewritten, every touched table VACUUMed with
+   ``privacy.erasure.vacuum_retain_hours`` (default 0), Spark's checkpoint files removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import phonenumbers
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from udp_spark import io
+from udp_spark.audit import new_run_id
+from udp_spark.lease import PIPELINE, Lease
+from udp_spark.pipeline.context import StageContext, audited_run, checkpoint_dir
+from udp_spark.privacy.erasure import (
+    ERASURE_REQUEST_SCHEMA,
+    bronze_emails,
+    bronze_party_keys,
+    contains_any,
+    suppression_rows,
+)
+from udp_spark.standardize import functions as sf
+from udp_spark.standardize.transforms import field_column
+from udp_spark.tables import (
+    AUDIT_RUNS,
+    GOLD_CUSTOMER_PROFILE,
+    GOLD_CUSTOMER_PROFILE_HISTORY,
+    GOLD_IDENTITY_EVENTS,
+    GOLD_IDENTITY_XREF,
+    GOLD_PROFILE_EVENTS,
+    GOLD_SEGMENT_MEMBERSHIP,
+    PRIVACY_CONSENT_EVENTS,
+    PRIVACY_ERASURE_REQUESTS,
+    PRIVACY_SUPPRESSIONS,
+    SILVER_BLOCK_KEYS,
+    SILVER_CANDIDATE_PAIRS,
+    SILVER_INTERACTIONS,
+    SILVER_MATCH_LABELS,
+    SILVER_MATCH_SCORES,
+    SILVER_MATCH_TERM_FREQUENCIES,
+    SILVER_PARTY_RECORDS,
+    SILVER_QUARANTINE,
+    TableRef,
+)
+
+log = logging.getLogger(__name__)
+
+SUBJECT_TYPES = ("customer", "email", "phone", "record")
+# Columns of silver.party_records whose values identify a person (term frequencies of
+# these values are removed when no one else holds them).
+_VALUE_COLUMNS = ("given_name_norm", "family_name_norm", "middle_name_norm", "full_name",
+                  "email_canonical", "phone_e164", "mobile_e164", "street_norm",
+                  "postcode", "loyalty_id", "city_norm")
+
+
+class ErasureError(ValueError):
+    """The request cannot be carried out as given; the message says why."""
+
+
+@dataclass
+class ErasureReport:
+    request_id: str
+    subject_type: str
+    customers: int
+    records: int
+    rows_removed: dict[str, int] = field(default_factory=dict)  # table -> rows
+    files_purged: dict[str, int] = field(default_factory=dict)  # table -> files vacuumed
+    seconds: float = 0.0
+
+    @property
+    def tables_touched(self) -> list[str]:
+        return sorted(t for t, n in self.rows_removed.items() if n)
+
+
+def normalize_subject(subject_type: str, subject: str, default_region: str = "US") -> str:
+    """The subject as the tables hold it: e-mail lower-cased, phone in E.164."""
+    if subject_type not in SUBJECT_TYPES:
+        raise ErasureError(f"subject type {subject_type!r}: one of {SUBJECT_TYPES}")
+    value = subject.strip()
+    if not value:
+        raise ErasureError("empty subject")
+    if subject_type == "email":
+        return value.lower()
+    if subject_type == "phone":
+        try:
+            num = phonenumbers.parse(value, default_region)
+        except phonenumbers.NumberParseException as exc:
+            raise ErasureError(f"phone {subject!r} cannot be parsed: {exc}") from None
+        return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+    return value
+
+
+def _table(ctx: StageContext, t: tuple[str, str]) -> tuple[TableRef, DataFrame | None]:
+    ref = ctx.lakehouse.ref(t)
+    return ref, io.read_table(ctx.spark, ref) if io.table_exists(ctx.spark, ref) else None
+
+
+def _subject_records(ctx: StageContext, subject_type: str, subject: str
+                     ) -> tuple[list[str], list[str]]:
+    """(record ids, customer ids) of the subject. A record erases only that record."""
+    _, xref = _table(ctx, GOLD_IDENTITY_XREF)
+    _, records = _table(ctx, SILVER_PARTY_RECORDS)
+    if records is None:
+        raise ErasureError("silver.party_records does not exist: nothing to erase from")
+    if subject_type == "record":
+        ids = [subject] if records.filter(F.col("record_id") == subject).limit(1).count() \
+            else []
+        custs = ([r[0] for r in xref.filter(F.col("record_id") == subject)
+                  .select("customer_id").collect()] if xref is not None else [])
+        return ids, custs
+    if subject_type == "customer":
+        from udp_spark.pipeline.publish import _survivor
+
+        survivor, _ = _survivor(ctx, subject)
+        custs = sorted({subject, survivor})
+    else:
+        if subject_type == "email":
+            hit = records.filter(F.col("email_canonical") == sf.canonical_email(F.lit(subject)))
+        else:
+            hit = records.filter((F.col("phone_e164") == subject)
+                                 | (F.col("mobile_e164") == subject))
+        rids = [r[0] for r in hit.select("record_id").collect()]
+        if xref is None:
+            return rids, []
+        custs = sorted({r[0] for r in xref.filter(F.col("record_id").isin(*rids))
+                        .select("customer_id").collect()}) if rids else []
+        if not custs:
+            return rids, []
+    if xref is None:
+        return [], custs
+    rids = [r[0] for r in xref.filter(F.col("customer_id").isin(*custs))
+            .select("record_id").collect()]
+    return sorted(set(rids)), custs
+
+
+def _delete(ctx: StageContext, report: ErasureReport, t: tuple[str, str] | TableRef,
+            rows: DataFrame | None, on: list[str]) -> None:
+    """MERGE-delete ``rows`` (keyed on ``on``) from the table; counts what went."""
+    ref = t if isinstance(t, TableRef) else ctx.lakehouse.ref(t)
+    if rows is None:
+        return
+    keys = rows.select(*on).distinct().localCheckpoint(eager=True)
+    if keys.isEmpty():
+        report.rows_removed.setdefault(str(ref), 0)
+        return
+    res = io.merge_delete(keys, ref, on)
+    report.rows_removed[str(ref)] = report.rows_removed.get(str(ref), 0) + res.metric(
+        "numTargetRowsDeleted")
+
+
+def _record_request(ctx: StageContext, request_id: str, subject_type: str, subject_hash: str,
+                    status: str, report: str | None = None, error: str | None = None,
+                    requested_by: str = "cli") -> None:
+    spark = ctx.spark
+    now = datetime.now(UTC)
+    row = (request_id, subject_type, None, subject_hash, now, requested_by, status,
+           now if status in ("completed", "failed") else None, report, error)
+    df = spark.createDataFrame([row], ERASURE_REQUEST_SCHEMA)
+    ref = ctx.lakehouse.ref(PRIVACY_ERASURE_REQUESTS)
+    if not io.table_exists(spark, ref):
+        io.merge_upsert(df, ref, ["request_id"], change_col=None)
+        return
+    (io.delta_table(spark, ref).alias("t").merge(df.alias("s"), "t.request_id = s.request_id")
+     .whenMatchedUpdate(set={"subject": "s.subject", "status": "s.status",
+                             "completed_at": "s.completed_at", "report": "s.report",
+                             "error": "s.error"})
+     .whenNotMatchedInsertAll().execute())
+
+
+def erase(ctx: StageContext, subject_type: str, subject: str, *,
+          request_id: str | None = None, requested_by: str = "cli") -> ErasureReport:
+    """Carry out one erasure request (see the module doc); returns its report.
+
+    Raises:
+        ErasureError: an unknown subject type, an unparseable phone, no lakehouse.
+        LeaseHeld: another run or the stream holds the lakehouse.
+    """
+    started = time.monotonic()
+    value = normalize_subject(subject_type, subject)
+    request_id = request_id or new_run_id("erase")
+    salt = ctx.cfg.privacy.erasure.suppression_salt
+    subject_hash = hashlib.sha256(f"{salt}|{subject_type}:{value}".encode()).hexdigest()
+    lease = Lease(ctx.spark, ctx.lakehouse, PIPELINE, holder=request_id,
+                  ttl_seconds=ctx.cfg.run.lease_ttl_minutes * 60)
+    lease.acquire(ctx.cfg.run.wait_seconds)
+    try:
+        _record_request(ctx, request_id, subject_type, subject_hash, "running",
+                        requested_by=requested_by)
+        try:
+            report = _erase(ctx, subject_type, value, request_id, salt)
+        except Exception as exc:
+            _record_request(ctx, request_id, subject_type, subject_hash, "failed",
+                            error=type(exc).__name__)
+            raise
+        report.seconds = round(time.monotonic() - started, 1)
+        _record_request(ctx, request_id, subject_type, subject_hash, "completed",
+                        report=json.dumps(asdict(report), sort_keys=True))
+        io.purge_old_versions(ctx.spark, ctx.lakehouse.ref(PRIVACY_ERASURE_REQUESTS),
+                              ctx.cfg.privacy.erasure.vacuum_retain_hours)
+        return report
+    finally:
+        lease.release()
+
+
+def _erase(ctx: StageContext, subject_type: str, value: str, request_id: str,
+           salt: str) -> ErasureReport:
+    spark, lake, cfg = ctx.spark, ctx.lakehouse, ctx.cfg
+    with audited_run(ctx, "erase") as run, io.commit_metadata(
+            spark, {"run_id": run.run_id, "stage": "erase", "request_id": request_id}):
+        rids, custs = _subject_records(ctx, subject_type, value)
+        whole_person = subject_type != "record"
+        report = ErasureReport(request_id, subject_type, len(custs), len(rids))
+        _, records = _table(ctx, SILVER_PARTY_RECORDS)
+        assert records is not None
+        mine = records.filter(F.col("record_id").isin(*rids)) if rids else records.limit(0)
+        vals = mine.select(*_VALUE_COLUMNS).collect()
+        emails = sorted({r["email_canonical"] for r in vals if r["email_canonical"]}
+                        | ({value} if subject_type == "email" else set()))
+        phones = sorted({p for r in vals for p in (r["phone_e164"], r["mobile_e164"]) if p})
+        values = sorted({str(v) for r in vals for v in r if v})
+
+        # 2. suppression list first: a batch landing meanwhile cannot bring them back
+        if rids or emails:
+            sup = suppression_rows(records, record_ids=rids, emails=emails, salt=salt,
+                                   request_id=request_id)
+            io.merge_upsert(sup, lake.ref(PRIVACY_SUPPRESSIONS), ["hash"], change_col=None,
+                            insert_only=True)
+
+        ids_df = spark.createDataFrame([(r,) for r in rids], "record_id string")
+        # 3. bronze: party rows and the interactions that point at the records
+        raw_texts: set[str] = set()
+        for name, source in sorted(cfg.sources.items()):
+            ref, bronze = _table(ctx, ("bronze", name))
+            if bronze is None:
+                continue
+            keys = bronze_party_keys(source)
+            hit = bronze.filter(F.arrays_overlap(keys, F.array(*[F.lit(r) for r in rids]))
+                                if rids else F.lit(False))
+            if whole_person and emails:
+                hit = hit.unionByName(bronze.filter(bronze_emails(source).isin(*emails)))
+            hit = hit.localCheckpoint(eager=True)
+            if source.party is not None and source.party.email is not None:
+                raw_texts |= {str(r[0]).strip().lower() for r in hit.select(
+                    field_column(source.party.email)).collect() if r[0]}
+            _delete(ctx, report, ref, hit, ["_batch_id", "_row_hash"])
+
+        # silver
+        inter_ref, interactions = _table(ctx, SILVER_INTERACTIONS)
+        inter_ids: list[str] = []
+        if interactions is not None and rids:
+            mine_i = interactions.join(ids_df, "record_id", "left_semi")
+            inter_ids = [r[0] for r in mine_i.select("interaction_id").collect()]
+            _delete(ctx, report, inter_ref, mine_i, ["interaction_id"])
+        q_ref, quarantine = _table(ctx, SILVER_QUARANTINE)
+        if quarantine is not None:
+            needles = sorted(set(emails) | raw_texts | set(phones))
+            hit_q = quarantine.filter(F.col("record_id").isin(*rids, *inter_ids)
+                                      | contains_any(F.col("raw_row"), needles)
+                                      | contains_any(F.col("raw_value"), needles))
+            _delete(ctx, report, q_ref, hit_q, ["quarantine_id"])
+        _delete(ctx, report, SILVER_PARTY_RECORDS, mine, ["record_id"])
+        either = (F.col("record_id_l").isin(*rids) | F.col("record_id_r").isin(*rids)
+                  ) if rids else F.lit(False)
+        for t, key in ((SILVER_CANDIDATE_PAIRS, ["record_id_l", "record_id_r"]),
+                       (SILVER_MATCH_SCORES, ["record_id_l", "record_id_r"]),
+                       (SILVER_MATCH_LABELS, ["record_id_l", "record_id_r", "label_source"])):
+            ref, df = _table(ctx, t)
+            _delete(ctx, report, ref, None if df is None else df.filter(either), key)
+        ref, bk = _table(ctx, SILVER_BLOCK_KEYS)
+        _delete(ctx, report, ref, None if bk is None else bk.join(ids_df, "record_id",
+                                                                  "left_semi"),
+                ["block", "record_id"])
+        # term frequencies: the values only this subject held
+        ref, tf = _table(ctx, SILVER_MATCH_TERM_FREQUENCIES)
+        if tf is not None and values:
+            others = records.join(ids_df, "record_id", "left_anti").select(F.explode(F.array(
+                *[F.col(c).cast("string") for c in _VALUE_COLUMNS])).alias("value")).distinct()
+            own = tf.filter(F.col("value").isin(*values)).join(others, "value", "left_anti")
+            _delete(ctx, report, ref, own, ["model_version", "comparison", "value"])
+        # the consent ledger
+        ref, ce = _table(ctx, PRIVACY_CONSENT_EVENTS)
+        if ce is not None:
+            subj = (F.col("subject").isin(*rids, *custs, *phones)
+                    | ((F.col("subject_type") == "email")
+                       & sf.canonical_email(F.col("subject")).isin(*emails))
+                    ) if whole_person else F.col("subject").isin(*rids)
+            _delete(ctx, report, ref, ce.filter(subj), ["event_id"])
+
+        # 4. re-resolve and re-publish what the deletes touched
+        from udp_spark.pipeline.publish import run_publish
+        from udp_spark.pipeline.resolve import run_resolve
+
+        if io.table_exists(spark, lake.ref(GOLD_IDENTITY_XREF)):
+            run_resolve(ctx)
+        if io.table_exists(spark, lake.ref(GOLD_CUSTOMER_PROFILE)):
+            run_publish(ctx)
+        if whole_person and custs:
+            for t, key in ((GOLD_IDENTITY_XREF, ["record_id"]),
+                           (GOLD_CUSTOMER_PROFILE, ["customer_id"]),
+                           (GOLD_CUSTOMER_PROFILE_HISTORY, ["customer_id", "valid_from"]),
+                           (GOLD_SEGMENT_MEMBERSHIP, ["customer_id", "segment", "entered_at"]),
+                           (GOLD_PROFILE_EVENTS, ["event_id"]),
+                           (GOLD_IDENTITY_EVENTS, ["run_id", "event_type", "customer_id"])):
+                ref, df = _table(ctx, t)
+                if df is None:
+                    continue
+                sel = (df.filter(F.col("record_id").isin(*rids)) if t == GOLD_IDENTITY_XREF
+                       else df.filter(F.col("customer_id").isin(*custs) | (
+                           F.col("related_customer_id").isin(*custs)
+                           if "related_customer_id" in df.columns else F.lit(False))))
+                _delete(ctx, report, ref, sel, key)
+        elif rids:
+            # one record: the customer stays; its history rows built from that record go
+            ref, hist = _table(ctx, GOLD_CUSTOMER_PROFILE_HISTORY)
+            if hist is not None:
+                _delete(ctx, report, ref, hist.filter(contains_any(
+                    F.to_json("lineage"), [f'"{r}"' for r in rids])),
+                    ["customer_id", "valid_from"])
+        # audit rows that quote a value in an error message
+        ref, runs = _table(ctx, AUDIT_RUNS)
+        if runs is not None and values:
+            scrub = runs.filter(contains_any(F.col("error"), [v for v in values if len(v) > 3]))
+            if not scrub.isEmpty():
+                (io.delta_table(spark, ref).alias("t").merge(
+                    scrub.select("run_id").alias("s"), "t.run_id = s.run_id")
+                 .whenMatchedUpdate(set={"error": F.lit("[erased]")}).execute())
+                report.rows_removed[str(ref)] = scrub.count()
+
+        # 5. purge earlier versions of every table this request or its stages wrote
+        retain = cfg.privacy.erasure.vacuum_retain_hours
+        tables = [lake.bronze(n) for n in sorted(cfg.sources)] + [lake.ref(t) for t in (
+            SILVER_PARTY_RECORDS, SILVER_INTERACTIONS, SILVER_QUARANTINE,
+            SILVER_CANDIDATE_PAIRS, SILVER_MATCH_SCORES, SILVER_MATCH_LABELS,
+            SILVER_BLOCK_KEYS, SILVER_MATCH_TERM_FREQUENCIES, PRIVACY_CONSENT_EVENTS,
+            GOLD_IDENTITY_XREF, GOLD_IDENTITY_EVENTS, GOLD_CUSTOMER_PROFILE,
+            GOLD_CUSTOMER_PROFILE_HISTORY, GOLD_SEGMENT_MEMBERSHIP, GOLD_PROFILE_EVENTS,
+            AUDIT_RUNS)]
+        for ref in tables:
+            if io.table_exists(spark, ref):
+                report.files_purged[str(ref)] = io.purge_old_versions(spark, ref, retain)
+        # Spark's own checkpoint files hold copies of intermediate rows: remove the files,
+        # keep the folders (the session's checkpoint directory stays usable)
+        ckpt = Path(checkpoint_dir(cfg).removeprefix("file:"))
+        if ckpt.is_dir():
+            for f in ckpt.rglob("*"):
+                if f.is_file():
+                    f.unlink(missing_ok=True)
+        run.row_counts.update({f"removed.{t}": n for t, n in report.rows_removed.items()})
+        run.row_counts["files_purged"] = sum(report.files_purged.values())
+        run.metrics["records"] = float(len(rids))
+        log.info("erasure %s: %d records of %d customers; rows removed %s; %d files purged",
+                 request_id, len(rids), len(custs), report.rows_removed,
+                 sum(report.files_purged.values()))
+        return report
+
+
+def erase_pending(ctx: StageContext) -> list[ErasureReport]:
+    """Carry out the requests the API recorded as ``pending``."""
+    ref = ctx.lakehouse.ref(PRIVACY_ERASURE_REQUESTS)
+    if not io.table_exists(ctx.spark, ref):
+        return []
+    pending = io.read_table(ctx.spark, ref).filter(F.col("status") == "pending").select(
+        "request_id", "subject_type", "subject", "requested_by").collect()
+    return [erase(ctx, r["subject_type"], r["subject"], request_id=r["request_id"],
+                  requested_by=r["requested_by"] or "api") for r in pending]
+
+
+__all__ = ["ErasureError", "ErasureReport", "erase", "erase_pending"]

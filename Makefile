@@ -10,7 +10,7 @@ PEOPLE ?= 20000
 # waiting on the driver, so two processes use two cores better than one.
 TEST_WORKERS ?= 2
 
-.PHONY: setup demo test test-fast bench chaos stream cluster-demo lint clean lock
+.PHONY: setup demo test test-fast bench chaos stream serve cluster-demo lint clean lock
 
 setup: $(STAMP)
 	@$(UDP) setup-jars
@@ -43,6 +43,10 @@ chaos: setup
 # The demo lakehouse kept current from data/demo's landing folders (Ctrl-C stops).
 stream: setup
 	$(UDP) stream
+
+# The Profile API over the demo lakehouse (docs/api.md: keys, roles, curl examples).
+serve: setup
+	$(UDP) serve
 
 # The whole pipeline (`udp run`) with spark-submit on a Spark standalone cluster started
 # here: a master and two workers, executors in their own JVMs (docs/workflows.md).

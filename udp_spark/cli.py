@@ -442,6 +442,145 @@ def lineage(customer_id: str, config: ConfigOpt = DEFAULT_CONFIG,
             typer.echo(line)
 
 
+consent_app = typer.Typer(no_args_is_help=True, help="Consent decisions by purpose "
+                          "(privacy.consent_events).")
+app.add_typer(consent_app, name="consent")
+
+
+def _subject(customer: str | None, email: str | None, phone: str | None,
+             record: str | None) -> tuple[str, str]:
+    given = [(t, v) for t, v in (("customer", customer), ("email", email), ("phone", phone),
+                                 ("record", record)) if v]
+    if len(given) != 1:
+        typer.echo("error: name exactly one subject: --customer, --email, --phone or --record",
+                   err=True)
+        raise typer.Exit(2)
+    return given[0]
+
+
+CustomerOpt = Annotated[str | None, typer.Option("--customer", help="a customer id")]
+EmailOpt = Annotated[str | None, typer.Option("--email", help="an e-mail address")]
+PhoneOpt = Annotated[str | None, typer.Option("--phone", help="a phone number")]
+RecordOpt = Annotated[str | None, typer.Option("--record", help="a record id source:key")]
+
+
+@consent_app.command("set")
+def consent_set(
+    purpose: Annotated[str, typer.Option("--purpose", help="one of privacy.purposes")],
+    status: Annotated[str, typer.Option("--status", help="granted or withdrawn")],
+    customer: CustomerOpt = None, email: EmailOpt = None, phone: PhoneOpt = None,
+    record: RecordOpt = None,
+    occurred_at: Annotated[str | None, typer.Option(
+        "--occurred-at", help="ISO-8601 time of the decision (default now)")] = None,
+    expires_at: Annotated[str | None, typer.Option(
+        "--expires-at", help="ISO-8601 time a grant ends")] = None,
+    legal_basis: Annotated[str, typer.Option("--legal-basis")] = "consent",
+    source: Annotated[str, typer.Option("--source", help="where the decision was made")] = "cli",
+    config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
+    lakehouse: LakehouseOpt = None,
+) -> None:
+    """Record one consent decision; the next publish applies it to the customer."""
+    from datetime import UTC, datetime
+
+    from udp_spark.pipeline.consent import set_consent
+
+    def when(text: str | None) -> datetime | None:
+        if text is None:
+            return None
+        t = datetime.fromisoformat(text)
+        return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+    stype, subject = _subject(customer, email, phone, record)
+    r = set_consent(_context(config, data_root, lakehouse), subject_type=stype,
+                    subject=subject, purpose=purpose, status=status,
+                    occurred_at=when(occurred_at), expires_at=when(expires_at),
+                    legal_basis=legal_basis, source=source)
+    typer.echo(f"recorded {r.inserted} event ({r.duplicates} already recorded); run {r.run_id}")
+
+
+@consent_app.command("import")
+def consent_import(
+    file: Annotated[Path, typer.Argument(help="CSV: subject_type,subject,purpose,status,"
+                                              "occurred_at[,expires_at,legal_basis,source]")],
+    strict: Annotated[bool, typer.Option("--strict", help="write nothing if any row is "
+                                                          "unusable")] = False,
+    config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
+    lakehouse: LakehouseOpt = None,
+) -> None:
+    """Record the consent decisions of a file (unusable rows are reported by reason)."""
+    from udp_spark.pipeline.consent import import_consent
+
+    r = import_consent(_context(config, data_root, lakehouse), file, strict=strict)
+    typer.echo(f"recorded {r.inserted:,} events ({r.duplicates:,} already recorded); "
+               f"run {r.run_id}")
+    for reason, n in sorted(r.rejected.items()):
+        typer.echo(f"  not recorded: {n:,} {reason}")
+
+
+@app.command()
+def erase(
+    customer: CustomerOpt = None, email: EmailOpt = None, phone: PhoneOpt = None,
+    record: RecordOpt = None,
+    pending: Annotated[bool, typer.Option(
+        "--pending", help="carry out the requests the API recorded")] = False,
+    config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
+    lakehouse: LakehouseOpt = None,
+) -> None:
+    """Right to erasure: remove a person (or one record) from every table and every old
+    version, re-resolve what they held together, and keep them from coming back."""
+    from udp_spark.pipeline.erase import erase as run_erase
+    from udp_spark.pipeline.erase import erase_pending
+
+    ctx = _context(config, data_root, lakehouse)
+    if pending:
+        reports = erase_pending(ctx)
+    else:
+        stype, subject = _subject(customer, email, phone, record)
+        reports = [run_erase(ctx, stype, subject)]
+    for r in reports:
+        typer.echo(f"request {r.request_id}: {r.records} records of {r.customers} customers "
+                   f"erased in {r.seconds:.0f}s; {sum(r.rows_removed.values()):,} rows from "
+                   f"{len(r.tables_touched)} tables; {sum(r.files_purged.values()):,} files "
+                   "of earlier versions purged")
+        for table, n in sorted(r.rows_removed.items()):
+            if n:
+                typer.echo(f"  {table:45s} {n:>8,} rows")
+
+
+@app.command("export")
+def export_cmd(
+    purpose: Annotated[str, typer.Option("--purpose", help="one of privacy.purposes")],
+    out: Annotated[str, typer.Option("--out", help="output folder")],
+    segment: Annotated[str | None, typer.Option("--segment", help="only its members")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="csv, parquet or json")] = "csv",
+    config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
+    lakehouse: LakehouseOpt = None,
+) -> None:
+    """Profiles a purpose may use: only customers whose consent allows it, only the fields
+    privacy.purposes.<purpose>.fields lists."""
+    from udp_spark.pipeline.consent import export_for_purpose
+
+    r = export_for_purpose(_context(config, data_root, lakehouse), purpose, out,
+                           segment=segment, fmt=fmt)
+    typer.echo(f"{r.exported:,} customers exported to {r.path} ({', '.join(r.fields)}); "
+               f"{r.excluded:,} left out: no {purpose} consent")
+
+
+@app.command()
+def serve(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
+          lakehouse: LakehouseOpt = None,
+          api_config: Annotated[Path, typer.Option(
+              "--api-config", envvar="UDP_API_CONFIG",
+              help="roles, keys and limits (YAML)")] = Path("conf/api.yaml"),
+          host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="TCP port")] = 8000) -> None:
+    """Serve the Profile API over HTTP (no Spark: the gold tables are read with delta-rs)."""
+    from udp_spark.serve.cli import run_server
+
+    run_server(config, api_config, host=host, port=port, data_root=data_root,
+               lakehouse=lakehouse)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``udp`` console script and of ``jobs/*.py``."""
     from udp_spark.config import ConfigError

@@ -25,7 +25,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from udp_spark.config import PipelineConfig
 from udp_spark.serve import intake
@@ -377,6 +379,63 @@ def _customer(request: Request, caller: Caller, public_id: str, *, follow: bool 
     return cid, chain
 
 
+class AccessLog:
+    """ASGI middleware: a request id on every answer, an ``audit.api_access`` row for every
+    ``/v1`` request, and a problem+json 500 (never a trace) for an error nothing handled.
+
+    Plain ASGI rather than ``@app.middleware("http")``: that one costs a task and a stream
+    per request."""
+
+    def __init__(self, app: ASGIApp, state: ServeState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = uuid.uuid4().hex
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                MutableHeaders(scope=message).append("X-Request-Id", request_id)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("serve: unhandled error on %s %s", scope.get("method"),
+                          scope.get("path"))
+            if not response_started:
+                await problem(500, "internal", "Internal Server Error",
+                              "the request failed; the server log has the details")(
+                    scope, receive, send_with_id)
+        finally:
+            self._audit(scope, request_id, status, started)
+
+    def _audit(self, scope: Scope, request_id: str, status: int, started: float) -> None:
+        audit = self.state.audit
+        if audit is None or not str(scope.get("path", "")).startswith("/v1/"):
+            return
+        st = scope.get("state") or {}
+        principal: Principal | None = st.get("principal")
+        lookup = st.get("lookup")
+        audit.add(AccessRow(
+            request_id=request_id, at=datetime.now(UTC), method=str(scope.get("method")),
+            status=status, key_id=principal.key_id if principal else None,
+            role=principal.role if principal else None, endpoint=st.get("endpoint"),
+            customer_ids=sorted(set(st.get("customer_ids") or [])),
+            lookup_kind=lookup[0] if lookup else None,
+            lookup_hash=self.state.lookup_hash(lookup[1]) if lookup else None,
+            duration_ms=(time.perf_counter() - started) * 1000))
+
+
 def create_app(cfg: PipelineConfig, api: ApiConfig) -> FastAPI:
     """The API over the lakehouse of ``cfg`` with the roles and keys of ``api``."""
     state = ServeState(cfg, api)
@@ -422,41 +481,15 @@ def create_app(cfg: PipelineConfig, api: ApiConfig) -> FastAPI:
         return problem(500, "internal", "Internal Server Error",
                        "the request failed; the server log has the details")
 
-    @app.middleware("http")
-    async def access_log(request: Request, call_next: Callable[[Request], Awaitable[Response]]
-                         ) -> Response:
-        started = time.perf_counter()
-        request_id = uuid.uuid4().hex
-        try:
-            response = await call_next(request)
-        except Exception:
-            log.exception("serve: unhandled error on %s %s", request.method, request.url.path)
-            response = problem(500, "internal", "Internal Server Error",
-                               "the request failed; the server log has the details")
-        response.headers["X-Request-Id"] = request_id
-        if state.audit is not None and request.url.path.startswith("/v1/"):
-            principal: Principal | None = getattr(request.state, "principal", None)
-            lookup = getattr(request.state, "lookup", None)
-            state.audit.add(AccessRow(
-                request_id=request_id, at=datetime.now(UTC), method=request.method,
-                status=response.status_code,
-                key_id=principal.key_id if principal else None,
-                role=principal.role if principal else None,
-                endpoint=getattr(request.state, "endpoint", None),
-                customer_ids=sorted(set(getattr(request.state, "customer_ids", []))),
-                lookup_kind=lookup[0] if lookup else None,
-                lookup_hash=state.lookup_hash(lookup[1]) if lookup else None,
-                duration_ms=(time.perf_counter() - started) * 1000))
-        return response
-
     @app.get("/health", response_model=HealthOut, tags=["service"])
-    def health() -> HealthOut:
+    async def health() -> HealthOut:
         """Liveness and the table versions being served (no credentials needed)."""
         snap = state.store.current
         return HealthOut(status="ok", tables=snap.versions, loaded_at=snap.loaded_at,
                          refresh_error=state.store.last_error)
 
     app.include_router(_routes(state), prefix="/v1", responses=ERRORS)
+    app.add_middleware(AccessLog, state=state)
     app.openapi_schema = None
 
     def openapi() -> dict[str, Any]:
@@ -479,7 +512,7 @@ def _routes(state: ServeState) -> APIRouter:
 
     @r.get("/profiles/{customer_id}", name="profile", response_model=ProfileOut,
            tags=["profiles"])
-    def get_profile(request: Request, customer_id: CustomerId,
+    async def get_profile(request: Request, customer_id: CustomerId,
                     caller: Annotated[Caller, Depends(guard("profile"))]) -> ProfileOut:
         """A golden profile; a merged-away id answers with its survivor (``merged``)."""
         cid, chain = _customer(request, caller, customer_id)
@@ -490,7 +523,7 @@ def _routes(state: ServeState) -> APIRouter:
                           table_version=caller.snap.versions.get("gold.customer_profile"))
 
     @r.get("/lookup", name="lookup", response_model=LookupOut, tags=["profiles"])
-    def lookup(request: Request, caller: Annotated[Caller, Depends(guard("lookup"))],
+    async def lookup(request: Request, caller: Annotated[Caller, Depends(guard("lookup"))],
                limit: Limit = 50, offset: Offset = 0,
                email: Annotated[str | None, Query(max_length=320)] = None,
                phone: Annotated[str | None, Query(max_length=64,
@@ -538,7 +571,7 @@ def _routes(state: ServeState) -> APIRouter:
 
     @r.get("/profiles/{customer_id}/lineage", name="lineage", response_model=LineageOut,
            tags=["profiles"])
-    def lineage(request: Request, customer_id: CustomerId,
+    async def lineage(request: Request, customer_id: CustomerId,
                 caller: Annotated[Caller, Depends(guard("lineage"))],
                 limit: Limit = 50, offset: Offset = 0) -> LineageOut:
         """Where each value came from, and the source records behind the profile."""
@@ -555,7 +588,7 @@ def _routes(state: ServeState) -> APIRouter:
 
     @r.get("/profiles/{customer_id}/history", name="history", response_model=HistoryOut,
            tags=["profiles"])
-    def history(request: Request, customer_id: CustomerId,
+    async def history(request: Request, customer_id: CustomerId,
                 caller: Annotated[Caller, Depends(guard("history"))],
                 as_of: Annotated[datetime | None, Query(description=
                                                         "the version valid at this time")
@@ -588,7 +621,7 @@ def _routes(state: ServeState) -> APIRouter:
 
     @r.get("/profiles/{customer_id}/identity-events", name="identity_events",
            response_model=EventsOut, tags=["profiles"])
-    def identity_events(request: Request, customer_id: CustomerId,
+    async def identity_events(request: Request, customer_id: CustomerId,
                         caller: Annotated[Caller, Depends(guard("identity_events"))],
                         limit: Limit = 50, offset: Offset = 0) -> EventsOut:
         """Created / merged / split events of the customer and the ids merged into it."""
@@ -614,7 +647,7 @@ def _routes(state: ServeState) -> APIRouter:
 
     @r.get("/profiles/{customer_id}/segments", name="customer_segments",
            response_model=CustomerSegmentsOut, tags=["segments"])
-    def customer_segments(request: Request, customer_id: CustomerId,
+    async def customer_segments(request: Request, customer_id: CustomerId,
                           caller: Annotated[Caller, Depends(guard("customer_segments"))]
                           ) -> CustomerSegmentsOut:
         """The segments the customer is in now, and every spell in and out of one."""
@@ -627,7 +660,7 @@ def _routes(state: ServeState) -> APIRouter:
             spells=[{**s, "customer_id": view.public_id(cid)} for s in spells])
 
     @r.get("/segments", name="segments", response_model=SegmentsOut, tags=["segments"])
-    def segments(caller: Annotated[Caller, Depends(guard("segments"))]) -> SegmentsOut:
+    async def segments(caller: Annotated[Caller, Depends(guard("segments"))]) -> SegmentsOut:
         """Every segment with its number of current members."""
         members = caller.snap.segments.members
         return SegmentsOut(segments=[SegmentInfo(name=n, members=len(m))
@@ -635,7 +668,7 @@ def _routes(state: ServeState) -> APIRouter:
 
     @r.get("/segments/{segment}/members", name="segment_members", response_model=MembersOut,
            tags=["segments"])
-    def segment_members(request: Request,
+    async def segment_members(request: Request,
                         segment: Annotated[str, Path(pattern=r"^[A-Za-z0-9_]{1,100}$")],
                         caller: Annotated[Caller, Depends(guard("segment_members"))],
                         limit: Limit = 100, offset: Offset = 0) -> MembersOut:
@@ -654,7 +687,7 @@ def _routes(state: ServeState) -> APIRouter:
 
     @r.get("/profiles/{customer_id}/consent", name="consent_read", response_model=ConsentOut,
            tags=["privacy"])
-    def consent_read(request: Request, customer_id: CustomerId,
+    async def consent_read(request: Request, customer_id: CustomerId,
                      caller: Annotated[Caller, Depends(guard("consent_read"))]) -> ConsentOut:
         """The customer's consent state by purpose (as last published)."""
         cid, _ = _customer(request, caller, customer_id)
@@ -664,7 +697,7 @@ def _routes(state: ServeState) -> APIRouter:
 
     @r.get("/profiles/{customer_id}/export", name="export", response_model=ExportOut,
            tags=["privacy"])
-    def export(request: Request, customer_id: CustomerId,
+    async def export(request: Request, customer_id: CustomerId,
                caller: Annotated[Caller, Depends(guard("export"))]) -> ExportOut:
         """Subject access: what the gold tables hold about the customer (the profile, its
         source records, every version, identity events, segment spells), in the role's

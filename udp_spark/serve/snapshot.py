@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import re
 import threading
 import time
@@ -43,6 +44,8 @@ INTERNAL = frozenset({"_row_hash"})
 def plain(value: Any) -> Any:
     """A value read from Arrow made JSON-ready: times as ISO 8601, decimals as floats,
     maps (Arrow gives lists of key/value tuples) as objects."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN or infinity
     if value is None or isinstance(value, str | bool | int | float):
         return value
     if isinstance(value, datetime):

@@ -137,6 +137,7 @@ def served(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Ite
     entries.append({"id": "limited-1", "role": "support", "hash": digest,
                     "rate_limit": {"per_second": 0.2, "burst": 3}})
     api.update({"keys": entries, "keys_file": None, "refresh_seconds": 0.3,
+                "max_body_bytes": 100_000,
                 "rate_limit": {"per_second": 1000, "burst": 1000},
                 "audit": {"enabled": True, "flush_seconds": 0.5, "flush_rows": 500},
                 "jwt": {"secret_env": "UDP_API_JWT_SECRET", "audience": "udp-api"}})
@@ -507,6 +508,8 @@ def test_event_intake(served: Served) -> None:
     body = _problem(s.post("/v1/events/crm", {"contact_id": "1"}, role="source_system"), 422)
     assert "csv" in body["detail"]
     _problem(s.post("/v1/events/no_such_source", order, role="source_system"), 404)
+    many = [{**order, "order_id": f"big-{i}"} for i in range(2000)]  # > max_body_bytes
+    _problem(s.post("/v1/events/webshop_orders", many, role="source_system"), 413)
     _problem(s.post("/v1/events/webshop_orders", order, role="marketing"), 403)
     assert set(landing.glob("orders*.jsonl")) - before == new  # refused ones wrote nothing
 

@@ -408,7 +408,14 @@ class AccessLog:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            length = dict(scope.get("headers") or []).get(b"content-length", b"0")
+            if not length.isdigit() or int(length) > self.state.api.max_body_bytes:
+                await problem(413, "too-large", "Content Too Large",
+                              f"request bodies are limited to "
+                              f"{self.state.api.max_body_bytes} bytes")(
+                    scope, receive, send_with_id)
+            else:
+                await self.app(scope, receive, send_with_id)
         except Exception:
             log.exception("serve: unhandled error on %s %s", scope.get("method"),
                           scope.get("path"))

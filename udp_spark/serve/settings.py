@@ -108,7 +108,8 @@ class ApiConfig(_Model):
                                    "are polled for a newer table version")
     default_region: str = Field(default="US", min_length=2, max_length=2,
                                 description="region of phone numbers given without +country")
-    max_page_size: int = Field(default=500, ge=1)
+    max_body_bytes: int = Field(default=5_000_000, ge=1024, description="larger request "
+                                "bodies (by Content-Length) answer 413")
     pseudonym_key_env: str = Field(default="UDP_API_PSEUDONYM_KEY", description="env var "
                                    "holding the key of pseudonymous ids and look-up hashes")
     rate_limit: RateLimit = RateLimit()

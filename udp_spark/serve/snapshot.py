@@ -134,6 +134,14 @@ class LazyRows(Mapping[str, dict[str, Any]]):
     def __len__(self) -> int:
         return len(self._index)
 
+    @property
+    def table(self) -> pa.Table:
+        return self._table
+
+    @property
+    def positions(self) -> dict[str, int]:
+        return self._index
+
 
 class LazyGroups(Mapping[str, list[dict[str, Any]]]):
     """Groups of rows (a customer's versions) by key, converted when read."""
@@ -281,12 +289,11 @@ def _utc(value: Any) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-def build_profiles(table: pa.Table) -> ProfileIndex:
-    """The profile index: rows by customer id (converted when read), consent by purpose
-    and the look-up maps, all computed column-wise."""
-    served = [c for c in table.column_names if c not in INTERNAL]
-    table = table.select(served)
-    ids = table.column("customer_id").to_pylist()
+KeyPairs = list[tuple[str | None, str]]
+
+
+def _lookup_keys(table: pa.Table, ids: list[str]) -> tuple[KeyPairs, KeyPairs, KeyPairs]:
+    """(e-mail, phone, loyalty id) look-up keys of each row, normalized, column-wise."""
     emails = _keyed(ids, _email(_column(table, "email")))
     values, parents = _list_values(table, "emails", "value")
     emails += _keyed(ids, _email(values), parents)
@@ -297,9 +304,102 @@ def build_profiles(table: pa.Table) -> ProfileIndex:
     loyalty = _keyed(ids, None if loyalty_col is None else pc.replace_substring_regex(
         pc.utf8_upper(pc.utf8_trim_whitespace(loyalty_col.cast(pa.string()))),
         pattern="^LOY-?", replacement=""))
+    return emails, phones, loyalty
+
+
+def build_profiles(table: pa.Table) -> ProfileIndex:
+    """The profile index: rows by customer id (converted when read), consent by purpose
+    and the look-up maps, all computed column-wise."""
+    served = [c for c in table.column_names if c not in INTERNAL]
+    table = table.select(served)
+    ids = table.column("customer_id").to_pylist()
+    emails, phones, loyalty = _lookup_keys(table, ids)
     return ProfileIndex(LazyRows(table, {c: i for i, c in enumerate(ids)}),
                         _allowed(table, ids), _index(emails), _index(phones),
                         _index(loyalty), tuple(served))
+
+
+class FullReload(Exception):
+    """An incremental refresh is not possible or not worth it; read the table whole."""
+
+
+def _patch(index: dict[str, tuple[str, ...]], remove: KeyPairs, add: KeyPairs
+           ) -> dict[str, tuple[str, ...]]:
+    out = dict(index)
+    touched: dict[str, set[str]] = {}
+    for key, cid in remove:
+        if key:
+            touched.setdefault(key, set(out.get(key, ()))).discard(cid)
+    for key, cid in add:
+        if key:
+            touched.setdefault(key, set(out.get(key, ()))).add(cid)
+    for key, cids in touched.items():
+        if cids:
+            out[key] = tuple(sorted(cids))
+        else:
+            out.pop(key, None)
+    return out
+
+
+def update_profiles(prev: ProfileIndex, dt: DeltaTable, old: int, new: int) -> ProfileIndex:
+    """``prev`` (the index at version ``old``) moved to version ``new``: the change data
+    feed in between names the customers that changed; only their rows are read (at
+    ``new``), appended to the Arrow table and re-pointed, the ones gone dropped, and their
+    look-up keys and consent patched.
+
+    Raises:
+        FullReload: no usable feed, a schema change, many changes, or too much garbage.
+    """
+    rows = prev.rows
+    if not isinstance(rows, LazyRows) or not prev.columns:
+        raise FullReload("no previous Arrow index")
+    columns = tuple(f.name for f in dt.schema().fields if f.name not in INTERNAL)
+    if columns != prev.columns:
+        raise FullReload("the table's columns changed")
+    try:
+        # Only the ids from the feed: its reader turns Spark's INT96 times past 2262 into
+        # wrong dates without an error, so the rows themselves come from read_table's path.
+        reader = dt.load_cdf(starting_version=old + 1, ending_version=new,
+                             columns=["customer_id"])
+        feed = pa.RecordBatchReader.from_stream(reader).read_all()
+    except Exception as exc:
+        raise FullReload(f"change data feed unreadable: {exc}") from None
+    if feed.num_rows > max(1000, len(rows) // 5):
+        raise FullReload(f"{feed.num_rows} changes")
+    touched = sorted({str(c) for c in feed.column("customer_id").to_pylist() if c})
+    if "deletionVectors" in (dt.protocol().reader_features or []):
+        raise FullReload("deletion vectors")
+    options = ParquetReadOptions(coerce_int96_timestamp_unit="us")
+    try:
+        current = dt.to_pyarrow_dataset(parquet_read_options=options).to_table(
+            columns=list(prev.columns), filter=pc.field("customer_id").isin(touched))
+        added = current.cast(rows.table.schema)
+    except (KeyError, ValueError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise FullReload(f"schema changed: {exc}") from None
+    upsert_ids = added.column("customer_id").to_pylist()
+    if len(set(upsert_ids)) != len(upsert_ids):
+        raise FullReload("a customer id twice")
+    table = pa.concat_tables([rows.table, added])
+    if table.num_rows > 2 * (len(rows) + len(upsert_ids)) + 10_000:
+        raise FullReload("too many superseded rows")
+    changed = [cid for cid in touched if cid in rows.positions]
+    old_rows = rows.table.take([rows.positions[c] for c in changed])
+    o_emails, o_phones, o_loyalty = _lookup_keys(old_rows, changed)
+    n_emails, n_phones, n_loyalty = _lookup_keys(added, upsert_ids)
+    positions = dict(rows.positions)
+    for cid in touched:  # customers no longer in the table were deleted (merged away)
+        positions.pop(cid, None)
+    base = rows.table.num_rows
+    positions.update({cid: base + j for j, cid in enumerate(upsert_ids)})
+    gone = set(touched)
+    allowed = {p: {c: e for c, e in m.items() if c not in gone}
+               for p, m in prev.allowed.items()}
+    for purpose, granted in _allowed(added, upsert_ids).items():
+        allowed.setdefault(purpose, {}).update(granted)
+    return ProfileIndex(LazyRows(table, positions), allowed,
+                        _patch(prev.by_email, o_emails, n_emails),
+                        _patch(prev.by_phone, o_phones, n_phones),
+                        _patch(prev.by_loyalty, o_loyalty, n_loyalty), prev.columns)
 
 
 def build_xref(rows: list[dict[str, Any]]) -> XrefIndex:
@@ -413,6 +513,18 @@ class SnapshotStore:
                 if version == snap.versions.get(name):
                     continue
                 started = time.perf_counter()
+                old = snap.versions.get(name)
+                if (name == PROFILE and dt is not None and old is not None
+                        and version is not None and version > old):
+                    try:
+                        changes["profiles"] = update_profiles(snap.profiles, dt, old, version)
+                        versions[name] = version
+                        log.info("serve: %s version %s applied from the change feed "
+                                 "(%.0f ms)", name, version,
+                                 (time.perf_counter() - started) * 1000)
+                        continue
+                    except FullReload as exc:
+                        log.info("serve: %s version %s: full read (%s)", name, version, exc)
                 table = read_table(dt) if dt is not None else None
                 n = table.num_rows if table is not None else 0
                 if name == PROFILE:

@@ -635,13 +635,10 @@ def _routes(state: ServeState) -> APIRouter:
         cid, chain = _customer(request, caller, customer_id)
         snap, view = caller.snap, caller.view
         requested = state.real_id(snap, view, customer_id)
-        seen: set[int] = set()
         events: list[dict[str, Any]] = []
         for key in dict.fromkeys([cid, requested, *chain]):
-            for ev in snap.events.by_customer.get(key, []):
-                if id(ev) not in seen:
-                    seen.add(id(ev))
-                    events.append(ev)
+            events.extend(ev for ev in snap.events.by_customer.get(key, [])
+                          if ev not in events)  # one event may name two of the ids
         events.sort(key=lambda e: (e.get("event_at") or "", e.get("event_type") or ""))
         if view.role.pseudonymous:
             events = [{**e, "customer_id": view.public_id(e["customer_id"])
@@ -716,8 +713,7 @@ def _routes(state: ServeState) -> APIRouter:
                    for v in snap.history.by_customer.get(i, [])]
         events: list[dict[str, Any]] = []
         for i in ids:
-            events.extend(e for e in snap.events.by_customer.get(i, [])
-                          if all(e is not x for x in events))
+            events.extend(e for e in snap.events.by_customer.get(i, []) if e not in events)
         records = [{k: v for k, v in rec.items() if k != "_row_hash"}
                    for rec in snap.xref.records.get(cid, [])]
         return ExportOut(requested_id=customer_id, customer_id=view.public_id(cid),

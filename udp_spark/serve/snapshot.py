@@ -183,13 +183,13 @@ class ProfileIndex:
 @dataclass(frozen=True)
 class XrefIndex:
     customer_of: dict[str, str] = field(default_factory=dict)
-    records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    records: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class EventIndex:
     merged_into: dict[str, str] = field(default_factory=dict)
-    by_customer: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    by_customer: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -200,7 +200,7 @@ class HistoryIndex:
 @dataclass(frozen=True)
 class SegmentIndex:
     members: dict[str, list[str]] = field(default_factory=dict)  # open spells, sorted ids
-    spells: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    spells: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -402,32 +402,44 @@ def update_profiles(prev: ProfileIndex, dt: DeltaTable, old: int, new: int) -> P
                         _patch(prev.by_loyalty, o_loyalty, n_loyalty), prev.columns)
 
 
-def build_xref(rows: list[dict[str, Any]]) -> XrefIndex:
-    customer_of: dict[str, str] = {}
-    records: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        customer_of[row["record_id"]] = row["customer_id"]
-        records.setdefault(row["customer_id"], []).append({k: plain(v) for k, v in row.items()})
-    for recs in records.values():
-        recs.sort(key=lambda r: r["record_id"])
-    return XrefIndex(customer_of, records)
+def _groups(keys: Iterable[tuple[int, str | None]]) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for i, key in keys:
+        if key is not None:
+            out.setdefault(key, []).append(i)
+    return out
 
 
-def build_events(rows: list[dict[str, Any]]) -> EventIndex:
+def _order(table: pa.Table, *columns: str) -> list[int]:
+    return pc.sort_indices(table, [(c, "ascending") for c in columns]).to_pylist()
+
+
+def build_xref(table: pa.Table) -> XrefIndex:
+    """record id -> customer id, and each customer's records (converted when read)."""
+    table = table.select([c for c in table.column_names if c not in INTERNAL])
+    records = table.column("record_id").to_pylist()
+    cids = table.column("customer_id").to_pylist()
+    order = _order(table, "customer_id", "record_id") if table.num_rows else []
+    return XrefIndex(dict(zip(records, cids, strict=True)),
+                     LazyGroups(table, _groups((i, cids[i]) for i in order)))
+
+
+def build_events(table: pa.Table) -> EventIndex:
+    """The latest ``merged`` target of each merged-away id, and every event by the ids it
+    names (customer and related customer), oldest first."""
+    merged = table.filter(pc.equal(table.column("event_type"), "merged")).select(
+        ["customer_id", "related_customer_id", "event_at"]).to_pylist()
     latest: dict[str, tuple[Any, str]] = {}
-    by_customer: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        cid, rel = row.get("customer_id"), row.get("related_customer_id")
-        if row.get("event_type") == "merged" and cid and rel:
-            at = row.get("event_at") or datetime.min.replace(tzinfo=UTC)
-            if cid not in latest or at > latest[cid][0]:
-                latest[cid] = (at, rel)
-        out = {k: plain(v) for k, v in row.items()}
-        for key in {cid, rel} - {None}:
-            by_customer.setdefault(str(key), []).append(out)
-    for evs in by_customer.values():
-        evs.sort(key=lambda e: (e.get("event_at") or "", e.get("event_type") or ""))
-    return EventIndex({k: v[1] for k, v in latest.items()}, by_customer)
+    for row in merged:
+        cid, rel = row["customer_id"], row["related_customer_id"]
+        at = row["event_at"] or datetime.min.replace(tzinfo=UTC)
+        if cid and rel and (cid not in latest or at > latest[cid][0]):
+            latest[cid] = (at, rel)
+    cids = table.column("customer_id").to_pylist()
+    rels = table.column("related_customer_id").to_pylist()
+    order = _order(table, "event_at", "event_type") if table.num_rows else []
+    keys = [(i, k) for i in order for k in dict.fromkeys((cids[i], rels[i]))]
+    return EventIndex({k: v[1] for k, v in latest.items()}, LazyGroups(table, _groups(keys)))
 
 
 def build_history(table: pa.Table) -> HistoryIndex:
@@ -444,16 +456,17 @@ def build_history(table: pa.Table) -> HistoryIndex:
     return HistoryIndex(LazyGroups(table, groups))
 
 
-def build_segments(rows: list[dict[str, Any]]) -> SegmentIndex:
+def build_segments(table: pa.Table) -> SegmentIndex:
+    """Current members of each segment (open spells), and each customer's spells."""
+    open_spells = table.filter(pc.is_null(table.column("exited_at"))).select(
+        ["segment", "customer_id"]).to_pylist()
     members: dict[str, set[str]] = {}
-    spells: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        if row.get("exited_at") is None:
-            members.setdefault(row["segment"], set()).add(row["customer_id"])
-        spells.setdefault(row["customer_id"], []).append({k: plain(v) for k, v in row.items()})
-    for s in spells.values():
-        s.sort(key=lambda r: (r.get("segment") or "", r.get("entered_at") or ""))
-    return SegmentIndex({k: sorted(v) for k, v in members.items()}, spells)
+    for row in open_spells:
+        members.setdefault(row["segment"], set()).add(row["customer_id"])
+    cids = table.column("customer_id").to_pylist()
+    order = _order(table, "segment", "entered_at") if table.num_rows else []
+    return SegmentIndex({k: sorted(v) for k, v in members.items()},
+                        LazyGroups(table, _groups((i, cids[i]) for i in order)))
 
 
 def read_table(dt: DeltaTable) -> pa.Table:
@@ -466,6 +479,7 @@ def read_table(dt: DeltaTable) -> pa.Table:
     return dt.to_pyarrow_dataset(parquet_read_options=options).to_table()
 
 
+_EMPTY: dict[str, Any] = {XREF: XrefIndex(), EVENTS: EventIndex(), SEGMENTS: SegmentIndex()}
 _BUILDERS: dict[str, tuple[str, Callable[..., Any]]] = {
     XREF: ("xref", build_xref),
     EVENTS: ("events", build_events),
@@ -535,7 +549,7 @@ class SnapshotStore:
                                           else HistoryIndex())
                 else:
                     attr, build = _BUILDERS[name]
-                    changes[attr] = build(table.to_pylist() if table is not None else [])
+                    changes[attr] = build(table) if table is not None else _EMPTY[name]
                 versions[name] = version
                 log.info("serve: %s version %s loaded (%d rows, %.0f ms)", name, version,
                          n, (time.perf_counter() - started) * 1000)

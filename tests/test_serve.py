@@ -339,6 +339,39 @@ def test_a_new_table_version_is_seen_without_a_restart(served: Served) -> None:
           f"({time.monotonic() - committed:.2f} s)")
 
 
+def test_a_publish_is_seen_without_a_restart(served: Served) -> None:
+    """A source record changes in silver; ``run_publish`` merges the new profile (and a
+    history version); the running server answers with it, by id and by e-mail."""
+    from udp_spark.pipeline.publish import run_publish
+
+    s, spark = served, served.ctx.spark
+    xref = _rows(s.path("gold", "identity_xref"))
+    sizes: dict[str, int] = {}
+    for r in xref:
+        sizes[r["customer_id"]] = sizes.get(r["customer_id"], 0) + 1
+    profiles = _profiles(s)
+    cid = next(c for c in sorted(profiles, reverse=True) if sizes.get(c) == 1
+               and profiles[c]["email"] and profiles[c]["family_name"] != "Zzpublished")
+    record = next(r["record_id"] for r in xref if r["customer_id"] == cid)
+    versions = s.get(f"/v1/profiles/{cid}/history").json()["total"]
+    spark.sql(f"UPDATE delta.`{s.path('silver', 'party_records')}` SET "
+              f"family_name = 'Zzrepublished', full_name = 'Zz Zzrepublished' "
+              f"WHERE record_id = '{record}'")
+    report = run_publish(s.ctx)
+    assert report.profile_updated >= 1, report
+
+    def seen() -> bool:
+        return s.get(f"/v1/profiles/{cid}").json()["profile"]["family_name"] \
+            == "Zzrepublished"
+
+    took = _wait(seen, 20, "the published profile")
+    found = s.get("/v1/lookup", email=profiles[cid]["email"]).json()["matches"]
+    assert any(m["profile"]["family_name"] == "Zzrepublished" for m in found)
+    _wait(lambda: s.get(f"/v1/profiles/{cid}/history").json()["total"] == versions + 1,
+          20, "the new history version")
+    print(f"publish served {took:.2f} s after run_publish returned")
+
+
 def test_a_merged_away_id_answers_with_its_survivor(served: Served) -> None:
     s, spark = served, served.ctx.spark
     profiles = sorted(_profiles(s))

@@ -578,8 +578,9 @@ def test_consent_and_erasure_requests(served: Served) -> None:
     assert resp.status_code == 202, resp.text
     req = resp.json()
     assert req["status"] == "pending" and "subject" not in req
+    salt = s.ctx.cfg.privacy.erasure.suppression_salt  # the hash udp erase writes
     assert req["subject_hash"] == hashlib.sha256(
-        f"customer|{p['customer_id']}".encode()).hexdigest()
+        f"{salt}|customer:{p['customer_id']}".encode()).hexdigest()
     status = s.get(f"/v1/erasure-requests/{req['request_id']}", role="privacy_officer")
     assert status.status_code == 200 and status.json()["request_id"] == req["request_id"]
     stored = [r for r in _rows(s.path("privacy", "erasure_requests"))

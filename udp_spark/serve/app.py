@@ -773,7 +773,8 @@ def _routes(state: ServeState) -> APIRouter:
         row = intake.append_erasure_request(state.erasure_path,
                                             subject_type=body.subject_type,
                                             subject=subject,
-                                            requested_by=caller.principal.key_id)
+                                            requested_by=caller.principal.key_id,
+                                            salt=_erasure_salt(state.cfg))
         return _erasure_out(row)
 
     @r.get("/erasure-requests/{request_id}", name="erasure_read", response_model=ErasureOut,
@@ -824,6 +825,12 @@ def _routes(state: ServeState) -> APIRouter:
             request.state.lookup = (subject_type, subject)
 
     return r
+
+
+def _erasure_salt(cfg: PipelineConfig) -> str | None:
+    erasure = getattr(getattr(cfg, "privacy", None), "erasure", None)
+    salt = getattr(erasure, "suppression_salt", None)
+    return salt if isinstance(salt, str) else None
 
 
 def _aware(value: datetime) -> datetime:

@@ -292,9 +292,13 @@ def normalize_subject(subject_type: str, subject: str, region: str) -> str:
     return text
 
 
-def subject_hash(subject_type: str, subject: str) -> str:
-    """sha256 hex of ``subject_type|subject`` (what stays once the subject is erased)."""
-    return hashlib.sha256(f"{subject_type}|{subject}".encode()).hexdigest()
+def subject_hash(subject_type: str, subject: str, salt: str | None) -> str:
+    """What stays once the subject is erased: sha256 hex of ``salt|subject_type:subject``
+    with the pipeline's ``privacy.erasure.suppression_salt``, the hash ``udp erase`` writes
+    (without a salt configured: of ``subject_type|subject``)."""
+    if salt is None:
+        return hashlib.sha256(f"{subject_type}|{subject}".encode()).hexdigest()
+    return hashlib.sha256(f"{salt}|{subject_type}:{subject}".encode()).hexdigest()
 
 
 def _append(path: str, schema: pa.Schema, row: dict[str, Any]) -> None:
@@ -324,10 +328,10 @@ def append_consent_event(path: str, *, subject_type: str, subject: str, purpose:
 
 
 def append_erasure_request(path: str, *, subject_type: str, subject: str,
-                           requested_by: str) -> dict[str, Any]:
+                           requested_by: str, salt: str | None = None) -> dict[str, Any]:
     row = {
         "request_id": uuid.uuid4().hex, "subject_type": subject_type, "subject": subject,
-        "subject_hash": subject_hash(subject_type, subject),
+        "subject_hash": subject_hash(subject_type, subject, salt),
         "requested_at": datetime.now(UTC), "requested_by": requested_by,
         "status": "pending", "completed_at": None, "report": None, "error": None,
     }

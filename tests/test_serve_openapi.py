@@ -43,6 +43,18 @@ def test_roles_file_loads_and_bad_keys_are_named(tmp_path: Path) -> None:
         load_api_config(bad)
 
 
+def test_a_short_jwt_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from udp_spark.serve.security import Authenticator
+    from udp_spark.serve.settings import ApiConfig, JwtSettings
+
+    api = ApiConfig(roles={"r": RoleConfig(endpoints=("*",))}, jwt=JwtSettings())
+    monkeypatch.setenv("UDP_API_JWT_SECRET", "short")
+    with pytest.raises(ApiConfigError, match="shorter than 32 bytes"):
+        Authenticator(api)
+    monkeypatch.setenv("UDP_API_JWT_SECRET", "x" * 32)
+    Authenticator(api)
+
+
 def test_keys_are_random_hashed_and_checked(capsys: pytest.CaptureFixture[str]) -> None:
     key, digest = mint_key("support-desk")
     other, _ = mint_key("support-desk")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import jwt
 
 from udp_spark.serve import keys
-from udp_spark.serve.settings import ApiConfig, RateLimit
+from udp_spark.serve.settings import ApiConfig, ApiConfigError, RateLimit
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,12 @@ class Authenticator:
             if self._jwt_secret is None:
                 log.warning("serve: jwt is configured but %s is not set: tokens are refused",
                             cfg.jwt.secret_env)
+            elif len(self._jwt_secret.encode()) < 32 and any(
+                    a.startswith("HS") for a in cfg.jwt.algorithms):
+                raise ApiConfigError(f"jwt: the secret in {cfg.jwt.secret_env} is shorter "
+                                     "than 32 bytes; HMAC keys must be at least as long as "
+                                     "the hash (python -c 'import secrets; "
+                                     "print(secrets.token_urlsafe(48))')")
 
     def authenticate(self, api_key: str | None, bearer: str | None) -> Principal:
         if api_key:

@@ -15,6 +15,7 @@ import os
 import secrets
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
@@ -273,7 +274,8 @@ class ServeState:
         self.limiter = RateLimiter()
         self.views = {name: RoleView(name, role, self.hash_key)
                       for name, role in api.roles.items()}
-        self._pid_maps: dict[str, tuple[int, dict[str, str]]] = {}
+        # role -> snapshot -> pseudonym -> customer id; dropped with its snapshot
+        self._pid_maps: dict[str, weakref.WeakKeyDictionary[Snapshot, dict[str, str]]] = {}
 
     def lookup_hash(self, value: str) -> str:
         return hmac.new(self.hash_key, value.encode(), hashlib.sha256).hexdigest()[:32]
@@ -282,12 +284,13 @@ class ServeState:
         """The customer id behind an id as the role writes it (pseudonym or real)."""
         if not view.role.pseudonymous:
             return public_id
-        cached = self._pid_maps.get(view.name)
-        if cached is None or cached[0] != id(snap):
+        maps = self._pid_maps.setdefault(view.name, weakref.WeakKeyDictionary())
+        pids = maps.get(snap)
+        if pids is None:
             ids = set(snap.profiles.rows) | set(snap.history.by_customer)
-            cached = (id(snap), {view.public_id(c): c for c in ids})
-            self._pid_maps[view.name] = cached
-        return cached[1].get(public_id, "\x00unknown")
+            pids = {view.public_id(c): c for c in ids}
+            maps[snap] = pids
+        return pids.get(public_id, "\x00unknown")
 
 
 class Caller(BaseModel):

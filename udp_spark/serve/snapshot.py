@@ -203,7 +203,7 @@ class SegmentIndex:
     spells: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity (weak-keyed caches)
 class Snapshot:
     """Everything a request reads, at one version of each table."""
 

@@ -545,6 +545,13 @@ def test_event_intake(served: Served) -> None:
     _problem(s.post("/v1/events/webshop_orders", many, role="source_system"), 413)
     _problem(s.post("/v1/events/webshop_orders", order, role="marketing"), 403)
     assert set(landing.glob("orders*.jsonl")) - before == new  # refused ones wrote nothing
+    # The landed file is what ingest (alone, in `udp run`, or in the stream) picks up.
+    from udp_spark.pipeline.ingest import run_ingest
+
+    run_ingest(s.ctx, sources=["webshop_orders"])
+    bronze = _rows(s.path("bronze", "webshop_orders"))
+    landed = sorted(r["order_id"] for r in bronze if str(r["order_id"]).startswith("api-"))
+    assert landed == ["api-1", "api-2"], landed
 
 
 def test_consent_and_erasure_requests(served: Served) -> None:

@@ -51,8 +51,9 @@ def workdir(tmp_path: Path) -> Path:
 
 
 # The longest files, longest first (measured, 2 workers): scheduled before everything else.
-LONGEST_FIRST = ("test_workflows.py", "test_pipeline_e2e.py", "test_incremental.py",
-                 "test_publish.py", "test_supervised.py")
+LONGEST_FIRST = ("test_privacy.py", "test_workflows.py", "test_serve.py",
+                 "test_pipeline_e2e.py", "test_incremental.py", "test_publish.py",
+                 "test_supervised.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -32,6 +32,7 @@ from udp_spark.tables import (
     GOLD_IDENTITY_XREF,
     GOLD_PROFILE_EVENTS,
     PRIVACY_ERASURE_REQUESTS,
+    SILVER_INTERACTIONS,
     SILVER_QUARANTINE,
 )
 
@@ -93,7 +94,7 @@ def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Stage
     from udp_spark.pipeline.train import run_train
 
     base = tmp_path_factory.mktemp("privacy")
-    generate(base / "data", people=60, seed=31)
+    generate(base / "data", people=40, seed=31)
     _add_subject(base / "data")
     cfg = load_config(REPO / "conf" / "pipeline.yaml", data_root=str(base / "data"),
                       lakehouse_root=str(base / "lake"))
@@ -183,9 +184,9 @@ def _traces(root: Path) -> list[str]:
 
 
 def test_erasure_leaves_no_trace_and_keeps_everyone_else(lake: StageContext) -> None:
+    from udp_spark.pipeline.consent import export_subject
     from udp_spark.pipeline.erase import erase
     from udp_spark.pipeline.ingest import run_ingest
-    from udp_spark.pipeline.publish import run_publish
     from udp_spark.pipeline.standardize import run_standardize
     from udp_spark.pipeline.stream import run_stream
 
@@ -200,10 +201,19 @@ def test_erasure_leaves_no_trace_and_keeps_everyone_else(lake: StageContext) -> 
                             "channel": "web"}) + "\n")
     batches = run_stream(lake, available_now=True)
     assert sum(b.rows_landed for b in batches) == 1
-    run_publish(lake, full=True)
     root = Path(lake.cfg.lakehouse.root)
     mlflow_db = Path(lake.cfg.mlflow.tracking_uri.removeprefix("sqlite:///"))
     assert _traces(root), "the person should be in the lakehouse before the erasure"
+
+    # subject access first: everything held, in one document
+    doc = export_subject(lake, "email", ZEB["email"].upper())
+    assert {r["record_id"] for r in doc["records"]} == {
+        "crm:CZEB00001", "webshop_customers:cus_ZEB", "email_subscribers:zeb0000001"}
+    assert {i["interaction_key"] for i in doc["interactions"]} >= {"9999001", "9999002"}
+    assert [p["customer_id"] for p in doc["profile"]] == [zeb]
+    assert {(e["status"], e["subject_type"]) for e in doc["consent_events"]} >= {
+        ("granted", "record"), ("withdrawn", "email")}
+    assert "xylophone" in json.dumps(doc, default=str).lower()
 
     others_before = {c: p for c, p in _profiles(lake).items() if c != zeb}
     report = erase(lake, "email", ZEB["email"])
@@ -227,9 +237,40 @@ def test_erasure_leaves_no_trace_and_keeps_everyone_else(lake: StageContext) -> 
         src = data / name
         shutil.copy(src, src.with_name(src.stem + "-redelivered" + src.suffix))
     ing = run_ingest(lake)
-    assert sum(s.rows_suppressed for s in ing.sources) == 3
+    # the three copies, and the stream's order file: all its rows were erased, so it counts
+    # as not landed and is read again
+    suppressed = {s.source: s.rows_suppressed for s in ing.sources if s.rows_suppressed}
+    assert suppressed == {"crm": 1, "webshop_customers": 1, "email_subscribers": 1,
+                          "webshop_orders": 1}
     run_standardize(lake)
     assert _traces(root) == []
     q = io.read_table(spark, lake.lakehouse.ref(SILVER_QUARANTINE)).filter(
         F.col("reason") == "erased subject").collect()
-    assert len(q) == 3 and all(r["raw_row"] is None for r in q)
+    assert len(q) == 4 and all(r["raw_row"] is None and r["record_id"] is None for r in q)
+
+
+def test_retention_removes_old_interactions_everywhere(lake: StageContext) -> None:
+    from udp_spark.pipeline.retention import run_retention
+
+    spark = lake.spark
+    now = datetime(2026, 6, 30, tzinfo=UTC)
+    ctx = StageContext(spark, lake.cfg.model_copy(update={"privacy": lake.cfg.privacy.model_copy(
+        update={"retention": lake.cfg.privacy.retention.model_copy(
+            update={"sources": {"webshop_orders": 365}})})}))
+    inter = lambda: io.read_table(spark, ctx.lakehouse.ref(SILVER_INTERACTIONS))  # noqa: E731
+    old = inter().filter((F.col("source") == "webshop_orders")
+                         & (F.col("occurred_at") < F.lit(datetime(2025, 6, 30, tzinfo=UTC))))
+    old_keys = sorted(r[0] for r in old.select("interaction_key").collect())
+    assert old_keys
+    orders_before = sum(p["orders"] for p in _profiles(ctx).values())
+    report = run_retention(ctx, now=now)
+    assert report.rows_removed[str(ctx.lakehouse.ref(SILVER_INTERACTIONS))] == len(old_keys)
+    assert report.files_purged > 0
+    assert inter().filter(F.col("interaction_key").isin(*old_keys)
+                          & (F.col("source") == "webshop_orders")).isEmpty()
+    assert sum(p["orders"] for p in _profiles(ctx).values()) < orders_before
+    # gone from every version: no interactions file holds an expired order any more
+    folder = Path(ctx.lakehouse.ref(SILVER_INTERACTIONS).path or "")
+    held = {r["interaction_key"] for f in folder.rglob("*.parquet")
+            for r in pq.read_table(f).to_pylist() if r.get("source") == "webshop_orders"}
+    assert not held & set(old_keys)

@@ -161,3 +161,15 @@ def test_consent_column_has_every_purpose(spark: SparkSession, purpose: str) -> 
     row = df.first()
     assert row is not None and set(row["consent"]) == set(PURPOSES)
     assert row["consent"][purpose]["allowed"] is (not PURPOSES[purpose].requires_opt_in)
+
+
+def test_every_configured_purpose_exports_existing_profile_columns() -> None:
+    from pathlib import Path
+
+    from udp_spark.config import PrivacySettings, load_config
+    from udp_spark.profile.build import PROFILE_COLUMNS
+
+    shipped = load_config(Path(__file__).resolve().parents[1] / "conf" / "pipeline.yaml")
+    for settings in (shipped.privacy, PrivacySettings()):
+        for name, purpose in settings.purposes.items():
+            assert set(purpose.fields) <= set(PROFILE_COLUMNS), (name, purpose.fields)

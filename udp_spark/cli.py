@@ -547,6 +547,41 @@ def erase(
                 typer.echo(f"  {table:45s} {n:>8,} rows")
 
 
+@app.command("export-subject")
+def export_subject_cmd(
+    customer: CustomerOpt = None, email: EmailOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", help="JSON file (default: print)")] = None,
+    config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
+    lakehouse: LakehouseOpt = None,
+) -> None:
+    """Subject access: everything held about a person as one JSON document (records,
+    profile with lineage, history, interactions, segments, consent, identity events, runs)."""
+    from udp_spark.pipeline.consent import export_subject
+    from udp_spark.pipeline.publish import to_json
+
+    stype, subject = _subject(customer, email, None, None)
+    text = to_json(export_subject(_context(config, data_root, lakehouse), stype, subject))
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text + "\n")
+        typer.echo(f"written to {out}")
+
+
+@app.command()
+def retention(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
+              lakehouse: LakehouseOpt = None) -> None:
+    """Delete what is older than each source's retention (privacy.retention) and purge it
+    from earlier versions; profiles are re-published where interactions went."""
+    from udp_spark.pipeline.retention import run_retention
+
+    r = run_retention(_context(config, data_root, lakehouse))
+    typer.echo(f"retention run {r.run_id}: {sum(r.rows_removed.values()):,} rows removed, "
+               f"{r.files_purged:,} files of earlier versions purged")
+    for table, n in sorted(r.rows_removed.items()):
+        typer.echo(f"  {table:45s} {n:>8,} rows")
+
+
 @app.command("export")
 def export_cmd(
     purpose: Annotated[str, typer.Option("--purpose", help="one of privacy.purposes")],

@@ -778,7 +778,7 @@ def _default_purposes() -> dict[str, PurposeSettings]:
         "email_marketing": PurposeSettings(fields=(
             "customer_id", "given_name", "family_name", "email", "segments")),
         "sms_marketing": PurposeSettings(fields=(
-            "customer_id", "given_name", "phone_e164", "segments")),
+            "customer_id", "given_name", "phone", "segments")),
         "personalization": PurposeSettings(fields=(
             "customer_id", "given_name", "segments", "preferred_channel", "rfm_score")),
         "analytics": PurposeSettings(requires_opt_in=False, fields=(
@@ -799,11 +799,23 @@ class ErasureSettings(_Model):
         "(set a secret: ${UDP_PRIVACY_SALT})")
 
 
+class RetentionSettings(_Model):
+    """``udp retention``: how long rows are kept, per source, in days. A source's bronze rows
+    go by when they were landed, its interactions by when they occurred; its party records
+    stay while the source delivers them (erase a person with ``udp erase``)."""
+
+    sources: dict[str, int] = Field(default_factory=dict, description="source -> days, e.g. "
+                                    "{app_events: 400}")
+    vacuum_retain_hours: float = Field(default=0.0, ge=0, description="history kept after "
+                                       "a retention run (0: expired rows leave every version)")
+
+
 class PrivacySettings(_Model):
     """Consent purposes, erasure and retention."""
 
     purposes: dict[str, PurposeSettings] = Field(default_factory=_default_purposes)
     erasure: ErasureSettings = ErasureSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @field_validator("purposes")
     @classmethod
@@ -840,6 +852,10 @@ class PipelineConfig(_Model):
 
     @model_validator(mode="after")
     def _consent_purposes_known(self) -> PipelineConfig:
+        unknown = sorted(set(self.privacy.retention.sources) - set(self.sources))
+        if unknown and self.sources:
+            raise ValueError(f"privacy.retention.sources: unknown sources {unknown}; sources "
+                             f"are {sorted(self.sources)}")
         for src in self.sources.values():
             for i, c in enumerate(src.consent):
                 if c.purpose not in self.privacy.purposes:

@@ -335,21 +335,35 @@ def merge_delete(keys: DataFrame, ref: TableRef, on: Sequence[str]) -> WriteResu
     return _last_commit(spark, ref)
 
 
-def purge_old_versions(spark: SparkSession, ref: TableRef, retain_hours: float) -> int:
-    """Rewrite files whose rows deletion vectors hide, then VACUUM what only versions older
-    than ``retain_hours`` read (change data files included). Returns the files deleted."""
+def vacuum(spark: SparkSession, ref: TableRef, retain_hours: float, *,
+           purge_deletion_vectors: bool = False) -> int:
+    """VACUUM: delete the files (data and change data) that only versions older than
+    ``retain_hours`` read; with ``purge_deletion_vectors`` first rewrite files whose rows
+    deletion vectors hide (erasure). A retention below Delta's 7-day floor is allowed
+    because the caller's config says so. Returns the files deleted."""
     dt = delta_table(spark, ref)
-    target = f"delta.`{ref.path}`" if ref.path else ref.name
-    props = dt.detail().select("properties").first()
-    if props and (props[0] or {}).get("delta.enableDeletionVectors") == "true":
-        spark.sql(f"REORG TABLE {target} APPLY (PURGE)")
-    key = "spark.databricks.delta.retentionDurationCheck.enabled"
-    old = spark.conf.get(key, "true")
-    spark.conf.set(key, "false")  # a retention below 7 days is the erasure's own policy
+    if purge_deletion_vectors:
+        props = dt.detail().select("properties").first()
+        if props and (props[0] or {}).get("delta.enableDeletionVectors") == "true":
+            target = f"delta.`{ref.path}`" if ref.path else ref.name
+            spark.sql(f"REORG TABLE {target} APPLY (PURGE)")
+    # VACUUM lists files in as many tasks as partition discovery's parallelism (10,000 by
+    # default: minutes of task overhead even for a small table); the session's is enough.
+    settings = {"spark.sql.sources.parallelPartitionDiscovery.parallelism": str(
+        max(2, spark.sparkContext.defaultParallelism))}
+    if retain_hours < 168:
+        settings["spark.databricks.delta.retentionDurationCheck.enabled"] = "false"
+    old = {k: spark.conf.get(k, None) for k in settings}
+    for k, v in settings.items():
+        spark.conf.set(k, v)
     try:
         dt.vacuum(retain_hours)
     finally:
-        spark.conf.set(key, old or "true")
+        for k, prev in old.items():
+            if prev is None:
+                spark.conf.unset(k)
+            else:
+                spark.conf.set(k, prev)
     last = dt.history(1).select("operation", "operationMetrics").first()
     if last is None or last["operation"] != "VACUUM END":
         return 0

@@ -206,3 +206,67 @@ def export_for_purpose(ctx: StageContext, purpose: str, out: str, *,
         log.info("export for %s: %d customers, %d left out (no %s consent)", purpose,
                  report.exported, report.excluded, purpose)
         return report
+
+
+# --------------------------------------------------------------------------- subject access
+
+
+def export_subject(ctx: StageContext, subject_type: str, subject: str) -> dict[str, object]:
+    """Everything held about a person (``udp export-subject``), as one JSON-ready document:
+    every source record (all columns) with its source and batches, the golden profile with
+    its lineage, its history, interactions, segment spells, consent events (through any of
+    the person's identifiers), identity events and the runs that touched them.
+
+    ``subject_type``: ``customer`` (a merged-away id is followed to its survivor) or
+    ``email`` (every customer holding it: usually one)."""
+    from udp_spark.pipeline.erase import _subject_records, normalize_subject
+    from udp_spark.pipeline.publish import profile_lineage
+    from udp_spark.privacy.consent import resolve_subjects
+    from udp_spark.tables import (
+        GOLD_CUSTOMER_PROFILE_HISTORY,
+        GOLD_IDENTITY_EVENTS,
+        GOLD_IDENTITY_XREF,
+        GOLD_SEGMENT_MEMBERSHIP,
+        SILVER_INTERACTIONS,
+        SILVER_PARTY_RECORDS,
+    )
+
+    spark, lake = ctx.spark, ctx.lakehouse
+    value = normalize_subject(subject_type, subject)
+    with audited_run(ctx, "export_subject") as run:
+        record_ids, customers = _subject_records(ctx, subject_type, value)
+        if not customers:
+            raise ConsentError(f"no customer holds {subject_type} {subject!r}")
+
+        def rows(t: tuple[str, str], cond: object, order: str) -> list[dict[str, object]]:
+            ref = lake.ref(t)
+            if not io.table_exists(spark, ref):
+                return []
+            return [r.asDict(recursive=True) for r in io.read_table(spark, ref).filter(
+                cond).orderBy(order).collect()]  # type: ignore[arg-type]
+
+        rid = F.col("record_id").isin(*record_ids)
+        cid = F.col("customer_id").isin(*customers)
+        consent: list[dict[str, object]] = []
+        ce_ref = lake.ref(PRIVACY_CONSENT_EVENTS)
+        if io.table_exists(spark, ce_ref):
+            ident = lake.ref(GOLD_IDENTITY_EVENTS)
+            resolved = resolve_subjects(
+                io.read_table(spark, ce_ref), io.read_table(spark, lake.ref(
+                    SILVER_PARTY_RECORDS)), io.read_table(spark, lake.ref(GOLD_IDENTITY_XREF)),
+                io.read_table(spark, ident) if io.table_exists(spark, ident) else None)
+            consent = [r.asDict(recursive=True) for r in resolved.filter(cid).orderBy(
+                "occurred_at").collect()]
+        doc: dict[str, object] = {
+            "subject": {"type": subject_type, "customer_ids": customers},
+            "generated_at": datetime.now(UTC).isoformat(),
+            "records": rows(SILVER_PARTY_RECORDS, rid, "record_id"),
+            "profiles": [profile_lineage(ctx, c) for c in customers],
+            "profile": rows(GOLD_CUSTOMER_PROFILE, cid, "customer_id"),
+            "history": rows(GOLD_CUSTOMER_PROFILE_HISTORY, cid, "valid_from"),
+            "interactions": rows(SILVER_INTERACTIONS, rid, "occurred_at"),
+            "segments": rows(GOLD_SEGMENT_MEMBERSHIP, cid, "entered_at"),
+            "consent_events": consent,
+        }
+        run.row_counts.update({"records": len(record_ids), "customers": len(customers)})
+        return doc

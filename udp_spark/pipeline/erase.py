@@ -35,6 +35,7 @@ from udp_spark import io
 from udp_spark.audit import new_run_id
 from udp_spark.lease import PIPELINE, Lease
 from udp_spark.pipeline.context import StageContext, audited_run, checkpoint_dir
+from udp_spark.pipeline.maintain import lakehouse_tables
 from udp_spark.privacy.erasure import (
     ERASURE_REQUEST_SCHEMA,
     bronze_emails,
@@ -218,8 +219,8 @@ def erase(ctx: StageContext, subject_type: str, subject: str, *,
         report.seconds = round(time.monotonic() - started, 1)
         _record_request(ctx, request_id, subject_type, subject_hash, "completed",
                         report=json.dumps(asdict(report), sort_keys=True))
-        io.purge_old_versions(ctx.spark, ctx.lakehouse.ref(PRIVACY_ERASURE_REQUESTS),
-                              ctx.cfg.privacy.erasure.vacuum_retain_hours)
+        io.vacuum(ctx.spark, ctx.lakehouse.ref(PRIVACY_ERASURE_REQUESTS),
+                  ctx.cfg.privacy.erasure.vacuum_retain_hours, purge_deletion_vectors=True)
         return report
     finally:
         lease.release()
@@ -309,14 +310,10 @@ def _erase(ctx: StageContext, subject_type: str, value: str, request_id: str,
                     ) if whole_person else F.col("subject").isin(*rids)
             _delete(ctx, report, ref, ce.filter(subj), ["event_id"])
 
-        # 4. re-resolve and re-publish what the deletes touched
-        from udp_spark.pipeline.publish import run_publish
-        from udp_spark.pipeline.resolve import run_resolve
-
-        if io.table_exists(spark, lake.ref(GOLD_IDENTITY_XREF)):
-            run_resolve(ctx)
-        if io.table_exists(spark, lake.ref(GOLD_CUSTOMER_PROFILE)):
-            run_publish(ctx)
+        # 4. the change-driven stages take the deletes in (resolve re-clusters what the
+        # records held together), so that no stage's watermark is left behind the versions
+        # the purge below removes the change data of
+        catch_up(ctx)
         if whole_person and custs:
             for t, key in ((GOLD_IDENTITY_XREF, ["record_id"]),
                            (GOLD_CUSTOMER_PROFILE, ["customer_id"]),
@@ -339,6 +336,11 @@ def _erase(ctx: StageContext, subject_type: str, value: str, request_id: str,
                 _delete(ctx, report, ref, hist.filter(contains_any(
                     F.to_json("lineage"), [f'"{r}"' for r in rids])),
                     ["customer_id", "valid_from"])
+            # publish reads these tables' change feeds: it takes the deletes in now, so its
+            # watermarks are not left inside the change data the purge removes
+            from udp_spark.pipeline.publish import run_publish
+
+            run_publish(ctx)
         # audit rows that quote a value in an error message
         ref, runs = _table(ctx, AUDIT_RUNS)
         if runs is not None and values:
@@ -349,18 +351,11 @@ def _erase(ctx: StageContext, subject_type: str, value: str, request_id: str,
                  .whenMatchedUpdate(set={"error": F.lit("[erased]")}).execute())
                 report.rows_removed[str(ref)] = scrub.count()
 
-        # 5. purge earlier versions of every table this request or its stages wrote
+        # 5. purge earlier versions of every table
         retain = cfg.privacy.erasure.vacuum_retain_hours
-        tables = [lake.bronze(n) for n in sorted(cfg.sources)] + [lake.ref(t) for t in (
-            SILVER_PARTY_RECORDS, SILVER_INTERACTIONS, SILVER_QUARANTINE,
-            SILVER_CANDIDATE_PAIRS, SILVER_MATCH_SCORES, SILVER_MATCH_LABELS,
-            SILVER_BLOCK_KEYS, SILVER_MATCH_TERM_FREQUENCIES, PRIVACY_CONSENT_EVENTS,
-            GOLD_IDENTITY_XREF, GOLD_IDENTITY_EVENTS, GOLD_CUSTOMER_PROFILE,
-            GOLD_CUSTOMER_PROFILE_HISTORY, GOLD_SEGMENT_MEMBERSHIP, GOLD_PROFILE_EVENTS,
-            AUDIT_RUNS)]
-        for ref in tables:
-            if io.table_exists(spark, ref):
-                report.files_purged[str(ref)] = io.purge_old_versions(spark, ref, retain)
+        for ref in lakehouse_tables(ctx):
+            report.files_purged[str(ref)] = io.vacuum(spark, ref, retain,
+                                                      purge_deletion_vectors=True)
         # Spark's own checkpoint files hold copies of intermediate rows: remove the files,
         # keep the folders (the session's checkpoint directory stays usable)
         ckpt = Path(checkpoint_dir(cfg).removeprefix("file:"))
@@ -375,6 +370,23 @@ def _erase(ctx: StageContext, subject_type: str, value: str, request_id: str,
                  request_id, len(rids), len(custs), report.rows_removed,
                  sum(report.files_purged.values()))
         return report
+
+
+def catch_up(ctx: StageContext) -> None:
+    """Run standardize, block, score, resolve and publish on what changed (each where its
+    output exists), before a purge removes the change data their watermarks point into."""
+    from udp_spark.pipeline.block import run_block
+    from udp_spark.pipeline.publish import run_publish
+    from udp_spark.pipeline.resolve import run_resolve
+    from udp_spark.pipeline.score import run_score
+    from udp_spark.pipeline.standardize import run_standardize
+
+    lake, spark = ctx.lakehouse, ctx.spark
+    for table, stage in ((SILVER_PARTY_RECORDS, run_standardize),
+                         (SILVER_CANDIDATE_PAIRS, run_block), (SILVER_MATCH_SCORES, run_score),
+                         (GOLD_IDENTITY_XREF, run_resolve), (GOLD_CUSTOMER_PROFILE, run_publish)):
+        if io.table_exists(spark, lake.ref(table)):
+            stage(ctx)
 
 
 def erase_pending(ctx: StageContext) -> list[ErasureReport]:

@@ -36,17 +36,10 @@ def lakehouse_tables(ctx: StageContext) -> list[TableRef]:
 
 def _vacuum(ctx: StageContext, ref: TableRef, hours: float) -> None:
     """VACUUM; below Delta's 7-day safety floor only because the config says so."""
-    check = "spark.databricks.delta.retentionDurationCheck.enabled"
-    short = hours < 168
-    if short:
+    if hours < 168:
         log.warning("%s: vacuum keeps only %s h of history (below Delta's 168 h default)",
                     ref, hours)
-        ctx.spark.conf.set(check, "false")
-    try:
-        io.delta_table(ctx.spark, ref).vacuum(hours)
-    finally:
-        if short:
-            ctx.spark.conf.unset(check)
+    io.vacuum(ctx.spark, ref, hours)
 
 
 def run_maintain(ctx: StageContext) -> MaintainReport:

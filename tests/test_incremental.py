@@ -18,11 +18,11 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from _lakehouse import batch_run, lakehouse_config
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from udp_spark import io
-from udp_spark.config import load_config
 from udp_spark.faults import CRASH_AT
 from udp_spark.generate import generate
 from udp_spark.generate.holdout import HELD_DIR, hold_out
@@ -38,27 +38,8 @@ from udp_spark.tables import (
     SILVER_PARTY_RECORDS,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 AS_OF = date(2026, 6, 30)  # fixed: recency does not move with the new order's date
-
-
-def _batch_run(ctx: StageContext) -> None:
-    from udp_spark.pipeline.block import run_block
-    from udp_spark.pipeline.ingest import run_ingest
-    from udp_spark.pipeline.publish import run_publish
-    from udp_spark.pipeline.resolve import run_resolve
-    from udp_spark.pipeline.score import run_score
-    from udp_spark.pipeline.standardize import run_standardize
-    from udp_spark.pipeline.train import run_train
-
-    run_ingest(ctx)
-    run_standardize(ctx)
-    run_block(ctx)
-    run_train(ctx)
-    run_score(ctx)
-    run_resolve(ctx)
-    run_publish(ctx)
 
 
 def _partition(spark: SparkSession, lake_ctx: StageContext) -> set[frozenset[str]]:
@@ -77,17 +58,8 @@ def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Stage
     base = tmp_path_factory.mktemp("incremental")
     generate(base / "data", people=160, seed=23)
     assert hold_out(base / "data", 0.12, seed=5) > 0
-    cfg = load_config(REPO / "conf" / "pipeline.yaml", data_root=str(base / "data"),
-                      lakehouse_root=str(base / "lake"))
-    cfg = cfg.model_copy(update={
-        "mlflow": cfg.mlflow.model_copy(update={
-            "tracking_uri": f"sqlite:///{base / 'mlflow.db'}"}),
-        "checkpoint_dir": str(base / "checkpoints"),
-        "publish": cfg.publish.model_copy(update={"metrics": cfg.publish.metrics.model_copy(
-            update={"as_of": AS_OF})}),
-    })
-    ctx = StageContext(spark, cfg)
-    _batch_run(ctx)
+    ctx = StageContext(spark, lakehouse_config(base, as_of=AS_OF))
+    batch_run(ctx)
     return ctx
 
 

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from _lakehouse import batch_run, lakehouse_config
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from udp_spark import io
-from udp_spark.config import load_config
 from udp_spark.generate import generate
 from udp_spark.pipeline.context import StageContext
 from udp_spark.tables import (
@@ -36,7 +36,6 @@ from udp_spark.tables import (
     SILVER_QUARANTINE,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 # The subject: values no generated person has, so any trace of them is theirs.
@@ -85,34 +84,13 @@ def _add_subject(data: Path) -> None:
 
 @pytest.fixture(scope="module")
 def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> StageContext:
-    from udp_spark.pipeline.block import run_block
-    from udp_spark.pipeline.ingest import run_ingest
-    from udp_spark.pipeline.publish import run_publish
-    from udp_spark.pipeline.resolve import run_resolve
-    from udp_spark.pipeline.score import run_score
-    from udp_spark.pipeline.standardize import run_standardize
-    from udp_spark.pipeline.train import run_train
-
     base = tmp_path_factory.mktemp("privacy")
     generate(base / "data", people=40, seed=31)
     _add_subject(base / "data")
-    cfg = load_config(REPO / "conf" / "pipeline.yaml", data_root=str(base / "data"),
-                      lakehouse_root=str(base / "lake"))
-    cfg = cfg.model_copy(update={
-        "mlflow": cfg.mlflow.model_copy(update={
-            "tracking_uri": f"sqlite:///{base / 'mlflow.db'}"}),
-        "checkpoint_dir": str(base / "lake" / "_checkpoints" / "spark"),
-        "publish": cfg.publish.model_copy(update={"metrics": cfg.publish.metrics.model_copy(
-            update={"as_of": date(2026, 6, 30)})}),
-    })
-    ctx = StageContext(spark, cfg)
-    run_ingest(ctx)
-    run_standardize(ctx)
-    run_block(ctx)
-    run_train(ctx)
-    run_score(ctx)
-    run_resolve(ctx)
-    run_publish(ctx)
+    # checkpoints inside the lakehouse: the erasure must clear Spark's checkpoint files too
+    ctx = StageContext(spark, lakehouse_config(base, as_of=date(2026, 6, 30),
+                                               checkpoint_dir=base / "lake" / "_checkpoints"))
+    batch_run(ctx)
     return ctx
 
 

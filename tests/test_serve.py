@@ -26,10 +26,10 @@ import httpx
 import jwt
 import pytest
 import yaml
+from _lakehouse import batch_run, lakehouse_config
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
-from udp_spark.config import load_config
 from udp_spark.generate import generate
 from udp_spark.pipeline.context import StageContext
 from udp_spark.platform.process import free_port
@@ -66,20 +66,6 @@ class Served:
                           timeout=10)
 
 
-def _batch_run(ctx: StageContext) -> None:
-    from udp_spark.pipeline.block import run_block
-    from udp_spark.pipeline.ingest import run_ingest
-    from udp_spark.pipeline.publish import run_publish
-    from udp_spark.pipeline.resolve import run_resolve
-    from udp_spark.pipeline.score import run_score
-    from udp_spark.pipeline.standardize import run_standardize
-    from udp_spark.pipeline.train import run_train
-
-    for stage in (run_ingest, run_standardize, run_block, run_train, run_score, run_resolve,
-                  run_publish):
-        stage(ctx)
-
-
 def _rows(path: str, columns: list[str] | None = None) -> list[dict[str, Any]]:
     table = read_table(DeltaTable(path))  # INT96 times past 2262 read as microseconds
     return (table.select(columns) if columns else table).to_pylist()
@@ -112,18 +98,9 @@ def served(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Ite
         shutil.copytree(prebuilt, base, dirs_exist_ok=True)
     else:
         generate(base / "data", people=30, seed=11)
-    cfg = load_config(REPO / "conf" / "pipeline.yaml", data_root=str(base / "data"),
-                      lakehouse_root=str(base / "lake"))
-    cfg = cfg.model_copy(update={
-        "mlflow": cfg.mlflow.model_copy(update={
-            "tracking_uri": f"sqlite:///{base / 'mlflow.db'}"}),
-        "checkpoint_dir": str(base / "checkpoints"),
-        "publish": cfg.publish.model_copy(update={"metrics": cfg.publish.metrics.model_copy(
-            update={"as_of": AS_OF})}),
-    })
-    ctx = StageContext(spark, cfg)
+    ctx = StageContext(spark, lakehouse_config(base, as_of=AS_OF))
     if not prebuilt:
-        _batch_run(ctx)
+        batch_run(ctx)
 
     api = yaml.safe_load((REPO / "conf" / "api.yaml").read_text())
     keys: dict[str, str] = {}

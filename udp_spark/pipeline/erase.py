@@ -336,8 +336,9 @@ def _erase(ctx: StageContext, subject_type: str, value: str, request_id: str,
                 _delete(ctx, report, ref, hist.filter(contains_any(
                     F.to_json("lineage"), [f'"{r}"' for r in rids])),
                     ["customer_id", "valid_from"])
-            # publish reads these tables' change feeds: it takes the deletes in now, so its
-            # watermarks are not left inside the change data the purge removes
+        # publish reads these tables' change feeds: it takes the deletes in now, so its
+        # watermarks are not left inside the change data the purge removes
+        if io.table_exists(spark, lake.ref(GOLD_CUSTOMER_PROFILE)):
             from udp_spark.pipeline.publish import run_publish
 
             run_publish(ctx)

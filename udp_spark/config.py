@@ -893,7 +893,9 @@ def _interpolate(value: Any, file: Path) -> Any:
     return value
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML mapping with ``${VAR}`` / ``${VAR:-default}`` replaced from the environment;
+    a missing file, bad YAML or a missing variable raises :class:`ConfigError`."""
     if not path.is_file():
         raise ConfigError(f"{path}: file not found")
     try:
@@ -922,7 +924,7 @@ def _explain(exc: ValidationError, file: Path) -> ConfigError:
 def load_source(path: str | Path) -> SourceConfig:
     """Load and validate one source YAML file."""
     path = Path(path)
-    data = _read_yaml(path)
+    data = read_yaml(path)
     data.setdefault("name", path.stem)
     try:
         source = SourceConfig.model_validate(data)
@@ -950,7 +952,7 @@ def load_config(path: str | Path = "conf/pipeline.yaml", *, data_root: str | Non
         ConfigError: naming the file and key of the first problems found.
     """
     path = Path(path)
-    data = _read_yaml(path)
+    data = read_yaml(path)
     if data_root is not None:
         data["data_root"] = data_root
     if lakehouse_root is not None:

@@ -6,13 +6,12 @@ the server listens, with a message naming the file and the key.
 
 from __future__ import annotations
 
-import os
-import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from udp_spark.config import ConfigError, read_yaml
 
 # Every endpoint a role may be granted, by name (the route's ``name`` in the app).
 ENDPOINTS: tuple[str, ...] = (
@@ -132,35 +131,12 @@ class ApiConfig(_Model):
         return self
 
 
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def _interpolate(value: Any, file: Path) -> Any:
-    if isinstance(value, str):
-        def repl(m: re.Match[str]) -> str:
-            if m.group(1) in os.environ:
-                return os.environ[m.group(1)]
-            if m.group(2) is not None:
-                return m.group(2)
-            raise ApiConfigError(f"{file}: environment variable {m.group(1)} is not set")
-        return _ENV.sub(repl, value)
-    if isinstance(value, dict):
-        return {k: _interpolate(v, file) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_interpolate(v, file) for v in value]
-    return value
-
-
 def _read(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ApiConfigError(f"{path}: file not found")
+    """The file as a mapping, ``${VAR}`` replaced (the pipeline config's reader)."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ApiConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ApiConfigError(f"{path}: top level must be a mapping")
-    return _interpolate(data, path)
+        return read_yaml(path)
+    except ConfigError as exc:
+        raise ApiConfigError(str(exc)) from None
 
 
 def _explain(exc: ValidationError, path: Path) -> ApiConfigError:

@@ -258,11 +258,11 @@ def _erase(ctx: StageContext, subject_type: str, value: str, request_id: str,
             if bronze is None:
                 continue
             keys = bronze_party_keys(source)
-            hit = bronze.filter(F.arrays_overlap(keys, F.array(*[F.lit(r) for r in rids]))
-                                if rids else F.lit(False))
+            cond = (F.arrays_overlap(keys, F.array(*[F.lit(r) for r in rids])) if rids
+                    else F.lit(False))
             if whole_person and emails:
-                hit = hit.unionByName(bronze.filter(bronze_emails(source).isin(*emails)))
-            hit = hit.localCheckpoint(eager=True)
+                cond = cond | F.coalesce(bronze_emails(source).isin(*emails), F.lit(False))
+            hit = bronze.filter(cond).localCheckpoint(eager=True)
             if source.party is not None and source.party.email is not None:
                 raw_texts |= {str(r[0]).strip().lower() for r in hit.select(
                     field_column(source.party.email)).collect() if r[0]}

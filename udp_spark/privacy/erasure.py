@@ -104,18 +104,18 @@ def row_hashes(source: SourceConfig, salt: str) -> Column:
 def split_suppressed(rows: DataFrame, source: SourceConfig, hashes: DataFrame | None,
                      salt: str) -> tuple[DataFrame, DataFrame | None]:
     """``rows`` (raw, before landing) -> (rows to land, rows of erased subjects). The second
-    is None when the suppression list is empty."""
+    is None when the suppression list is empty.
+
+    The list (a few hashes per erased person) is read into the driver once and compared as
+    a literal array, so the input is read once, with no join and no checkpoint."""
     if hashes is None:
         return rows, None
-    # row numbers fixed by a checkpoint (monotonically_increasing_id is not deterministic)
-    marked = rows.withColumn("_sup_hashes", row_hashes(source, salt)).withColumn(
-        "_sup_row", F.monotonically_increasing_id()).localCheckpoint(eager=True)
-    hit = (marked.select("_sup_row", F.explode("_sup_hashes").alias("hash"))
-           .join(F.broadcast(hashes.select("hash").distinct()), "hash", "left_semi")
-           .select("_sup_row").distinct())
-    keep = marked.join(hit, "_sup_row", "left_anti").drop("_sup_hashes", "_sup_row")
-    dropped = marked.join(hit, "_sup_row", "left_semi")
-    return keep, dropped
+    listed = sorted(r[0] for r in hashes.select("hash").distinct().collect())
+    if not listed:
+        return rows, None
+    hit = F.coalesce(F.arrays_overlap(row_hashes(source, salt),
+                                      F.array(*[F.lit(h) for h in listed])), F.lit(False))
+    return rows.filter(~hit), rows.filter(hit)
 
 
 def contains_any(col: Column, values: Sequence[str]) -> Column:

@@ -35,6 +35,7 @@ def test_keys_rules_and_pairs(spark: SparkSession) -> None:
     settings = BlockingSettings(
         keys=(BlockingKey(name="email", columns=("email_canonical",)),
               BlockingKey(name="phone", columns=("phone_e164", "mobile_e164"))),
+        replace_keys=True,
         rules=(BlockingRule(name="fam_pc", columns=("family_name_norm", "postcode")),),
         lsh=())
     keys = _records(spark).transform(block_keys(settings))
@@ -53,7 +54,7 @@ def test_oversized_blocks_are_reported_not_expanded(spark: SparkSession) -> None
             for i in range(6)] + [("x", "x@y.com", None, None, None, None, None, None),
                                   ("y", "x@y.com", None, None, None, None, None, None)]
     settings = BlockingSettings(keys=(BlockingKey(name="email", columns=("email_canonical",)),),
-                                rules=(), lsh=())
+                                replace_keys=True, rules=(), lsh=())
     keys = spark.createDataFrame(rows, SCHEMA).transform(block_keys(settings))
     pairs = keys.transform(candidate_pairs(max_block_size=5))
     assert [(r[0], r[1]) for r in pairs.collect()] == [("x", "y")]
@@ -93,6 +94,7 @@ def test_expressions_block_on_derived_values_and_identifiers(spark: SparkSession
        "identifiers map<string,string>")
     settings = BlockingSettings(
         keys=(BlockingKey(name="national_id", columns=("identifiers['national_id']",)),),
+        replace_keys=True,
         rules=(BlockingRule(name="family_initial", columns=(
             "family_name_norm", "substring(given_name_norm, 1, 1)")),), lsh=())
     check_blocking(settings, recs)

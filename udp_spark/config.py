@@ -244,7 +244,8 @@ class BlockingKey(_Model):
     """Records sharing a value of any of ``columns`` (values pooled) become candidate pairs.
 
     Each entry is a Spark SQL expression over ``silver.party_records``: a column name
-    (``email_canonical``) or e.g. ``identifiers['national_id']`` for a mapped identifier.
+    (``email_canonical``) or e.g. ``identifiers['national_id']`` for a mapped identifier
+    (every identifier comparison also has its normalised column ``idc_<name>``).
     """
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
@@ -276,12 +277,28 @@ class LshSettings(_Model):
     min_shingles: int = Field(default=6, ge=1)
 
 
+DEFAULT_BLOCKING_KEYS = (
+    BlockingKey(name="email", columns=("email_canonical",)),
+    BlockingKey(name="phone", columns=("phone_e164", "mobile_e164")),
+    BlockingKey(name="loyalty_id", columns=("loyalty_id",)),
+)
+
+
 class BlockingSettings(_Model):
-    keys: tuple[BlockingKey, ...] = (
-        BlockingKey(name="email", columns=("email_canonical",)),
-        BlockingKey(name="phone", columns=("phone_e164", "mobile_e164")),
-        BlockingKey(name="loyalty_id", columns=("loyalty_id",)),
-    )
+    """Candidate pairs: deterministic ``keys``, rule blocks and LSH indexes.
+
+    ``keys`` are merged with the default keys by name: a key named like a default one
+    replaces it, other keys are added, and the default e-mail, phone and loyalty keys stay
+    unless ``replace_keys`` is true (then the listed keys are the only ones; an empty
+    list has no keys at all). Every
+    identifier comparison (``matching.identifiers`` and the identifiers mapped in the
+    sources) adds a key of its name on its normalised value unless a key has that name.
+    """
+
+    keys: tuple[BlockingKey, ...] = DEFAULT_BLOCKING_KEYS
+    replace_keys: bool = Field(default=False, description="the listed keys replace the "
+                               "default e-mail/phone/loyalty keys instead of being merged "
+                               "with them by name")
     rules: tuple[BlockingRule, ...] = (
         BlockingRule(name="family_phonetic_postcode",
                      columns=("family_name_phonetic", "postcode")),
@@ -305,6 +322,19 @@ class BlockingSettings(_Model):
     max_block_size: int = Field(default=300, ge=2,
                                 description="keys shared by more records are reported, "
                                             "not expanded into pairs")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_default_keys(cls, data: Any) -> Any:
+        # `keys: []` turns keys off: nothing to merge
+        if not isinstance(data, dict) or not data.get("keys") or data.get("replace_keys"):
+            return data
+        given = [k if isinstance(k, BlockingKey) else BlockingKey.model_validate(k)
+                 for k in data["keys"]]
+        by_name = {k.name: k for k in given}
+        merged = [by_name.pop(k.name, k) for k in DEFAULT_BLOCKING_KEYS]
+        merged += [k for k in given if k.name in by_name]  # the user's own, in their order
+        return {**data, "keys": tuple(merged)}
 
     @model_validator(mode="after")
     def _unique_names(self) -> BlockingSettings:
@@ -431,21 +461,90 @@ class MlflowSettings(_Model):
 
 
 class IdentifierComparison(_Model):
-    """An extra exact comparison on a mapped identifier (a national id, a customer number
-    shared between systems): ``expression`` is Spark SQL over ``silver.party_records``,
-    e.g. ``identifiers['national_id']``. Missing on either side is its own level."""
+    """An extra comparison on a mapped identifier (a national id, a customer number shared
+    between systems): ``expression`` is Spark SQL over ``silver.party_records``, e.g.
+    ``identifiers['national_id']``. Values are compared upper-cased with only letters and
+    digits kept: exact, one character off or two adjacent ones swapped (a typo), or
+    different. Missing on either side is its own level."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     expression: str
-    conflict: bool = Field(default=True, description="two different values mean two "
-                                                     "different people (clustering)")
+    conflict: bool = Field(default=True, description="two clearly different values (not a "
+                           "one-character typo) mean two different people (clustering)")
+    block: bool = Field(default=True, description="records sharing a value become candidate "
+                        "pairs (a blocking key of this name, unless one exists)")
+
+
+def _identifier_name(key: str) -> str:
+    """A comparison name for an identifier key mapped in a source (``SSN`` -> ``ssn``)."""
+    from udp_spark.matching.comparisons import BUILTIN_COMPARISONS
+
+    name = re.sub(r"[^a-z0-9_]", "_", key.lower())
+    return name if re.fullmatch(r"[a-z][a-z0-9_]*", name) and name not in BUILTIN_COMPARISONS \
+        else f"id_{name}"
+
+
+def source_identifiers(sources: dict[str, SourceConfig],
+                       stated: tuple[IdentifierComparison, ...] = ()
+                       ) -> tuple[IdentifierComparison, ...]:
+    """Identifier comparisons for the ``party.identifiers`` the sources map, except those
+    ``stated`` already names or reads.
+
+    An identifier a source maps from its own ``source_key`` names that source's records,
+    not people: alone it is left out (it never agrees across records), and where other
+    sources carry it too it is compared but is no conflict (one person's two records in
+    that source carry two values).
+    """
+    specs: dict[str, list[tuple[SourceConfig, FieldSpec]]] = {}
+    for src in sources.values():
+        for key, spec in (src.party.identifiers.items() if src.party else ()):
+            specs.setdefault(key, []).append((src, spec))
+    taken = {i.name for i in stated}
+    out = []
+    for key, held in sorted(specs.items()):
+        expression = f"identifiers['{key}']"
+        if any(re.search(rf"identifiers\s*\[\s*['\"]{re.escape(key)}['\"]\s*\]",
+                         i.expression) for i in stated):
+            continue
+        own_key = [s.name for s, spec in held if s.party and spec == s.party.source_key]
+        if len(held) == 1 and own_key:
+            continue
+        name = _identifier_name(key)
+        if name in taken:
+            continue
+        taken.add(name)
+        out.append(IdentifierComparison(name=name, expression=expression,
+                                        conflict=not own_key))
+    return tuple(out)
 
 
 class MatchingSettings(_Model):
     blocking: BlockingSettings = BlockingSettings()
     identifiers: tuple[IdentifierComparison, ...] = ()
+    mapped_identifiers: bool = Field(
+        default=True, description="every identifier the sources map (party.identifiers) is "
+        "compared and blocked on, as if listed in 'identifiers' (conflict: true, unless a "
+        "source maps it from its own source_key); an entry of 'identifiers' with its name or "
+        "reading it overrides that")
     model: ModelSettings = ModelSettings()
     resolve: ResolveSettings = ResolveSettings()
+
+    def for_sources(self, sources: dict[str, SourceConfig]) -> MatchingSettings:
+        """These settings with the sources' mapped identifiers added (when
+        ``mapped_identifiers``) and a blocking key for every identifier with ``block``."""
+        identifiers = self.identifiers + (
+            source_identifiers(sources, self.identifiers) if self.mapped_identifiers else ())
+        from udp_spark.matching.comparisons import IDENTIFIER_PREFIX
+
+        names = {k.name for k in self.blocking.keys}
+        keys = self.blocking.keys + tuple(
+            BlockingKey(name=i.name, columns=(f"{IDENTIFIER_PREFIX}{i.name}",))
+            for i in identifiers if i.block and i.name not in names)
+        if identifiers == self.identifiers and keys == self.blocking.keys:
+            return self
+        return self.model_copy(update={
+            "identifiers": identifiers,
+            "blocking": self.blocking.model_copy(update={"keys": keys})})
 
     @model_validator(mode="after")
     def _identifier_names(self) -> MatchingSettings:
@@ -849,6 +948,13 @@ class PipelineConfig(_Model):
     privacy: PrivacySettings = PrivacySettings()
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     config_hash: str = ""
+
+    @model_validator(mode="after")
+    def _matching_for_sources(self) -> PipelineConfig:
+        # Identifiers mapped in the sources are matched on without restating them (see
+        # MatchingSettings.for_sources). The model is frozen: set the field once, here.
+        object.__setattr__(self, "matching", self.matching.for_sources(self.sources))
+        return self
 
     @model_validator(mode="after")
     def _consent_purposes_known(self) -> PipelineConfig:

@@ -19,6 +19,8 @@ from udp_spark.matching.comparisons import (
     email,
     family_name,
     given_name,
+    identifier,
+    middle_name,
     pair_frame,
     phone,
     record_columns,
@@ -94,6 +96,62 @@ def test_address_levels_keep_a_missing_street_apart_from_another_street(
     assert _levels(spark, address(), schema, rows) == [5, 4, 3, 2, 1, 0, MISSING]
 
 
+def test_a_postcode_typo_keeps_an_identical_street_at_the_top_level(
+        spark: SparkSession) -> None:
+    schema = ("street_norm_l string, street_norm_r string, postcode_l string, postcode_r string, "
+              "city_norm_l string, city_norm_r string")
+    rows = [
+        ("1 main st", "1 main st", "94107", "94108", "sf", "sf"),     # one digit off
+        ("1 main st", "1 main st", "94107", "94170", None, None),     # transposed, no city
+        ("1 main st", "1 mian st", "94107", "94117", "sf", "sf"),     # similar street, typo
+        ("1 main st", "1 main st", "94107", "10001", "sf", "sf"),     # same street and city
+        ("1 main st", "1 main st", "94107", "10001", "sf", "ny"),     # another place
+        ("9 oak ave", "1 main st", "94107", "94108", "sf", "sf"),     # other street: city
+    ]
+    assert _levels(spark, address(), schema, rows) == [5, 5, 4, 5, 0, 1]
+
+
+def test_middle_names_and_initials(spark: SparkSession) -> None:
+    schema = "middle_name_norm_l string, middle_name_norm_r string"
+    rows = [
+        ("james", "james"),        # same name
+        ("katherine", "katharine"),  # one letter off
+        ("anne marie", "anne"),    # first of two middle names
+        ("j", "james"),            # initial agrees with the name
+        ("j", "j"),                # two initials agree
+        ("j", "k"),                # different initials
+        ("james", "john"),         # different names, same initial
+        (None, "j"),               # one side has none: no evidence
+    ]
+    assert _levels(spark, middle_name(), schema, rows) == [2, 2, 2, 1, 1, 0, 0, MISSING]
+
+
+def test_an_identifier_typo_is_a_near_match_not_a_conflict(spark: SparkSession) -> None:
+    ids = (IdentifierComparison(name="national_id", expression="identifiers['ssn']"),)
+    records = spark.createDataFrame([
+        ("a", {"ssn": "396-91-9886"}), ("b", {"ssn": "396-11-9886"}),
+        ("c", {"ssn": "396919868"}), ("d", {"ssn": "396-91-98"}), ("e", {"ssn": "123-45-6789"}),
+        ("f", {"ssn": "12a4"}), ("g", {"ssn": "12A5"}),
+    ], "record_id string, identifiers map<string,string>").transform(
+        with_identifier_columns(ids))
+    pairs = spark.createDataFrame(
+        [("a", "b"), ("a", "c"), ("a", "d"), ("a", "e"), ("f", "g")],
+        "record_id_l string, record_id_r string")
+    vec = pair_frame(records, pairs, ["record_id", "idc_national_id"]).transform(
+        comparison_vectors([identifier("national_id")]))
+    got = {(r["record_id_l"], r["record_id_r"]): (r["national_id"], r["conflict"]) for r in
+           vec.withColumn("conflict", conflict_flag(dob=False, given_name=False,
+                                                    loyalty_id=False,
+                                                    identifiers=["national_id"])).collect()}
+    assert got == {
+        ("a", "b"): (1, False),   # one digit off: a typo
+        ("a", "c"): (1, False),   # two digits swapped
+        ("a", "d"): (0, True),    # two digits short: a clear disagreement
+        ("a", "e"): (0, True),
+        ("f", "g"): (0, True),    # short ids: one character off is another id
+    }
+
+
 def test_first_names_sharing_only_an_initial_letter_conflict(spark: SparkSession) -> None:
     levels = spark.createDataFrame([(5,), (2,), (1,), (0,), (MISSING,)], "given_name int")
     got = [r[0] for r in levels.select(conflict_flag(dob=False, loyalty_id=False)).collect()]
@@ -160,7 +218,7 @@ def test_identifier_comparison_from_config_and_its_conflict(spark: SparkSession)
            vec.withColumn("conflict", conflict_flag(dob=False, given_name=False,
                                                     loyalty_id=False,
                                                     identifiers=["national_id"])).collect()}
-    assert got == {("a", "b"): (1, False), ("a", "c"): (0, True), ("a", "d"): (MISSING, False)}
+    assert got == {("a", "b"): (2, False), ("a", "c"): (0, True), ("a", "d"): (MISSING, False)}
 
 
 def test_identifier_names_may_not_shadow_builtins() -> None:
@@ -174,7 +232,7 @@ def test_missing_is_not_disagreement(spark: SparkSession) -> None:
     schema = ", ".join(f"{c} {'array<string>' if c == 'given_name_aliases' else 'date' if c == 'date_of_birth' else 'int' if c == 'birth_year' else 'string'}"  # noqa: E501
                        for c in cols)
     full = {"record_id": "a", "source": "s", "given_name_norm": "ann",
-            "given_name_aliases": ["ann"], "family_name_norm": "lee",
+            "given_name_aliases": ["ann"], "middle_name_norm": "j", "family_name_norm": "lee",
             "family_name_phonetic": "L000", "date_of_birth": dt.date(1980, 1, 2),
             "birth_year": 1980, "email_canonical": "a@x.com", "phone_e164": "+14155550100",
             "mobile_e164": None, "street_norm": "1 main st", "postcode": "94107",

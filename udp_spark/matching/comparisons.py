@@ -124,6 +124,37 @@ def family_name() -> Comparison:
     )
 
 
+def _transposed(a: Column, b: Column) -> Column:
+    """``b`` is ``a`` with two adjacent characters swapped (``12345``, ``12435``)."""
+    n = F.length(a)
+    one_swap = F.exists(F.sequence(F.lit(1), F.greatest(n - 1, F.lit(1))), lambda i: F.concat(
+        F.substr(a, F.lit(1), i - 1), F.substr(a, i + 1, F.lit(1)), F.substr(a, i, F.lit(1)),
+        F.substr(a, i + 2, n)) == b)
+    return (n == F.length(b)) & (n >= 2) & (a != b) & one_swap
+
+
+def one_edit(a: Column, b: Column) -> Column:
+    """Damerau-Levenshtein distance at most 1: equal, one character inserted, deleted or
+    replaced, or two adjacent characters swapped."""
+    return (F.levenshtein(a, b) <= 1) | _transposed(a, b)
+
+
+def middle_name() -> Comparison:
+    """Middle names or initials: the same name (or one letter off), the same initial where
+    a side holds only an initial, or different. Two people of one given and family name at
+    one address are often told apart only by it; a record without one tells nothing."""
+    m_l, m_r = L("middle_name_norm"), R("middle_name_norm")
+    first_l, first_r = F.substring_index(m_l, " ", 1), F.substring_index(m_r, " ", 1)
+    full = (F.length(first_l) > 1) & (F.length(first_r) > 1)
+    return Comparison(
+        "middle_name",
+        (("same name (or one letter off)", lambda: full & (
+            (first_l == first_r) | ((F.length(first_l) > 3) & one_edit(first_l, first_r)))),
+         ("same initial", lambda: ~full & (F.substring(m_l, 1, 1) == F.substring(m_r, 1, 1)))),
+        _either_null("middle_name_norm"),
+    )
+
+
 def date_of_birth() -> Comparison:
     d_l, d_r = L("date_of_birth"), R("date_of_birth")
     y_l, y_r = L("birth_year"), R("birth_year")
@@ -209,16 +240,21 @@ def address() -> Comparison:
     """Street, postcode and city as one comparison: they agree or disagree together, and
     scoring them separately would count one shared address three times. A record with a
     postcode but no street (a till, an app) is not a neighbour on another street: the two
-    are separate levels."""
+    are separate levels. A postcode one typo off counts as the same postcode for a street
+    that agrees."""
     s_l, s_r = L("street_norm"), R("street_norm")
     p_l, p_r = L("postcode"), R("postcode")
     same_pc = p_l == p_r
     same_city = L("city_norm") == R("city_norm")
-    place = same_pc | (p_l.isNull() | p_r.isNull()) & same_city
+    # A postcode one character off (or two swapped) is a typo when the street agrees.
+    near_pc = same_pc | one_edit(p_l, p_r)
+    place = near_pc | (p_l.isNull() | p_r.isNull()) & same_city
     jw = jaro_winkler(s_l, s_r)
     return Comparison(
         "address",
-        (("same street and postcode/city", lambda: (s_l == s_r) & place),
+        # The same street and house number in one city is one address whatever the
+        # postcodes say (a typo in one of them dropped it to "same city").
+        (("same street and postcode/city", lambda: (s_l == s_r) & (place | same_city)),
          ("similar street, same postcode/city", lambda: (jw >= 0.88) & place),
          ("same postcode, a street on one side only",
           lambda: same_pc & (s_l.isNull() | s_r.isNull())),
@@ -243,21 +279,30 @@ def gender() -> Comparison:
 
 def default_comparisons() -> tuple[Comparison, ...]:
     """The comparisons used when the config names none."""
-    return (given_name(), family_name(), date_of_birth(), email(), phone(), address(),
-            loyalty_id(), gender())
+    return (given_name(), middle_name(), family_name(), date_of_birth(), email(), phone(),
+            address(), loyalty_id(), gender())
 
 
-BUILTIN_COMPARISONS = frozenset(("given_name", "family_name", "date_of_birth", "email",
-                                 "phone", "address", "loyalty_id", "gender"))
+BUILTIN_COMPARISONS = frozenset(("given_name", "middle_name", "family_name", "date_of_birth",
+                                 "email", "phone", "address", "loyalty_id", "gender"))
 IDENTIFIER_PREFIX = "idc_"
+#: identifiers shorter than this (normalised) have no typo level: one character off is
+#: as likely another value as a typo
+MIN_ID_NEAR_LENGTH = 5
 
 
 def identifier(name: str) -> Comparison:
-    """Exact agreement on the identifier column ``idc_<name>`` (see
-    :func:`with_identifier_columns`)."""
+    """Agreement on the identifier column ``idc_<name>`` (see
+    :func:`with_identifier_columns`): exact, one character off or two adjacent characters
+    swapped (``396919886`` / ``396119886``: a typo, not a conflict), or different."""
     col = f"{IDENTIFIER_PREFIX}{name}"
-    return Comparison(name, (("exact", lambda: L(col) == R(col)),), _either_null(col),
-                      tf_column=col, description=f"mapped identifier {name}")
+    a, b = L(col), R(col)
+    long_enough = (F.length(a) >= MIN_ID_NEAR_LENGTH) & (F.length(b) >= MIN_ID_NEAR_LENGTH)
+    return Comparison(name, (("exact", lambda: a == b),
+                             ("one character off or transposed",
+                              lambda: long_enough & one_edit(a, b))),
+                      _either_null(col), tf_column=col,
+                      description=f"mapped identifier {name}")
 
 
 def comparisons_for(identifiers: Sequence[IdentifierComparison] = ()) -> tuple[Comparison, ...]:
@@ -267,14 +312,15 @@ def comparisons_for(identifiers: Sequence[IdentifierComparison] = ()) -> tuple[C
 
 def with_identifier_columns(identifiers: Sequence[IdentifierComparison]
                             ) -> Callable[[DataFrame], DataFrame]:
-    """records -> records with ``idc_<name>`` = the identifier's expression, trimmed, '' as
-    null."""
+    """records -> records with ``idc_<name>`` = the identifier's expression upper-cased
+    with only letters and digits kept (``396-91-9886`` -> ``396919886``), '' as null."""
     def transform(records: DataFrame) -> DataFrame:
         if not identifiers:
             return records
         cols = {}
         for i in identifiers:
-            v = F.trim(F.expr(i.expression).cast("string"))
+            v = F.regexp_replace(F.upper(F.expr(i.expression).cast("string")),
+                                 r"[^\p{L}\p{N}]", "")
             cols[f"{IDENTIFIER_PREFIX}{i.name}"] = F.when(v != F.lit(""), v)
         return records.withColumns(cols)
 
@@ -294,9 +340,10 @@ def record_columns(identifiers: Sequence[IdentifierComparison] = ()) -> tuple[st
 
 
 RECORD_COLUMNS = (
-    "record_id", "source", "given_name_norm", "given_name_aliases", "family_name_norm",
-    "family_name_phonetic", "date_of_birth", "birth_year", "email_canonical", "phone_e164",
-    "mobile_e164", "street_norm", "postcode", "city_norm", "loyalty_id", "gender",
+    "record_id", "source", "given_name_norm", "given_name_aliases", "middle_name_norm",
+    "family_name_norm", "family_name_phonetic", "date_of_birth", "birth_year",
+    "email_canonical", "phone_e164", "mobile_e164", "street_norm", "postcode", "city_norm",
+    "loyalty_id", "gender",
 )
 
 

@@ -67,6 +67,33 @@ def test_frequency_counts_other_people_per_source(spark: SparkSession) -> None:
                       "jones": pytest.approx(3 / 16)}
 
 
+def test_a_person_s_own_repeated_records_are_not_their_namesakes(spark: SparkSession) -> None:
+    """A census holds Ann Lee once a decade: her five records (one birth date, two
+    addresses) are one holder of her names, not five. Two John Smiths with other birth
+    dates are two people; records with neither birth date nor address each count."""
+    import datetime as dt
+
+    d = dt.date
+    rows = [(f"c{i}", "census", "ann", "lee", d(1950, 3, 4), None, None) for i in range(5)]
+    rows += [
+        ("t1", "tax", "ann", "lee", None, "1 main st", "94107"),
+        ("t2", "tax", "ann", "lee", None, "1 main st", "94107"),
+        ("c6", "census", "john", "smith", d(1960, 1, 1), "9 oak ave", "10001"),
+        ("c7", "census", "john", "smith", d(1970, 1, 1), "9 oak ave", "10001"),
+        ("t3", "tax", "john", "smith", None, None, None),
+        ("t4", "tax", "john", "smith", None, None, None),
+    ]
+    records = spark.createDataFrame(rows, "record_id string, source string, given_name_norm "
+                                    "string, family_name_norm string, date_of_birth date, "
+                                    "street_norm string, postcode string")
+    joint = {r["value"]: r["tf"] for r in joint_tf_table(
+        records, ("given_name_norm", "family_name_norm")).collect()}
+    # holders: ann|lee once in each source; john|smith twice in each -> 6 holders in all
+    assert joint == {"john|smith": pytest.approx(2 / 6)}
+    given = {r["value"]: r["tf"] for r in tf_table(records, "given_name_norm").collect()}
+    assert given == {"ann": 0.0, "john": pytest.approx(2 / 6)}
+
+
 def _tf_weight(m: float, freq: float) -> float:
     return math.log2(m / freq)
 

@@ -25,26 +25,55 @@ TF_FLOOR = 1e-6  # frequencies below this (very rare values) are treated as this
 
 def tf_table(records: DataFrame, column: str, source: str = "source") -> DataFrame:
     """``(value, tf)``: how often a record of *another* person holds each value, as a share of
-    the records holding one (0 for a value no one else holds).
+    the holders of one (0 for a value no one else holds).
 
     A pair agreeing on a value is weighed against the chance that a non-match agrees on it,
     so the holders the pair is about are not counted: each source counts its holders less
-    one (a source holds a person about once), as :func:`joint_tf_table` does. Counting every
-    holder made an e-mail or a name that only one person holds look two or three times as
-    common as it is. :func:`weight_columns` says what a value no one else holds weighs.
+    one, as :func:`joint_tf_table` does, and a holder is a person as far as the source
+    tells them apart (:func:`person_key`), not a record. Counting every holder made an
+    e-mail or a name that only one person holds look two or three times as common as it
+    is. :func:`weight_columns` says what a value no one else holds weighs.
     """
     present = records.filter(F.col(column).isNotNull())
     return _other_holders(present, F.col(column).alias("value"), source)
 
 
+def person_key(records: DataFrame) -> Column:
+    """Who a record is, as far as one source tells people apart without matching: its date
+    of birth, else its address, else the record itself.
+
+    A source may hold a person many times (a record per year, per order, per census):
+    those records share a name with the same birth date or address, and counted as holders
+    of the name they made the person their own namesakes (an exact full name weighed 2.5
+    instead of 8.8 where a source held ten records per person). Two records of one name,
+    birth date and source are taken as one holder; without a birth date or an address,
+    every record is its own holder (as before: nothing says they are one person).
+    """
+    cols = set(records.columns)
+    parts: list[Column] = []
+    if "date_of_birth" in cols:
+        parts.append(F.concat(F.lit("d:"), F.col("date_of_birth").cast("string")))
+    address = [c for c in ("street_norm", "postcode") if c in cols]
+    if address:
+        text = F.concat_ws(" ", *[F.col(c) for c in address])
+        parts.append(F.when(text != F.lit(""), F.concat(F.lit("a:"), text)))
+    parts.append(F.concat(F.lit("r:"), F.col("record_id").cast("string"))
+                 if "record_id" in cols else
+                 F.concat(F.lit("n:"), F.monotonically_increasing_id().cast("string")))
+    return F.coalesce(*parts)
+
+
 def _other_holders(present: DataFrame, key: Column, source: str,
                    at_least: int = 0) -> DataFrame:
-    """``(value, tf)``: per ``key`` value, its holders in each source less one, summed, as a
-    share of ``present``; values with fewer than ``at_least`` such holders left out."""
-    others = (present.groupBy(source, key).agg(F.count("*").alias("n"))
+    """``(value, tf)``: per ``key`` value, its holders (:func:`person_key`) in each source
+    less one, summed, as a share of all holders of any value; values with fewer than
+    ``at_least`` such holders left out."""
+    holders = present.select(F.col(source), key, person_key(present).alias("_person")) \
+        .distinct()
+    others = (holders.groupBy(source, "value").agg(F.count("*").alias("n"))
               .groupBy("value").agg(F.sum(F.col("n") - 1).alias("others"))
               .filter(F.col("others") >= at_least))
-    total = present.agg(F.count("*").alias("total"))
+    total = holders.agg(F.count("*").alias("total"))
     return others.crossJoin(total).select(
         "value", (F.col("others") / F.col("total")).alias("tf"))
 
@@ -61,8 +90,9 @@ def joint_tf_table(records: DataFrame, columns: tuple[str, str],
     family names), so the product of their frequencies makes a common full name look rarer
     than it is, and namesakes look like matches more as the data grows. Counting the full
     name itself would count one person's duplicates as namesakes, so each source counts
-    its holders less one: a source holds a person about once, and the holder the pair is
-    about is not another person. Values no other person holds are left out (no adjustment).
+    its holders (:func:`person_key`: records of one name and birth date or address are one
+    holder) less one: the holder the pair is about is not another person. Values no other
+    person holds are left out (no adjustment).
     """
     a, b = columns
     present = records.filter(F.col(a).isNotNull() & F.col(b).isNotNull())
@@ -107,7 +137,7 @@ def weight_columns(model: FSModel, tf: dict[str, DataFrame] | None = None) -> Tr
         for c in model.comparisons:
             base = F.element_at(_weight_map(model, c), F.col(c))
             tf_col = f"tf_value_{c}"
-            if tf and c in tf and tf_col in vectors.columns:
+            if tf and c in tf and tf_col in vectors.columns and c not in model.not_estimated:
                 top = model.top_levels[c]
                 m_top = max(model.m[c][top], 1e-12)
                 table = F.broadcast(tf[c].select(F.col("value").alias(tf_col),

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from udp_spark.matching.fellegi_sunter import MISSING, FSModel, estimate_u, fit_em
-from udp_spark.matching.training import SessionFit, matches_from_sessions
+from udp_spark.matching.training import SessionFit, matches_from_sessions, not_estimated
 
 COMPS = ["a", "b", "c"]
 LEVELS = {c: [MISSING, 0, 1, 2] for c in COMPS}
@@ -80,6 +80,35 @@ def test_model_json_round_trip() -> None:
     assert again.m == model.m and again.u == model.u and again.prior == model.prior
     table = again.weights_table()
     assert set(table["comparison"]) == set(COMPS) and len(table) == 12
+
+
+def test_em_at_its_iteration_cap_warns(caplog: pytest.LogCaptureFixture) -> None:
+    cand, rand = _simulate(20_000, prior=0.2, seed=3)
+    u = estimate_u(rand, COMPS, LEVELS)
+    labels = {c: {2: "exact", 1: "close", 0: "else", -1: "missing"} for c in COMPS}
+    with caplog.at_level("WARNING", logger="udp_spark.matching.fellegi_sunter"):
+        model = fit_em(cand, COMPS, LEVELS, u, labels=labels, max_iterations=2,
+                       top_levels={c: 2 for c in COMPS}, name="session on dob")
+    assert not model.converged and model.em_iterations == 2
+    assert any("session on dob" in r.message and "iteration cap (2)" in r.message
+               for r in caplog.records)
+
+
+def test_comparisons_no_pair_carries_are_not_estimated_nor_listed() -> None:
+    """A source set without any loyalty card: every random and session pair is missing
+    there, so its m and u would be equal placeholders."""
+    rand = pd.DataFrame({"a": [2, 0, MISSING], "c": [MISSING] * 3, "n": [5, 90, 5]})
+    session = pd.DataFrame({"a": [2, 1], "c": [MISSING, MISSING], "n": [50, 3]})
+    assert not_estimated(rand, [session], ["a", "c"]) == ["c"]
+    assert not_estimated(rand, [session.assign(c=[2, MISSING])], ["a", "c"]) == []
+    cand, rand3 = _simulate(20_000, prior=0.2, seed=3)
+    u = estimate_u(rand3, COMPS, LEVELS)
+    labels = {c: {2: "exact", 1: "close", 0: "else", -1: "missing"} for c in COMPS}
+    model = fit_em(cand, COMPS, LEVELS, u, labels=labels, top_levels={c: 2 for c in COMPS})
+    model.not_estimated = ["c"]
+    again = FSModel.from_json(model.to_json())
+    assert set(again.weights_table()["comparison"]) == {"a", "b"}
+    assert again.weight("c", 2) == 0.0 and again.weight("a", 2) > 0
 
 
 def _session(pop: pd.DataFrame, fixed: str, u: dict[str, dict[int, float]]) -> SessionFit:

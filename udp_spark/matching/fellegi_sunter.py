@@ -12,12 +12,15 @@ data size), so it is exact and fast on the driver. Scoring is pure Spark column 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+
+log = logging.getLogger(__name__)
 
 MISSING = -1
 _EPS = 1e-6
@@ -44,9 +47,12 @@ class FSModel:
     #: how the prior was estimated: "sessions" (matches_from_sessions in training) or
     #: "candidate_em" (EM over the candidate pairs; every model trained before sessions)
     prior_method: str = "candidate_em"
+    #: comparisons no record pair could estimate (no source carries their fields on both
+    #: sides): they weigh nothing and the weights table leaves them out
+    not_estimated: list[str] = field(default_factory=list)
 
     def bayes_factor(self, comparison: str, level: int) -> float:
-        if level == MISSING:
+        if level == MISSING or comparison in self.not_estimated:
             return 1.0
         return max(self.m[comparison][level], _EPS) / max(self.u[comparison][level], _EPS)
 
@@ -69,9 +75,13 @@ class FSModel:
         return cls(**d)
 
     def weights_table(self) -> pd.DataFrame:
-        """One row per comparison level: label, m, u, match weight (for charts and docs)."""
+        """One row per comparison level: label, m, u, match weight (for charts and docs);
+        comparisons in :attr:`not_estimated` are left out (their m and u would be
+        placeholders)."""
         rows = []
         for c in self.comparisons:
+            if c in self.not_estimated:
+                continue
             for lv in sorted(self.levels[c], reverse=True):
                 rows.append({"comparison": c, "level": lv, "label": self.labels[c][lv],
                              "m": self.m[c].get(lv, float("nan")),
@@ -149,8 +159,12 @@ def fit_em(counts: pd.DataFrame, comparisons: Sequence[str],
            labels: Mapping[str, Mapping[int, str]], top_levels: Mapping[str, int],
            tf_columns: Mapping[str, str] | None = None, prior: float = 0.1,
            max_iterations: int = 100, tolerance: float = 1e-5,
-           fixed_m: Mapping[str, Mapping[int, float]] | None = None) -> FSModel:
+           fixed_m: Mapping[str, Mapping[int, float]] | None = None,
+           name: str = "candidate pairs") -> FSModel:
     """Fit m and the prior by EM on candidate-pair comparison-vector ``counts`` (u fixed).
+
+    Stopping at ``max_iterations`` before the parameters settle logs a warning (``name``
+    says which fit) and leaves ``converged`` false on the model.
 
     Args:
         counts: one row per distinct comparison vector: a column per comparison with its
@@ -160,7 +174,7 @@ def fit_em(counts: pd.DataFrame, comparisons: Sequence[str],
     lv = {c: counts[c].to_numpy(dtype=int) for c in comparisons}
     m = {c: dict(fixed_m[c]) if fixed_m and c in fixed_m else _initial_m(levels[c], top_levels[c])
          for c in comparisons}
-    it, converged = 0, False
+    it, converged, change = 0, False, 0.0
     for it in range(1, max_iterations + 1):  # noqa: B007 - `it` is reported
         w = n * posteriors(counts, comparisons, m, u, prior)
         new_prior = float(np.clip(w.sum() / n.sum(), 1e-6, 1 - 1e-6))
@@ -185,6 +199,11 @@ def fit_em(counts: pd.DataFrame, comparisons: Sequence[str],
         if change < tolerance:
             converged = True
             break
+    if not converged:
+        log.warning("EM (%s) stopped at its iteration cap (%d) before converging: the last "
+                    "step still moved a parameter by %.2g (tolerance %.2g); raise "
+                    "matching.model.em_max_iterations", name, max_iterations, change,
+                    tolerance)
     return FSModel(
         comparisons=list(comparisons),
         levels={c: sorted(int(x) for x in levels[c]) for c in comparisons},

@@ -149,6 +149,18 @@ def matches_from_sessions(fits: Sequence[SessionFit]) -> float | None:
     return math.sqrt(a.matches / q_a * b.matches / q_b)
 
 
+def not_estimated(random_counts: pd.DataFrame, session_counts: Sequence[pd.DataFrame],
+                  names: Sequence[str]) -> list[str]:
+    """The comparisons no pair has data for on both sides, neither among the random pairs
+    (u) nor in any EM session (m): a field no source carries, or only sources whose records
+    never meet. Their m and u would be placeholders (equal), so they are marked instead."""
+    def present(counts: pd.DataFrame, c: str) -> bool:
+        return bool(counts.loc[counts[c] != MISSING, "n"].sum() > 0)
+
+    return [c for c in names if not present(random_counts, c)
+            and not any(present(sc, c) for sc in session_counts)]
+
+
 def train_fellegi_sunter(records: DataFrame, pairs: DataFrame, comparisons: Sequence[Comparison],
                          n_records: int, settings: ModelSettings) -> FSModel:
     """u from random pairs; m by EM sessions (see TRAINING_SESSIONS); the prior match rate
@@ -164,23 +176,28 @@ def train_fellegi_sunter(records: DataFrame, pairs: DataFrame, comparisons: Sequ
         pair_frame(records, rand).transform(comparison_vectors(comparisons)), comparisons)
     u = estimate_u(rand_counts, names, levels)
 
-    sessions: list[tuple[dict[str, int], float, pd.DataFrame, list[str]]] = []
+    sessions: list[tuple[str, dict[str, int], float, pd.DataFrame, list[str]]] = []
     for columns, fixed in TRAINING_SESSIONS:
         sp = session_pairs(records, columns, settings.random_pairs, settings.seed)
         counts = vector_counts(pair_frame(records, sp).transform(comparison_vectors(comparisons)),
                                comparisons)
         if counts["n"].sum() < 100:
             continue  # too little data in this session (e.g. no birth dates at all)
-        sessions.append(({c: tops[c] for c in fixed if c in tops},
+        sessions.append((f"session on {'+'.join(columns)}",
+                         {c: tops[c] for c in fixed if c in tops},
                          session_population(records, columns), counts,
                          [n for n in names if n not in fixed]))
+    unseen = not_estimated(rand_counts, [s[3] for s in sessions], names)
+    if unseen:
+        log.info("no record pair carries %s on both sides: not estimated, weighing nothing",
+                 ", ".join(unseen))
 
     def fit_sessions(u: dict[str, dict[int, float]]) -> tuple[list[SessionFit],
                                                                dict[str, dict[int, float]]]:
         fits = [SessionFit(fixed, population, counts, fit_em(
             counts, est, levels, u, labels=labels, top_levels=tops, prior=0.5,
-            max_iterations=settings.em_max_iterations), est)
-            for fixed, population, counts, est in sessions]
+            max_iterations=settings.em_max_iterations, name=name), est)
+            for name, fixed, population, counts, est in sessions]
         estimates = {n: [f.model.m[n] for f in fits if n in f.estimated] for n in names}
         m = {n: {lv: sum(e[lv] for e in estimates[n]) / len(estimates[n])
                  for lv in estimates[n][0]} for n in names if estimates[n]}
@@ -217,6 +234,7 @@ def train_fellegi_sunter(records: DataFrame, pairs: DataFrame, comparisons: Sequ
     # With a million records two "John Smith"s are less likely the same person than with a
     # thousand: the prior is the match rate among all pairs.
     model.prior = min(max(model.prior, 1e-12), 0.5)
+    model.not_estimated = unseen
     if {"given_name", "family_name"} <= set(tf_cols):
         model.joint_tf = {FULL_NAME: ["given_name", "family_name"]}
     return model

@@ -20,6 +20,7 @@ from udp_spark.matching.comparisons import (
     family_name,
     given_name,
     identifier,
+    loyalty_id,
     middle_name,
     pair_frame,
     phone,
@@ -219,6 +220,17 @@ def test_identifier_comparison_from_config_and_its_conflict(spark: SparkSession)
                                                     loyalty_id=False,
                                                     identifiers=["national_id"])).collect()}
     assert got == {("a", "b"): (2, False), ("a", "c"): (0, True), ("a", "d"): (MISSING, False)}
+
+
+def test_a_loyalty_card_typo_is_a_near_match_not_a_conflict(spark: SparkSession) -> None:
+    pairs = spark.createDataFrame([
+        ("401234567890", "401234567890"), ("401234567890", "401234567809"),
+        ("401234567890", "401234557890"), ("401234567890", "409999999999"),
+        (None, "401234567890"),
+    ], "loyalty_id_l string, loyalty_id_r string").select(loyalty_id().level())
+    got = [(r[0], r[1]) for r in pairs.withColumn(
+        "conflict", conflict_flag(dob=False, given_name=False)).collect()]
+    assert got == [(2, False), (1, False), (1, False), (0, True), (MISSING, False)]
 
 
 def test_identifier_names_may_not_shadow_builtins() -> None:

@@ -267,8 +267,19 @@ def address() -> Comparison:
     )
 
 
+#: identifiers shorter than this (normalised) have no typo level: one character off is
+#: as likely another value as a typo
+MIN_ID_NEAR_LENGTH = 5
+
+
 def loyalty_id() -> Comparison:
-    return Comparison("loyalty_id", (("exact", lambda: L("loyalty_id") == R("loyalty_id")),),
+    """The same card, one digit off or two swapped (a typo: agreement, not a conflict), or
+    another card."""
+    a, b = L("loyalty_id"), R("loyalty_id")
+    long_enough = (F.length(a) >= MIN_ID_NEAR_LENGTH) & (F.length(b) >= MIN_ID_NEAR_LENGTH)
+    return Comparison("loyalty_id", (("exact", lambda: a == b),
+                                     ("one character off or transposed",
+                                      lambda: long_enough & one_edit(a, b))),
                       _either_null("loyalty_id"))
 
 
@@ -286,9 +297,6 @@ def default_comparisons() -> tuple[Comparison, ...]:
 BUILTIN_COMPARISONS = frozenset(("given_name", "middle_name", "family_name", "date_of_birth",
                                  "email", "phone", "address", "loyalty_id", "gender"))
 IDENTIFIER_PREFIX = "idc_"
-#: identifiers shorter than this (normalised) have no typo level: one character off is
-#: as likely another value as a typo
-MIN_ID_NEAR_LENGTH = 5
 
 
 def identifier(name: str) -> Comparison:

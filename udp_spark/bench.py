@@ -113,7 +113,11 @@ def _pipeline_once(data_dir: str, lakehouse: str, stages: str) -> None:
 
     timed("ingest", run_ingest)
     timed("standardize", run_standardize)
-    result: dict[str, Any] = {"timings": timings}
+    from udp_spark.tables import SILVER_PARTY_RECORDS
+
+    # The records block to resolve match (the incremental pass adds more): Splink reads these.
+    result: dict[str, Any] = {"timings": timings, "party_records_version": io.table_version(
+        spark, ctx.lakehouse.ref(SILVER_PARTY_RECORDS))}
     if stages == "all":
         from udp_spark.pipeline.block import run_block
         from udp_spark.pipeline.evaluate import run_evaluate
@@ -147,6 +151,31 @@ def _pipeline_once(data_dir: str, lakehouse: str, stages: str) -> None:
     sys.stdout.write(json.dumps(result, default=str) + "\n")
 
 
+def _splink_once(data_dir: str, lakehouse: str, version: str, backends: str) -> None:
+    """Splink (``backends``: ``duckdb,spark``) over ``silver.party_records`` at ``version`` of
+    a lakehouse the pipeline pass built; prints one JSON line (udp_spark.bench_splink)."""
+    from udp_spark.bench_splink import BACKENDS, compare, similarity_jar
+    from udp_spark.config import load_config
+    from udp_spark.pipeline.context import StageContext
+    from udp_spark.pipeline.inputs import party_records, read_truth
+    from udp_spark.session import get_session
+
+    chosen = tuple(b for b in BACKENDS if b in backends.split(","))
+    cfg = load_config("conf/pipeline.yaml", data_root=data_dir, lakehouse_root=lakehouse)
+    # The bench's session, plus Splink's UDF jar (jaro_winkler...) for Splink on Spark.
+    spark = get_session(cfg.spark, {"spark.jars": similarity_jar()} if "spark" in chosen
+                        else None)
+    spark.sparkContext.setCheckpointDir(str(Path(lakehouse).resolve() / "_splink_checkpoints"))
+    ctx = StageContext(spark, cfg)
+    truth = read_truth(ctx, str(Path(data_dir) / "truth" / "records.csv"))
+    m = cfg.matching
+    result = compare(party_records(ctx, version=int(version)), truth, chosen,
+                     threshold=m.resolve.threshold, random_pairs=m.model.random_pairs,
+                     seed=m.model.seed)
+    spark.stop()
+    sys.stdout.write(json.dumps(result, default=str) + "\n")
+
+
 def _repeats_agree(extras: list[dict[str, Any]]) -> bool:
     """Whether every repetition produced the same accuracy, clusters and incremental result.
 
@@ -168,6 +197,82 @@ def _repeats_agree(extras: list[dict[str, Any]]) -> bool:
     return len({outcome(e) for e in extras}) <= 1
 
 
+# udp-spark's stages as the phases Splink's run is timed by (bench_splink.PHASES).
+UDP_PHASES = {"blocking": "block", "training": "train", "scoring": "score",
+              "clustering": "resolve"}
+ENGINES = ("udp_spark", "splink_duckdb", "splink_spark")
+
+
+def identity_comparison(runs: list[dict[str, float]], extras: list[dict[str, Any]]
+                        ) -> dict[str, Any]:
+    """udp-spark's block + train + score + resolve beside Splink's phases: median seconds
+    per phase over the repetitions, candidate pairs, accuracy (first repetition: they agree)
+    and the time ratios (udp-spark / Splink-DuckDB etc.; above 1 means udp-spark slower)."""
+    from udp_spark.bench_splink import ACCURACY_KEYS, PHASES
+
+    def med(values: list[float]) -> float:
+        return round(statistics.median(values), 2)
+
+    keys = (*PHASES, "total")
+    udp_runs = [{p: r[stage] for p, stage in UDP_PHASES.items()} for r in runs]
+    for r in udp_runs:
+        r["total"] = sum(r[p] for p in PHASES)
+    acc = extras[0].get("accuracy") or {}
+    engines: dict[str, dict[str, Any]] = {"udp_spark": {
+        "timings_s": {k: med([r[k] for r in udp_runs]) for k in keys},
+        "all_runs_s": [{k: round(v, 2) for k, v in r.items()} for r in udp_runs],
+        "candidate_pairs": acc.get("blocking_candidate_pairs"),
+        "accuracy": {k: acc[k] for k in ACCURACY_KEYS if k in acc}}}
+    for name in ENGINES[1:]:
+        results = [e["splink"][name] for e in extras if name in e.get("splink", {})]
+        ok = [x for x in results if "error" not in x]
+        if results and not ok:
+            engines[name] = {"error": results[0]["error"]}
+        elif ok:
+            engines[name] = {
+                "timings_s": {k: med([x["timings_s"][k] for x in ok]) for k in ok[0]["timings_s"]},
+                "all_runs_s": [x["timings_s"] for x in ok],
+                "candidate_pairs": ok[0]["candidate_pairs"],
+                "predicted_links": ok[0]["predicted_links"],
+                "accuracy": ok[0]["accuracy"]}
+    ratios = {}
+    for a, b in (("udp_spark", "splink_duckdb"), ("udp_spark", "splink_spark"),
+                 ("splink_spark", "splink_duckdb")):
+        ta, tb = engines.get(a, {}).get("timings_s"), engines.get(b, {}).get("timings_s")
+        if ta and tb:
+            ratios[f"{a}/{b}"] = {k: round(ta[k] / tb[k], 2) if tb[k] else None for k in keys}
+    return {"engines": engines, "ratios": ratios,
+            "splink_peak_rss_mib": [e["splink"]["peak_rss_mib"] for e in extras
+                                    if "splink" in e]}
+
+
+def format_comparison(c: dict[str, Any]) -> str:
+    """The printed table of :func:`identity_comparison`."""
+    from udp_spark.bench_splink import PHASES
+
+    lines = [f"  identity resolution (median s)  {'blocking':>9} {'training':>9} "
+             f"{'scoring':>9} {'cluster':>9} {'total':>9} {'pairs':>11} {'P':>6} {'R':>6} "
+             f"{'F1':>6} {'B3 F1':>6}"]
+    for name in ENGINES:
+        e = c["engines"].get(name)
+        if e is None:
+            continue
+        if "error" in e:
+            lines.append(f"  {name:31s} failed: {e['error']}")
+            continue
+        t, a = e["timings_s"], e["accuracy"]
+        pairs = e.get("candidate_pairs")
+        lines.append(
+            f"  {name:31s} " + " ".join(f"{t[p]:9.1f}" for p in (*PHASES, "total"))
+            + f" {'-' if pairs is None else format(int(pairs), ','):>11}"
+            + "".join(f" {a.get(k, float('nan')):6.3f}" for k in (
+                "pairwise_precision", "pairwise_recall", "pairwise_f1", "bcubed_f1")))
+    for pair, r in c["ratios"].items():
+        lines.append(f"  time ratio {pair:20s} " + " ".join(
+            f"{'-' if r[p] is None else format(r[p], '.2f'):>9}" for p in (*PHASES, "total")))
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default=os.environ.get("BENCH_SIZES", "100000"))
@@ -181,11 +286,19 @@ def main(argv: list[str] | None = None) -> None:
                              "(incremental pass)")
     parser.add_argument("--out", default="bench-results")
     parser.add_argument("--work", default="bench-work")
+    parser.add_argument("--splink", default=os.environ.get("BENCH_SPLINK", "duckdb,spark"),
+                        help="Splink backends run beside udp-spark on the same records "
+                             "(duckdb,spark; none to skip; needs --stages all)")
     parser.add_argument("--_once", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--_splink", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._once:
         _pipeline_once(*args._once)
         return
+    if args._splink:
+        _splink_once(*args._splink)
+        return
+    splink = args.splink if args.stages == "all" and args.splink != "none" else ""
 
     from udp_spark.generate import generate
     from udp_spark.generate.holdout import hold_out
@@ -218,6 +331,13 @@ def main(argv: list[str] | None = None) -> None:
             runs.append(result["timings"])
             extras.append({**result, "held_out_rows": held})
             peaks.append(peak)
+            if splink and result.get("party_records_version") is not None:
+                # Its own process: udp-spark's peak memory stays its own.
+                splink_result, splink_peak = _run_measured(
+                    [sys.executable, "-m", "udp_spark.bench", "--_splink", str(run_data),
+                     str(lake), str(result["party_records_version"]), splink],
+                    dict(os.environ))
+                extras[-1]["splink"] = {**splink_result, "peak_rss_mib": round(splink_peak)}
             # Each repetition as it ends, so a long run stopped early still reports something.
             sys.stderr.write(json.dumps({"size": size, "repeat": i, "peak_rss_mib": round(peak),
                                          **extras[-1]}, default=str) + "\n")
@@ -239,6 +359,8 @@ def main(argv: list[str] | None = None) -> None:
                                                    "incremental_publish")} for e in extras],
                "incremental": [{"held_out_rows": e["held_out_rows"], **e.get("incremental", {})}
                                for e in extras]}
+        if splink:
+            row["identity_resolution"] = identity_comparison(runs, extras)
         results.append(row)
         sys.stdout.write(json.dumps(row) + "\n")
     out = Path(args.out)
@@ -260,6 +382,8 @@ def main(argv: list[str] | None = None) -> None:
                   "blocking_linkable_reachable_pair_completeness"):
             if k in acc:
                 sys.stdout.write(f"  {k:44s} {acc[k]:.4f}\n")
+        if "identity_resolution" in r:
+            sys.stdout.write(format_comparison(r["identity_resolution"]))
         for pub in r["publish"]:
             first, again, inc = (pub.get("publish"), pub.get("republish_unchanged"),
                                  pub.get("incremental_publish"))

@@ -35,9 +35,12 @@ def _context(config: Path, data_root: str | None, lakehouse: str | None):
     from udp_spark.config import load_config
     from udp_spark.pipeline.context import StageContext
     from udp_spark.session import get_session
+    from udp_spark.standardize.transforms import check_expression_syntax
 
     cfg = load_config(config, data_root=data_root, lakehouse_root=lakehouse)
     spark = get_session(cfg.spark)
+    # Spark's own parser, before any stage runs: what the config check without Spark let by.
+    check_expression_syntax(spark, cfg, config.parent / cfg.sources_dir)
     return StageContext(spark, cfg)
 
 
@@ -118,9 +121,13 @@ def standardize(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = Non
                 full: FullOpt = False) -> None:
     """Bronze -> silver party records, interactions and quarantine (what was landed since
     the last run)."""
-    from udp_spark.pipeline.standardize import run_standardize
+    from udp_spark.pipeline.standardize import StandardizeError, run_standardize
 
-    r = run_standardize(_context(config, data_root, lakehouse), source, full=full)
+    try:
+        r = run_standardize(_context(config, data_root, lakehouse), source, full=full)
+    except StandardizeError as exc:  # the other sources were written
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(f"party records +{r.party_inserted:,} ~{r.party_updated:,}; interactions "
                f"+{r.interactions_inserted:,} ~{r.interactions_updated:,}; quarantine "
                f"+{r.quarantine_inserted:,}")

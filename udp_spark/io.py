@@ -7,6 +7,7 @@ code lives here so the rest of the library is engine-agnostic DataFrame logic.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -496,23 +497,42 @@ def list_source_files(spark: SparkSession, cfg: PipelineConfig,
     return files
 
 
+def csv_headers(spark: SparkSession, source: SourceConfig, paths: Sequence[str]
+                ) -> dict[str, tuple[str, ...]]:
+    """The column names of each CSV file's header, as Spark reads them with the source's
+    options (one small job per file: only the first line is read)."""
+    opts = {"header": "true", **source.options}
+    return {p: tuple(spark.read.options(**opts).csv(p).columns) for p in paths}
+
+
 def read_source_files(spark: SparkSession, source: SourceConfig,
-                      files: Sequence[tuple[str, str]]) -> DataFrame:
+                      files: Sequence[tuple[str, str]],
+                      headers: Mapping[str, tuple[str, ...]] | None = None) -> DataFrame:
     """Read the given files of a source with every value as it arrived (as strings).
 
     Adds ``_file`` and ``_batch_id``. Malformed CSV/JSON rows are kept, with the raw line
-    in ``_corrupt_record``; nothing is dropped.
+    in ``_corrupt_record``; nothing is dropped. CSV files are matched by their own headers
+    (``headers``: path -> columns, as :func:`csv_headers` gives them; read when not given).
     """
     paths = [p for p, _ in files]
     fmt = source.format
     opts = dict(source.options)
     if fmt == "csv":
         opts.setdefault("header", "true")
-        header_df = spark.read.options(**opts).csv(paths[0])
-        schema = T.StructType([T.StructField(c, T.StringType()) for c in header_df.columns]
-                              + [T.StructField(CORRUPT_COL, T.StringType())])
-        df = (spark.read.options(**opts).option("mode", "PERMISSIVE")
-              .option("columnNameOfCorruptRecord", CORRUPT_COL).schema(schema).csv(paths))
+        # Spark reads every file by the schema's positions (the header is skipped, not
+        # checked): a file whose columns are in another order, or one more or fewer, would
+        # land its values under the wrong names. Files are read in groups of equal headers.
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for path, header in (headers or csv_headers(spark, source, paths)).items():
+            groups.setdefault(header, []).append(path)
+        frames = []
+        for header, group in groups.items():
+            schema = T.StructType([T.StructField(c, T.StringType()) for c in header]
+                                  + [T.StructField(CORRUPT_COL, T.StringType())])
+            frames.append(spark.read.options(**opts).option("mode", "PERMISSIVE")
+                          .option("columnNameOfCorruptRecord", CORRUPT_COL).schema(schema)
+                          .csv(group).withColumn("_file", F.col("_metadata.file_path")))
+        df = functools.reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
     elif fmt == "json":
         df = (spark.read.options(**opts).option("mode", "PERMISSIVE")
               .option("primitivesAsString", "true")
@@ -522,8 +542,9 @@ def read_source_files(spark: SparkSession, source: SourceConfig,
     else:  # pragma: no cover - guarded by the caller
         raise SourceReadError(f"source {source.name!r}: {fmt} is not file-based")
     batch_map = F.create_map(*[F.lit(x) for pair in files for x in pair])
-    return (df.withColumn("_file", F.col("_metadata.file_path"))
-              .withColumn("_batch_id", F.element_at(batch_map, F.col("_file"))))
+    if "_file" not in df.columns:  # CSV frames carry it already (a union has no _metadata)
+        df = df.withColumn("_file", F.col("_metadata.file_path"))
+    return df.withColumn("_batch_id", F.element_at(batch_map, F.col("_file")))
 
 
 def read_source_table(spark: SparkSession, source: SourceConfig, batch_id: str) -> DataFrame:

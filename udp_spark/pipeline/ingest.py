@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from udp_spark import io
 from udp_spark.config import SourceConfig
@@ -129,7 +130,14 @@ def _land_source(ctx: StageContext, source: SourceConfig, run_id: str, batch_id:
             log.info("bronze.%s: %d files, all landed already", source.name, seen)
             return SourceIngest(source.name, seen, 0, 0, None, empty_files=empty)
         reading.extend(p for p, _ in new_files)
-        raw = io.read_source_files(spark, source, new_files)
+        headers = None
+        if source.format == "csv":
+            headers = io.csv_headers(spark, source, [p for p, _ in new_files])
+            # Each file is checked against the mapping by its own header (files of one
+            # source may differ), so the error names the file that lacks a column.
+            for path, header in headers.items():
+                _check_mapped_columns(source, header, path)
+        raw = io.read_source_files(spark, source, new_files, headers)
         n_new = len(new_files)
     elif source.format == "kafka":
         kafka = io.read_kafka_source(spark, source, sorted(landed))
@@ -149,7 +157,8 @@ def _land_source(ctx: StageContext, source: SourceConfig, run_id: str, batch_id:
         raw = io.read_source_table(spark, source, batch_id)
         n_new = 1
     _, extra, missing = expected_columns(source, raw.columns)
-    _check_mapped_columns(source, raw, reading[0] if reading else "the input")
+    if source.format != "csv":
+        _check_mapped_columns(source, raw.schema, reading[0] if reading else "the input")
     if missing:
         log.warning("source %s: expected columns missing from input (kept as null): %s",
                     source.name, missing)
@@ -222,16 +231,20 @@ def _key_column(key: str) -> bool:
                                          and key.endswith(".key"))
 
 
-def _check_mapped_columns(source: SourceConfig, raw: DataFrame, where: str) -> None:
+def _check_mapped_columns(source: SourceConfig, columns: T.StructType | Sequence[str],
+                          where: str) -> None:
     """Fail the source before any write when the mapping names columns its data lacks.
 
     CSV headers, Parquet/Delta/JDBC schemas say which columns exist, so any mapped column
     missing is a mistake. JSON has no header: a key absent from every row reads like a null,
     so only the record keys must be there (the other columns are reported as missing).
     """
-    data_cols = [c for c in raw.columns if c not in ("_file", "_batch_id", io.CORRUPT_COL)]
+    schema = columns if isinstance(columns, T.StructType) else T.StructType(
+        [T.StructField(c, T.StringType()) for c in columns])
+    data_cols = [c for c in schema.fieldNames()
+                 if c not in ("_file", "_batch_id", io.CORRUPT_COL)]
     absent = [(key, col) for key, col in mapped_columns(source)
-              if not column_exists(raw.schema, col)]
+              if not column_exists(schema, col)]
     if source.format == "json":
         absent = [(key, col) for key, col in absent if _key_column(key)]
     if not absent:

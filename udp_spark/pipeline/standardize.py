@@ -51,6 +51,31 @@ class StandardizeReport:
     quarantine_inserted: int
     full_sources: list[str] = field(default_factory=list)  # standardized whole (no watermark)
     unchanged_sources: list[str] = field(default_factory=list)  # nothing new in bronze
+    # source -> rows read, for sources whose every row read was rejected (all quarantined)
+    failed_sources: dict[str, int] = field(default_factory=dict)
+
+
+class StandardizeError(RuntimeError):
+    """Some sources had every row rejected (quarantined, with the reasons); the others were
+    standardized and written. ``report`` holds the whole run."""
+
+    def __init__(self, report: StandardizeReport, reasons: dict[str, str]) -> None:
+        self.report = report
+        super().__init__(
+            f"standardize: {len(report.failed_sources)} of {len(report.sources)} sources had "
+            "every row rejected (see silver.quarantine; the others were written):\n  "
+            + "\n  ".join(f"source {name!r}: all {n:,} rows rejected, e.g. {reasons[name]!r}"
+                           for name, n in sorted(report.failed_sources.items())))
+
+
+def _all_rejected(checked: DataFrame) -> tuple[int, str] | None:
+    """(rows, most frequent reason) when every checked row is rejected, else None."""
+    row = io.one_row(checked.agg(
+        F.count(F.lit(1)).alias("n"), F.count("_reject_reason").alias("rejected"),
+        F.mode("_reject_reason").alias("reason")))
+    if row["n"] and row["n"] == row["rejected"]:
+        return int(row["n"]), str(row["reason"])
+    return None
 
 
 def _union(frames: list[DataFrame]) -> DataFrame | None:
@@ -113,6 +138,7 @@ def run_standardize(ctx: StageContext, sources: list[str] | None = None, *,
         consent: list[DataFrame] = []
         cached: list[DataFrame] = []
         used: list[str] = []
+        all_rejected: dict[str, tuple[int, str]] = {}
         for name in names:
             source = cfg.sources[name]
             ref = lake.bronze(name)
@@ -137,6 +163,8 @@ def run_standardize(ctx: StageContext, sources: list[str] | None = None, *,
                 checked = bronze.transform(check_party(source, cfg.standardize)).persist(
                     StorageLevel.MEMORY_AND_DISK)
                 cached.append(checked)
+                if (bad := _all_rejected(checked)) is not None:
+                    all_rejected[name] = bad
                 parties.append(checked.transform(party_records(run.run_id)))
                 quarantine.append(checked.transform(quarantine_rows("party", run.run_id)))
             if source.consent:
@@ -145,6 +173,8 @@ def run_standardize(ctx: StageContext, sources: list[str] | None = None, *,
                 checked_i = bronze.transform(check_interactions(source, mapping, i)).persist(
                     StorageLevel.MEMORY_AND_DISK)
                 cached.append(checked_i)
+                if source.party is None and i == 0 and (bad := _all_rejected(checked_i)):
+                    all_rejected[name] = bad
                 interactions.append(checked_i.transform(interaction_records(run.run_id)))
                 quarantine.append(checked_i.transform(quarantine_rows("interaction",
                                                                       run.run_id)))
@@ -197,5 +227,16 @@ def run_standardize(ctx: StageContext, sources: list[str] | None = None, *,
                                "quarantine_inserted": q_ins, "consent_events_inserted": c_ins})
         run.row_counts["sources_unchanged"] = len(unchanged)
         run.row_counts["sources_full"] = len(full_sources)
-        return StandardizeReport(run.run_id, used, p_ins, p_upd, i_ins, i_upd, q_ins,
-                                 full_sources, unchanged)
+        for name, (n, _) in all_rejected.items():
+            run.row_counts[f"{name}.rows_all_rejected"] = n
+            log.error("source %s: every one of its %d rows was rejected (silver.quarantine)",
+                      name, n)
+        run.metrics["sources_failed"] = len(all_rejected)
+        report = StandardizeReport(run.run_id, used, p_ins, p_upd, i_ins, i_upd, q_ins,
+                                   full_sources, unchanged,
+                                   {k: n for k, (n, _) in all_rejected.items()})
+        if all_rejected:
+            # After the writes: the other sources' rows are in silver and the rejected
+            # rows in quarantine; the run is marked failed, so a re-run checks again.
+            raise StandardizeError(report, {k: r for k, (_, r) in all_rejected.items()})
+        return report

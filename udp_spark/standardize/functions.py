@@ -59,7 +59,7 @@ _WHITESPACE_RE = r"[\s\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]+"
 # Control and invisible format characters (zero-width space, BOM, soft hyphen): dropped.
 _CONTROL_RE = r"[\p{Cc}\p{Cf}]+"
 _APOSTROPHE_RE = "[" + re.escape(ref.APOSTROPHES) + "]"
-_NOT_WORD_RE = r"[^\p{L}\p{N}]+"
+_NOT_WORD_RE = r"[^\p{L}\p{M}\p{N}]+"  # marks: vowel signs of Indic scripts
 
 # RFC 5321/5322-ish: dot-atom local part (no leading, trailing or double dot), at most 64
 # characters, at most 254 overall; LDH domain labels; alphabetic (or punycode) TLD.
@@ -135,8 +135,8 @@ def fold_accents(col: Column) -> Column:
     """Lower-case and fold Latin letters to ASCII: 'Émile Müller-Łoś' -> 'emile muller-los'.
 
     Multi-letter folds first (ß -> ss, æ -> ae, œ -> oe, þ -> th), then one ``translate`` over
-    Latin-1 and Latin Extended-A, then any combining mark left (decomposed input) is removed.
-    Other scripts pass through unchanged.
+    Latin-1 and Latin Extended-A, then any combining mark left on a Latin letter (decomposed
+    input) is removed. Other scripts pass through unchanged.
     """
     text = F.lower(col)
     for src, dst in ref.ACCENT_FOLD_MULTI.items():
@@ -144,7 +144,9 @@ def fold_accents(col: Column) -> Column:
     sources = "".join(ref.ACCENT_FOLD.values())
     targets = "".join(dst * len(srcs) for dst, srcs in ref.ACCENT_FOLD.items())
     text = F.translate(text, sources, targets)
-    return F.regexp_replace(text, r"\p{M}+", "")
+    # Only marks on Latin letters: in Devanagari, Thai, Arabic ... vowel signs are marks too,
+    # and part of the name ('अमित' is not 'अमत').
+    return F.regexp_replace(text, r"(?<=\p{IsLatin})\p{M}+", "")
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,17 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
+from pathlib import Path
 
-from pyspark.sql import Column, DataFrame
+from pyspark.errors import AnalysisException, ParseException
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.window import Window
 
 from udp_spark.config import (
+    ConfigError,
     ConstSpec,
     ExprSpec,
     FieldSpec,
     InteractionMapping,
     PartyMapping,
+    PipelineConfig,
     SourceConfig,
     StandardizeSettings,
     mapping_expressions,
@@ -60,6 +65,19 @@ INTERACTION_FIELDS = (
 
 class MappingError(ValueError):
     """A source mapping names a column the data does not have."""
+
+
+# The reader puts U+FFFD where a file's bytes are not valid in the source's encoding (UTF-8
+# unless options.encoding says otherwise): the value is already damaged ('Jos\ufffd').
+UNDECODABLE = ("undecodable text: bytes not valid in the source's encoding (set "
+               "options.encoding in its YAML, e.g. ISO-8859-1)")
+# No name, e-mail or address is this long: a value beyond it is a broken export (a missing
+# closing quote swallowing the rest of the file, a blob in a text column).
+MAX_VALUE_CHARS = 1000
+TOO_LONG = f"value longer than {MAX_VALUE_CHARS} characters"
+NO_LETTERS = "name has no letters (emoji, symbols or titles only)"
+KEY_REUSED = ("source key reused for a different person: name or date of birth differs "
+              "from the record's latest row (the row is kept here, not merged into it)")
 
 
 # --------------------------------------------------------------------------- mapping
@@ -134,6 +152,34 @@ def check_expressions(source: SourceConfig, df: DataFrame) -> None:
                 f"expression over its columns: {gist}; fix it in the source's YAML") from None
 
 
+def check_expression_syntax(spark: SparkSession, cfg: PipelineConfig,
+                            sources_dir: Path | None = None) -> None:
+    """Parse every mapped ``{expr: ...}`` with Spark's own SQL parser, at start-up.
+
+    :func:`udp_spark.config.load_config` checks expressions without Spark (quotes, brackets,
+    dangling operators); this catches the rest ('a b c', 'case when x then 1'). Column names
+    are not resolved here (the data is not read yet): :func:`check_expressions` does that.
+
+    Raises:
+        ConfigError: naming the source file, the key and Spark's message.
+    """
+    probe = spark.range(0)
+    bad = []
+    for name, source in sorted(cfg.sources.items()):
+        for key, expr in mapping_expressions(source):
+            try:
+                probe.select(F.expr(expr))
+            except ParseException as exc:
+                gist = " ".join(str(exc).strip().splitlines()[:1])[:300]
+                where = f"source {name!r}" + (f" (in {sources_dir})" if sources_dir else "")
+                bad.append(f"{where}: {key}.expr: {expr!r} is not a valid Spark SQL "
+                           f"expression: {gist}")
+            except AnalysisException:
+                pass  # it parsed; its columns are resolved against the data later
+    if bad:
+        raise ConfigError("invalid configuration\n  " + "\n  ".join(bad))
+
+
 def _raw_row_json(df: DataFrame) -> Column:
     data = [c for c in df.columns if not c.startswith("_") or c in (RESCUED_COL, CORRUPT_COL)]
     return F.to_json(F.struct(*[F.col(f"`{c}`") for c in data]))
@@ -200,8 +246,11 @@ def check_party(source: SourceConfig, settings: StandardizeSettings,
                  "email", "phone", "mobile", "street", "city", "state", "postcode", "country",
                  "date_of_birth", "birth_year", "gender", "loyalty_id", "created_at",
                  "updated_at")
-        stage1 = raw.select("*", *[sf.clean_text(F.col(f"raw_{f}")).alias(f"t_{f}")
-                                   for f in texts])
+        too_long = F.array_compact(F.array(*[
+            F.when(F.length(F.col(f"raw_{f}")) > MAX_VALUE_CHARS, F.lit(f)) for f in texts]))
+        stage1 = raw.select("*", too_long.alias("_too_long"), *[
+            F.when(F.length(F.col(f"raw_{f}")) <= MAX_VALUE_CHARS,
+                   sf.clean_text(F.col(f"raw_{f}"))).alias(f"t_{f}") for f in texts])
         t = lambda f: F.col(f"t_{f}")  # noqa: E731
         stage2 = stage1.select(
             "*",
@@ -252,9 +301,19 @@ def check_party(source: SourceConfig, settings: StandardizeSettings,
             sf.normalize_gender(t("gender")).alias("_gender"),
         )
         c = F.col
-        name_present = c("_given").isNotNull() | c("_family").isNotNull()
+        # A name that normalizes to nothing (emoji, symbols, titles only) is no name.
+        name_present = c("_given_norm").isNotNull() | c("_family_norm").isNotNull()
+        name_given = (t("given_name").isNotNull() | t("family_name").isNotNull()
+                      | t("full_name").isNotNull())
         email_present = c("_email").isNotNull()
         issues = _issues(
+            (F.size(c("_too_long")) > 0,
+             F.struct(F.array_join(c("_too_long"), ",").alias("field"),
+                      F.lit(None).cast("string").alias("raw_value"),
+                      F.lit(TOO_LONG).alias("reason"), F.lit("field_nulled").alias("action"))),
+            (name_given & ~name_present,
+             _issue("name", F.coalesce(c("raw_full_name"), c("raw_given_name"),
+                                       c("raw_family_name")), NO_LETTERS, "field_nulled")),
             (email_present & c("_email_placeholder"),
              _issue("email", c("raw_email"), "placeholder email", "field_nulled")),
             (email_present & ~c("_email_placeholder") & ~c("_email_ok"),
@@ -281,15 +340,18 @@ def check_party(source: SourceConfig, settings: StandardizeSettings,
              _issue("updated_at", c("raw_updated_at"), "unparseable timestamp", "field_nulled")),
             (c("_country_clean").isNotNull() & c("_country").isNull(),
              _issue("country", c("raw_country"), "unknown country", "field_nulled")),
-            (F.lit(source.require_name) & ~name_present,
+            (F.lit(source.require_name) & ~name_present & ~name_given,
              _issue("name", F.coalesce(c("raw_full_name"), c("raw_given_name"),
                                        c("raw_family_name")), "empty name", "kept_without_name")),
         )
-        usable = (name_present | c("_email_ok") | F.coalesce(c("_phone.valid"), F.lit(False))
+        # _email_ok is null without an e-mail: null | false would keep the row as usable
+        usable = (name_present | F.coalesce(c("_email_ok"), F.lit(False))
+                  | F.coalesce(c("_phone.valid"), F.lit(False))
                   | F.coalesce(c("_mobile.valid"), F.lit(False))
                   | c("_loyalty").isNotNull()
                   | (F.size(F.map_filter(c("_ids"), lambda k, v: v.isNotNull())) > 0))
         reject = (F.when(c("_corrupt").isNotNull(), F.lit("malformed row"))
+                  .when(F.instr(c("_raw_row"), "\ufffd") > 0, F.lit(UNDECODABLE))
                   .when(c("source_key").isNull(), F.lit("missing source key"))
                   .when(~usable, F.lit("no usable identifier")))
         out = df.select(
@@ -298,10 +360,11 @@ def check_party(source: SourceConfig, settings: StandardizeSettings,
             F.lit(source.name).alias("source"),
             c("source_key"),
             F.lit(source.trust_rank).alias("source_rank"),
-            c("_given_disp").alias("given_name"),
-            c("_middle_disp").alias("middle_name"),
-            c("_family_disp").alias("family_name"),
-            F.nullif(F.concat_ws(" ", c("_given_disp"), c("_middle_disp"), c("_family_disp")),
+            F.when(c("_given_norm").isNotNull(), c("_given_disp")).alias("given_name"),
+            F.when(c("_middle_norm").isNotNull(), c("_middle_disp")).alias("middle_name"),
+            F.when(c("_family_norm").isNotNull(), c("_family_disp")).alias("family_name"),
+            F.nullif(F.concat_ws(" ", *[F.when(c(f"_{p}_norm").isNotNull(), c(f"_{p}_disp"))
+                                        for p in ("given", "middle", "family")]),
                      F.lit("")).alias("full_name"),
             c("_given_norm").alias("given_name_norm"),
             c("_middle_norm").alias("middle_name_norm"),
@@ -342,9 +405,40 @@ def check_party(source: SourceConfig, settings: StandardizeSettings,
             # they live on in silver.interactions and are not a quarantine case here.
             out = out.filter(F.coalesce(c("_reject_reason") != "missing source key",
                                         F.lit(True)))
-        return out
+        return out.transform(_reused_keys_rejected)
 
     return transform
+
+
+def _reused_keys_rejected(checked: DataFrame) -> DataFrame:
+    """Reject the rows of a record that name another person than its latest row does.
+
+    :func:`party_records` fills each field of a record from its latest row that has it, which
+    is right for re-exports of one person and wrong when a system reused a key: an earlier
+    row's e-mail and phone would fill the blanks of a different person's latest row, making
+    one record of two people. A row is another person when its name shares no word or
+    sound-alike (Soundex) with the latest named row's (so nicknames, typos and swapped
+    given/family names still agree) or its date of birth differs from the latest one.
+    """
+    c = F.col
+    w = Window.partitionBy("record_id")
+    order = F.struct(F.coalesce("updated_at", "_ingested_at"), c("_ingested_at"), c("_row_hash"))
+    ok = c("_reject_reason").isNull()
+    who = F.array_compact(F.array("given_name_norm", "family_name_norm", "given_name_phonetic",
+                                  "family_name_phonetic"))
+    named = ok & (F.size(who) > 0)
+    ref_who = F.max_by(F.when(named, who), F.when(named, order)).over(w)
+    dated = ok & c("date_of_birth").isNotNull()
+    ref_dob = F.max_by(F.when(dated, c("date_of_birth")), F.when(dated, order)).over(w)
+    staged = checked.select("*", who.alias("_who"), ref_who.alias("_ref_who"),
+                            ref_dob.alias("_ref_dob"))
+    reused = (ok & c("record_id").isNotNull()
+              & (((F.size("_who") > 0) & ~F.arrays_overlap("_who", "_ref_who"))
+                 | (c("date_of_birth") != c("_ref_dob"))))
+    return staged.withColumn("_reject_reason", F.when(F.coalesce(reused, F.lit(False)),
+                                                      F.lit(KEY_REUSED))
+                             .otherwise(c("_reject_reason"))).drop("_who", "_ref_who",
+                                                                   "_ref_dob")
 
 
 def _completeness() -> Column:
@@ -441,6 +535,7 @@ def check_interactions(source: SourceConfig, mapping: InteractionMapping,
              _issue("amount", c("_amount_raw"), "unparseable amount", "field_nulled")),
         )
         reject = (F.when(c("_corrupt").isNotNull(), F.lit("malformed row"))
+                  .when(F.instr(c("_raw_row"), "\ufffd") > 0, F.lit(UNDECODABLE))
                   .when(c("interaction_key").isNull(), F.lit("missing interaction key"))
                   .when(c("_occurred_raw").isNull(), F.lit("missing timestamp"))
                   .when(c("occurred_at").isNull(), F.lit("unparseable timestamp")))

@@ -1,5 +1,6 @@
-"""Splink beside udp-spark (``make bench``, docs/bench.md): Splink 5 on DuckDB and on Spark over
-the standardized records of a small generated set, scored with our evaluation code."""
+"""Splink beside udp-spark (``make bench``, docs/bench.md): Splink 5 on DuckDB over the
+standardized records of a small generated set, scored with our evaluation code; Splink's
+Spark UDF jar on this Spark."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from tests._lakehouse import lakehouse_config
 from udp_spark.bench import format_comparison, identity_comparison
-from udp_spark.bench_splink import PHASES, compare
+from udp_spark.bench_splink import PHASES, compare, enable_similarity_udfs
 from udp_spark.pipeline.context import StageContext
 
 PEOPLE = 100  # about 270 party records
@@ -35,30 +36,36 @@ def silver(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory
     return ctx, party_records(ctx), truth
 
 
-def test_splink_on_duckdb_and_spark_clusters_the_generated_people(
+def test_splink_on_duckdb_clusters_the_generated_people(
         silver: tuple[StageContext, DataFrame, DataFrame]) -> None:
+    # DuckDB only: the whole Splink-on-Spark run took 80-160 s here even on 270 records (a
+    # Spark job per step); `make bench` runs it, and the jar check below is the quick part.
     ctx, records, truth = silver
     n_records = records.count()
     m = ctx.cfg.matching
-    out = compare(records, truth, ("duckdb", "spark"), threshold=m.resolve.threshold,
+    out = compare(records, truth, ("duckdb",), threshold=m.resolve.threshold,
                   random_pairs=m.model.random_pairs, seed=m.model.seed)
 
-    assert set(out) == {"splink_duckdb", "splink_spark"}
-    for name, result in out.items():
-        assert "error" not in result, f"{name}: {result.get('error')}"
-        assert set(result["timings_s"]) == {"load", *PHASES, "total"}
-        assert result["timings_s"]["total"] == pytest.approx(
-            sum(result["timings_s"][p] for p in PHASES), abs=0.05)
-        # Blocking kept far fewer than all pairs, and some of them scored as links.
-        assert 0 < result["predicted_links"] < result["candidate_pairs"] < (
-            n_records * (n_records - 1) / 2)
-        acc = result["accuracy"]
-        assert acc["records"] == n_records  # every record is in a cluster and in the truth
-        assert acc["clusters_found"] < n_records  # records were merged
-        assert acc["pairwise_f1"] > 0.5, (name, acc)
-        assert acc["bcubed_f1"] > 0.5, (name, acc)
-    # The same model on the same records: both engines make the same candidate pairs.
-    assert out["splink_duckdb"]["candidate_pairs"] == out["splink_spark"]["candidate_pairs"]
+    result = out["splink_duckdb"]
+    assert "error" not in result, result.get("error")
+    assert set(result["timings_s"]) == {"load", *PHASES, "total"}
+    assert result["timings_s"]["total"] == pytest.approx(
+        sum(result["timings_s"][p] for p in PHASES), abs=0.05)
+    # Blocking kept far fewer than all pairs, and some of them scored as links.
+    assert 0 < result["predicted_links"] < result["candidate_pairs"] < (
+        n_records * (n_records - 1) / 2)
+    acc = result["accuracy"]
+    assert acc["records"] == n_records  # every record is in a cluster and in the truth
+    assert acc["clusters_found"] < n_records  # records were merged
+    assert acc["pairwise_f1"] > 0.5, acc
+    assert acc["bcubed_f1"] > 0.5, acc
+
+
+def test_splinks_spark_udf_jar_loads_on_this_spark(spark: SparkSession) -> None:
+    enable_similarity_udfs(spark)  # Splink 5's Spark 4 / Scala 2.13 build, by ADD JAR
+
+    row = spark.sql("select jaro_winkler('martha', 'marhta') as s").first()
+    assert row is not None and row["s"] == pytest.approx(0.961, abs=1e-3)
 
 
 def test_the_bench_reports_phases_pairs_accuracy_and_ratios() -> None:

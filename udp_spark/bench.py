@@ -250,7 +250,7 @@ def format_comparison(c: dict[str, Any]) -> str:
     """The printed table of :func:`identity_comparison`."""
     from udp_spark.bench_splink import PHASES
 
-    lines = [f"  identity resolution (median s)  {'blocking':>9} {'training':>9} "
+    lines = [f"  {'identity resolution (median s)':33s} {'blocking':>9} {'training':>9} "
              f"{'scoring':>9} {'cluster':>9} {'total':>9} {'pairs':>11} {'P':>6} {'R':>6} "
              f"{'F1':>6} {'B3 F1':>6}"]
     for name in ENGINES:
@@ -258,17 +258,17 @@ def format_comparison(c: dict[str, Any]) -> str:
         if e is None:
             continue
         if "error" in e:
-            lines.append(f"  {name:31s} failed: {e['error']}")
+            lines.append(f"  {name:33s} failed: {e['error']}")
             continue
         t, a = e["timings_s"], e["accuracy"]
         pairs = e.get("candidate_pairs")
         lines.append(
-            f"  {name:31s} " + " ".join(f"{t[p]:9.1f}" for p in (*PHASES, "total"))
+            f"  {name:33s} " + " ".join(f"{t[p]:9.1f}" for p in (*PHASES, "total"))
             + f" {'-' if pairs is None else format(int(pairs), ','):>11}"
             + "".join(f" {a.get(k, float('nan')):6.3f}" for k in (
                 "pairwise_precision", "pairwise_recall", "pairwise_f1", "bcubed_f1")))
     for pair, r in c["ratios"].items():
-        lines.append(f"  time ratio {pair:20s} " + " ".join(
+        lines.append(f"  {'ratio ' + pair:33s} " + " ".join(
             f"{'-' if r[p] is None else format(r[p], '.2f'):>9}" for p in (*PHASES, "total")))
     return "\n".join(lines) + "\n"
 

@@ -68,14 +68,17 @@ class StandardizeError(RuntimeError):
                            for name, n in sorted(report.failed_sources.items())))
 
 
-def _all_rejected(checked: DataFrame) -> tuple[int, str] | None:
-    """(rows, most frequent reason) when every checked row is rejected, else None."""
-    row = io.one_row(checked.agg(
+def _all_rejected(checked: list[tuple[str, DataFrame]]) -> dict[str, tuple[int, str]]:
+    """source -> (rows, most frequent reason) for the sources whose every checked row is
+    rejected: one Spark job over all sources, not one per source."""
+    frames = [df.select(F.lit(name).alias("_source"), "_reject_reason") for name, df in checked]
+    if not frames:
+        return {}
+    counts = functools.reduce(DataFrame.unionByName, frames).groupBy("_source").agg(
         F.count(F.lit(1)).alias("n"), F.count("_reject_reason").alias("rejected"),
-        F.mode("_reject_reason").alias("reason")))
-    if row["n"] and row["n"] == row["rejected"]:
-        return int(row["n"]), str(row["reason"])
-    return None
+        F.mode("_reject_reason").alias("reason"))
+    return {r["_source"]: (int(r["n"]), str(r["reason"])) for r in counts.collect()
+            if r["n"] and r["n"] == r["rejected"]}
 
 
 def _union(frames: list[DataFrame]) -> DataFrame | None:
@@ -138,7 +141,7 @@ def run_standardize(ctx: StageContext, sources: list[str] | None = None, *,
         consent: list[DataFrame] = []
         cached: list[DataFrame] = []
         used: list[str] = []
-        all_rejected: dict[str, tuple[int, str]] = {}
+        to_check: list[tuple[str, DataFrame]] = []  # each source's rows, all rejected?
         for name in names:
             source = cfg.sources[name]
             ref = lake.bronze(name)
@@ -163,8 +166,7 @@ def run_standardize(ctx: StageContext, sources: list[str] | None = None, *,
                 checked = bronze.transform(check_party(source, cfg.standardize)).persist(
                     StorageLevel.MEMORY_AND_DISK)
                 cached.append(checked)
-                if (bad := _all_rejected(checked)) is not None:
-                    all_rejected[name] = bad
+                to_check.append((name, checked))
                 parties.append(checked.transform(party_records(run.run_id)))
                 quarantine.append(checked.transform(quarantine_rows("party", run.run_id)))
             if source.consent:
@@ -173,13 +175,14 @@ def run_standardize(ctx: StageContext, sources: list[str] | None = None, *,
                 checked_i = bronze.transform(check_interactions(source, mapping, i)).persist(
                     StorageLevel.MEMORY_AND_DISK)
                 cached.append(checked_i)
-                if source.party is None and i == 0 and (bad := _all_rejected(checked_i)):
-                    all_rejected[name] = bad
+                if source.party is None and i == 0:
+                    to_check.append((name, checked_i))
                 interactions.append(checked_i.transform(interaction_records(run.run_id)))
                 quarantine.append(checked_i.transform(quarantine_rows("interaction",
                                                                       run.run_id)))
         p_ins = p_upd = i_ins = i_upd = q_ins = c_ins = 0
         try:
+            all_rejected = _all_rejected(to_check)
             party_df = _union(parties)
             if party_df is not None:
                 res = io.merge_upsert(party_df, lake.ref(SILVER_PARTY_RECORDS), ["record_id"])

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache
 
 from pyspark.sql import Column
@@ -106,6 +106,20 @@ def _map_literal(table: Mapping[str, object], value_type: str) -> Column:
     return F.from_json(F.lit(_json_literal(items)), f"map<string,{value_type}>")
 
 
+@cache
+def _json_array(values: tuple[str, ...]) -> str:
+    return json.dumps(sorted(set(values)), ensure_ascii=False)
+
+
+def in_set(col: Column, values: Iterable[str]) -> Column:
+    """``col IN (values)`` as one constant ``array<string>`` (a JSON literal the optimizer
+    folds) instead of one ``lit`` per value: ``isin(*values)`` makes a JVM round trip per
+    value each time the expression is built, and standardize builds it hundreds of times.
+    Null when ``col`` is null, as ``isin``."""
+    return F.array_contains(F.from_json(F.lit(_json_array(tuple(values))), "array<string>"),
+                            col)
+
+
 def _lookup_key(col: Column) -> Column:
     """Spark twin of :func:`reference.lookup_key` (applied after :func:`clean_text`)."""
     key = fold_accents(clean_text(col))
@@ -128,7 +142,7 @@ def clean_text(col: Column) -> Column:
     text = F.regexp_replace(col, _WHITESPACE_RE, " ")
     text = F.trim(F.regexp_replace(text, _CONTROL_RE, ""))
     text = F.regexp_replace(text, " {2,}", " ")
-    return F.when(~F.lower(text).isin(*ref.PLACEHOLDER_TOKENS), text)
+    return F.when(~in_set(F.lower(text), ref.PLACEHOLDER_TOKENS), text)
 
 
 def fold_accents(col: Column) -> Column:
@@ -163,7 +177,7 @@ def normalize_name(col: Column) -> Column:
     text = F.regexp_replace(text, _APOSTROPHE_RE, "")
     text = F.trim(F.regexp_replace(text, _NOT_WORD_RE, " "))
     dropped = (*ref.NAME_TITLES, *ref.NAME_SUFFIXES)
-    tokens = F.filter(F.split(text, " "), lambda t: ~t.isin(*dropped))
+    tokens = F.filter(F.split(text, " "), lambda t: ~in_set(t, dropped))
     return _null_if_empty(F.array_join(tokens, " "))
 
 
@@ -185,7 +199,7 @@ def display_name(col: Column) -> Column:
 
     def fix(token: Column) -> Column:
         return (
-            F.when(F.lower(token).isin(*ref.ROMAN_NUMERAL_SUFFIXES), F.upper(token))
+            F.when(in_set(F.lower(token), ref.ROMAN_NUMERAL_SUFFIXES), F.upper(token))
             .when((token == F.lower(token)) | (token == F.upper(token)), _title_case_token(token))
             .otherwise(token)
         )
@@ -334,7 +348,7 @@ def canonical_email(col: Column) -> Column:
     well_formed = email.rlike(r"^[^@\s]+@[^@\s]+$")
     domain = F.substring_index(email, "@", -1)
     local = F.regexp_replace(F.substring_index(email, "@", 1), r"\+.*$", "")
-    is_gmail = domain.isin(*ref.GMAIL_DOMAINS)
+    is_gmail = in_set(domain, ref.GMAIL_DOMAINS)
     local = F.when(is_gmail, F.replace(local, F.lit("."), F.lit(""))).otherwise(local)
     domain = F.when(is_gmail, F.lit(ref.GMAIL_DOMAINS[0])).otherwise(domain)
     return F.when(well_formed & (local != F.lit("")), F.concat(local, F.lit("@"), domain))

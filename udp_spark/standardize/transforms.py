@@ -265,7 +265,7 @@ def check_party(source: SourceConfig, settings: StandardizeSettings,
             sf.normalize_id(t("loyalty_id")).alias("_loyalty"),
         )
         region = F.coalesce(F.col("_country"), F.lit(source.default_country))
-        placeholder = F.col("_email").isin(*settings.placeholder_emails)
+        placeholder = sf.in_set(F.col("_email"), settings.placeholder_emails)
         dob_placeholder = F.coalesce(F.col("_dob").isin(
             *[F.lit(d) for d in settings.placeholder_dates_of_birth]), F.lit(False))
         stage3 = stage2.select(

@@ -47,7 +47,9 @@ pytestmark = pytest.mark.slow
 # The test session's settings, given to the cluster's jobs too: the same data in the same
 # partitions, so that EM draws the same sample of pairs.
 SAME_AS_TESTS = ["--conf", "spark.sql.shuffle.partitions=2", "--conf",
-                 "spark.default.parallelism=2", "--conf", "spark.sql.adaptive.enabled=false"]
+                 "spark.default.parallelism=2", "--conf", "spark.sql.adaptive.enabled=false",
+                 "--conf", "spark.sql.codegen.wholeStage=false",
+                 "--conf", "spark.sql.codegen.factoryMode=NO_CODEGEN"]
 
 
 class _Widgets:

@@ -339,3 +339,22 @@ def test_a_path_that_matches_nothing_fails_that_source_by_name(
 def test_quarantine_ids_are_unique_per_problem(corpus: Corpus, spark: SparkSession) -> None:
     q = io.read_table(spark, StageContext(spark, corpus.cfg).lakehouse.ref(SILVER_QUARANTINE))
     assert q.groupBy("quarantine_id").count().filter(F.col("count") > 1).isEmpty()
+
+
+def test_udp_run_goes_on_past_the_sources_that_failed(corpus: Corpus, spark: SparkSession,
+                                                      tmp_path: Path) -> None:
+    """The whole pipeline over the corpus: ingest and standardize fail some sources and
+    write the others (``partial``), and the stages after them still run on what was
+    written; the run ends failed, naming every failed source."""
+    from udp_spark.pipeline.run import run_pipeline
+
+    cfg = corpus.cfg.model_copy(update={"mlflow": corpus.cfg.mlflow.model_copy(
+        update={"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"})})
+    summary = run_pipeline(StageContext(spark, cfg))
+    out = {o.stage: o for o in summary.outcomes}
+    assert out["ingest"].status == "partial", summary.lines()
+    assert all(name in out["ingest"].reason for name in FAILED_AT_INGEST), out["ingest"]
+    assert out["standardize"].status == "partial", summary.lines()
+    assert "rejected_all" in out["standardize"].reason
+    assert out["block"].status == "ran", summary.lines()  # not blocked by a bad source
+    assert {o.stage for o in summary.failed} >= {"ingest", "standardize"}

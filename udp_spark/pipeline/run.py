@@ -8,7 +8,9 @@ bronze yet; train runs when no model is registered under the alias (or ``--retra
 score when its pairs or the model behind the alias changed. So a second run on unchanged
 input runs nothing, and a run after a failure or a kill -9 resumes at the first stage whose
 inputs it had not finished: the stage that died never saved its watermarks, and every stage
-writes idempotently. A failed stage stops the stages that depend on it, not the others; the
+writes idempotently. A failed stage stops the stages that depend on it, not the others; an
+ingest or standardize that failed some sources but wrote the others is ``partial``: the
+stages after it go on with what was written (one bad source never stops the others). The
 summary lists every stage with what it did or why it was skipped, and the command exits
 non-zero when anything failed.
 
@@ -68,7 +70,7 @@ class Stage:
 @dataclass
 class Outcome:
     stage: str
-    status: str  # ran | skipped | failed | blocked
+    status: str  # ran | skipped | partial | failed | blocked
     reason: str
     seconds: float = 0.0
     detail: str = ""
@@ -81,7 +83,7 @@ class RunSummary:
 
     @property
     def failed(self) -> list[Outcome]:
-        return [o for o in self.outcomes if o.status in ("failed", "blocked")]
+        return [o for o in self.outcomes if o.status in ("partial", "failed", "blocked")]
 
     def ran(self) -> list[str]:
         return [o.stage for o in self.outcomes if o.status == "ran"]
@@ -89,7 +91,7 @@ class RunSummary:
     def lines(self) -> list[str]:
         out = [f"udp run {self.run_id}"]
         for o in self.outcomes:
-            took = f"{o.seconds:6.1f}s" if o.status in ("ran", "failed") else " " * 7
+            took = f"{o.seconds:6.1f}s" if o.status in ("ran", "partial", "failed") else " " * 7
             out.append(f"  {o.stage:12s} {o.status:8s} {took}  {o.reason}"
                        + (f" -> {o.detail}" if o.detail else ""))
         ran, skipped = len(self.ran()), sum(o.status == "skipped" for o in self.outcomes)
@@ -302,6 +304,20 @@ def _detail(result: object) -> str:
                      for k, v in keep[:5])
 
 
+def _sources_written(exc: Exception) -> bool:
+    """Whether a failed ingest or standardize wrote some of its sources (one bad source
+    never stops the others): the stages after it then run on what was written, and the run
+    still ends failed, naming the sources in the stage's line and its audit row."""
+    from udp_spark.pipeline.ingest import IngestError
+    from udp_spark.pipeline.standardize import StandardizeError
+
+    if isinstance(exc, IngestError):
+        return len(exc.report.failed) < len(exc.report.sources)
+    if isinstance(exc, StandardizeError):
+        return len(exc.report.failed_sources) < len(exc.report.sources)
+    return False
+
+
 def run_pipeline(ctx: StageContext, opts: RunOptions | None = None) -> RunSummary:
     """Run every stage that has work, in dependency order, under the lakehouse lease.
 
@@ -338,8 +354,14 @@ def run_pipeline(ctx: StageContext, opts: RunOptions | None = None) -> RunSummar
                                                 time.perf_counter() - t0, _detail(result)))
             except Exception as exc:  # the stage wrote its failed audit row; go on
                 log.error("run: %s failed: %s", stage.name, exc)
-                first = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
-                summary.outcomes.append(Outcome(stage.name, "failed", first,
+                lines = str(exc).splitlines() or [type(exc).__name__]
+                if _sources_written(exc):
+                    # the line names every failed source, not only the first
+                    summary.outcomes.append(Outcome(
+                        stage.name, "partial", "; ".join(ln.strip() for ln in lines)[:2000],
+                        time.perf_counter() - t0))
+                    continue
+                summary.outcomes.append(Outcome(stage.name, "failed", lines[0][:300],
                                                 time.perf_counter() - t0))
                 bad.add(stage.name)
     for line in summary.lines():

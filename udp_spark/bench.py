@@ -12,6 +12,13 @@ With ``all``, each repetition holds the same 1% of the line-based sources' rows 
 stage through evaluate, then lands the held-out rows and runs ingest to resolve again,
 reporting how many customer ids changed and whether any changed outside the clusters the
 new records touched.
+
+Then, on the first repetition's lakehouse only, the legs of ``udp_spark.bench_legs`` run, each
+in its own process (``--legs stream,api,erase``, ``BENCH_LEGS``; ``none`` for none): stream
+latency from a landed file to the committed profile (``--stream-landings`` files of 100 and
+of 1,000 rows), the Profile API under open-loop load (``--api-rate``, ``--api-seconds``), and
+the erasure of one customer (last: it changes the lakehouse). A leg that fails records its
+error; the rest of the bench goes on.
 """
 
 from __future__ import annotations
@@ -273,6 +280,67 @@ def format_comparison(c: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+FULL_RUN_STAGES = ("ingest", "standardize", "block", "train", "score", "resolve", "publish")
+INCREMENTAL_STAGES = ("ingest", "standardize", "block", "score", "resolve", "publish")
+
+
+def incremental_share(timings: dict[str, float]) -> dict[str, float] | None:
+    """The incremental pass (the 1% late rows, ingest to publish) against the full run
+    (ingest to publish, training included): seconds and share, or None without one."""
+    inc = [timings.get(f"incremental_{s}") for s in INCREMENTAL_STAGES]
+    full = [timings.get(s) for s in FULL_RUN_STAGES]
+    if None in inc or None in full:
+        return None
+    i, f = sum(inc), sum(full)  # type: ignore[arg-type]
+    return {"incremental_s": round(i, 1), "full_s": round(f, 1),
+            "share": round(i / f, 3) if f else float("nan")}
+
+
+def format_legs(legs: dict[str, Any]) -> str:
+    """The printed lines of the bench legs (single runs: the first repetition's lakehouse)."""
+    out = ["  legs (one run each, on the first repetition's lakehouse):\n"]
+    for name, r in legs.items():
+        if "error" in r and name != "stream":
+            out.append(f"  {name}: failed: {str(r['error']).splitlines()[0]}\n")
+            continue
+        if name == "stream":
+            for n, lat in (r.get("latency") or {}).items():
+                out.append(f"  stream {int(n):>5,} rows/landing: {lat['n']} landings, latency "
+                           f"to profile + event commit p50 {lat['p50_s']} s, p95 "
+                           f"{lat['p95_s']} s, max {lat['max_s']} s\n")
+            if "start_to_first_batch_s" in r:
+                out.append(f"  stream: start to first (no-op) micro-batch "
+                           f"{r['start_to_first_batch_s']} s, peak memory "
+                           f"{r.get('stream_peak_rss_mib')} MiB\n")
+            if "error" in r:
+                out.append(f"  stream: failed: {str(r['error']).splitlines()[0]}\n")
+        elif name == "api":
+            out.append(f"  api: started in {r.get('startup_s')} s, {r.get('server_peak_rss_mib')}"
+                       f" MiB peak; {r.get('rate_per_s')} req/s for {r.get('seconds_per_load')} s"
+                       f" each, {r.get('note')}\n")
+            for k in ("lookup_by_id", "lookup_by_email", "resolve"):
+                x = r.get(k) or {}
+                if "p99_ms" in x:
+                    out.append(f"    {k:16s} p50 {x['p50_ms']:7.1f} p90 {x['p90_ms']:7.1f} p99 "
+                               f"{x['p99_ms']:7.1f} max {x['max_ms']:7.1f} ms; {x['requests']:,}"
+                               f" requests, {x['errors']} errors, {x['rate']:.0f}/s\n")
+                elif x:
+                    out.append(f"    {k:16s} {x.get('status')}: "
+                               f"{str(x.get('detail', '')).splitlines()[0][:120]}\n")
+        elif name == "erase":
+            d = (r.get("delta_files") or {}).get("total", {})
+            out.append(f"  erase: one customer ({r.get('customer_records')} records in "
+                       f"{len(r.get('customer_sources') or [])} sources) in {r.get('wall_s')} s "
+                       f"(udp erase process; erasure itself {r.get('erase_s')} s); "
+                       f"{r.get('rows_removed')} rows removed; Delta logs: "
+                       f"{d.get('files_added')} files added, {d.get('files_removed')} removed "
+                       f"in {d.get('tables')} tables, {d.get('vacuum_deleted')} deleted by "
+                       f"VACUUM\n")
+            phases = ", ".join(f"{p['phase']} {p['seconds']}" for p in r.get("phases") or [])
+            out.append(f"    phases (s, from commit times): {phases}\n")
+    return "".join(out)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default=os.environ.get("BENCH_SIZES", "100000"))
@@ -289,6 +357,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--splink", default=os.environ.get("BENCH_SPLINK", "duckdb,spark"),
                         help="Splink backends run beside udp-spark on the same records "
                              "(duckdb,spark; none to skip; needs --stages all)")
+    parser.add_argument("--legs", default=os.environ.get("BENCH_LEGS", "stream,api,erase"),
+                        help="legs run once per size after the first repetition (stream, "
+                             "api, erase; none to skip; needs --stages all)")
+    parser.add_argument("--stream-landings", type=int,
+                        default=int(os.environ.get("BENCH_STREAM_LANDINGS", 10)),
+                        help="files landed per batch size (100 and 1,000 rows)")
+    parser.add_argument("--api-rate", type=float,
+                        default=float(os.environ.get("BENCH_API_RATE", 200)))
+    parser.add_argument("--api-seconds", type=float,
+                        default=float(os.environ.get("BENCH_API_SECONDS", 15)))
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the first repetition's lakehouse and data (under --work)")
     parser.add_argument("--_once", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--_splink", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -299,6 +379,15 @@ def main(argv: list[str] | None = None) -> None:
         _splink_once(*args._splink)
         return
     splink = args.splink if args.stages == "all" and args.splink != "none" else ""
+    from udp_spark.bench_legs import LEG_ORDER, run_leg
+
+    wanted = {x.strip() for x in args.legs.split(",") if x.strip() and x.strip() != "none"}
+    unknown = wanted - set(LEG_ORDER)
+    if unknown:
+        parser.error(f"--legs: unknown {sorted(unknown)}; legs are {list(LEG_ORDER)}")
+    legs = [x for x in LEG_ORDER if x in wanted] if args.stages == "all" else []
+    leg_options = {"stream": {"landings": args.stream_landings},
+                   "api": {"rate": args.api_rate, "seconds": args.api_seconds}, "erase": {}}
 
     from udp_spark.generate import generate
     from udp_spark.generate.holdout import hold_out
@@ -315,6 +404,7 @@ def main(argv: list[str] | None = None) -> None:
         runs: list[dict[str, float]] = []
         peaks: list[float] = []
         extras: list[dict[str, Any]] = []
+        leg_results: dict[str, Any] = {}
         for i in range(args.repeats):
             lake = Path(args.work) / f"lake-{size}-{i}"
             run_data = Path(args.work) / f"data-{size}-run"
@@ -338,9 +428,21 @@ def main(argv: list[str] | None = None) -> None:
                      str(lake), str(result["party_records_version"]), splink],
                     dict(os.environ))
                 extras[-1]["splink"] = {**splink_result, "peak_rss_mib": round(splink_peak)}
+            if i == 0:
+                for leg in legs:  # in LEG_ORDER: the erasure last, it changes the lakehouse
+                    leg_results[leg] = run_leg(leg, run_data, lake,
+                                               Path(args.work) / f"legs-{size}" / leg,
+                                               leg_options[leg])
+                    sys.stderr.write(json.dumps({"size": size, "leg": leg,
+                                                 **leg_results[leg]}, default=str) + "\n")
             # Each repetition as it ends, so a long run stopped early still reports something.
             sys.stderr.write(json.dumps({"size": size, "repeat": i, "peak_rss_mib": round(peak),
                                          **extras[-1]}, default=str) + "\n")
+            if args.keep and i == 0:
+                for d in (lake, run_data):
+                    kept = d.with_name(d.name + "-kept")
+                    shutil.rmtree(kept, ignore_errors=True)
+                    d.rename(kept)
             shutil.rmtree(lake, ignore_errors=True)
             shutil.rmtree(run_data, ignore_errors=True)
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
@@ -354,6 +456,7 @@ def main(argv: list[str] | None = None) -> None:
                "source_rows_per_s_ingest_standardize": round(
                    report.source_rows / (med["ingest"] + med["standardize"])),
                "accuracy": extras[0].get("accuracy"),
+               "incremental_share": [incremental_share(r) for r in runs],
                "repeats_agree": _repeats_agree(extras),
                "publish": [{k: e.get(k) for k in ("publish", "republish_unchanged",
                                                    "incremental_publish")} for e in extras],
@@ -361,6 +464,8 @@ def main(argv: list[str] | None = None) -> None:
                                for e in extras]}
         if splink:
             row["identity_resolution"] = identity_comparison(runs, extras)
+        if leg_results:
+            row["legs"] = leg_results
         results.append(row)
         sys.stdout.write(json.dumps(row) + "\n")
     out = Path(args.out)
@@ -394,6 +499,16 @@ def main(argv: list[str] | None = None) -> None:
                     f"{again['history_inserted']:,} history rows; after the 1% late rows "
                     f"{inc['profile_inserted'] + inc['profile_updated']:,} profiles changed, "
                     f"{inc['history_inserted']:,} history rows added\n")
+        shares = [x for x in r["incremental_share"] if x]
+        if shares:
+            med_share = statistics.median(x["share"] for x in shares)
+            sys.stdout.write(
+                f"  incremental pass (1% late rows, ingest to publish) / full run (ingest to "
+                f"publish): {100 * med_share:.1f}% (median of {len(shares)}; "
+                + ", ".join(f"{x['incremental_s']:.0f}/{x['full_s']:.0f} s" for x in shares)
+                + ")\n")
+        if r.get("legs"):
+            sys.stdout.write(format_legs(r["legs"]))
         for inc in r["incremental"]:
             if "ids_changed" in inc:
                 sys.stdout.write(

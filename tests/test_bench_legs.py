@@ -1,0 +1,56 @@
+"""The bench legs' pure helpers on a real Delta table (written by delta-rs: no Spark)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pyarrow as pa
+from deltalake import DeltaTable, write_deltalake
+
+from udp_spark.bench_legs import (
+    commit_phases,
+    delta_commits,
+    delta_tables,
+    delta_version,
+    file_changes,
+    latency_summary,
+)
+
+
+def test_file_changes_from_the_delta_log(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    t = lake / "silver" / "records"
+    write_deltalake(str(t), pa.table({"id": [1, 2], "v": ["a", "b"]}))
+    write_deltalake(str(t), pa.table({"id": [3], "v": ["c"]}), mode="append")
+    before = {"silver/records": delta_version(t)}
+    assert before["silver/records"] == 1
+    started = time.time()
+    # What an erasure does: delete rows (files rewritten), and a new table appears.
+    DeltaTable(str(t)).delete("id = 2")
+    write_deltalake(str(lake / "privacy" / "requests"), pa.table({"r": ["x"]}))
+
+    assert [str(p.relative_to(lake)) for p in delta_tables(lake)] == [
+        "privacy/requests", "silver/records"]
+    commits = delta_commits(t, before["silver/records"])
+    assert [c["version"] for c in commits] == [2]
+    assert commits[0]["operation"] == "DELETE" and commits[0]["timestamp_ms"] >= started * 1000 - 1
+    changes = file_changes(lake, before)
+    rewritten = changes["tables"]["silver/records"]
+    # the file holding id 2 is removed and rewritten without it
+    assert rewritten["files_removed"] == 1 and rewritten["files_added"] == 1
+    assert changes["tables"]["privacy/requests"]["files_added"] == 1
+    assert changes["total"] == {"tables": 2, "commits": 2, "files_added": 2,
+                                "files_removed": 1, "dv_added": 0, "cdc_files": 0,
+                                "vacuum_deleted": 0}
+    phases = commit_phases(lake, before, started)
+    assert [p["phase"] for p in phases] == ["start", "erase"] and phases[1]["commits"] == 2
+    assert DeltaTable(str(t)).to_pyarrow_table().column("id").to_pylist() != []
+
+
+def test_latency_summary_nearest_rank() -> None:
+    assert latency_summary([]) == {"n": 0, "p50_s": None, "p95_s": None, "max_s": None}
+    s = latency_summary([30.0, 10.0, None, 20.0])
+    assert s == {"n": 3, "p50_s": 20.0, "p95_s": 30.0, "max_s": 30.0}
+    s = latency_summary(float(x) for x in range(1, 21))
+    assert (s["p50_s"], s["p95_s"], s["max_s"]) == (10.0, 19.0, 20.0)

@@ -278,6 +278,8 @@ class Landings:
         self.rng.shuffle(self.new_people)
         shutil.rmtree(fresh, ignore_errors=True)
         self.staging = data / "_bench_staging"  # matches no source's path pattern
+        # a file source never takes a path it has seen again: names unique across runs
+        self.run = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
 
     def make(self, n: int) -> tuple[list[Path], dict[str, int]]:
         """Write the next ``n`` rows to the staging folder; (files, customer id -> orders
@@ -311,9 +313,10 @@ class Landings:
                           "signup_ts": now_ms, "last_active_ts": now_ms})
         new, self.new_people = self.new_people[:n_new], self.new_people[n_new:]
         files = []
-        for folder, name, rows in (("webshop", f"orders_bench_{k:03d}.jsonl", orders),
-                                   ("app", f"users_bench_{k:03d}.jsonl", users),
-                                   ("webshop", f"customers_bench_{k:03d}.jsonl", new)):
+        tag = f"bench_{self.run}_{k:03d}"
+        for folder, name, rows in (("webshop", f"orders_{tag}.jsonl", orders),
+                                   ("app", f"users_{tag}.jsonl", users),
+                                   ("webshop", f"customers_{tag}.jsonl", new)):
             path = self.staging / folder / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
@@ -348,7 +351,7 @@ def stream_leg(data: Path, lake: Path, work: Path, landings: int = 10,
     sizes = [s for _ in range(landings) for s in STREAM_BATCH_SIZES]
     need_new = sum(n - n // 2 - n // 4 for n in sizes)
     t0 = time.perf_counter()
-    feed = Landings(data, lake, work, people=int(need_new / 0.3) + 100)
+    feed = Landings(data, lake, work, people=int(need_new / 0.25) + 100)
     prep_s = time.perf_counter() - t0
     batches: list[tuple[float, dict[str, Any]]] = []
     arrived = threading.Condition()
@@ -391,8 +394,9 @@ def stream_leg(data: Path, lake: Path, work: Path, landings: int = 10,
             seen = len(batches)
             landed = feed.land(files)
 
-            def done(seen: int = seen, n: int = n) -> bool:
-                return sum(b["rows_landed"] for _, b in batches[seen:]) >= n
+            def done(seen: int = seen, k: int = len(files)) -> bool:
+                # every landed file taken in (rows a check rejects would never add up)
+                return sum(b["files"] for _, b in batches[seen:]) >= k
 
             ok = wait_for(done, wait_s)
             end, mine = time.time(), batches[seen:]

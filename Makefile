@@ -27,7 +27,7 @@ demo: setup
 	$(UDP) demo --people $(PEOPLE)
 
 test: setup
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=30
 
 test-fast: setup
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"

@@ -116,6 +116,35 @@ def test_most_complete_takes_the_fullest_candidate(spark: SparkSession) -> None:
                                       "most_complete")])
 
 
+def test_most_complete_names_count_written_out_words(spark: SparkSession) -> None:
+    """An initial, a word with a digit and a short form of a given name count for nothing,
+    so the full name wins even from a less trusted, less complete record."""
+    rows = [
+        rec("crm:1", given_name="Sarah", family_name="R.", family_name_norm="r",
+            completeness=1.0),
+        rec("email_subscribers:1", given_name="Sarah", family_name="Roberts",
+            completeness=0.2),
+        rec("crm:2", customer_id="C2", given_name="Jim", family_name="Graves",
+            completeness=1.0),
+        rec("webshop_customers:2", customer_id="C2", given_name="James", family_name="Graves",
+            completeness=0.2),
+        rec("crm:3", customer_id="C3", given_name="R6an", family_name="Russell",
+            completeness=1.0),
+        rec("pos_transactions:3", customer_id="C3", given_name="Ryan", family_name="Russell",
+            completeness=0.2),
+    ]
+    golden = _golden(spark, rows, name=AttributeRule(rule="most_complete"))
+    _check(spark, golden, "family_name",
+           [("C1", "Roberts", "email_subscribers:1", "most_complete"),
+            ("C2", "Graves", "webshop_customers:2", "most_complete"),
+            ("C3", "Russell", "pos_transactions:3", "most_complete")])
+    # with a trust-first rule the CRM's short forms win: the words are what decide above
+    trusted = _golden(spark, rows, name=AttributeRule(rule="source_priority"))
+    _check(spark, trusted, "given_name", [("C1", "Sarah", "crm:1", "source_priority"),
+                                          ("C2", "Jim", "crm:2", "source_priority"),
+                                          ("C3", "R6an", "crm:3", "source_priority")])
+
+
 def test_valid_only_ignores_invalid_candidates(spark: SparkSession) -> None:
     rows = [
         rec("crm:1", email="bad@x.com", email_valid=False, updated_at=day(2026, 1, 1)),

@@ -148,9 +148,12 @@ def test_first_publish_inserts_every_customer_with_lineage(story: Story) -> None
     assert (r.customers, r.profile_inserted, r.profile_updated, r.history_inserted) == (
         3, 3, 0, 3)
     c1 = story.profiles[0]["C1"]
-    # name: crm is most trusted; address: only the web shop has one.
+    # name: one record each for "Ann" and "Annie", both short forms (as complete as each
+    # other): the more recent one wins, not the more trusted; address: only the web shop has
+    # one.
     assert (c1["given_name"], c1["lineage"]["given_name"]["record_id"],
-            c1["lineage"]["given_name"]["rule"]) == ("Ann", "crm:1", "source_priority")
+            c1["lineage"]["given_name"]["rule"]) == ("Annie", "webshop_customers:1",
+                                                     "most_frequent")
     assert (c1["street"], c1["lineage"]["street"]["source"]) == ("1 Main St",
                                                                  "webshop_customers")
     assert [(e["value"], e["source_count"]) for e in c1["emails"]] == [("ann@x.com", 2)]
@@ -266,7 +269,7 @@ def test_lineage_lists_records_events_and_runs(story: Story) -> None:
     assert ("merged", "C3", "C1") in {(e["event_type"], e["customer_id"],
                                        e["related_customer_id"]) for e in info["events"]}
     given = next(f for f in info["fields"] if f["field"] == "given_name")
-    assert (given["value"], given["record_id"]) == ("Ann", "crm:1")
+    assert (given["value"], given["record_id"]) == ("Annie", "webshop_customers:1")
     publish_runs = {r["run_id"] for r in info["runs"] if r["stage"] == "publish"}
     assert publish_runs == {story.reports[i].run_id for i in (0, 3)}
     assert len(info["history"]) == 3  # C1 created + updated, C3 created (closed)
@@ -281,7 +284,7 @@ def test_cli_profile_and_lineage(story: Story, tmp_path: Path,
     main(["profile", "C3", "--config", str(tmp_path / "pipeline.yaml")])
     out = capsys.readouterr().out
     assert "C3 was merged into C1; showing C1" in out
-    assert "given_name      Ann" in out and "<- crm:1 (source_priority" in out
+    assert "given_name      Annie" in out and "<- webshop_customers:1 (most_frequent" in out
     main(["lineage", "C1", "--json", "--config", str(tmp_path / "pipeline.yaml")])
     info = json.loads(capsys.readouterr().out)
     assert {r["record_id"] for r in info["records"]} == {"crm:1", "crm:3",

@@ -1,10 +1,13 @@
-"""The evaluate stage: clusters and blocking against a truth file."""
+"""The evaluate stage: clusters, blocking and golden values against a truth file."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from pyspark.sql import functions as F
 
 from udp_spark import io
+from udp_spark.faults import crash_point
 from udp_spark.matching.evaluation import (
     attainable_metrics,
     blocking_metrics,
@@ -13,6 +16,8 @@ from udp_spark.matching.evaluation import (
 )
 from udp_spark.pipeline.context import StageContext, audited_run
 from udp_spark.pipeline.inputs import party_records, read_truth
+from udp_spark.profile.evaluation import golden_value_accuracy
+from udp_spark.profile.survivorship import golden_records
 from udp_spark.tables import (
     GOLD_IDENTITY_XREF,
     SILVER_CANDIDATE_PAIRS,
@@ -21,7 +26,9 @@ from udp_spark.tables import (
 
 def run_evaluate(ctx: StageContext, truth: str, log_to_mlflow: bool = True
                  ) -> dict[str, float]:
-    """Clusters in ``gold.identity_xref`` (and blocking) against a truth file."""
+    """Clusters in ``gold.identity_xref`` (and blocking) against a truth file; with the
+    true people beside it (``people.parquet`` in the truth file's folder, as the generator
+    writes it), the golden values survivorship picks for those clusters too."""
     with audited_run(ctx, "evaluate") as run:
         t = read_truth(ctx, truth)
         xref = io.read_table(ctx.spark, ctx.lakehouse.ref(GOLD_IDENTITY_XREF))
@@ -39,10 +46,18 @@ def run_evaluate(ctx: StageContext, truth: str, log_to_mlflow: bool = True
             lb = blocking_metrics(pairs, linkable, n)
             metrics.update({f"blocking_linkable_{k}": lb[k] for k in (
                 "true_pairs", "pair_completeness", "reachable_pair_completeness")})
+        people = Path(truth.removeprefix("file:")).parent / "people.parquet"
+        if people.is_file():
+            records = party_records(ctx).join(xref.select("record_id", "customer_id"),
+                                              "record_id")
+            golden = records.transform(golden_records(ctx.cfg.publish.survivorship))
+            metrics.update(golden_value_accuracy(golden, records, t,
+                                                 ctx.spark.read.parquet(str(people))))
         if log_to_mlflow:
             from udp_spark.platform import mlflow_store
 
             run.mlflow_run_id = mlflow_store.log_evaluation(
                 ctx.cfg.mlflow, metrics, {"truth": truth, "udp_run_id": run.run_id})
+            crash_point("evaluate:after_mlflow_run")
         run.metrics.update(metrics)
         return metrics

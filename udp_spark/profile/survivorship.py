@@ -27,7 +27,9 @@ ranks the candidates, its ``tie_breakers`` rank those the rule finds equal, and 
 - ``most_frequent``: the value asserted by most records of the customer first (values are
   compared on a normalized key: normalized names, the e-mail, the E.164 number, ...).
 - ``most_complete``: the candidate with most of the attribute's columns filled first, then
-  the record with the highest ``completeness`` score.
+  the record with the highest ``completeness`` score. For names, the written-out words
+  count: an initial or a word with a digit counts for nothing, and a known short form of a
+  given name ('Jim') counts less than the full one ('James').
 
 ``valid_only`` drops candidates failing the validity check and ``where`` drops records not
 matching a SQL predicate; a customer with no eligible candidate gets nulls.
@@ -50,6 +52,7 @@ from pyspark.sql.window import Window
 
 from udp_spark.config import AttributeRule, SurvivorshipSettings
 from udp_spark.profile.functions import observed_at, predicate_problem, source_time
+from udp_spark.standardize.functions import nickname_aliases
 
 Transform = Callable[[DataFrame], DataFrame]
 
@@ -124,6 +127,17 @@ def _key(*cols: str) -> str:
     return "concat_ws('|', " + ", ".join(f"coalesce(CAST({c} AS STRING), '')" for c in cols) + ")"
 
 
+# How complete a name is: two points per written-out word; an initial, a word with a digit
+# (a user name, an OCR slip) and a given name that is a known short form of another ('jim'
+# for 'james') earn nothing. 'Sarah R.' < 'Sarah Roberts', 'Jim Graves' < 'James Graves',
+# 'Maria Cortes' < 'Maria Angeles Cortes Sanchez'.
+_NAME_FILL = (
+    "2 * size(filter(split(concat_ws(' ', given_name_norm, middle_name_norm, "
+    "family_name_norm), ' '), w -> length(w) > 1 AND NOT w RLIKE '[0-9]')) "
+    "- 2 * CAST(coalesce(NOT given_name_norm LIKE '% %' AND size(_given_aliases) > 1 "
+    "AND length(given_name_norm) > 1 AND NOT given_name_norm RLIKE '[0-9]', false) AS INT)")
+
+
 def _candidate(attribute: str, values: dict[str, str], present: str, key: str, valid: str,
                fill: str, slot: int = 0) -> str:
     """``slot``: which of a record's own fields for the attribute it is (its phone 0, its
@@ -146,7 +160,7 @@ def _candidates() -> Column:
         _candidate("name", {f: f for f in ATTRIBUTE_FIELDS["name"]},
                    "given_name IS NOT NULL OR family_name IS NOT NULL",
                    _key("given_name_norm", "middle_name_norm", "family_name_norm"), "true",
-                   _filled("given_name", "middle_name", "family_name")),
+                   _NAME_FILL),
         _candidate("email", {"email": "email"}, "email IS NOT NULL", "lower(email)",
                    "email_valid", "1"),
         _candidate("phone", {"phone": "phone_e164"}, "phone_e164 IS NOT NULL", "phone_e164",
@@ -230,7 +244,9 @@ def golden_records(settings: SurvivorshipSettings) -> Transform:
         wheres = [_check_where(records, a, s.where).alias(f"_where_{a}")
                   for a, s in specs.items() if s.where]
         base = records.select(*_RECORD_COLUMNS, observed_at().alias("observed_at"),
-                              source_time().alias("_source_time"), *wheres)
+                              source_time().alias("_source_time"),
+                              nickname_aliases(F.col("given_name_norm")).alias("_given_aliases"),
+                              *wheres)
         exploded = base.select(
             "customer_id", "record_id", "source", "source_rank", "completeness",
             "observed_at", "_source_time", *[f"_where_{a}" for a, s in specs.items() if s.where],

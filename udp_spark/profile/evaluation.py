@@ -12,8 +12,9 @@ name       given and family name normalize (``normalize_name``) to the person's 
 email      it is the person's current e-mail, compared as ``canonical_email`` (case, a
            ``+tag`` alias and gmail's dots aside: the same mailbox)
 phone      it is the person's mobile or current landline (E.164)
-address    its postcode is the current one and its street line holds the current street's
-           words and house number (order, street-type spelling and unit may differ)
+address    its postcode is the current one (a US ZIP+4 of it too) and its street line holds
+           the current street's words and house number (order, street-type spelling and unit
+           may differ)
 birth      the date of birth is the person's
 =========  ===============================================================================
 
@@ -45,6 +46,12 @@ def _tokens(col: Column) -> Column:
     return F.split(F.coalesce(sf.normalize_street(col), F.lit("")), " ")
 
 
+def _same_postcode(value: Column, truth: Column) -> Column:
+    """Equal, or a US ZIP+4 of the true five-digit ZIP code."""
+    return (value == truth) | ((F.length(value) == 9) & truth.rlike("^[0-9]{5}$")
+                               & value.startswith(truth))
+
+
 def _right(attribute: str, *, phones: tuple[str, ...]) -> Column:
     """Whether the row's value of ``attribute`` is the truth's (null: the row has none)."""
     c = F.col
@@ -68,7 +75,8 @@ def _right(attribute: str, *, phones: tuple[str, ...]) -> Column:
         words = _tokens(c("street"))
         return F.when(
             c("street").isNotNull() | c("postcode").isNotNull(),
-            F.coalesce(sf.normalize_postcode(c("postcode")) == c("t_postcode"), F.lit(False))
+            F.coalesce(_same_postcode(sf.normalize_postcode(c("postcode")), c("t_postcode")),
+                       F.lit(False))
             & (F.size(F.array_except(c("t_street_words"), words)) == 0)
             & F.coalesce(F.array_contains(words, c("t_house")), F.lit(False)))
     if attribute == "birth":

@@ -275,6 +275,11 @@ def test_identity_resolution_is_accurate_and_ids_are_stable(demo: StageContext,
     metrics = run_evaluate(ctx, truth)
     # A floor, far below what the matcher reaches, that a broken stage would not pass.
     assert metrics["bcubed_f1"] > 0.8 and metrics["pairwise_precision"] > 0.8
+    # Golden values against the true people (1,500 people: 0.95-0.99 of those a record
+    # holds): floors that a broken survivorship or evaluation would not pass.
+    for attr in ("name", "email", "phone", "address", "birth"):
+        assert metrics[f"golden_{attr}_attainable_accuracy"] > 0.85, (attr, metrics)
+        assert 0.3 < metrics[f"golden_{attr}_coverage"] <= 1.0, (attr, metrics)
     again = run_resolve(ctx)
     assert again.ids_changed == 0 and again.events == {}
 

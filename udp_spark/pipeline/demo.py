@@ -138,6 +138,13 @@ def run_demo(*, config: Path, people: int, seed: int, noise: float, data_dir: Pa
                 "largest_cluster"):
         v = metrics[key]
         echo(f"  {key:24s} {v:10.4f}" if v < 100 else f"  {key:24s} {v:10,.0f}")
+    if "golden_name_accuracy" in metrics:
+        echo("\ngolden values against the true people (right / with a value; right / where "
+             "some record has the true value; coverage)")
+        for attr in ("name", "email", "phone", "address", "birth"):
+            echo(f"  {attr:8s} {metrics[f'golden_{attr}_accuracy']:.4f}  "
+                 f"{metrics[f'golden_{attr}_attainable_accuracy']:.4f}  "
+                 f"{metrics[f'golden_{attr}_coverage']:.4f}")
     m = challenger.metrics
     echo(f"\nsupervised challenger (model version {challenger.model_version}, alias "
          f"@{CHALLENGER_ALIAS}, trained on {CHALLENGER_LABEL_SHARE:.0%} of candidate pairs "

@@ -428,6 +428,9 @@ def main(argv: list[str] | None = None) -> None:
                      str(lake), str(result["party_records_version"]), splink],
                     dict(os.environ))
                 extras[-1]["splink"] = {**splink_result, "peak_rss_mib": round(splink_peak)}
+            # Each repetition as it ends, so a long run stopped early still reports something.
+            sys.stderr.write(json.dumps({"size": size, "repeat": i, "peak_rss_mib": round(peak),
+                                         **extras[-1]}, default=str) + "\n")
             if i == 0:
                 for leg in legs:  # in LEG_ORDER: the erasure last, it changes the lakehouse
                     leg_results[leg] = run_leg(leg, run_data, lake,
@@ -435,9 +438,6 @@ def main(argv: list[str] | None = None) -> None:
                                                leg_options[leg])
                     sys.stderr.write(json.dumps({"size": size, "leg": leg,
                                                  **leg_results[leg]}, default=str) + "\n")
-            # Each repetition as it ends, so a long run stopped early still reports something.
-            sys.stderr.write(json.dumps({"size": size, "repeat": i, "peak_rss_mib": round(peak),
-                                         **extras[-1]}, default=str) + "\n")
             if args.keep and i == 0:
                 for d in (lake, run_data):
                     kept = d.with_name(d.name + "-kept")

@@ -178,8 +178,11 @@ def udp_command(command: str, data: Path, lake: Path, *args: str) -> list[str]:
 def udp_env(lake: Path, **extra: str) -> dict[str, str]:
     """The environment of a ``udp`` child: the bench's MLflow store (the pipeline pass put
     the registered matcher in ``<lake>/mlflow.db``) and unbuffered output."""
-    return {**os.environ, "PYTHONUNBUFFERED": "1",
-            "UDP_MLFLOW_TRACKING_URI": f"sqlite:///{(lake / 'mlflow.db').resolve()}", **extra}
+    uri = f"sqlite:///{(lake / 'mlflow.db').resolve()}"
+    # MLflow's own variable too: a models:/ download given no registry URI resolves it
+    # against MLflow's process default, not the config's tracking URI.
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "UDP_MLFLOW_TRACKING_URI": uri,
+            "MLFLOW_TRACKING_URI": uri, **extra}
 
 
 class Child:
@@ -528,7 +531,7 @@ def _resolve_body(spec: dict[str, Any], schema: dict[str, Any], profile: dict[st
 
 
 def api_leg(data: Path, lake: Path, work: Path, rate: float = 200.0,
-            seconds: float = 15.0) -> dict[str, Any]:
+            seconds: float = 15.0, resolve_wait_s: float = 600.0) -> dict[str, Any]:
     """``udp serve`` on the lakehouse: start-up, memory, look-ups by id and by e-mail, and
     ``POST /v1/resolve`` (when the server has it) at ``rate`` requests/s, open loop."""
     import httpx
@@ -609,7 +612,7 @@ def api_leg(data: Path, lake: Path, work: Path, rate: float = 200.0,
                 probe = httpx.post(base + path, content=bodies[0], timeout=30, headers={
                     "X-API-Key": all_key, "Content-Type": "application/json"})
                 if (probe.status_code != 503 or "not loaded yet" not in probe.text
-                        or time.time() - child.started > 900):
+                        or time.time() - child.started > resolve_wait_s):
                     break
                 time.sleep(0.5)
             result["resolve_ready_s"] = round(time.time() - child.started, 1)

@@ -123,7 +123,9 @@ def served(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
     port = free_port()
     env = {**os.environ, "UDP_API_JWT_SECRET": JWT_SECRET,
-           "UDP_API_PSEUDONYM_KEY": "test-pseudonym-key"}
+           "UDP_API_PSEUDONYM_KEY": "test-pseudonym-key",
+           # the registry train wrote to: /v1/resolve loads the matcher from it
+           "UDP_MLFLOW_TRACKING_URI": ctx.cfg.mlflow.tracking_uri}
     env.pop("UDP_API_KEYS_FILE", None)
     log_path = base / "serve.log"
     with log_path.open("wb") as log:
@@ -243,6 +245,141 @@ def test_profile_and_lookups(served: Served) -> None:
         assert len(first["matches"]) == 1 and first["next_offset"] == 1
         second = s.get("/v1/lookup", email=shared[0], limit=1, offset=1).json()
         assert second["matches"][0]["customer_id"] != first["matches"][0]["customer_id"]
+
+
+def _resolve_body(rec: dict[str, Any]) -> dict[str, Any]:
+    """A /v1/resolve body holding a party record's values as a caller would type them."""
+    dob = rec["date_of_birth"]
+    body = {"given_name": rec["given_name"], "middle_name": rec["middle_name"],
+            "family_name": rec["family_name"], "email": rec["email"],
+            "phone": rec["phone_e164"], "mobile": rec["mobile_e164"], "street": rec["street"],
+            "city": rec["city"], "postcode": rec["postcode"], "country": rec["country"],
+            "date_of_birth": dob.isoformat() if dob else None,
+            "birth_year": None if dob else rec["birth_year"], "gender": rec["gender"],
+            "loyalty_id": rec["loyalty_id"], "identifiers": dict(rec["identifiers"] or [])
+            or None}
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def test_resolve_finds_the_customer_with_the_weights_udp_explain_gives(
+        served: Served) -> None:
+    """POST /v1/resolve with an existing record's values: its customer first and
+    confident; every candidate's score and per-comparison levels and weights are those
+    `udp explain` (explain_pair, on Spark) gives for the query record and the candidate's
+    best record. A record that blocks with another customer's is picked, so a second,
+    non-trivial candidate is checked too."""
+    from udp_spark.pipeline.score import explain_pair
+
+    s = served
+    xref = {r["record_id"]: r["customer_id"]
+            for r in _rows(s.path("gold", "identity_xref"), ["record_id", "customer_id"])}
+    records = {r["record_id"]: r for r in _rows(s.path("silver", "party_records"))}
+    pairs = _rows(s.path("silver", "candidate_pairs"), ["record_id_l", "record_id_r",
+                                                        "methods"])
+    cross = sorted((p["record_id_l"], p["record_id_r"]) for p in pairs
+                   if xref.get(p["record_id_l"]) != xref.get(p["record_id_r"])
+                   and any(not m.startswith("lsh:") for m in p["methods"])
+                   and records[p["record_id_l"]]["email"])
+    assert cross, "no two customers' records share a blocking key in the test data"
+    query_id, other_id = cross[0]
+    cid, other = xref[query_id], xref[other_id]
+    resp = s.post("/v1/resolve", {**_resolve_body(records[query_id]), "limit": 50})
+    assert resp.status_code == 200, resp.text
+    out = resp.json()
+    found = [c["customer_id"] for c in out["candidates"]]
+    assert found[0] == cid and other in found, (cid, other, found)
+    top = out["candidates"][0]
+    assert top["match"] is True and top["match_probability"] > 0.99, top
+    assert out["threshold"] == s.ctx.cfg.matching.resolve.threshold
+    assert out["model_version"].startswith(s.ctx.cfg.matching.model.registered_name + "/")
+    assert top["profile"]["customer_id"] == cid and "email" in top["profile"]
+    # The candidates: records sharing a key or rule block with the query record (as the
+    # block stage wrote them; LSH left out), in blocks the block stage expands.
+    members: dict[str, set[str]] = {}
+    for r in _rows(s.path("silver", "block_keys"), ["block", "record_id"]):
+        if not r["block"].startswith("lsh:"):
+            members.setdefault(r["block"], set()).add(r["record_id"])
+    limit = s.ctx.cfg.matching.blocking.max_block_size
+    near = set().union(*(m for m in members.values()
+                         if query_id in m and len(m) <= limit))
+    by_customer: dict[str, list[str]] = {}
+    for rid in near:
+        by_customer.setdefault(xref[rid], []).append(rid)
+    assert set(found) == set(by_customer), (found, by_customer)
+    assert out["records_compared"] == len(near)
+    checked = 0
+    for cand in out["candidates"]:
+        explained = [explain_pair(s.ctx, query_id, rid)
+                     for rid in sorted(by_customer[cand["customer_id"]])]
+        best = max(explained, key=lambda e: e["match_weight"])
+        assert cand["match_weight"] == pytest.approx(best["match_weight"], abs=1e-9)
+        assert cand["match_probability"] == pytest.approx(best["match_probability"],
+                                                          abs=1e-12)
+        assert cand["records_compared"] == len(explained)
+        assert [(c["comparison"], c["level"], c["label"]) for c in cand["comparisons"]] == [
+            (c["comparison"], c["level"], c["label"]) for c in best["comparisons"]]
+        for mine, theirs in zip(cand["comparisons"], best["comparisons"], strict=True):
+            assert mine["weight"] == pytest.approx(theirs["weight"], abs=1e-9), mine
+        checked += 1
+    assert checked >= 2
+    second = next(c for c in out["candidates"] if c["customer_id"] == other)
+    assert second["match_weight"] < top["match_weight"]
+    assert any(c["level"] >= 0 and c["weight"] < 0 for c in second["comparisons"]), second
+
+
+def test_resolve_stranger_roles_and_bad_payloads(served: Served) -> None:
+    s = served
+    stranger = {"given_name": "Zebedee", "family_name": "Quaxworthington",
+                "email": "zebedee.q@nowhere.example", "phone": "+1 (202) 555-0199",
+                "street": "1 Nowhere Lane", "city": "Atlantis", "date_of_birth": "1911-11-11"}
+    resp = s.post("/v1/resolve", stranger)
+    assert resp.status_code == 200, resp.text
+    assert not [c for c in resp.json()["candidates"] if c["match"]], resp.json()
+    # The role without the permission; no key at all.
+    body = _problem(s.post("/v1/resolve", stranger, role="analyst"), 403)
+    assert "resolve" in body["detail"]
+    _problem(httpx.post(s.base + "/v1/resolve", json=stranger), 401)
+    # A purpose-bound role sees only customers whose consent allows it: none consented yet.
+    p = _pick(s)
+    mine = {"email": p["email"], "phone": p["phone"]}
+    assert p["customer_id"] in {c["customer_id"] for c in
+                                s.post("/v1/resolve", mine).json()["candidates"]}
+    assert s.post("/v1/resolve", mine, role="marketing").json()["candidates"] == []
+    # Bad payloads: 422 naming the field.
+    for payload, field in (({"email": "not-an-email"}, "body.email"),
+                           ({"phone": "12"}, "body.phone"),
+                           ({"email": "noemail@example.com"}, "body.email"),
+                           ({"given_name": "Ann", "date_of_birth": "1980-13-45"},
+                            "body.date_of_birth"),
+                           ({"given_name": "Ann", "date_of_birth": "2999-01-01"},
+                            "body.date_of_birth"),
+                           ({"given_name": "Ann", "country": "Narnia"}, "body.country"),
+                           ({"given_name": "Ann", "colour": "red"}, "body.colour"),
+                           ({"given_name": "Ann", "limit": 0}, "body.limit"),
+                           ({"city": "Springfield"}, "body"), ([1, 2], "body")):
+        body = _problem(s.post("/v1/resolve", payload), 422)
+        assert body["errors"][0]["field"] == field, (payload, body)
+        assert body["detail"].startswith(field), body
+
+
+def test_resolve_block_keys_are_the_block_stage_s(served: Served) -> None:
+    """The resolver's Python blocking keys over silver.party_records are the keys and rule
+    blocks the block stage wrote to silver.block_keys (LSH bands are not computed)."""
+    from udp_spark.serve.resolve import BlockKeys, identifier_columns
+
+    s = served
+    keys = BlockKeys.from_settings(s.ctx.cfg.matching.blocking)
+    assert not keys.skipped
+    add = identifier_columns(s.ctx.cfg.matching.identifiers)
+    mine = set()
+    for rec in _rows(s.path("silver", "party_records")):
+        rec["identifiers"] = dict(rec["identifiers"] or [])
+        mine |= {(b, rec["record_id"]) for b in keys.blocks(add(rec))}
+    stored = {(r["block"], r["record_id"]) for r in _rows(s.path("silver", "block_keys"),
+                                                          ["block", "record_id"])
+              if not r["block"].startswith("lsh:")}
+    assert len(stored) > 50 and mine == stored, (sorted(mine - stored)[:5],
+                                                 sorted(stored - mine)[:5])
 
 
 def _count_emails(s: Served) -> dict[str, int]:
@@ -376,6 +513,29 @@ def test_a_merged_away_id_answers_with_its_survivor(served: Served) -> None:
     assert [m["customer_id"] for m in found] == [survivor]
     evs = s.get(f"/v1/profiles/{gone}/identity-events").json()["events"]
     assert any(e["event_type"] == "merged" and e["customer_id"] == gone for e in evs)
+
+
+def test_resolve_sees_a_new_records_version_without_a_restart(served: Served) -> None:
+    """A commit to silver.party_records (what standardize writes) rebuilds the resolver's
+    index: a record's new e-mail finds its customer within seconds."""
+    s, spark = served, served.ctx.spark
+    profiles = _profiles(s)
+    xref = {r["record_id"]: r["customer_id"]
+            for r in _rows(s.path("gold", "identity_xref"), ["record_id", "customer_id"])}
+    rid = next(r for r in sorted(xref) if xref[r] in profiles)
+    fresh = "zz.resolve.fresh@example.com"
+    assert s.post("/v1/resolve", {"email": fresh}).json()["candidates"] == []
+    spark.sql(f"UPDATE delta.`{s.path('silver', 'party_records')}` SET email = '{fresh}', "
+              f"email_canonical = '{fresh}' WHERE record_id = '{rid}'")
+
+    def seen() -> bool:
+        found = s.post("/v1/resolve", {"email": fresh}).json()["candidates"]
+        return bool(found) and found[0]["customer_id"] == xref[rid]
+
+    took = _wait(seen, 20, "the new party_records version")
+    found = s.post("/v1/resolve", {"email": fresh}).json()["candidates"][0]
+    assert {c["comparison"]: c["level"] for c in found["comparisons"]}["email"] == 3
+    print(f"new records version resolved {took:.2f} s after the commit")
 
 
 @pytest.fixture(scope="module")
@@ -619,6 +779,11 @@ def test_access_log_has_no_pii(served: Served) -> None:
         assert pii.lower() not in text, pii
     lookups = [r for r in rows if r["lookup_kind"] == "email"]
     assert lookups and all(len(r["lookup_hash"]) == 32 for r in lookups)
+    # /v1/resolve: the candidates' ids and a keyed hash of the standardized record only
+    resolved = [r for r in rows if r["endpoint"] == "resolve" and r["status"] == 200]
+    assert resolved and all(r["lookup_kind"] == "resolve" and len(r["lookup_hash"]) == 32
+                            for r in resolved)
+    assert any(r["customer_ids"] for r in resolved)
 
 
 def test_the_change_feed_refresh_equals_a_full_read(served: Served,
@@ -671,7 +836,7 @@ def test_schemathesis_no_5xx_and_no_field_outside_the_role(
         if not isinstance(body, dict):
             return []
         found = [body["profile"]] if isinstance(body.get("profile"), dict) else []
-        for m in body.get("matches", []) or []:
+        for m in [*(body.get("matches", []) or []), *(body.get("candidates", []) or [])]:
             found.append(m["profile"])
         return found
 

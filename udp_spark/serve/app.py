@@ -18,7 +18,7 @@ import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Path, Query, Request, Security
@@ -34,6 +34,7 @@ from udp_spark.config import PipelineConfig
 from udp_spark.serve import intake
 from udp_spark.serve.access import HISTORY_META, RoleView
 from udp_spark.serve.audit import AccessRow, AuditWriter
+from udp_spark.serve.resolve import Resolver
 from udp_spark.serve.security import Authenticator, AuthError, Principal, RateLimiter
 from udp_spark.serve.settings import ApiConfig
 from udp_spark.serve.snapshot import (
@@ -234,6 +235,61 @@ class LandedOut(_Out):
     accepted: int
 
 
+class ResolveIn(_In):
+    """A person record to resolve: any of the fields the matcher compares. Values are
+    standardized as `udp standardize` does (a phone without +country is read in the API's
+    `default_region`, or in `country`'s)."""
+
+    given_name: str | None = Field(default=None, max_length=200)
+    middle_name: str | None = Field(default=None, max_length=200)
+    family_name: str | None = Field(default=None, max_length=200)
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=64)
+    mobile: str | None = Field(default=None, max_length=64)
+    street: str | None = Field(default=None, max_length=300)
+    city: str | None = Field(default=None, max_length=200)
+    postcode: str | None = Field(default=None, max_length=32)
+    country: str | None = Field(default=None, max_length=100,
+                                description="a name or an ISO code")
+    date_of_birth: date | None = None
+    birth_year: int | None = Field(default=None, ge=1, le=9999,
+                                   description="when the full date is not known")
+    gender: str | None = Field(default=None, max_length=32)
+    loyalty_id: str | None = Field(default=None, max_length=64)
+    identifiers: dict[str, Annotated[str, Field(max_length=200)]] | None = Field(
+        default=None, max_length=20, description="mapped identifiers by key "
+        "(party.identifiers of the sources), e.g. {\"national_id\": \"123-45-6789\"}")
+    limit: int = Field(default=10, ge=1, le=50, description="candidates returned at most")
+
+
+class ComparisonOut(_Out):
+    comparison: str
+    level: int = Field(description="-1 = missing on a side, 0 = disagreement, higher = "
+                       "stronger agreement")
+    label: str
+    weight: float = Field(description="log2 Bayes factor this level adds to match_weight")
+
+
+class CandidateOut(_Out):
+    customer_id: str
+    match_probability: float
+    match_weight: float
+    match: bool = Field(description="match_probability is at least the resolve threshold")
+    matched_source: str = Field(description="source of the customer's record that matched "
+                                "best (the comparisons are against it)")
+    records_compared: int
+    comparisons: list[ComparisonOut]
+    profile: dict[str, Any]
+
+
+class ResolveOut(_Out):
+    candidates: list[CandidateOut]
+    records_compared: int
+    threshold: float
+    model_version: str
+    prior_weight: float
+
+
 class HealthOut(_Out):
     status: str
     tables: dict[str, int | None]
@@ -262,6 +318,9 @@ class ServeState:
         self.store = SnapshotStore({name: path(name) for name in TABLES}, api.refresh_seconds)
         self.audit = AuditWriter(path("audit.api_access"), api.audit.flush_seconds,
                                  api.audit.flush_rows) if api.audit.enabled else None
+        self.resolver = Resolver(cfg, path("silver.party_records"),
+                                 path("silver.match_term_frequencies"), api.default_region,
+                                 api.refresh_seconds)
         self.consent_path = path("privacy.consent_events")
         self.erasure_path = path("privacy.erasure_requests")
         key = os.environ.get(api.pseudonym_key_env)
@@ -453,12 +512,14 @@ def create_app(cfg: PipelineConfig, api: ApiConfig) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.store.start()
+        state.resolver.start()
         if state.audit is not None:
             state.audit.start()
         try:
             yield
         finally:
             state.store.stop()
+            state.resolver.stop()
             if state.audit is not None:
                 state.audit.stop()
 
@@ -578,6 +639,75 @@ def _routes(state: ServeState) -> APIRouter:
         return LookupOut(matches=[Match(customer_id=view.public_id(c), matched_on=kind,
                                         profile=view.project(snap.profiles.rows[c]))
                                   for c in page], total=total, next_offset=nxt)
+
+    @r.post("/resolve", name="resolve", response_model=ResolveOut, tags=["profiles"],
+            responses={503: {"description": "the matcher or its index is not loaded (no "
+                             "model registered, or its term frequencies not frozen yet)",
+                             "content": _PROBLEM_CONTENT}})
+    async def resolve(request: Request, body: ResolveIn,
+                      caller: Annotated[Caller, Depends(guard("resolve"))]) -> ResolveOut:
+        """Which existing customers a person record probably is: candidates sharing a
+        blocking key (e-mail, phone, loyalty id, name and birth-date rules) scored by the
+        registered matcher with its frozen term frequencies (the numbers `udp explain`
+        gives for the same pair), best first. A customer's score is its best-matching
+        record's; profiles are the caller's role view (consent-filtered)."""
+        resolver = state.resolver
+        current = resolver.current
+        if current.unavailable is not None or current.scorer is None:
+            raise ApiProblem(503, "unavailable", "Service Unavailable",
+                             f"real-time resolution is not available: {current.unavailable}")
+        raw = body.model_dump(exclude={"limit"})
+        fields = resolver.standardize(raw, datetime.now(UTC).date())
+        if fields.problems:
+            errors = [{"field": f"body.{p.field}", "message": p.message}
+                      for p in fields.problems]
+            raise ApiProblem(422, "invalid-request", "Unprocessable Content",
+                             f"{errors[0]['field']}: {errors[0]['message']}", errors=errors)
+        record = fields.values
+        if not any(record.get(c) for c in (
+                "given_name_norm", "family_name_norm", "email_canonical", "phone_e164",
+                "mobile_e164", "loyalty_id", "identifiers")):
+            raise ApiProblem(422, "invalid-request", "Unprocessable Content",
+                             "body: give at least a name, an e-mail, a phone, a loyalty id "
+                             "or an identifier",
+                             errors=[{"field": "body", "message": "nothing to match on"}])
+        request.state.lookup = ("resolve", resolver.fingerprint(record))
+        snap, view = caller.snap, caller.view
+        best: dict[str, Any] = {}
+        compared: dict[str, int] = {}
+        matches = resolver.match(current, record)
+        for m in matches:
+            cid = snap.xref.customer_of.get(m.record_id)
+            if cid is not None and cid not in snap.profiles.rows:
+                cid = snap.survivor(cid)[0]  # merged away since the xref was read
+            if cid is None or cid not in snap.profiles.rows:
+                continue  # not resolved into a customer yet
+            compared[cid] = compared.get(cid, 0) + 1
+            held = best.get(cid)
+            if held is None or (m.score.match_weight, held.record_id) > (
+                    held.score.match_weight, m.record_id):
+                best[cid] = m
+        now = datetime.now(UTC)
+        ranked = sorted((c for c in best if view.consented(snap.profiles.consent_of(c), now)),
+                        key=lambda c: (-best[c].score.match_weight, c))[:body.limit]
+        _note(request, *ranked)
+        threshold = state.cfg.matching.resolve.threshold
+        assert current.scorer is not None
+        return ResolveOut(
+            candidates=[CandidateOut(
+                customer_id=view.public_id(c),
+                match_probability=best[c].score.match_probability,
+                match_weight=best[c].score.match_weight,
+                match=best[c].score.match_probability >= threshold,
+                matched_source=best[c].source, records_compared=compared[c],
+                comparisons=[ComparisonOut(comparison=x.comparison, level=x.level,
+                                           label=x.label, weight=x.weight)
+                             for x in best[c].score.comparisons],
+                profile=view.project(snap.profiles.rows[c])) for c in ranked],
+            records_compared=len(matches), threshold=threshold,
+            model_version=f"{state.cfg.matching.model.registered_name}/"
+                          f"{current.model_version}",
+            prior_weight=current.scorer.model.prior_weight)
 
     @r.get("/profiles/{customer_id}/lineage", name="lineage", response_model=LineageOut,
            tags=["profiles"])

@@ -7,6 +7,12 @@ client in Python costs more CPU per request than the server does::
 
     python -m udp_spark.serve.loadgen --url http://127.0.0.1:8000 --key $K --rate 200 \\
         --seconds 20 --path /v1/profiles/C1 --path '/v1/lookup?email=a@b.co'
+
+POST requests send JSON bodies, round-robin with the paths (``--body`` as JSON text or
+``@file`` holding one JSON document or a JSON list of documents)::
+
+    python -m udp_spark.serve.loadgen --url ... --key $K --rate 20 --method POST \\
+        --path /v1/resolve --body @bodies.json
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
@@ -47,7 +55,8 @@ def _quantile(sorted_ms: list[float], q: float) -> float:
 
 def _worker(host: str, port: int, headers: dict[str, str], paths: list[str], rate: float,
             total: int, start: float, counter: Iterator[int], lock: threading.Lock,
-            latencies: list[float], statuses: dict[int, int], errors: list[int]) -> None:
+            latencies: list[float], statuses: dict[int, int], errors: list[int],
+            method: str = "GET", bodies: list[bytes] | None = None) -> None:
     conn = http.client.HTTPConnection(host, port, timeout=10)
     while True:
         with lock:
@@ -60,7 +69,8 @@ def _worker(host: str, port: int, headers: dict[str, str], paths: list[str], rat
             time.sleep(delay)
         code = 0
         try:
-            conn.request("GET", paths[i % len(paths)], headers=headers)
+            body = bodies[i % len(bodies)] if bodies else None
+            conn.request(method, paths[i % len(paths)], body=body, headers=headers)
             resp = conn.getresponse()
             resp.read()
             code = resp.status
@@ -77,9 +87,11 @@ def _worker(host: str, port: int, headers: dict[str, str], paths: list[str], rat
 
 
 def run_load(url: str, key: str, paths: list[str], *, rate: float = 200.0,
-             seconds: float = 10.0, workers: int = 16) -> LoadResult:
+             seconds: float = 10.0, workers: int = 16, method: str = "GET",
+             bodies: list[Any] | None = None) -> LoadResult:
     """Call ``paths`` round-robin at ``rate`` requests per second for ``seconds`` from
-    ``workers`` threads with kept-alive connections (standard library only)."""
+    ``workers`` threads with kept-alive connections (standard library only); with
+    ``bodies``, each request sends the next one as JSON."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     total = int(rate * seconds)
@@ -89,9 +101,13 @@ def run_load(url: str, key: str, paths: list[str], *, rate: float = 200.0,
     lock = threading.Lock()
     counter = itertools.count()
     start = time.perf_counter() + 0.05
+    headers = {"X-API-Key": key}
+    encoded = [json.dumps(b).encode() for b in bodies] if bodies else None
+    if encoded:
+        headers["Content-Type"] = "application/json"
     threads = [threading.Thread(target=_worker, args=(
-        host, port, {"X-API-Key": key}, paths, rate, total, start, counter, lock, latencies,
-        statuses, errors), daemon=True) for _ in range(workers)]
+        host, port, headers, paths, rate, total, start, counter, lock, latencies,
+        statuses, errors, method, encoded), daemon=True) for _ in range(workers)]
     for t in threads:
         t.start()
     for t in threads:
@@ -111,8 +127,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--path", action="append", required=True)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--method", default="GET", choices=("GET", "POST"))
+    parser.add_argument("--body", help="JSON body (or @file: one document or a list of "
+                        "them, sent round-robin)")
+    parser.add_argument("--workers", type=int, default=16)
     args = parser.parse_args(argv)
-    result = run_load(args.url, args.key, args.path, rate=args.rate, seconds=args.seconds)
+    bodies = None
+    if args.body is not None:
+        text = Path(args.body[1:]).read_text() if args.body.startswith("@") else args.body
+        doc = json.loads(text)
+        bodies = doc if isinstance(doc, list) else [doc]
+    result = run_load(args.url, args.key, args.path, rate=args.rate, seconds=args.seconds,
+                      workers=args.workers, method=args.method, bodies=bodies)
     sys.stdout.write(json.dumps(asdict(result)) + "\n")
     return 0 if result.errors == 0 else 1
 

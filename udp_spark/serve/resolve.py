@@ -403,6 +403,10 @@ class Resolver:
         except Exception as exc:
             log.warning("resolve: first load failed (retried every %.1f s): %s",
                         self.refresh_seconds, exc)
+        # The first request would build the nickname, country and phone tables (about
+        # 0.1 s): built here instead.
+        self.standardize({"given_name": "Ann", "country": "US", "phone": "2025550143"},
+                         date.today())
         threading.Thread(target=self.run, name="udp-serve-resolve", daemon=True).start()
 
     def stop(self) -> None:

@@ -17,7 +17,7 @@ from udp_spark.config import ConfigError, read_yaml
 ENDPOINTS: tuple[str, ...] = (
     "profile", "lookup", "lineage", "history", "identity_events", "customer_segments",
     "segments", "segment_members", "consent_read", "consent_write", "erasure_write",
-    "erasure_read", "events_write", "export",
+    "erasure_read", "events_write", "export", "resolve",
 )
 
 MaskKind = Literal["redact", "last4", "email", "year"]

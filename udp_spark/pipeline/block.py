@@ -142,6 +142,7 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
             io.merge_changes(rows.withColumn("_action", F.lit("upsert")).unionByName(
                 gone.withColumn("_action", F.lit("delete"))).transform(io.checkpoint),
                 index_ref, ["block", "record_id"], INDEX_COLUMNS, change_col="expanded")
+        crash_point("block:after_block_keys")
         save_watermarks(run, {str(rec_ref): ch.version}, params=params)
 
         big = touched.filter(F.col("size") > top).orderBy(F.desc("size")).limit(20).collect()

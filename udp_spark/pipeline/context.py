@@ -12,6 +12,7 @@ from pyspark.sql import SparkSession
 from udp_spark import audit, io, progress
 from udp_spark.changes import read_watermarks
 from udp_spark.config import PipelineConfig
+from udp_spark.faults import crash_point
 from udp_spark.tables import Lakehouse
 
 log = logging.getLogger(__name__)
@@ -90,11 +91,14 @@ def flush_audit(ctx: StageContext) -> None:
         return
     audit.write_runs(ctx.spark, ctx.lakehouse, ctx.buffer.pending)
     ctx.buffer.pending.clear()
+    crash_point("stream:after_audit_runs")
 
 
 def _record(ctx: StageContext, run: audit.RunRecord, status: str, error: str | None) -> None:
     if ctx.buffer is None:
         audit.write_run(ctx.spark, ctx.lakehouse, run, status=status, error=error)
+        if status == "succeeded":
+            crash_point(f"{run.stage}:after_audit_runs")
         return
     ctx.buffer.pending.append((run, status, error))
     if status == "succeeded" and run.watermarks is not None:

@@ -13,6 +13,7 @@ from pyspark.sql import types as T
 
 from udp_spark import io
 from udp_spark.config import SourceConfig
+from udp_spark.faults import crash_point
 from udp_spark.landing import RESCUED_COL, expected_columns, quoted, to_bronze
 from udp_spark.pipeline.context import StageContext, audited_run
 from udp_spark.privacy.erasure import split_suppressed
@@ -165,6 +166,7 @@ def _land_source(ctx: StageContext, source: SourceConfig, run_id: str, batch_id:
     raw, suppressed = _without_erased(ctx, source, raw, run_id)
     bronze = raw.transform(to_bronze(source, run_id=run_id, ingested_at=datetime.now(UTC)))
     result = io.append_new_batches(bronze, target, known_batches=sorted(landed))
+    crash_point("ingest:after_bronze")  # reached once per source landed (name#n)
     undecodable: dict[str, int] = {}
     if source.format in ("csv", "json") and result.metric("numOutputRows"):
         undecodable = _undecodable_rows(source, raw.columns, bronze)
@@ -199,6 +201,7 @@ def _without_erased(ctx: StageContext, source: SourceConfig, raw: DataFrame, run
         F.current_timestamp().alias("quarantined_at")).dropDuplicates(["quarantine_id"])
     n = rows.count()
     io.merge_upsert(rows, lake.ref(SILVER_QUARANTINE), ["quarantine_id"], insert_only=True)
+    crash_point("ingest:after_quarantine")
     log.warning("source %s: %d rows of erased subjects not landed (silver.quarantine, reason "
                 "'erased subject')", source.name, n)
     return keep, n

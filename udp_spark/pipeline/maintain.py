@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 
 from udp_spark import io, tables
+from udp_spark.faults import crash_point
 from udp_spark.pipeline.context import StageContext, audited_run
 from udp_spark.tables import TableRef
 
@@ -53,7 +54,9 @@ def run_maintain(ctx: StageContext) -> MaintainReport:
                 m = table.optimize().executeCompaction().select("metrics").first()
                 removed = int(m[0]["numFilesRemoved"]) if m is not None else 0
                 report.files_compacted += removed
+                crash_point("maintain:after_optimize")  # once per table (name#n)
             _vacuum(ctx, ref, settings.vacuum_retain_hours)
+            crash_point("maintain:after_vacuum")
             report.tables += 1
             log.info("%s: compacted and vacuumed (retain %s h)", ref,
                      settings.vacuum_retain_hours)

@@ -315,6 +315,7 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
                     close_set={"valid_to": "s._at", "is_current": "false"})
                 run.output_versions[str(lake.ref(GOLD_CUSTOMER_PROFILE_HISTORY))] = (
                     res.version or 0)
+                crash_point("publish:after_history")
                 progress.step("history merged")
 
             # Segment membership: spells begin and end only on transitions.
@@ -324,6 +325,7 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
                     MEMBERSHIP_COLUMNS, open_col="exited_at",
                     close_set={"exited_at": "s._at", "exited_run_id": "s._run_id"})
                 run.output_versions[str(lake.ref(GOLD_SEGMENT_MEMBERSHIP))] = res.version or 0
+                crash_point("publish:after_segment_membership")
                 progress.step("segment membership merged")
             save_watermarks(run, {ch.table: ch.version for ch in chs}, params=params,
                             saved=marks)

@@ -10,6 +10,7 @@ from pyspark.sql import functions as F
 
 from udp_spark import io
 from udp_spark.changes import changes_since, save_watermarks
+from udp_spark.faults import crash_point
 from udp_spark.matching.fellegi_sunter import FSModel
 from udp_spark.matching.scoring import contributions, score_pairs, tf_tables
 from udp_spark.matching.supervised import SupervisedMatcher
@@ -55,6 +56,7 @@ def frozen_tf_tables(ctx: StageContext, records: DataFrame, model: FSModel | Sup
                     "comparison"), F.col("value").cast("string").alias("value"), "tf")
             for comparison, table in tf_tables(records, model).items()])
         io.append_new_batches(fresh, ref, batch_col="model_version")
+        crash_point("score:after_term_frequencies")
         frozen = stored()
     return {c: frozen.filter(F.col("comparison") == c).select("value", "tf")
             for c in [*model.tf_columns, *model.joint_tf]}
@@ -124,6 +126,7 @@ def run_score(ctx: StageContext, *, full: bool = False) -> dict[str, float]:
             res = io.merge_changes(changes, scores_ref, list(SCORE_KEYS), columns)
             n_scored = res.metric("numTargetRowsInserted") + res.metric("numTargetRowsUpdated")
             deleted = res.metric("numTargetRowsDeleted")
+        crash_point("score:after_match_scores")
         save_watermarks(run, {str(pairs_ref): ch.version}, params=label)
         run.row_counts.update({"silver.match_scores": n_scored, "scores_deleted": deleted})
         return {"pairs_scored": float(n_scored), "pairs_deleted": float(deleted),

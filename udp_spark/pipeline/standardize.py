@@ -199,6 +199,7 @@ def run_standardize(ctx: StageContext, sources: list[str] | None = None, *,
                     "numTargetRowsUpdated")
                 if res.version is not None:
                     run.output_versions[str(lake.ref(SILVER_INTERACTIONS))] = res.version
+                crash_point("standardize:after_interactions")
                 progress.step("interactions merged", rows=i_ins + i_upd)
             consent_df = _union(consent)
             if consent_df is not None:
@@ -208,6 +209,7 @@ def run_standardize(ctx: StageContext, sources: list[str] | None = None, *,
                 c_ins = res.metric("numTargetRowsInserted")
                 if res.version is not None:
                     run.output_versions[str(lake.ref(PRIVACY_CONSENT_EVENTS))] = res.version
+                crash_point("standardize:after_consent_events")
                 progress.step("consent events merged", rows=c_ins)
             q_df = _union(quarantine)
             # Inputs are cached: checking for rows is cheap, a MERGE of nothing is not (the
@@ -219,6 +221,7 @@ def run_standardize(ctx: StageContext, sources: list[str] | None = None, *,
                 q_ins = res.metric("numTargetRowsInserted")
                 if res.version is not None:
                     run.output_versions[str(lake.ref(SILVER_QUARANTINE))] = res.version
+                crash_point("standardize:after_quarantine")
                 progress.step("quarantine merged", rows=q_ins)
         finally:
             for df in cached:

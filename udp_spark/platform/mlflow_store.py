@@ -25,6 +25,7 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from udp_spark.config import MlflowSettings
+from udp_spark.faults import crash_point
 from udp_spark.matching.fellegi_sunter import MISSING, FSModel, match_probability
 from udp_spark.matching.supervised import LN2, SupervisedMatcher, SupervisedModel
 from udp_spark.platform.process import pid_alive
@@ -168,6 +169,7 @@ def log_and_register(model: FSModel, *, settings: MlflowSettings, name: str, ali
     configure(settings)
     with mlflow.start_run(run_name="train_matcher", tags=_process_tags()) as run, \
             tempfile.TemporaryDirectory() as tmp:
+        crash_point("train:after_mlflow_run_started")
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
         model_path = Path(tmp) / "fs_model.json"
@@ -188,7 +190,9 @@ def log_and_register(model: FSModel, *, settings: MlflowSettings, name: str, ali
 def _point_alias(info: Any, name: str, alias: str, run_id: str) -> RegisteredModel:
     """Point ``alias`` at the version a ``log_model`` call just registered."""
     version = str(info.registered_model_version)
+    crash_point("train:after_model_registered")
     MlflowClient().set_registered_model_alias(name, alias, version)
+    crash_point("train:after_alias_set")
     log.info("registered %s version %s as @%s (run %s)", name, version, alias, run_id)
     return RegisteredModel(name, version, run_id)
 
@@ -204,6 +208,7 @@ def log_and_register_supervised(matcher: SupervisedMatcher, *, settings: MlflowS
     m = matcher.model
     with mlflow.start_run(run_name="train_matcher", tags=_process_tags()) as run, \
             tempfile.TemporaryDirectory() as tmp:
+        crash_point("train:after_mlflow_run_started")
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
         model_path = Path(tmp) / "supervised_model.json"

@@ -626,7 +626,7 @@ def serve(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``udp`` console script and of ``jobs/*.py``."""
     from udp_spark.config import ConfigError
-    from udp_spark.io import SourceReadError
+    from udp_spark.io import SourceReadError, StorageFullError, TableLogError
     from udp_spark.jars import JarsMissingError
     from udp_spark.lease import LeaseHeld
     from udp_spark.session import SessionError
@@ -647,6 +647,9 @@ def main(argv: list[str] | None = None) -> None:
             ValueError, LookupError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from None
+    except (StorageFullError, TableLogError) as exc:  # the message names table and fix
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None
     except Exception as exc:

@@ -33,6 +33,37 @@ class SourceReadError(RuntimeError):
     """A source cannot be read as configured; the message names the source and the fix."""
 
 
+class StorageFullError(OSError):
+    """A write to a Delta table failed because its storage is full; nothing of the write
+    was committed. The message names the table and the fix."""
+
+
+NO_SPACE = ("No space left on device", "Disk quota exceeded", "ENOSPC")
+
+
+@contextlib.contextmanager
+def writing(ref: TableRef) -> Iterator[None]:
+    """Name the table when its storage fills up under a write.
+
+    Spark reports a full disk as a task failure naming a data file with no table; this says
+    which table and that nothing of the write landed: Delta adds a write to a table with one
+    log entry, after all of its data files, so a write that fails before that entry leaves
+    the table at its previous version (the files it wrote are unreferenced; VACUUM removes
+    them). Any other error passes through unchanged (callers catch Delta's conflicts).
+    """
+    try:
+        yield
+    except Exception as exc:
+        text = str(exc)
+        hit = next((m for m in NO_SPACE if m in text), None)
+        if hit is None:
+            raise
+        raise StorageFullError(
+            f"{ref} ({ref.path or ref.name}): the storage is full ({hit}) while writing it; "
+            "nothing of this write was committed (the table stays at its previous version): "
+            "free space, then run the stage again") from exc
+
+
 @dataclass(frozen=True)
 class WriteResult:
     """What one write did: table, new version (None if nothing was written), Delta metrics."""
@@ -64,13 +95,100 @@ def _jvm_session(spark: SparkSession) -> object | None:
     return getattr(spark, "_jsparkSession", None)
 
 
+class TableLogError(RuntimeError):
+    """A table's latest transaction log entry is damaged; the message names the table's
+    folder, the file and the fix."""
+
+
+_sound_entries: set[tuple[str, int]] = set()  # (table path, version) checked in this process
+
+
+def _latest_log_entry(spark: SparkSession, path: str) -> tuple[int, str, str | None] | None:
+    """``(version, file, text)`` of the newest ``_delta_log/<version>.json`` of the table at
+    ``path``, read with the session's Hadoop file system (text None: it cannot be read, e.g.
+    a local file whose bytes no longer match its checksum); None when there is none."""
+    fs, log_dir = _hadoop_path(spark, f"{path.rstrip('/')}/_delta_log")
+    if not fs.exists(log_dir):
+        return None
+    names = [str(s.getPath().getName()) for s in fs.listStatus(log_dir)]
+    versions = [int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit()]
+    if not versions:
+        return None
+    version = max(versions)
+    file = f"{path.rstrip('/')}/_delta_log/{version:020d}.json"
+    jvm: Any = spark._jvm
+    try:
+        stream = fs.open(jvm.org.apache.hadoop.fs.Path(file))
+        try:
+            text: str | None = str(jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
+        finally:
+            stream.close()
+    except Exception as exc:  # ChecksumException: changed after it was written
+        log.debug("%s cannot be read: %s", file, exc)
+        text = None
+    return version, file, text
+
+
+def _damage(text: str | None) -> str | None:
+    """Why a log entry cannot be a whole commit (None: every line is a JSON action)."""
+    if text is None:
+        return "it cannot be read (its bytes do not match the checksum written with it)"
+    if not text.strip():
+        return "it is empty"
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            action = json.loads(line)
+        except ValueError as exc:
+            return f"line {n} is not JSON ({exc})"
+        if not isinstance(action, dict) or len(action) != 1:
+            return f"line {n} is not one Delta action"
+    return None
+
+
+def check_latest_log_entry(spark: SparkSession, path: str, cause: BaseException | None = None
+                           ) -> None:
+    """Raise :class:`TableLogError` when the newest log entry of the table at ``path`` is
+    damaged (truncated, garbled, empty).
+
+    Delta would otherwise fail deep in its log replay with a message naming neither table
+    nor file, or, reading a damaged line leniently, miss the files it adds. A commit's entry
+    is written whole (to a temporary file, then renamed), so a damaged one was damaged after
+    the fact: nothing a stage does is half-committed, and the fix is the file's.
+    """
+    entry = _latest_log_entry(spark, path)
+    if entry is None:
+        return
+    version, file, text = entry
+    problem = _damage(text)
+    if problem is None:
+        _sound_entries.add((path, version))
+        return
+    back = (f"move it and its checksum files (.crc) aside (the table returns to version "
+            f"{version - 1}, which is intact)" if version > 0 else "move it and its checksum "
+            "files (.crc) aside (the table is then empty)")
+    back += (" and run the stage that writes this table again with --full (its commits name "
+             "the stage: DESCRIBE HISTORY)")
+    raise TableLogError(f"Delta table {path}: its latest transaction log entry {file} is "
+                        f"damaged: {problem}. Nothing reads or writes the table until it is "
+                        f"repaired: restore the file from a backup, or {back}") from cause
+
+
 def _log_snapshot_version(spark: SparkSession, path: str) -> int | None:
     """Latest committed version of the Delta table at ``path``, read from its transaction
     log in the driver (no Spark job: about 20 ms against 0.4-0.6 s for ``history(1)``);
-    None when there is no table."""
+    None when there is no table. The newest log entry is checked once per version and
+    process (:func:`check_latest_log_entry`)."""
     jvm: Any = spark._jvm
     delta_log = jvm.org.apache.spark.sql.delta.DeltaLog
-    version = int(delta_log.forTableWithSnapshot(_jvm_session(spark), path)._2().version())
+    try:
+        version = int(delta_log.forTableWithSnapshot(_jvm_session(spark), path)._2().version())
+    except Exception as exc:
+        check_latest_log_entry(spark, path, exc)
+        raise
+    if version >= 0 and (path, version) not in _sound_entries:
+        check_latest_log_entry(spark, path)
     return None if version < 0 else version
 
 
@@ -232,7 +350,8 @@ def last_commit_info(spark: SparkSession, ref: TableRef) -> CommitInfo | None:
 
 def delete_where(spark: SparkSession, ref: TableRef, condition: Column) -> WriteResult:
     """DELETE the rows matching ``condition`` (one commit)."""
-    delta_table(spark, ref).delete(condition)
+    with writing(ref):
+        delta_table(spark, ref).delete(condition)
     return _last_commit(spark, ref)
 
 
@@ -276,10 +395,11 @@ def _writer_save(df: DataFrame, ref: TableRef, mode: str, **options: str) -> Non
     writer = df.write.format("delta").mode(mode)
     for k, v in options.items():
         writer = writer.option(k, v)
-    if ref.path:
-        writer.save(ref.path)
-    else:
-        writer.saveAsTable(ref.name)  # type: ignore[arg-type]
+    with writing(ref):
+        if ref.path:
+            writer.save(ref.path)
+        else:
+            writer.saveAsTable(ref.name)  # type: ignore[arg-type]
 
 
 def append_new_batches(df: DataFrame, ref: TableRef, *, batch_col: str = "_batch_id",
@@ -321,7 +441,8 @@ def merge_upsert(df: DataFrame, ref: TableRef, keys: Sequence[str], *,
     if not insert_only:
         update_cond = f"NOT (t.`{change_col}` <=> s.`{change_col}`)" if change_col else None
         merge = merge.whenMatchedUpdateAll(condition=update_cond)
-    merge.whenNotMatchedInsertAll().execute()
+    with writing(ref):
+        merge.whenNotMatchedInsertAll().execute()
     return _last_commit(spark, ref)
 
 
@@ -331,8 +452,9 @@ def merge_delete(keys: DataFrame, ref: TableRef, on: Sequence[str]) -> WriteResu
     condition, never the values: erasure must not copy what it erases into the log."""
     spark = keys.sparkSession
     cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in on)
-    (delta_table(spark, ref).alias("t").merge(keys.select(*on).distinct().alias("s"), cond)
-     .whenMatchedDelete().execute())
+    with writing(ref):
+        (delta_table(spark, ref).alias("t").merge(keys.select(*on).distinct().alias("s"), cond)
+         .whenMatchedDelete().execute())
     return _last_commit(spark, ref)
 
 
@@ -391,14 +513,15 @@ def merge_changes(changes: DataFrame, ref: TableRef, keys: Sequence[str],
                            {**res.metrics, "numTargetRowsInserted":
                             res.metric("numOutputRows")})
     cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
-    (delta_table(spark, ref).alias("t").merge(changes.alias("s"), cond)
-     .whenMatchedDelete(condition=f"s.`{action_col}` = 'delete'")
-     .whenMatchedUpdate(condition=f"s.`{action_col}` = 'upsert'" + (
-         f" AND NOT (t.`{change_col}` <=> s.`{change_col}`)" if change_col else ""),
-                        set={f"`{c}`": f"s.`{c}`" for c in columns})
-     .whenNotMatchedInsert(condition=f"s.`{action_col}` = 'upsert'",
-                           values={f"`{c}`": f"s.`{c}`" for c in columns})
-     .execute())
+    with writing(ref):
+        (delta_table(spark, ref).alias("t").merge(changes.alias("s"), cond)
+         .whenMatchedDelete(condition=f"s.`{action_col}` = 'delete'")
+         .whenMatchedUpdate(condition=f"s.`{action_col}` = 'upsert'" + (
+             f" AND NOT (t.`{change_col}` <=> s.`{change_col}`)" if change_col else ""),
+                            set={f"`{c}`": f"s.`{c}`" for c in columns})
+         .whenNotMatchedInsert(condition=f"s.`{action_col}` = 'upsert'",
+                               values={f"`{c}`": f"s.`{c}`" for c in columns})
+         .execute())
     return _last_commit(spark, ref)
 
 
@@ -426,11 +549,12 @@ def merge_scd2(changes: DataFrame, ref: TableRef, keys: Sequence[str], columns: 
     staged = closing.unionByName(inserts.select(
         "*", *[F.lit(None).cast(changes.schema[k].dataType).alias(f"_mk_{k}") for k in keys]))
     cond = " AND ".join([f"t.`{k}` = s.`_mk_{k}`" for k in keys] + [f"t.`{open_col}` IS NULL"])
-    (delta_table(spark, ref).alias("t").merge(staged.alias("s"), cond)
-     .whenMatchedUpdate(set={f"`{c}`": e for c, e in close_set.items()})
-     .whenNotMatchedInsert(condition=" AND ".join(f"s.`_mk_{k}` IS NULL" for k in keys),
-                           values={f"`{c}`": f"s.`{c}`" for c in columns})
-     .execute())
+    with writing(ref):
+        (delta_table(spark, ref).alias("t").merge(staged.alias("s"), cond)
+         .whenMatchedUpdate(set={f"`{c}`": e for c, e in close_set.items()})
+         .whenNotMatchedInsert(condition=" AND ".join(f"s.`_mk_{k}` IS NULL" for k in keys),
+                               values={f"`{c}`": f"s.`{c}`" for c in columns})
+         .execute())
     return _last_commit(spark, ref)
 
 

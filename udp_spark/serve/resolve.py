@@ -272,7 +272,8 @@ class Resolver:
         from mlflow import MlflowClient
 
         mcfg, ml = self.cfg.matching.model, self.cfg.mlflow
-        client = MlflowClient(tracking_uri=ml.tracking_uri, registry_uri=ml.registry_uri or None)
+        client = MlflowClient(tracking_uri=ml.tracking_uri,
+                              registry_uri=ml.registry_uri or ml.tracking_uri)
         return str(client.get_model_version_by_alias(mcfg.registered_name, mcfg.alias).version)
 
     def _load_model(self, version: str) -> tuple[FSModel | None, str | None]:
@@ -281,10 +282,13 @@ class Resolver:
         import mlflow.artifacts
 
         mcfg, ml = self.cfg.matching.model, self.cfg.mlflow
+        # A models:/ URI is resolved in the registry given here; without one MLflow reads its
+        # process default store (MLFLOW_TRACKING_URI), not the config's tracking URI: the
+        # registry lives in the tracking store unless the config names another.
         with tempfile.TemporaryDirectory() as tmp:
             local = mlflow.artifacts.download_artifacts(
                 artifact_uri=f"models:/{mcfg.registered_name}/{version}", dst_path=tmp,
-                tracking_uri=ml.tracking_uri, registry_uri=ml.registry_uri or None)
+                tracking_uri=ml.tracking_uri, registry_uri=ml.registry_uri or ml.tracking_uri)
             found = list(Path(local).rglob("fs_model.json"))
             if not found:
                 return None, (f"model {mcfg.registered_name} version {version} is not a "

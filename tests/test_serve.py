@@ -339,12 +339,18 @@ def test_resolve_stranger_roles_and_bad_payloads(served: Served) -> None:
     body = _problem(s.post("/v1/resolve", stranger, role="analyst"), 403)
     assert "resolve" in body["detail"]
     _problem(httpx.post(s.base + "/v1/resolve", json=stranger), 401)
-    # A purpose-bound role sees only customers whose consent allows it: none consented yet.
+    # A purpose-bound role gets exactly the candidates it may read: the customers whose
+    # consent allows its purpose (some do from the sources' opt-in fields, others not).
     p = _pick(s)
     mine = {"email": p["email"], "phone": p["phone"]}
-    assert p["customer_id"] in {c["customer_id"] for c in
-                                s.post("/v1/resolve", mine).json()["candidates"]}
-    assert s.post("/v1/resolve", mine, role="marketing").json()["candidates"] == []
+    sup_ids = {c["customer_id"] for c in s.post("/v1/resolve", mine).json()["candidates"]}
+    assert p["customer_id"] in sup_ids
+    mk_ids = {c["customer_id"] for c in
+              s.post("/v1/resolve", mine, role="marketing").json()["candidates"]}
+    assert mk_ids <= sup_ids
+    for cid in sup_ids:
+        readable = s.get(f"/v1/profiles/{cid}", role="marketing").status_code == 200
+        assert (cid in mk_ids) == readable, (cid, readable)
     # Bad payloads: 422 naming the field.
     for payload, field in (({"email": "not-an-email"}, "body.email"),
                            ({"phone": "12"}, "body.phone"),

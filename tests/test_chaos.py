@@ -18,7 +18,7 @@ from udp_spark.chaos import NOT_SWEPT, POINTS, compare
 from udp_spark.faults import CRASH_AT, InjectedCrash, crash_point
 
 PACKAGE = Path(__file__).resolve().parents[1] / "udp_spark"
-SUBSET = ("ingest:after_bronze#2", "resolve:after_identity_events")
+SUBSET = ("ingest:after_bronze#3", "resolve:after_identity_events")
 
 
 def test_the_list_of_points_is_the_code_s() -> None:

@@ -22,7 +22,6 @@ still run.
 from __future__ import annotations
 
 import ast
-import http.client
 import itertools
 import json
 import math
@@ -452,56 +451,6 @@ def _orders_seen(lake: Path, marks: dict[str, int]) -> dict[str, int]:
 
 # --- API ---------------------------------------------------------------------------------
 
-def _post_load(host: str, port: int, key: str, path: str, bodies: list[bytes], rate: float,
-               seconds: float, workers: int = 16) -> dict[str, Any]:
-    """Open-loop POSTs (as ``serve.loadgen`` does GETs: each latency from its due time)."""
-    total, lock, counter = int(rate * seconds), threading.Lock(), itertools.count()
-    lat: list[float] = []
-    statuses: Counter[int] = Counter()
-    start = time.perf_counter() + 0.05
-    headers = {"X-API-Key": key, "Content-Type": "application/json"}
-
-    def work() -> None:
-        conn = http.client.HTTPConnection(host, port, timeout=10)
-        while True:
-            with lock:
-                i = next(counter)
-            if i >= total:
-                break
-            due = start + i / rate
-            if (d := due - time.perf_counter()) > 0:
-                time.sleep(d)
-            code = 0
-            try:
-                conn.request("POST", path, body=bodies[i % len(bodies)], headers=headers)
-                resp = conn.getresponse()
-                resp.read()
-                code = resp.status
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                conn = http.client.HTTPConnection(host, port, timeout=10)
-            with lock:
-                lat.append((time.perf_counter() - due) * 1000)
-                statuses[code] += 1
-        conn.close()
-
-    threads = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - start
-    xs = sorted(lat)
-
-    def q(p: float) -> float:
-        return round(xs[min(len(xs) - 1, int(p * len(xs)))], 1) if xs else float("nan")
-    return {"requests": len(xs), "errors": sum(v for k, v in statuses.items()
-                                               if k == 0 or k >= 500),
-            "statuses": dict(sorted(statuses.items())), "rate": round(len(xs) / elapsed, 1),
-            "seconds": round(elapsed, 1), "p50_ms": q(0.5), "p90_ms": q(0.9),
-            "p99_ms": q(0.99), "max_ms": round(xs[-1], 1) if xs else float("nan")}
-
-
 _ALIASES = {"first_name": "given_name", "last_name": "family_name", "name": "full_name",
             "birth_date": "date_of_birth", "dob": "date_of_birth", "postal_code": "postcode",
             "zip": "postcode", "mobile": "phone", "address": "street", "line1": "street"}
@@ -604,13 +553,13 @@ def api_leg(data: Path, lake: Path, work: Path, rate: float = 200.0,
         else:
             req = spec["paths"][path]["post"].get("requestBody", {})
             schema = req.get("content", {}).get("application/json", {}).get("schema", {})
-            bodies = [json.dumps(_resolve_body(spec, schema, p), default=str).encode()
+            bodies = [json.loads(json.dumps(_resolve_body(spec, schema, p), default=str))
                       for p in sample[:500]]
             # The server loads the matcher and its index after it starts answering: 503
             # "not loaded yet" until then (the time it took is resolve_ready_s).
             while True:
-                probe = httpx.post(base + path, content=bodies[0], timeout=30, headers={
-                    "X-API-Key": all_key, "Content-Type": "application/json"})
+                probe = httpx.post(base + path, json=bodies[0], timeout=30,
+                                   headers={"X-API-Key": all_key})
                 if (probe.status_code != 503 or "not loaded yet" not in probe.text
                         or time.time() - child.started > resolve_wait_s):
                     break
@@ -621,12 +570,14 @@ def api_leg(data: Path, lake: Path, work: Path, rate: float = 200.0,
                                      "probe_status": probe.status_code,
                                      "detail": probe.text[:500]}
             else:
-                _post_load("127.0.0.1", port, all_key, path, bodies[:20], 20, 2)  # warm-up
+                run_load(base, all_key, [path], rate=20, seconds=2, method="POST",
+                         bodies=bodies[:20])  # warm-up, not counted
                 result["resolve"] = {"status": "measured", "path": path,
                                      "probe_candidates": len(probe.json().get("candidates")
                                                              or []),
-                                     **_post_load("127.0.0.1", port, all_key, path, bodies,
-                                                  rate, seconds)}
+                                     **asdict(run_load(base, all_key, [path], rate=rate,
+                                                       seconds=seconds, method="POST",
+                                                       bodies=bodies))}
                 result["rss_after_resolve_mib"] = round(child.rss_mib())
     finally:
         result["server_peak_rss_mib"] = round(child.peak_rss_mib)

@@ -27,6 +27,11 @@ from udp_spark.tables import TableRef
 log = logging.getLogger(__name__)
 
 CORRUPT_COL = "_corrupt_record"
+# When a row reached the source, as the source itself records it: a file's modification
+# time, a Kafka message's timestamp, a Delta source commit's time. Durable input, so every
+# run that lands the row (a re-run after a kill, a replay, a second lakehouse built from the
+# same files) gives it the same landing time; landing.to_bronze makes it ``_ingested_at``.
+LANDED_COL = "_landed_at"
 
 
 class SourceReadError(RuntimeError):
@@ -634,7 +639,8 @@ def read_source_files(spark: SparkSession, source: SourceConfig,
                       headers: Mapping[str, tuple[str, ...]] | None = None) -> DataFrame:
     """Read the given files of a source with every value as it arrived (as strings).
 
-    Adds ``_file`` and ``_batch_id``. Malformed CSV/JSON rows are kept, with the raw line
+    Adds ``_file``, ``_batch_id`` and ``_landed_at`` (the file's modification time, see
+    :data:`LANDED_COL`). Malformed CSV/JSON rows are kept, with the raw line
     in ``_corrupt_record``; nothing is dropped. CSV files are matched by their own headers
     (``headers``: path -> columns, as :func:`csv_headers` gives them; read when not given).
     """
@@ -655,7 +661,8 @@ def read_source_files(spark: SparkSession, source: SourceConfig,
                                   + [T.StructField(CORRUPT_COL, T.StringType())])
             frames.append(spark.read.options(**opts).option("mode", "PERMISSIVE")
                           .option("columnNameOfCorruptRecord", CORRUPT_COL).schema(schema)
-                          .csv(group).withColumn("_file", F.col("_metadata.file_path")))
+                          .csv(group).withColumn("_file", F.col("_metadata.file_path"))
+                          .withColumn(LANDED_COL, F.col("_metadata.file_modification_time")))
         df = functools.reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
     elif fmt == "json":
         df = (spark.read.options(**opts).option("mode", "PERMISSIVE")
@@ -667,15 +674,22 @@ def read_source_files(spark: SparkSession, source: SourceConfig,
         raise SourceReadError(f"source {source.name!r}: {fmt} is not file-based")
     batch_map = F.create_map(*[F.lit(x) for pair in files for x in pair])
     if "_file" not in df.columns:  # CSV frames carry it already (a union has no _metadata)
-        df = df.withColumn("_file", F.col("_metadata.file_path"))
+        df = df.withColumn("_file", F.col("_metadata.file_path")).withColumn(
+            LANDED_COL, F.col("_metadata.file_modification_time"))
     return df.withColumn("_batch_id", F.element_at(batch_map, F.col("_file")))
 
 
 def read_source_table(spark: SparkSession, source: SourceConfig, batch_id: str) -> DataFrame:
-    """Read a Delta or JDBC source as one batch with the given id."""
+    """Read a Delta or JDBC source as one batch with the given id (a Delta source's rows
+    with ``_landed_at``: the time of the source version read; a JDBC source has none)."""
     if source.format == "delta":
         reader = spark.read.format("delta")
         df = reader.load(source.path) if source.path else reader.table(source.table)  # type: ignore[arg-type]
+        dt = (DeltaTable.forPath(spark, source.path) if source.path
+              else DeltaTable.forName(spark, source.table))  # type: ignore[arg-type]
+        commit = dt.history(1).select("timestamp").first()
+        assert commit is not None
+        df = df.withColumn(LANDED_COL, F.lit(commit["timestamp"]).cast("timestamp"))
     elif source.format == "jdbc":
         reader = spark.read.format("jdbc").options(**source.options)
         if source.table:
@@ -728,8 +742,8 @@ def read_kafka_source(spark: SparkSession, source: SourceConfig,
     reader = reader.option("startingOffsets", json.dumps(starting) if starting else "earliest")
     # Partitions not named in startingOffsets start at earliest (a partition added later).
     messages = reader.option("endingOffsets", "latest").load().select(
-        "partition", "offset", F.col("value").cast("string").alias("value")
-    ).transform(checkpoint)
+        "partition", "offset", F.col("value").cast("string").alias("value"),
+        F.col("timestamp").alias(LANDED_COL)).transform(checkpoint)
     spans = messages.groupBy("partition").agg(F.min("offset").alias("first"),
                                               F.max("offset").alias("last")).collect()
     if not spans:
@@ -737,18 +751,18 @@ def read_kafka_source(spark: SparkSession, source: SourceConfig,
     batch = F.concat_ws(":", F.lit(KAFKA_BATCH_PREFIX), F.lit(source.topic), "partition",
                         F.concat_ws("-", "first", "last"))
     tagged = messages.join(F.broadcast(spark.createDataFrame(spans)), "partition").select(
-        "value", batch.alias("_batch_id"),
+        "value", batch.alias("_batch_id"), LANDED_COL,
         F.format_string(f"kafka://{source.topic}/%d/%d", "partition", "offset").alias("_file"))
     schema = spark.read.json(tagged.select("value").rdd.map(lambda r: r[0] or "")).schema
     fields = [f for f in schema.fields if f.name != CORRUPT_COL]
     parsed_schema = T.StructType([*fields, T.StructField(CORRUPT_COL, T.StringType())])
     parsed = tagged.select(F.from_json("value", parsed_schema, {
         "mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT_COL}).alias("v"),
-        "value", "_batch_id", "_file")
+        "value", "_batch_id", "_file", LANDED_COL)
     return parsed.select(*[F.col("v").getField(f.name).alias(f.name) for f in fields],
                          F.when(F.col("v").isNull() | F.col(f"v.{CORRUPT_COL}").isNotNull(),
                                 F.col("value")).alias(CORRUPT_COL),
-                         "_file", "_batch_id"), len(spans)
+                         "_file", "_batch_id", LANDED_COL), len(spans)
 
 
 def delta_source_version(spark: SparkSession, source: SourceConfig) -> int:

@@ -188,7 +188,9 @@ def _without_erased(ctx: StageContext, source: SourceConfig, raw: DataFrame, run
     keep, dropped = split_suppressed(raw, source, io.read_table(spark, sup_ref), salt)
     if dropped is None or dropped.isEmpty():
         return raw, 0
-    content = F.to_json(F.struct(*[F.col(quoted(c)) for c in raw.columns]))
+    # the row as read (its landing time left out: quarantine ids stay what they were)
+    content = F.to_json(F.struct(*[F.col(quoted(c)) for c in raw.columns
+                                   if c != io.LANDED_COL]))
     rows = dropped.select(
         F.sha2(F.concat_ws("|", F.lit(salt), F.col("_batch_id"), content), 256)
         .alias("quarantine_id"), F.lit("ingest").alias("stage"),
@@ -245,7 +247,7 @@ def _check_mapped_columns(source: SourceConfig, columns: T.StructType | Sequence
     schema = columns if isinstance(columns, T.StructType) else T.StructType(
         [T.StructField(c, T.StringType()) for c in columns])
     data_cols = [c for c in schema.fieldNames()
-                 if c not in ("_file", "_batch_id", io.CORRUPT_COL)]
+                 if c not in ("_file", "_batch_id", io.CORRUPT_COL, io.LANDED_COL)]
     absent = [(key, col) for key, col in mapped_columns(source)
               if not column_exists(schema, col)]
     if source.format == "json":

@@ -32,7 +32,8 @@ def source_time() -> Column:
 
 def observed_at() -> Column:
     """When a party record was last known true: its :func:`source_time`, else the time it
-    was ingested (every silver record has that)."""
+    landed (``_ingested_at``: its file's modification time, not the clock of the run that
+    read it, see :mod:`udp_spark.landing`; every silver record has that)."""
     return F.coalesce(source_time(), F.col("_ingested_at"))
 
 

@@ -127,11 +127,15 @@ CHAINS = (("landed", ("ingest", "standardize", "block", "score", "resolve", "pub
           ("block", ("train", "score_new_model")))
 CHAIN_MARK = "[chaos-chain] "
 STARTUP_EXTRA = 2.0  # interpreter and imports before the session (measured: 1.5-2.5 s)
-STREAM_KILLS = ("mid:offsets", "resolve:after_identity_events", "stream:before_batch_commit",
-                "random")
+# One part per kill (the stream's own points in POINTS among them); the resolve kill goes to a
+# part whose uninterrupted run made identity events (a part of records that all join
+# existing customers makes none, and the point is never reached).
+STREAM_KILLS = ("mid:offsets", "resolve:after_identity_events", "stream:after_audit_runs",
+                "stream:before_batch_commit", "random")
 
 # Columns set aside when rows are compared: who wrote them and when, not what they say.
-VOLATILE = {"_run_id", "run_id", "_ingested_at", "event_at", "published_at", "quarantined_at",
+# (``_ingested_at`` is compared: it is the landed file's time, not the run's clock.)
+VOLATILE = {"_run_id", "run_id", "event_at", "published_at", "quarantined_at",
             "entered_at", "entered_run_id", "exited_run_id", "valid_from", "_row_hash",
             "acquired_at", "recorded_at"}
 # ... and per table: a profile event's id hashes the run that announced it.
@@ -268,8 +272,9 @@ class Harness:
                            snapshots=False, log_name="build")
         self.startup = times.pop("startup", self.startup) + STARTUP_EXTRA
         self.snapshot("initial")
+        late = late_mtime(self.data)
         for target, text in late_parts(self.data, 1)[0]:
-            _write(target, text)
+            _write(target, text, late)
         self.snapshot("landed")
         return times
 
@@ -347,22 +352,30 @@ class Harness:
         """The held-back rows streamed in ``parts`` parts without kills (reference), then
         again from the same state with each part's first run killed (``kills``)."""
         batches = late_parts(self.data_of("initial"), parts)
+        late = late_mtime(self.data_of("initial"))
         self.restore("initial")
+        made_events: list[bool] = []  # per part: its uninterrupted run made identity events
+        events = _row_count(self.lake / "gold" / "identity_events")
         for i, batch in enumerate(batches):
             for target, text in batch:
-                _write(self.run_dir / target.relative_to(self.snaps / "initial"), text)
+                _write(self.run_dir / target.relative_to(self.snaps / "initial"), text,
+                       late)
             r = self.udp(["stream", "--available-now", *self.common()],
                          log_name=f"ref-stream-{i}")
             if r.rc != 0:
                 raise RuntimeError(f"uninterrupted stream part {i} failed:\n{r.tail}")
             self.durations[f"stream-{i}"] = r.seconds - self.startup
+            before, events = events, _row_count(self.lake / "gold" / "identity_events")
+            made_events.append(events > before)
         self.snapshot("stream")
+        assigned = stream_kill_plan(kills, made_events)
         self.restore("initial")
         results = []
         for i, batch in enumerate(batches):
             for target, text in batch:
-                _write(self.run_dir / target.relative_to(self.snaps / "initial"), text)
-            point = kills[i % len(kills)]
+                _write(self.run_dir / target.relative_to(self.snaps / "initial"), text,
+                       late)
+            point = assigned[i]
             args = ["stream", "--available-now", *self.common()]
             tag = f"stream-{i}"
             if point == "random":
@@ -391,6 +404,23 @@ class Harness:
 
     def data_of(self, snapshot: str) -> Path:
         return self.snaps / snapshot / "data"
+
+
+def stream_kill_plan(kills: tuple[str, ...], made_events: list[bool]) -> list[str]:
+    """The kill of each stream part (``kills`` in turn), the resolve kill moved to a part
+    whose uninterrupted run made identity events (swapped with that part's kill)."""
+    plan = [kills[i % len(kills)] for i in range(len(made_events))]
+    need = "resolve:after_identity_events"
+    if need in plan and not made_events[plan.index(need)]:
+        i = plan.index(need)
+        j = next((k for k, made in enumerate(made_events) if made), None)
+        if j is not None:
+            plan[i], plan[j] = plan[j], plan[i]
+    return plan
+
+
+def _row_count(table: Path) -> int:
+    return len(_read(table)) if any((table / "_delta_log").glob("*.json")) else 0
 
 
 def _killpg(pid: int) -> None:
@@ -441,13 +471,21 @@ def _new_file(folder: Path) -> Callable[[], bool]:
 
 # --------------------------------------------------------------------------- late data
 
-FIXED_MTIME = 1_780_000_000  # batch ids hash path, size and mtime: same in both runs
+def late_mtime(data: Path) -> int:
+    """The modification time the late files get: a minute after the newest generated file.
+
+    The same in every run of the scenario (the reference and the killed runs land the same
+    files at different moments): batch ids hash it, and a row's landing time
+    (``_ingested_at``) is it. Later than the first rows, as late rows are, and in the past
+    (a landing time is never later than the run that lands it)."""
+    newest = max(p.stat().st_mtime for p in data.rglob("*") if p.is_file())
+    return int(newest) + 60
 
 
-def _write(target: Path, text: str) -> None:
+def _write(target: Path, text: str, mtime: int) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text, encoding="utf-8")
-    os.utime(target, (FIXED_MTIME, FIXED_MTIME))
+    os.utime(target, (mtime, mtime))
 
 
 def _hold_out_lines(data: Path, files: Iterable[tuple[str, str, str]], seed: int) -> None:

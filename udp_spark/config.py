@@ -28,6 +28,7 @@ __all__ = [
     "ConstSpec",
     "ExprSpec",
     "FieldSpec",
+    "HouseholdSettings",
     "InteractionMapping",
     "LakehouseConfig",
     "PartyMapping",
@@ -839,11 +840,30 @@ def mapping_expressions(source: SourceConfig) -> list[tuple[str, str]]:
     return out
 
 
+class HouseholdSettings(_Model):
+    """Households (``gold.households``, see :mod:`udp_spark.profile.households`): customers
+    sharing a residential address and family name, or a phone number, over overlapping
+    time. An address or phone held by more customers than its cap links no one (a care
+    home, a PO box, a shop's address or switchboard used as a placeholder)."""
+
+    max_address_customers: int = Field(
+        default=12, ge=2, description="an address held by more customers (any family name, "
+        "any time) is not a household link")
+    max_phone_customers: int = Field(
+        default=8, ge=2, description="a phone number held by more customers is not a "
+        "household link")
+    link_phones: bool = Field(default=True, description="a shared phone number links "
+                              "customers (false: only address + family name)")
+    adult_age: int = Field(default=18, ge=1, le=30, description="age at as_of from which a "
+                           "member's role is 'adult' (below: 'minor')")
+
+
 class PublishSettings(_Model):
-    """Golden profiles: survivorship rules, metrics and segments."""
+    """Golden profiles: survivorship rules, metrics, segments and households."""
 
     survivorship: SurvivorshipSettings = SurvivorshipSettings()
     metrics: MetricsSettings = MetricsSettings()
+    households: HouseholdSettings = HouseholdSettings()
     segments: dict[str, SegmentSpec] = Field(
         default_factory=dict, description="name -> predicate, e.g. "
         "high_value: 'ltv > 1000 and recency_days < 90' (or {where: ..., description: ...})")

@@ -61,6 +61,7 @@ GOLD_IDENTITY_EVENTS = ("gold", "identity_events")
 GOLD_CUSTOMER_PROFILE = ("gold", "customer_profile")
 GOLD_CUSTOMER_PROFILE_HISTORY = ("gold", "customer_profile_history")
 GOLD_SEGMENT_MEMBERSHIP = ("gold", "segment_membership")
+GOLD_HOUSEHOLDS = ("gold", "households")  # who lives together; the profile's household_id
 GOLD_PROFILE_EVENTS = ("gold", "profile_events")  # changes downstream systems act on
 PRIVACY_CONSENT_EVENTS = ("privacy", "consent_events")  # append-only consent decisions
 PRIVACY_ERASURE_REQUESTS = ("privacy", "erasure_requests")  # right-to-erasure requests

@@ -1,0 +1,339 @@
+"""Households: customers who live together, as entities (``gold.households``) and as the
+profile's ``household_id``.
+
+**Rule.** Two customers are linked when, over overlapping time,
+
+- they share a residential address *and* a family name (the address key is the normalized
+  street line, the postcode (else the normalized city) and the country; the family name is
+  the golden one, normalized), or
+- they share a phone number (``publish.households.link_phones``) that does not look like a
+  placeholder (seven identical or consecutive digits at the end).
+
+A household is a connected component of these links. Time: a customer lives at an address
+(holds a number) from the first time a record shows it until a record first shows another
+one later than its last sighting; the newest stays open. Two spells overlap when each starts
+before the other ends.
+
+**Caps.** An address held by more than ``max_address_customers`` customers (any family
+name, any time: a care home, a PO box, a shop's address typed in as a placeholder) or a
+phone held by more than ``max_phone_customers`` links no one; :func:`household_edges`
+returns those keys so the run can count them.
+
+**Who gets one.** Every customer with a usable address (a street and a postcode or city)
+gets a household, alone if nothing links them (a mailer needs an address unit for
+everyone); customers linked by a phone get one with their linked members even without an
+address. A customer with neither has no household (``household_id`` null).
+
+**Stable ids.** Each previous household id goes to the new household holding most of its
+former members (ties: the smaller component), and each new household keeps, among the ids
+that came to it, the one held by most of its members (ties: the larger previous household,
+then the smaller id). So an unchanged household keeps its id, and so does one that gained
+or lost a member; when two merge, the id of the larger survives; when one splits, the part
+holding most former members keeps it. A household that inherits no id gets
+``H`` + 15 hex digits of a hash of its members' smallest record ids: derived from the
+records, not the run, so two lakehouses built from the same data give the same ids.
+
+Pure ``DataFrame -> DataFrame`` logic; the publish runner reads the profiles and the
+previous households and writes the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.window import Window
+
+from udp_spark.config import HouseholdSettings
+from udp_spark.graph import connected_components
+from udp_spark.profile.build import CONTENT_COLUMNS
+from udp_spark.profile.functions import content_hash
+from udp_spark.standardize import functions as sf
+
+Transform = Callable[[DataFrame], DataFrame]
+
+__all__ = [
+    "HOUSEHOLD_COLUMNS",
+    "HOUSEHOLD_CONTENT_COLUMNS",
+    "HOUSEHOLD_INPUT_COLUMNS",
+    "Households",
+    "build_households",
+    "household_edges",
+    "household_evidence",
+    "looks_like_placeholder_phone",
+    "member_role",
+    "with_household_ids",
+]
+
+# What households are built from: columns of gold.customer_profile.
+HOUSEHOLD_INPUT_COLUMNS: tuple[str, ...] = (
+    "customer_id", "family_name", "date_of_birth", "birth_year", "addresses", "phones")
+
+HOUSEHOLD_CONTENT_COLUMNS: tuple[str, ...] = (
+    "household_id", "member_ids", "members", "size", "links", "address", "first_seen_at",
+    "last_seen_at")
+# The columns of gold.households: content, its hash, and the publish that last changed it.
+HOUSEHOLD_COLUMNS: tuple[str, ...] = (*HOUSEHOLD_CONTENT_COLUMNS, "_row_hash", "run_id")
+
+_ADDRESS_FIELDS = ("street", "city", "state", "postcode", "country")
+
+
+# --------------------------------------------------------------------------- columns
+
+
+def looks_like_placeholder_phone(e164: Column) -> Column:
+    """True for a number whose last seven digits are one or two distinct digits or a run
+    ('+15555555555', '+12120000000', '+4930123456 7'): typed in for 'no number', shared by
+    strangers. Null stays null."""
+    last7 = F.regexp_extract(e164, r"(\d{7})$", 1)
+    few_digits = F.size(F.array_distinct(F.split(last7, ""))) <= 2
+    run = (F.instr(F.lit("01234567890123"), last7) > 0) | (
+        F.instr(F.lit("98765432109876"), last7) > 0)
+    return F.when(e164.isNotNull(), (F.length(last7) == 7) & (few_digits | run))
+
+
+def member_role(date_of_birth: Column, birth_year: Column, as_of: date, adult_age: int
+                ) -> Column:
+    """'adult' or 'minor' by age at ``as_of``; from the birth year alone only when it
+    decides (born more than a year either side of the cut); null when unknown."""
+    age = F.floor(F.months_between(F.lit(as_of), date_of_birth) / 12)
+    by_year = F.lit(as_of.year) - birth_year
+    return (F.when(date_of_birth.isNotNull(),
+                   F.when(age >= adult_age, F.lit("adult")).otherwise(F.lit("minor")))
+            .when(by_year > adult_age, F.lit("adult"))
+            .when(by_year < adult_age, F.lit("minor")))
+
+
+def _spells(entries: str) -> Column:
+    """Each entry of the ``entries`` array (``first_seen_at``, ``last_seen_at``) with
+    ``until``: the first time another entry was seen after this one's last sighting (the
+    customer moved on / changed number), null for one still current."""
+    return F.transform(F.col(entries), lambda x: F.struct(
+        x.alias("e"),
+        F.array_min(F.transform(
+            F.filter(F.col(entries), lambda y: y["first_seen_at"] > x["last_seen_at"]),
+            lambda y: y["first_seen_at"])).alias("until")))
+
+
+# --------------------------------------------------------------------------- transforms
+
+
+def household_evidence(settings: HouseholdSettings) -> Transform:
+    """Profiles (:data:`HOUSEHOLD_INPUT_COLUMNS`) -> one row per customer and usable address
+    or phone: ``customer_id, kind (address | phone), key, link_key, address, valid_from,
+    until, first_seen_at, last_seen_at, anchor, placeholder``.
+
+    ``key`` is the address key (street | postcode or city | country) or the E.164 number;
+    ``link_key`` what links two customers: the address key with the family name (null
+    without one), or the number. ``anchor`` is the customer's smallest record id (behind
+    any address or phone): what new household ids are derived from.
+    """
+
+    def transform(profiles: DataFrame) -> DataFrame:
+        anchor = F.array_min(F.flatten(F.array(
+            F.flatten(F.transform("addresses", lambda a: a["record_ids"])),
+            F.flatten(F.transform("phones", lambda p: p["record_ids"])))))
+        base = profiles.select(
+            "customer_id", sf.normalize_name(F.col("family_name")).alias("_family"),
+            anchor.alias("anchor"), _spells("addresses").alias("_addresses"),
+            (_spells("phones") if settings.link_phones
+             else F.array().cast("array<struct<e:struct<value:string,"
+                                 "first_seen_at:timestamp,last_seen_at:timestamp>,"
+                                 "until:timestamp>>")).alias("_phones"))
+        addr = base.select("customer_id", "_family", "anchor",
+                           F.explode("_addresses").alias("s"))
+        street = sf.normalize_street(F.col("s.e.street"))
+        place = F.coalesce(sf.normalize_postcode(F.col("s.e.postcode")),
+                           sf.normalize_city(F.col("s.e.city")))
+        key = F.when(street.isNotNull() & place.isNotNull(), F.concat_ws(
+            "|", street, place, F.coalesce(F.upper(F.col("s.e.country")), F.lit(""))))
+        addresses = addr.select(
+            "customer_id", F.lit("address").alias("kind"), key.alias("key"),
+            F.when(F.col("_family").isNotNull(), F.concat_ws("|", key, F.col("_family"))
+                   ).alias("link_key"),
+            F.struct(*[F.col(f"s.e.{f}").alias(f) for f in _ADDRESS_FIELDS]).alias("address"),
+            F.col("s.e.first_seen_at").alias("valid_from"), F.col("s.until").alias("until"),
+            F.col("s.e.first_seen_at").alias("first_seen_at"),
+            F.col("s.e.last_seen_at").alias("last_seen_at"), "anchor",
+            F.lit(False).alias("placeholder"),
+        ).filter(F.col("key").isNotNull())
+        phones = base.select("customer_id", "anchor", F.explode("_phones").alias("s")).select(
+            "customer_id", F.lit("phone").alias("kind"), F.col("s.e.value").alias("key"),
+            F.col("s.e.value").alias("link_key"),
+            F.lit(None).cast(addresses.schema["address"].dataType).alias("address"),
+            F.col("s.e.first_seen_at").alias("valid_from"), F.col("s.until").alias("until"),
+            F.col("s.e.first_seen_at").alias("first_seen_at"),
+            F.col("s.e.last_seen_at").alias("last_seen_at"), "anchor",
+            F.coalesce(looks_like_placeholder_phone(F.col("s.e.value")), F.lit(False)
+                       ).alias("placeholder"),
+        ).filter(F.col("key").isNotNull())
+        return addresses.unionByName(phones)
+
+    return transform
+
+
+def household_edges(evidence: DataFrame, settings: HouseholdSettings
+                    ) -> tuple[DataFrame, DataFrame]:
+    """Links between customers, and the keys the caps kept from linking.
+
+    Returns:
+        ``(src, dst, kind, link_key)`` with ``src < dst``, one row per pair and key; and
+        ``(kind, key, customers, reason)`` for every key that links no one because it is
+        held by too many customers (``over_cap``) or is a placeholder number
+        (``placeholder``).
+    """
+    caps = {"address": settings.max_address_customers, "phone": settings.max_phone_customers}
+    holders = evidence.groupBy("kind", "key").agg(
+        F.count_distinct("customer_id").alias("customers"),
+        F.max(F.col("placeholder").cast("int")).alias("_placeholder"))
+    cap = F.when(F.col("kind") == "address", F.lit(caps["address"])).otherwise(
+        F.lit(caps["phone"]))
+    blocked = holders.filter((F.col("customers") > cap) | (F.col("_placeholder") == 1)).select(
+        "kind", "key", "customers",
+        F.when(F.col("_placeholder") == 1, F.lit("placeholder")).otherwise(F.lit("over_cap"))
+        .alias("reason"))
+    usable = (evidence.filter(F.col("link_key").isNotNull())
+              .join(blocked.select("kind", "key"), ["kind", "key"], "left_anti")
+              .select("customer_id", "kind", "link_key", "valid_from", "until"))
+    a, b = usable.alias("a"), usable.alias("b")
+    far = F.lit("9999-12-31 00:00:00").cast("timestamp")
+    overlap = ((F.col("a.valid_from") <= F.coalesce(F.col("b.until"), far))
+               & (F.col("b.valid_from") <= F.coalesce(F.col("a.until"), far)))
+    edges = (a.join(b, (F.col("a.kind") == F.col("b.kind"))
+                    & (F.col("a.link_key") == F.col("b.link_key"))
+                    & (F.col("a.customer_id") < F.col("b.customer_id")))
+             .filter(overlap)
+             .select(F.col("a.customer_id").alias("src"), F.col("b.customer_id").alias("dst"),
+                     F.col("a.kind").alias("kind"), F.col("a.link_key").alias("link_key"))
+             .distinct())
+    return edges, blocked
+
+
+@dataclass
+class Households:
+    """What :func:`build_households` gives: the households (:data:`HOUSEHOLD_COLUMNS`),
+    each customer's household (``customer_id, household_id``) and the keys the caps
+    blocked (see :func:`household_edges`)."""
+
+    households: DataFrame
+    assignment: DataFrame
+    blocked: DataFrame
+
+
+def _stable_ids(components: DataFrame, previous: DataFrame | None) -> DataFrame:
+    """``(component, household_id)``: each component's inherited id (module doc), or a new
+    one from its members' anchors."""
+    fingerprint = components.groupBy("component").agg(
+        F.sort_array(F.collect_list(F.coalesce("anchor", "customer_id"))).alias("_anchors"))
+    minted = fingerprint.select("component", F.concat(F.lit("H"), F.substring(
+        F.sha2(F.array_join("_anchors", ","), 256), 1, 15)).alias("_minted"))
+    if previous is None:
+        return minted.select("component", F.col("_minted").alias("household_id"))
+    prev = previous.select(F.col("household_id").alias("prev_id"), "size",
+                           F.explode("member_ids").alias("customer_id"))
+    votes = components.join(prev, "customer_id").groupBy("component", "prev_id").agg(
+        F.count("*").alias("n"), F.max("size").alias("prev_size"))
+    by_prev = Window.partitionBy("prev_id").orderBy(F.desc("n"), "component")
+    by_comp = Window.partitionBy("component").orderBy(F.desc("n"), F.desc("prev_size"),
+                                                      "prev_id")
+    kept = (votes.withColumn("_r", F.row_number().over(by_prev)).filter(F.col("_r") == 1)
+            .withColumn("_r", F.row_number().over(by_comp)).filter(F.col("_r") == 1)
+            .select("component", F.col("prev_id").alias("_kept")))
+    # A new id equal to one kept elsewhere (the same members formed a household before
+    # and its id moved on) takes the component into its hash instead.
+    taken = kept.select(F.col("_kept").alias("_minted"), F.lit(True).alias("_taken"))
+    return (minted.join(kept, "component", "left").join(taken, "_minted", "left")
+            .select("component", F.coalesce(
+                "_kept", F.when(F.col("_taken"), F.concat(F.lit("H"), F.substring(F.sha2(
+                    F.concat_ws("|", "_minted", "component"), 256), 1, 15)))
+                .otherwise(F.col("_minted"))).alias("household_id")))
+
+
+def build_households(profiles: DataFrame, previous: DataFrame | None,
+                     settings: HouseholdSettings, as_of: date, run_id: str) -> Households:
+    """Households of every customer in ``profiles`` (the whole population, not a subset:
+    a household reaches any customer).
+
+    Args:
+        profiles: :data:`HOUSEHOLD_INPUT_COLUMNS` of every current customer.
+        previous: the current ``gold.households`` (``household_id, member_ids, size``), or
+            None: the ids to keep stable.
+        as_of: the day members' ages (roles) are computed for.
+        run_id: written on every row (the runner keeps the old row where nothing changed).
+
+    Example::
+
+        hh = build_households(profiles, None, HouseholdSettings(), date(2026, 6, 30), "r1")
+        hh.households.select("household_id", "member_ids", "links").show()
+    """
+    evidence = profiles.transform(household_evidence(settings))
+    edges, blocked = household_edges(evidence, settings)
+    # vertices: customers with a usable address, and customers with a link
+    addressed = evidence.filter(F.col("kind") == "address").select(
+        F.col("customer_id").alias("id"))
+    vertices = addressed.unionByName(edges.select(F.col("src").alias("id"))).unionByName(
+        edges.select(F.col("dst").alias("id"))).distinct()
+    comps = connected_components(vertices, edges.select("src", "dst")).select(
+        F.col("id").alias("customer_id"), "component")
+    people = profiles.select(
+        "customer_id",
+        member_role(F.col("date_of_birth"), F.col("birth_year"), as_of, settings.adult_age
+                    ).alias("role"))
+    anchors = evidence.groupBy("customer_id").agg(F.min("anchor").alias("anchor"))
+    members = comps.join(people, "customer_id", "left").join(anchors, "customer_id", "left")
+    ids = _stable_ids(members, previous)
+
+    links = (edges.join(comps.withColumnRenamed("customer_id", "src"), "src")
+             .groupBy("component").agg(F.sort_array(F.collect_set(F.struct(
+                 "kind", F.col("link_key").alias("key")))).alias("links")))
+    # times and address: from the evidence on the keys that linked the household; for a
+    # household nothing linked, from its member's addresses
+    used = (evidence.join(comps, "customer_id")
+            .join(links.select("component", F.explode("links").alias("l")).select(
+                "component", F.col("l.kind").alias("kind"), F.col("l.key").alias("link_key"),
+                F.lit(True).alias("_linked")), ["component", "kind", "link_key"], "left"))
+    linked = F.coalesce(F.col("_linked"), F.lit(False))
+    per_address = used.filter(F.col("kind") == "address").groupBy("component", "key").agg(
+        F.count_distinct("customer_id").alias("_holders"), F.max("last_seen_at").alias("_last"),
+        F.max_by("address", "last_seen_at").alias("address"))
+    address = per_address.groupBy("component").agg(F.max_by("address", F.struct(
+        "_holders", "_last", F.col("key"))).alias("address"))
+    times = used.groupBy("component").agg(
+        F.coalesce(F.min(F.when(linked, F.col("first_seen_at"))),
+                   F.min(F.when(F.col("kind") == "address", F.col("first_seen_at"))),
+                   F.min("first_seen_at")).alias("first_seen_at"),
+        F.coalesce(F.max(F.when(linked, F.col("last_seen_at"))),
+                   F.max(F.when(F.col("kind") == "address", F.col("last_seen_at"))),
+                   F.max("last_seen_at")).alias("last_seen_at"))
+    grouped = members.groupBy("component").agg(
+        F.sort_array(F.collect_list("customer_id")).alias("member_ids"),
+        F.sort_array(F.collect_list(F.struct("customer_id", "role"))).alias("members"),
+        F.count("*").cast("int").alias("size"))
+    empty_links = F.array().cast(links.schema["links"].dataType)
+    households = (grouped.join(ids, "component").join(links, "component", "left")
+                  .join(address, "component", "left").join(times, "component", "left")
+                  .withColumn("links", F.coalesce("links", empty_links))
+                  .select(*HOUSEHOLD_CONTENT_COLUMNS)
+                  .withColumn("_row_hash", content_hash(HOUSEHOLD_CONTENT_COLUMNS))
+                  .withColumn("run_id", F.lit(run_id)))
+    assignment = households.select(F.explode("member_ids").alias("customer_id"),
+                                   "household_id")
+    return Households(households, assignment, blocked)
+
+
+def with_household_ids(assignment: DataFrame) -> Transform:
+    """Profiles -> the same with ``household_id`` from ``assignment`` (``customer_id,
+    household_id``; absent: null) and ``_row_hash`` over the content again."""
+
+    def transform(profiles: DataFrame) -> DataFrame:
+        rest = [c for c in profiles.columns if c not in CONTENT_COLUMNS and c != "_row_hash"]
+        return (profiles.drop("household_id")
+                .join(assignment.select("customer_id", "household_id"), "customer_id", "left")
+                .select(*CONTENT_COLUMNS, *rest)
+                .withColumn("_row_hash", content_hash(CONTENT_COLUMNS))
+                .select(*CONTENT_COLUMNS, "_row_hash", *rest))
+
+    return transform

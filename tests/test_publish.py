@@ -37,6 +37,7 @@ from udp_spark.tables import (
     AUDIT_RUNS,
     GOLD_CUSTOMER_PROFILE,
     GOLD_CUSTOMER_PROFILE_HISTORY,
+    GOLD_HOUSEHOLDS,
     GOLD_IDENTITY_EVENTS,
     GOLD_IDENTITY_XREF,
     GOLD_PROFILE_EVENTS,
@@ -229,6 +230,15 @@ def test_merged_away_customer_is_retired_everywhere(story: Story) -> None:
     assert spells[("C3", "reachable")]["exited_run_id"] == r.run_id
     assert spells[("C1", "buyer")]["exited_at"] is None
     assert r.segments_exited == 1 and r.segments_entered == 0
+
+
+def test_every_profile_with_an_address_has_a_household(story: Story) -> None:
+    households = {r["household_id"]: r["member_ids"]
+                  for r in _table(story.ctx, GOLD_HOUSEHOLDS).collect()}
+    # C1 alone has an address; C2 has none and nothing links it: no household
+    assert {c: (p["household_id"] is not None, households.get(p["household_id"]))
+            for c, p in story.profiles[3].items()} == {"C1": (True, ["C1"]),
+                                                       "C2": (False, None)}
 
 
 def test_as_of_returns_the_earlier_state(story: Story) -> None:

@@ -1,5 +1,6 @@
-"""Publish: golden profiles into ``gold.customer_profile``, its type-2 history and segment
-membership; look a profile up now or at an earlier version; trace its lineage."""
+"""Publish: golden profiles into ``gold.customer_profile``, its type-2 history, segment
+membership and households; look a profile up now or at an earlier version; trace its
+lineage."""
 
 from __future__ import annotations
 
@@ -24,6 +25,13 @@ from udp_spark.privacy.consent import (
     resolve_subjects,
 )
 from udp_spark.profile.build import PROFILE_COLUMNS, build_profiles
+from udp_spark.profile.households import (
+    HOUSEHOLD_COLUMNS,
+    HOUSEHOLD_INPUT_COLUMNS,
+    Households,
+    build_households,
+    with_household_ids,
+)
 from udp_spark.profile.metrics import METRIC_COLUMNS
 from udp_spark.profile.survivorship import ATTRIBUTE_FIELDS, GOLDEN_COLUMNS
 from udp_spark.profile.versioning import (
@@ -40,6 +48,7 @@ from udp_spark.tables import (
     AUDIT_RUNS,
     GOLD_CUSTOMER_PROFILE,
     GOLD_CUSTOMER_PROFILE_HISTORY,
+    GOLD_HOUSEHOLDS,
     GOLD_IDENTITY_EVENTS,
     GOLD_IDENTITY_XREF,
     GOLD_PROFILE_EVENTS,
@@ -47,6 +56,7 @@ from udp_spark.tables import (
     PRIVACY_CONSENT_EVENTS,
     SILVER_INTERACTIONS,
     SILVER_PARTY_RECORDS,
+    TableRef,
 )
 
 log = logging.getLogger(__name__)
@@ -81,6 +91,10 @@ class PublishReport:
     versions: dict[str, int] = field(default_factory=dict)
     events: dict[str, int] = field(default_factory=dict)  # gold.profile_events by type
     full: bool = True
+    # gold.households: counts (households, multi_member, members, largest, blocked keys)
+    # and size -> number of households; empty when no customer changed
+    households: dict[str, int] = field(default_factory=dict)
+    household_sizes: dict[int, int] = field(default_factory=dict)
 
 
 def _require(ctx: StageContext, table: tuple[str, str], hint: str) -> DataFrame:
@@ -168,6 +182,65 @@ def touched_customers(xref: DataFrame, ch_xref: Changes, ch_records: Changes,
                                                        ).distinct()
 
 
+def _add_missing_columns(ctx: StageContext, ref: TableRef, schema: DataFrame,
+                         columns: tuple[str, ...]) -> None:
+    """Add ``columns`` (typed as in ``schema``) to an existing table that lacks them: a
+    lakehouse published before the column existed (``household_id``)."""
+    spark = ctx.spark
+    if not io.table_exists(spark, ref):
+        return
+    have = set(io.read_table(spark, ref).columns)
+    missing = [f for f in schema.schema.fields if f.name in columns and f.name not in have]
+    if missing:
+        target = f"delta.`{ref.path}`" if ref.path else ref.name
+        spark.sql(f"ALTER TABLE {target} ADD COLUMNS ("
+                  + ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing) + ")")
+        log.info("%s: added column(s) %s", ref, [f.name for f in missing])
+
+
+def _households(ctx: StageContext, profiles: DataFrame, scope: DataFrame | None,
+                current: DataFrame | None, as_of: date, run_id: str, at: datetime
+                ) -> tuple[Households, DataFrame] | None:
+    """Households of the whole population, and the profiles to publish with their
+    ``household_id``.
+
+    The population is the profiles just built plus, in an incremental publish, every
+    current profile outside the scope: households are recomputed whole (one pass over
+    the profile table, cheap next to the profile MERGE; see docs/households.md), so they
+    are right whatever changed. A customer outside the scope whose ``household_id`` moves
+    (a new member took the household's id) is published again with the new id.
+    None when nothing can have changed (an incremental publish with no customer in scope
+    and the table already there).
+    """
+    spark, lake = ctx.spark, ctx.lakehouse
+    hh_ref = lake.ref(GOLD_HOUSEHOLDS)
+    if scope is not None and io.table_exists(spark, hh_ref) and scope.isEmpty():
+        return None
+    population = profiles.select(*HOUSEHOLD_INPUT_COLUMNS)
+    others = None
+    if scope is not None and current is not None:
+        others = current.join(scope, "customer_id", "left_anti").select(*PROFILE_COLUMNS)
+        population = population.unionByName(others.select(*HOUSEHOLD_INPUT_COLUMNS))
+    previous, _ = _current(ctx, GOLD_HOUSEHOLDS)
+    hh = build_households(population, previous, ctx.cfg.publish.households, as_of, run_id)
+    households = hh.households.transform(io.checkpoint)
+    assignment = households.select(F.explode("member_ids").alias("customer_id"),
+                                   "household_id")
+    hh = Households(households, assignment, hh.blocked.transform(io.checkpoint))
+    out = profiles.transform(with_household_ids(assignment))
+    if others is not None:
+        moved = (others.join(assignment.withColumnRenamed("household_id", "_new"),
+                             "customer_id", "left")
+                 .filter(~F.col("household_id").eqNullSafe(F.col("_new")))
+                 .withColumn("household_id", F.col("_new")).drop("_new")
+                 .transform(with_household_ids(assignment))
+                 .withColumn("run_id", F.lit(run_id))
+                 .withColumn("published_at", F.lit(at))
+                 .select(*PROFILE_COLUMNS))
+        out = out.unionByName(moved)
+    return hh, out
+
+
 def discard_uncommitted_profile_events(ctx: StageContext) -> int:
     """Delete the profile events of a publish that died before its profile commit."""
     lake = ctx.lakehouse
@@ -188,8 +261,11 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
     an outbox. ``gold.customer_profile`` gets a MERGE touching only new, changed and vanished
     (merged away: deleted) customers; ``gold.customer_profile_history`` closes the current
     row of each changed or vanished customer and opens one for each new or changed customer;
-    ``gold.segment_membership`` opens and closes segment spells. Every commit carries the
-    run id. Publishing again on unchanged input writes nothing.
+    ``gold.segment_membership`` opens and closes segment spells; ``gold.households`` is
+    recomputed over every customer when any customer is in scope, and rewritten where a
+    household changed (a customer outside the scope whose ``household_id`` moved is
+    published again). Every commit carries the run id. Publishing again on unchanged input
+    writes nothing.
     """
     spark, lake, settings = ctx.spark, ctx.lakehouse, ctx.cfg.publish
     with audited_run(ctx, "publish") as run:
@@ -257,7 +333,20 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
 
         with io.commit_metadata(spark, {"run_id": run.run_id, "stage": "publish",
                                         "as_of": as_of.isoformat()}):
+            for t in (GOLD_CUSTOMER_PROFILE, GOLD_CUSTOMER_PROFILE_HISTORY):
+                _add_missing_columns(ctx, lake.ref(t), profiles, ("household_id",))
             current, _ = _current(ctx, GOLD_CUSTOMER_PROFILE)
+            # Households before the profiles are compared: household_id is profile content,
+            # and a customer outside the scope can change household (publishes it again).
+            hh = _households(ctx, profiles, scope, current, as_of, run.run_id, at)
+            households: Households | None = None
+            if hh is not None:
+                households, with_ids = hh
+                profiles = with_ids.transform(io.checkpoint)
+                if scope is not None:
+                    scope = scope.unionByName(profiles.select("customer_id")).distinct(
+                    ).transform(io.checkpoint)
+                progress.step("households built")
             current = in_scope(current)
             classified = classify_changes(
                 profiles, None if current is None else current.select("customer_id",
@@ -282,7 +371,8 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
                 None if current is None else current.join(changed_ids, "customer_id",
                                                            "left_semi"),
                 identity,
-                attributes=[c for c in GOLDEN_COLUMNS if c not in ("customer_id", "lineage")],
+                attributes=[*[c for c in GOLDEN_COLUMNS if c not in ("customer_id", "lineage")],
+                            "household_id"],
                 metrics=list(METRIC_COLUMNS), run_id=run.run_id, at=at,
                 purposes=sorted(ctx.cfg.privacy.purposes),
             ).transform(io.checkpoint)
@@ -327,6 +417,21 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
                 run.output_versions[str(lake.ref(GOLD_SEGMENT_MEMBERSHIP))] = res.version or 0
                 crash_point("publish:after_segment_membership")
                 progress.step("segment membership merged")
+
+            # Households: one row each, rewritten only where its content changed.
+            hc: dict[str, int] = {}
+            if households is not None:
+                cur_hh, _ = _current(ctx, GOLD_HOUSEHOLDS)
+                hh_classified = classify_changes(
+                    households.households, None if cur_hh is None else cur_hh.select(
+                        "household_id", "_row_hash"), keys=("household_id",))
+                hc = _counts(hh_classified, "_change")
+                if hc.get("insert", 0) + hc.get("update", 0) + hc.get("delete", 0):
+                    res = io.merge_changes(profile_changes(hh_classified),
+                                           lake.ref(GOLD_HOUSEHOLDS), ["household_id"],
+                                           HOUSEHOLD_COLUMNS)
+                    run.output_versions[str(lake.ref(GOLD_HOUSEHOLDS))] = res.version or 0
+                    progress.step("households merged")
             save_watermarks(run, {ch.table: ch.version for ch in chs}, params=params,
                             saved=marks)
 
@@ -359,9 +464,36 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
         })
         report.events = e
         report.full = is_full
+        if households is not None:
+            report.households, report.household_sizes = _household_counts(households)
+            run.row_counts.update({f"households_{k}": hc.get(k, 0)
+                                   for k in ("insert", "update", "delete")})
+            run.metrics.update({f"households_{k}": float(v)
+                                for k, v in report.households.items()})
         run.metrics.update({"full": float(is_full), "customers": float(customers),
                             "as_of_yyyymmdd": float(as_of.strftime("%Y%m%d"))})
         return report
+
+
+def _household_counts(hh: Households) -> tuple[dict[str, int], dict[int, int]]:
+    """Counts for the run's metrics, and households by size."""
+    sizes = {int(r["size"]): int(r["n"]) for r in hh.households.groupBy("size").agg(
+        F.count("*").alias("n")).collect()}
+    blocked = {(r["kind"], r["reason"]): (int(r["keys"]), int(r["customers"]))
+               for r in hh.blocked.groupBy("kind", "reason").agg(
+                   F.count("*").alias("keys"), F.sum("customers").alias("customers")).collect()}
+    counts = {
+        "households": sum(sizes.values()),
+        "multi_member": sum(n for k, n in sizes.items() if k > 1),
+        "members": sum(k * n for k, n in sizes.items()),
+        "largest": max(sizes, default=0),
+        "addresses_over_cap": blocked.get(("address", "over_cap"), (0, 0))[0],
+        "address_over_cap_customers": blocked.get(("address", "over_cap"), (0, 0))[1],
+        "phones_over_cap": blocked.get(("phone", "over_cap"), (0, 0))[0],
+        "phone_over_cap_customers": blocked.get(("phone", "over_cap"), (0, 0))[1],
+        "placeholder_phones": blocked.get(("phone", "placeholder"), (0, 0))[0],
+    }
+    return counts, dict(sorted(sizes.items()))
 
 
 # --------------------------------------------------------------------------- look-ups

@@ -1,4 +1,4 @@
-"""The golden profile row: survivorship + metrics + segments + a content hash."""
+"""The golden profile row: survivorship + metrics + segments + household + a content hash."""
 
 from __future__ import annotations
 
@@ -18,9 +18,11 @@ from udp_spark.profile.survivorship import GOLDEN_COLUMNS, golden_records
 
 __all__ = ["CONTENT_COLUMNS", "PROFILE_COLUMNS", "build_profiles"]
 
-# What a profile says; ``_row_hash`` is computed over exactly these columns.
+# What a profile says; ``_row_hash`` is computed over exactly these columns. A change of
+# household is a change of the profile (a new history row, an attributes_changed event):
+# marketing addresses households, so who a customer lives with is part of what it says.
 CONTENT_COLUMNS: tuple[str, ...] = (
-    *GOLDEN_COLUMNS, *METRIC_COLUMNS, "last_seen_at", "segments", "consent")
+    *GOLDEN_COLUMNS, *METRIC_COLUMNS, "last_seen_at", "segments", "consent", "household_id")
 
 # The columns of gold.customer_profile: content, hash, and the publish that last changed it.
 PROFILE_COLUMNS: tuple[str, ...] = (*CONTENT_COLUMNS, "_row_hash", "run_id", "published_at")
@@ -31,6 +33,9 @@ def build_profiles(records: DataFrame, xref: DataFrame, interactions: DataFrame,
                    consent: DataFrame | None = None,
                    purposes: Mapping[str, PurposeSettings] | None = None) -> DataFrame:
     """One profile per customer in ``xref``: :data:`CONTENT_COLUMNS` plus ``_row_hash``.
+
+    ``household_id`` is null here: households need every customer's profile, so publish
+    sets it afterwards (:func:`~udp_spark.profile.households.with_household_ids`).
 
     Args:
         records: ``silver.party_records``.
@@ -63,7 +68,8 @@ def build_profiles(records: DataFrame, xref: DataFrame, interactions: DataFrame,
             T.MapType(T.StringType(), CONSENT_STATE_TYPE)))
     profiles = joined.withColumn(
         "last_seen_at", F.greatest(F.col("last_interaction_at"), F.col("last_updated_at"))
-    ).withColumn("consent", consent_column(purposes or {}, F.col("states")))
+    ).withColumn("consent", consent_column(purposes or {}, F.col("states"))
+    ).withColumn("household_id", F.lit(None).cast("string"))
     return (profiles.transform(with_segments(settings.segments))
             .select(*CONTENT_COLUMNS)
             .withColumn("_row_hash", content_hash(CONTENT_COLUMNS)))

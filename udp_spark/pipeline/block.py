@@ -45,6 +45,11 @@ class BlockReport:
     pairs_retired: int = 0
 
 
+def _pair_metrics(n_records: int, n_pairs: int) -> dict[str, float]:
+    return {"records": float(n_records), "candidate_pairs": float(n_pairs),
+            "reduction_ratio": 1 - n_pairs / max(n_records * (n_records - 1) / 2, 1)}
+
+
 def blocking_fingerprint(ctx: StageContext) -> str:
     """What the pairs depend on: the blocking settings and the identifier columns."""
     return fingerprint(ctx.cfg.matching.blocking.model_dump(mode="json"),
@@ -93,8 +98,9 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
             log.info("block: no record changed since the last run")
             run.metrics.update({"records_changed": 0.0, "full": 0.0})
             n_pairs = io.read_table(spark, pairs_ref).count()
-            return BlockReport(run.run_id, n_records, n_pairs, 0, [], {
-                "records": float(n_records), "candidate_pairs": float(n_pairs)}, False)
+            # the same metrics as a run that wrote pairs (`udp block` prints the ratio)
+            return BlockReport(run.run_id, n_records, n_pairs, 0, [],
+                               _pair_metrics(n_records, n_pairs), False)
         if ch.full:
             log.info("block: all records (%s)", ch.reason)
             changed, old_index = records.select("record_id"), None
@@ -149,9 +155,7 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
         largest = io.one_row(touched.filter("expanded").agg(F.max("size")))[0]
         n_pairs = (written if ch.full else io.read_table(spark, pairs_ref).count())
         n_changed = n_records if ch.full else changed.count()
-        metrics = {"records": float(n_records), "candidate_pairs": float(n_pairs),
-                   "reduction_ratio": 1 - n_pairs / max(n_records * (n_records - 1) / 2, 1),
-                   "records_changed": float(n_changed)}
+        metrics = {**_pair_metrics(n_records, n_pairs), "records_changed": float(n_changed)}
         if truth:
             stored = io.read_table(spark, pairs_ref)
             metrics.update(blocking_metrics(stored, read_truth(ctx, truth), n_records))

@@ -7,7 +7,7 @@ profile's ``household_id``.
   street line, the postcode (else the normalized city) and the country; the family name is
   the golden one, normalized), or
 - they share a phone number (``publish.households.link_phones``) that does not look like a
-  placeholder (seven identical or consecutive digits at the end).
+  placeholder (its last seven digits one or two distinct digits, or a run).
 
 A household is a connected component of these links. Time: a customer lives at an address
 (holds a number) from the first time a record shows it until a record first shows another
@@ -47,6 +47,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
+from udp_spark import io
 from udp_spark.config import HouseholdSettings
 from udp_spark.graph import connected_components
 from udp_spark.profile.build import CONTENT_COLUMNS
@@ -86,7 +87,7 @@ _ADDRESS_FIELDS = ("street", "city", "state", "postcode", "country")
 
 def looks_like_placeholder_phone(e164: Column) -> Column:
     """True for a number whose last seven digits are one or two distinct digits or a run
-    ('+15555555555', '+12120000000', '+4930123456 7'): typed in for 'no number', shared by
+    ('+15555555555', '+12125050505', '+12171234567'): typed in for 'no number', shared by
     strangers. Null stays null."""
     last7 = F.regexp_extract(e164, r"(\d{7})$", 1)
     few_digits = F.size(F.array_distinct(F.split(last7, ""))) <= 2
@@ -269,8 +270,11 @@ def build_households(profiles: DataFrame, previous: DataFrame | None,
         hh = build_households(profiles, None, HouseholdSettings(), date(2026, 6, 30), "r1")
         hh.households.select("household_id", "member_ids", "links").show()
     """
-    evidence = profiles.transform(household_evidence(settings))
+    # Materialised once each: the evidence feeds five aggregates, the edges three, and
+    # recomputing them costs more Spark stages than the data (a few rows per customer).
+    evidence = io.checkpoint(profiles.transform(household_evidence(settings)))
     edges, blocked = household_edges(evidence, settings)
+    edges = io.checkpoint(edges)
     # vertices: customers with a usable address, and customers with a link
     addressed = evidence.filter(F.col("kind") == "address").select(
         F.col("customer_id").alias("id"))
@@ -283,15 +287,19 @@ def build_households(profiles: DataFrame, previous: DataFrame | None,
         member_role(F.col("date_of_birth"), F.col("birth_year"), as_of, settings.adult_age
                     ).alias("role"))
     anchors = evidence.groupBy("customer_id").agg(F.min("anchor").alias("anchor"))
-    members = comps.join(people, "customer_id", "left").join(anchors, "customer_id", "left")
+    members = io.checkpoint(comps.join(people, "customer_id", "left").join(
+        anchors, "customer_id", "left"))
     ids = _stable_ids(members, previous)
 
-    links = (edges.join(comps.withColumnRenamed("customer_id", "src"), "src")
-             .groupBy("component").agg(F.sort_array(F.collect_set(F.struct(
+    # (new attribute names: the checkpointed frames keep theirs, and Spark cannot tell
+    # two uses of one checkpoint apart in a join)
+    links = (edges.join(members.select(F.col("customer_id").alias("src"),
+                                       F.col("component").alias("_c")), "src")
+             .groupBy(F.col("_c").alias("component")).agg(F.sort_array(F.collect_set(F.struct(
                  "kind", F.col("link_key").alias("key")))).alias("links")))
     # times and address: from the evidence on the keys that linked the household; for a
     # household nothing linked, from its member's addresses
-    used = (evidence.join(comps, "customer_id")
+    used = (evidence.join(members.select("customer_id", "component"), "customer_id")
             .join(links.select("component", F.explode("links").alias("l")).select(
                 "component", F.col("l.kind").alias("kind"), F.col("l.key").alias("link_key"),
                 F.lit(True).alias("_linked")), ["component", "kind", "link_key"], "left"))

@@ -29,6 +29,7 @@ from udp_spark.generate import generate
 from udp_spark.pipeline.context import StageContext
 from udp_spark.tables import (
     GOLD_CUSTOMER_PROFILE,
+    GOLD_HOUSEHOLDS,
     GOLD_IDENTITY_XREF,
     GOLD_PROFILE_EVENTS,
     PRIVACY_ERASURE_REQUESTS,
@@ -194,6 +195,9 @@ def test_erasure_leaves_no_trace_and_keeps_everyone_else(lake: StageContext) -> 
     assert "xylophone" in json.dumps(doc, default=str).lower()
 
     others_before = {c: p for c, p in _profiles(lake).items() if c != zeb}
+    households = lambda: io.read_table(  # noqa: E731
+        spark, lake.lakehouse.ref(GOLD_HOUSEHOLDS)).filter(F.array_contains("member_ids", zeb))
+    assert households().count() == 1  # the scan below covers gold.households too
     report = erase(lake, "email", ZEB["email"])
     assert report.records == 3 and report.customers == 1, report
     assert sum(report.files_purged.values()) > 0
@@ -203,7 +207,7 @@ def test_erasure_leaves_no_trace_and_keeps_everyone_else(lake: StageContext) -> 
     if mlruns.exists():
         assert _traces(mlruns) == []
     after = _profiles(lake)
-    assert zeb not in after
+    assert zeb not in after and households().isEmpty()
     for c, p in others_before.items():
         assert {k: v for k, v in after[c].items() if k not in ("run_id", "published_at")} == {
             k: v for k, v in p.items() if k not in ("run_id", "published_at")}, c

@@ -12,7 +12,8 @@ One request, in order (docs/privacy.md):
    frame of keys, so the Delta log holds no value.
 4. Re-resolve and re-publish what that touched (the change-driven stages: other customers
    keep their ids), then delete the subject's gold rows the stages keep as history
-   (profile history, segment spells, profile and identity events).
+   (profile history, segment spells, profile and identity events) and any household still
+   listing them (publish has already rebuilt the households without them).
 5. Purge: deletion vectors rewritten, every touched table VACUUMed with
    ``privacy.erasure.vacuum_retain_hours`` (default 0), Spark's checkpoint files removed.
 """
@@ -49,6 +50,7 @@ from udp_spark.tables import (
     AUDIT_RUNS,
     GOLD_CUSTOMER_PROFILE,
     GOLD_CUSTOMER_PROFILE_HISTORY,
+    GOLD_HOUSEHOLDS,
     GOLD_IDENTITY_EVENTS,
     GOLD_IDENTITY_XREF,
     GOLD_PROFILE_EVENTS,
@@ -320,11 +322,14 @@ def _erase(ctx: StageContext, subject_type: str, value: str, request_id: str,
                            (GOLD_CUSTOMER_PROFILE_HISTORY, ["customer_id", "valid_from"]),
                            (GOLD_SEGMENT_MEMBERSHIP, ["customer_id", "segment", "entered_at"]),
                            (GOLD_PROFILE_EVENTS, ["event_id"]),
-                           (GOLD_IDENTITY_EVENTS, ["run_id", "event_type", "customer_id"])):
+                           (GOLD_IDENTITY_EVENTS, ["run_id", "event_type", "customer_id"]),
+                           (GOLD_HOUSEHOLDS, ["household_id"])):
                 ref, df = _table(ctx, t)
                 if df is None:
                     continue
                 sel = (df.filter(F.col("record_id").isin(*rids)) if t == GOLD_IDENTITY_XREF
+                       else df.filter(F.arrays_overlap("member_ids", F.array(
+                           *[F.lit(c) for c in custs]))) if t == GOLD_HOUSEHOLDS
                        else df.filter(F.col("customer_id").isin(*custs) | (
                            F.col("related_customer_id").isin(*custs)
                            if "related_customer_id" in df.columns else F.lit(False))))

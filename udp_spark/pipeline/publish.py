@@ -42,6 +42,7 @@ from udp_spark.profile.versioning import (
     profile_changes,
     profile_events,
     segment_transitions,
+    unannounced_identity_events,
 )
 from udp_spark.standardize.transforms import INTERACTION_FIELDS
 from udp_spark.tables import (
@@ -364,6 +365,11 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
             # merged / split events of the resolve runs since the last publish
             identity = (ch_events.rows.filter(F.col("_change_type") == "insert")
                         if ch_events.rows is not None and not ch_events.empty else None)
+            if identity is not None and io.table_exists(spark, lake.ref(GOLD_PROFILE_EVENTS)):
+                # a repeated publish (killed after its profiles, before its watermarks)
+                # reads them again: announced once
+                identity = unannounced_identity_events(
+                    identity, io.read_table(spark, lake.ref(GOLD_PROFILE_EVENTS)))
             changed_ids = classified.filter(F.col("_change") != "unchanged").select(
                 "customer_id")
             events = profile_events(

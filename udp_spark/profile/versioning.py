@@ -24,6 +24,7 @@ __all__ = [
     "profile_changes",
     "profile_events",
     "segment_transitions",
+    "unannounced_identity_events",
 ]
 
 HISTORY_EXTRA_COLUMNS = ("valid_from", "valid_to", "is_current", "change_type")
@@ -121,6 +122,26 @@ def _compared(df: DataFrame, columns: Sequence[str], prefix: str) -> DataFrame:
                      (F.col("consent") if "consent" in df.columns else F.lit(None).cast(
                          "map<string,struct<status:string>>")).alias(f"{prefix}consent"),
                      F.lit(True).alias(f"{prefix}_in"))
+
+
+def unannounced_identity_events(identity: DataFrame, announced: DataFrame) -> DataFrame:
+    """The ``merged`` / ``split`` identity events in ``identity`` that no profile event in
+    ``announced`` (``gold.profile_events``) has passed on yet.
+
+    A publish killed after its events and profiles were committed, but before its watermarks
+    (its audit row), reads the same identity events again when it is repeated; the profiles
+    then compare equal, but the identity events would be announced twice. Passed on means a
+    profile event of the same type, customer and related customer at or after the identity
+    event (to the second: publish stamps whole seconds), so the same pair merging again
+    later is announced again.
+    """
+    told = announced.filter(F.col("event_type").isin("merged", "split")).select(
+        F.col("customer_id").alias("_c"), F.col("event_type").alias("_t"),
+        F.col("related_customer_id").alias("_r"), F.col("event_at").alias("_at"))
+    same = ((F.col("customer_id") == F.col("_c")) & (F.col("event_type") == F.col("_t"))
+            & F.col("related_customer_id").eqNullSafe(F.col("_r"))
+            & (F.col("_at") >= F.date_trunc("second", F.col("event_at"))))
+    return identity.join(told, same, "left_anti")
 
 
 def profile_events(new: DataFrame, old: DataFrame | None,

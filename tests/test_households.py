@@ -1,8 +1,16 @@
 """Households from small hand-built profile rows: address + family name, phone, the caps,
-time overlap, stable ids across runs, roles by age, and the config's error messages."""
+time overlap, stable ids across runs, roles by age, and the config's error messages.
+
+Every scenario lives side by side in one population (its own customer ids, addresses,
+family names and phones, so no two scenarios can link), built once by a module fixture:
+each build costs seconds of Spark stages whatever its size, so one build per test made
+this file take minutes. Two more builds cover what one cannot: a second run with the
+first as ``previous`` (stable ids) and one with phones switched off.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -10,7 +18,7 @@ from typing import Any
 import pytest
 from _profile_data import interpreted  # noqa: F401 (fixture)
 from chispa import assert_df_equality
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -21,8 +29,6 @@ from udp_spark.profile.households import (
     looks_like_placeholder_phone,
     with_household_ids,
 )
-
-pytestmark = pytest.mark.usefixtures("interpreted")
 
 S, TS = T.StringType(), T.TimestampType()
 SEEN = [T.StructField("first_seen_at", TS), T.StructField("last_seen_at", TS),
@@ -40,6 +46,18 @@ PROFILE_SCHEMA = T.StructType([
 AS_OF = date(2026, 6, 30)
 MAIN = ("12 Main Street", "Springfield", "12345")
 ELM = ("4 Elm Road", "Shelbyville", "67890")
+PLACEHOLDER = "+12175555555"
+DEFAULT_CAP = HouseholdSettings().max_address_customers
+
+
+def home(n: int) -> tuple[str, str, str]:
+    """An address of its own for each scenario: no other scenario shares its key."""
+    return (f"{n} Oak Avenue", "Ogdenville", f"{30000 + n}")
+
+
+def number(n: int) -> str:
+    """A phone number of its own (last seven digits 555nnnn: not a placeholder)."""
+    return f"+1217555{n:04d}"
 
 
 def addr(where: tuple[str, str, str], first: int = 2020, last: int = 2025,
@@ -48,8 +66,8 @@ def addr(where: tuple[str, str, str], first: int = 2020, last: int = 2025,
             datetime(last, 1, 1), 1, ["crm"], [rid])
 
 
-def phone(number: str, first: int = 2020, last: int = 2025, rid: str = "") -> tuple[Any, ...]:
-    return (number, datetime(first, 1, 1), datetime(last, 1, 1), 1, ["crm"], [rid])
+def phone(value: str, first: int = 2020, last: int = 2025, rid: str = "") -> tuple[Any, ...]:
+    return (value, datetime(first, 1, 1), datetime(last, 1, 1), 1, ["crm"], [rid])
 
 
 def person(cid: str, family: str | None, addresses: list[tuple[str, str, str]] | None = None,
@@ -61,147 +79,221 @@ def person(cid: str, family: str | None, addresses: list[tuple[str, str, str]] |
             [phone(p, rid=rid) for p in phones or []])
 
 
+def spelled(cid: str, family: str, spells: list[tuple[tuple[str, str, str], int, int]]
+            ) -> tuple[Any, ...]:
+    """A customer seen at each address from the first to the last year given."""
+    return (cid, family, None, None,
+            [addr(a, first, last, f"crm:{cid}") for a, first, last in spells], [])
+
+
+# --------------------------------------------------------------------------- scenarios
+# Customer ids are prefixed by scenario; within one, sorted as the assertions list them.
+
+SAME = [person("SAME-C1", "Lee", [MAIN]), person("SAME-C2", "LEE", [MAIN]),
+        person("SAME-C3", "Ray", [ELM])]
+OTHER = [person("OTHER-C1", "Kim", [home(1)]), person("OTHER-C2", "Park", [home(1)])]
+PHONE = [person("PHONE-C1", "Diaz", [home(2)], phones=[number(142)]),
+         person("PHONE-C2", "Ortiz", phones=[number(142)]),
+         person("PHONE-C3", "Dunn", phones=[number(199)])]
+# one more customer than the default cap at one address (a care home), and exactly the cap
+# at another; two strangers giving the same placeholder number
+OVER_CAP = [person(f"CARE-C{i:02d}", "Moss", [home(3)]) for i in range(1, DEFAULT_CAP + 2)]
+AT_CAP = [person(f"FULL-C{i:02d}", "Hart", [home(4)]) for i in range(1, DEFAULT_CAP + 1)]
+PLACEHOLDERS = [person("PH-P1", "Cole", phones=[PLACEHOLDER]),
+                person("PH-P2", "Webb", phones=[PLACEHOLDER])]
+# C1 left home(5) when first seen at home(6) (2013); C3, seen once in 2011 and never
+# elsewhere, is still there: C1-C3 overlap in 2011-2013, C3-C2 from 2015. Without C3
+# (home(7), home(8)) C1 and C2 never overlap.
+OVERLAP = [spelled("TIME-C1", "Ford", [(home(5), 2010, 2012), (home(6), 2013, 2025)]),
+           spelled("TIME-C2", "Ford", [(home(5), 2015, 2025)]),
+           spelled("TIME-C3", "Ford", [(home(5), 2011, 2011)])]
+NO_OVERLAP = [spelled("GAP-C1", "Gray", [(home(7), 2010, 2012), (home(8), 2013, 2025)]),
+              spelled("GAP-C2", "Gray", [(home(7), 2015, 2025)])]
+# stable ids: the first run holds these; the second (previous = the first) the next state
+AGAIN = [person("AGAIN-C1", "Hill", [home(9)]), person("AGAIN-C2", "Hill", [home(9)]),
+         person("AGAIN-C3", "Vance", [home(10)])]
+ADD = [person("ADD-C1", "Ives", [home(11)]), person("ADD-C2", "Ives", [home(11)]),
+       person("ADD-C3", "Judd", [home(12)])]
+ADDED = [*ADD, person("ADD-C4", "Ives", [home(11)])]            # C4 moves in
+LEAVE = [person("LEAVE-C1", "Kerr", [home(13)]), person("LEAVE-C2", "Kerr", [home(13)]),
+         person("LEAVE-C3", "Lamb", [home(14)]), person("LEAVE-C4", "Kerr", [home(13)])]
+LEFT = [r for r in LEAVE if r[0] != "LEAVE-C1"]                  # C1 erased / merged away
+MERGE = [person("MERGE-A1", "Mott", [home(15)]), person("MERGE-A2", "Mott", [home(15)]),
+         person("MERGE-B1", "Nunn", [home(16)], phones=[number(242)])]
+MERGED = [person("MERGE-A1", "Mott", [home(15)], phones=[number(242)]), *MERGE[1:]]
+ROLES = [person("ROLE-C1", "Nash", [home(17)], dob=date(1980, 5, 1)),
+         person("ROLE-C2", "Nash", [home(17)], dob=date(2008, 7, 1)),   # 17 on 2026-06-30
+         person("ROLE-C3", "Nash", [home(17)], dob=date(2008, 6, 30)),  # 18 that day
+         person("ROLE-C4", "Nash", [home(17)], birth_year=2015),
+         person("ROLE-C5", "Nash", [home(17)], birth_year=2008),        # 17 or 18: unknown
+         person("ROLE-C6", "Nash", [home(17)])]
+ON_PROFILE = [person("PROF-C1", "Owen", [home(18)]), person("PROF-C2", "Owen", [home(18)]),
+              person("PROF-C3", "Pratt")]
+
+FIRST_RUN = [*SAME, *OTHER, *PHONE, *OVER_CAP, *AT_CAP, *PLACEHOLDERS, *OVERLAP,
+             *NO_OVERLAP, *AGAIN, *ADD, *LEAVE, *MERGE, *ROLES, *ON_PROFILE]
+SECOND_RUN = [*AGAIN, *ADDED, *LEFT, *MERGED]
+
+
+def ids(rows: list[tuple[Any, ...]]) -> list[str]:
+    return [r[0] for r in rows]
+
+
 def profiles(spark: SparkSession, rows: list[tuple[Any, ...]]) -> DataFrame:
     return spark.createDataFrame(rows, PROFILE_SCHEMA)
 
 
-def members(hh: DataFrame) -> set[tuple[str, ...]]:
-    return {tuple(r[0]) for r in hh.select("member_ids").collect()}
+@dataclass
+class Built:
+    """One build's result, materialised: frames and their rows."""
+
+    households: DataFrame
+    assignment: DataFrame
+    blocked: DataFrame
+    rows: list[Row]
+    blocked_rows: list[Row]
+
+    def of(self, scenario: list[tuple[Any, ...]]) -> list[Row]:
+        """The households holding a customer of ``scenario``."""
+        wanted = set(ids(scenario))
+        return [r for r in self.rows if wanted & set(r["member_ids"])]
+
+    def frame_of(self, scenario: list[tuple[Any, ...]]) -> DataFrame:
+        return self.households.filter(F.arrays_overlap(
+            "member_ids", F.array(*[F.lit(i) for i in ids(scenario)])))
+
+    def members(self, scenario: list[tuple[Any, ...]]) -> set[tuple[str, ...]]:
+        return {tuple(r["member_ids"]) for r in self.of(scenario)}
+
+    def ids_by_members(self, scenario: list[tuple[Any, ...]]) -> dict[tuple[str, ...], str]:
+        return {tuple(r["member_ids"]): r["household_id"] for r in self.of(scenario)}
 
 
 def build(spark: SparkSession, rows: list[tuple[Any, ...]], previous: DataFrame | None = None,
-          **settings: Any) -> Any:
-    return build_households(profiles(spark, rows), previous, HouseholdSettings(**settings),
-                            AS_OF, "run-1")
+          run_id: str = "run-1", **settings: Any) -> Built:
+    hh = build_households(profiles(spark, rows), previous, HouseholdSettings(**settings),
+                          AS_OF, run_id)
+    households = hh.households.localCheckpoint()
+    blocked = hh.blocked.localCheckpoint()
+    return Built(households, households.select(F.explode("member_ids").alias("customer_id"),
+                                               "household_id"),
+                 blocked, households.collect(), blocked.collect())
 
 
-def test_same_address_and_family_name_is_one_household(spark: SparkSession) -> None:
-    hh = build(spark, [person("C1", "Lee", [MAIN]), person("C2", "LEE", [MAIN]),
-                       person("C3", "Ray", [ELM])])
-    assert members(hh.households) == {("C1", "C2"), ("C3",)}
-    row = hh.households.filter(F.col("size") == 2).first()
+@pytest.fixture(scope="module")
+def first(spark: SparkSession, interpreted: None) -> Built:  # noqa: F811
+    """Every scenario, default settings, no previous households."""
+    return build(spark, FIRST_RUN)
+
+
+@pytest.fixture(scope="module")
+def second(spark: SparkSession, first: Built) -> Built:
+    """The stable-id scenarios' next state, with the first run as ``previous``."""
+    return build(spark, SECOND_RUN, first.households, run_id="run-2")
+
+
+@pytest.fixture(scope="module")
+def phones_off(spark: SparkSession, interpreted: None) -> Built:  # noqa: F811
+    return build(spark, PHONE, link_phones=False)
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_same_address_and_family_name_is_one_household(first: Built) -> None:
+    assert first.members(SAME) == {("SAME-C1", "SAME-C2"), ("SAME-C3",)}
+    row = next(r for r in first.of(SAME) if r["size"] == 2)
     assert [tuple(x) for x in row["links"]] == [("address", "12 main st|12345|US|lee")]
     assert (row["address"]["street"], row["first_seen_at"], row["last_seen_at"]) == (
         "12 Main Street", datetime(2020, 1, 1), datetime(2025, 1, 1))
-    assert list(hh.households.columns) == list(HOUSEHOLD_COLUMNS)
-    assert hh.blocked.isEmpty()
+    assert list(first.households.columns) == list(HOUSEHOLD_COLUMNS)
+    # no key of this scenario is blocked (the cap test: nothing but its keys is)
+    assert not [r for r in first.blocked_rows
+                if r["key"] in ("12 main st|12345|US", "4 elm rd|67890|US")]
 
 
-def test_same_address_other_family_name_is_two_households(spark: SparkSession) -> None:
-    hh = build(spark, [person("C1", "Lee", [MAIN]), person("C2", "Ray", [MAIN])])
-    assert members(hh.households) == {("C1",), ("C2",)}
+def test_same_address_other_family_name_is_two_households(first: Built) -> None:
+    assert first.members(OTHER) == {("OTHER-C1",), ("OTHER-C2",)}
 
 
-def test_a_shared_phone_links_without_an_address(spark: SparkSession) -> None:
-    hh = build(spark, [person("C1", "Lee", [MAIN], phones=["+12175550142"]),
-                       person("C2", "Ray", phones=["+12175550142"]),
-                       person("C3", "Dunn", phones=["+12175550199"])])
+def test_a_shared_phone_links_without_an_address(spark: SparkSession, first: Built,
+                                                 phones_off: Built) -> None:
     # C3 has neither an address nor a link: no household
-    expected = spark.createDataFrame([(["C1", "C2"], 2, [("phone", "+12175550142")])],
-                                     "member_ids array<string>, size int, "
-                                     "links array<struct<kind:string,key:string>>")
-    assert_df_equality(hh.households.select("member_ids", "size", "links"), expected,
+    expected = spark.createDataFrame(
+        [(["PHONE-C1", "PHONE-C2"], 2, [("phone", number(142))])],
+        "member_ids array<string>, size int, links array<struct<kind:string,key:string>>")
+    assert_df_equality(first.frame_of(PHONE).select("member_ids", "size", "links"), expected,
                        ignore_row_order=True, ignore_nullable=True)
     # ... and no link at all with phones switched off
-    off = build(spark, [person("C1", "Lee", [MAIN], phones=["+12175550142"]),
-                        person("C2", "Ray", phones=["+12175550142"])], link_phones=False)
-    assert members(off.households) == {("C1",)}
+    assert phones_off.members(PHONE) == {("PHONE-C1",)}
 
 
-def test_oversized_address_and_placeholder_phone_link_no_one(spark: SparkSession) -> None:
-    rows = [person(f"C{i}", "Lee", [MAIN]) for i in range(1, 5)]  # a care home, cap 3
-    rows += [person("P1", "Ray", phones=["+12175555555"]),
-             person("P2", "Dunn", phones=["+12175555555"])]
-    hh = build(spark, rows, max_address_customers=3)
-    assert members(hh.households) == {("C1",), ("C2",), ("C3",), ("C4",)}
+def test_oversized_address_and_placeholder_phone_link_no_one(first: Built) -> None:
+    assert first.members(OVER_CAP) == {(i,) for i in ids(OVER_CAP)}
+    # the only blocked keys of the whole population
     assert sorted((r["kind"], r["key"], r["customers"], r["reason"])
-                  for r in hh.blocked.collect()) == [
-        ("address", "12 main st|12345|US", 4, "over_cap"),
-        ("phone", "+12175555555", 2, "placeholder")]
+                  for r in first.blocked_rows) == [
+        ("address", "3 oak ave|30003|US", DEFAULT_CAP + 1, "over_cap"),
+        ("phone", PLACEHOLDER, 2, "placeholder")]
+    assert first.of(PLACEHOLDERS) == []
     # at the cap it still links
-    at_cap = build(spark, rows[:3], max_address_customers=3)
-    assert members(at_cap.households) == {("C1", "C2", "C3")}
+    assert first.members(AT_CAP) == {tuple(ids(AT_CAP))}
 
 
-def test_no_link_without_overlapping_time(spark: SparkSession) -> None:
-    moved = ("C1", "Lee", None, None,
-             [addr(MAIN, 2010, 2012, "crm:C1"), addr(ELM, 2013, 2025, "crm:C1")], [])
-    later = ("C2", "Lee", None, None, [addr(MAIN, 2015, 2025, "crm:C2")], [])
-    still = ("C3", "Lee", None, None, [addr(MAIN, 2011, 2011, "crm:C3")], [])
-    hh = build(spark, [moved, later, still])
-    # C1 left Main Street when first seen at Elm Road (2013); C3, seen once in 2011 and
-    # never elsewhere, is still there: C1-C3 overlap in 2011-2013, C3-C2 from 2015.
-    assert members(hh.households) == {("C1", "C2", "C3")}
-    hh2 = build(spark, [moved, later])
-    assert members(hh2.households) == {("C1",), ("C2",)}
+def test_no_link_without_overlapping_time(first: Built) -> None:
+    assert first.members(OVERLAP) == {("TIME-C1", "TIME-C2", "TIME-C3")}
+    assert first.members(NO_OVERLAP) == {("GAP-C1",), ("GAP-C2",)}
 
 
-def test_ids_stay_when_a_member_is_added_or_leaves(spark: SparkSession) -> None:
-    first = build(spark, [person("C1", "Lee", [MAIN]), person("C2", "Lee", [MAIN]),
-                          person("C3", "Ray", [ELM])]).households.localCheckpoint()
-    ids1 = {tuple(r["member_ids"]): r["household_id"] for r in first.collect()}
-    assert all(i.startswith("H") and len(i) == 16 for i in ids1.values())
-    # the same input again: the same ids, and the same ids without the previous table
-    again = build(spark, [person("C1", "Lee", [MAIN]), person("C2", "Lee", [MAIN]),
-                          person("C3", "Ray", [ELM])], first).households
-    assert_df_equality(again.drop("run_id"), first.drop("run_id"), ignore_row_order=True)
-    # C4 moves in with the Lees: the household keeps its id
-    second = build(spark, [person("C1", "Lee", [MAIN]), person("C2", "Lee", [MAIN]),
-                           person("C3", "Ray", [ELM]), person("C4", "Lee", [MAIN])],
-                   first).households.localCheckpoint()
-    ids2 = {tuple(r["member_ids"]): r["household_id"] for r in second.collect()}
-    assert ids2 == {("C1", "C2", "C4"): ids1[("C1", "C2")], ("C3",): ids1[("C3",)]}
+def test_ids_stay_when_a_member_is_added_or_leaves(first: Built, second: Built) -> None:
+    assert all(r["household_id"].startswith("H") and len(r["household_id"]) == 16
+               for r in first.rows)
+    # the same input again: the same rows, and the same ids as without the previous table
+    assert_df_equality(second.frame_of(AGAIN).drop("run_id"),
+                       first.frame_of(AGAIN).drop("run_id"), ignore_row_order=True)
+    # C4 moves in with the Iveses: the household keeps its id
+    ids1 = first.ids_by_members(ADD)
+    assert second.ids_by_members(ADDED) == {
+        ("ADD-C1", "ADD-C2", "ADD-C4"): ids1[("ADD-C1", "ADD-C2")],
+        ("ADD-C3",): ids1[("ADD-C3",)]}
     # C1 leaves (erased or merged away): C2 and C4 keep it
-    third = build(spark, [person("C2", "Lee", [MAIN]), person("C3", "Ray", [ELM]),
-                          person("C4", "Lee", [MAIN])], second).households
-    assert {tuple(r["member_ids"]): r["household_id"] for r in third.collect()} == {
-        ("C2", "C4"): ids1[("C1", "C2")], ("C3",): ids1[("C3",)]}
+    ids1 = first.ids_by_members(LEAVE)
+    assert second.ids_by_members(LEFT) == {
+        ("LEAVE-C2", "LEAVE-C4"): ids1[("LEAVE-C1", "LEAVE-C2", "LEAVE-C4")],
+        ("LEAVE-C3",): ids1[("LEAVE-C3",)]}
 
 
-def test_two_households_merging_keep_the_larger_ones_id(spark: SparkSession) -> None:
-    run1 = build(spark, [person("A1", "Lee", [MAIN]), person("A2", "Lee", [MAIN]),
-                         person("B1", "Ray", [ELM], phones=["+12175550142"])]
-                 ).households.localCheckpoint()
-    ids1 = {tuple(r["member_ids"]): r["household_id"] for r in run1.collect()}
-    run2 = build(spark, [person("A1", "Lee", [MAIN], phones=["+12175550142"]),
-                         person("A2", "Lee", [MAIN]),
-                         person("B1", "Ray", [ELM], phones=["+12175550142"])], run1).households
-    assert {tuple(r["member_ids"]): r["household_id"] for r in run2.collect()} == {
-        ("A1", "A2", "B1"): ids1[("A1", "A2")]}
+def test_two_households_merging_keep_the_larger_ones_id(first: Built, second: Built) -> None:
+    ids1 = first.ids_by_members(MERGE)
+    assert set(ids1) == {("MERGE-A1", "MERGE-A2"), ("MERGE-B1",)}
+    assert second.ids_by_members(MERGED) == {
+        ("MERGE-A1", "MERGE-A2", "MERGE-B1"): ids1[("MERGE-A1", "MERGE-A2")]}
 
 
-def test_roles_by_age_at_as_of(spark: SparkSession) -> None:
-    rows = [person("C1", "Lee", [MAIN], dob=date(1980, 5, 1)),
-            person("C2", "Lee", [MAIN], dob=date(2008, 7, 1)),   # 17 on 2026-06-30
-            person("C3", "Lee", [MAIN], dob=date(2008, 6, 30)),  # 18 that day
-            person("C4", "Lee", [MAIN], birth_year=2015),
-            person("C5", "Lee", [MAIN], birth_year=2008),        # 17 or 18: unknown
-            person("C6", "Lee", [MAIN])]
-    hh = build(spark, rows).households
-    row = hh.first()
+def test_roles_by_age_at_as_of(first: Built) -> None:
+    [row] = first.of(ROLES)
     assert [(m["customer_id"], m["role"]) for m in row["members"]] == [
-        ("C1", "adult"), ("C2", "minor"), ("C3", "adult"), ("C4", "minor"), ("C5", None),
-        ("C6", None)]
+        ("ROLE-C1", "adult"), ("ROLE-C2", "minor"), ("ROLE-C3", "adult"),
+        ("ROLE-C4", "minor"), ("ROLE-C5", None), ("ROLE-C6", None)]
 
 
-def test_profiles_get_their_household_id(spark: SparkSession) -> None:
+def test_profiles_get_their_household_id(spark: SparkSession, first: Built) -> None:
     from udp_spark.profile.build import CONTENT_COLUMNS
 
-    rows = [person("C1", "Lee", [MAIN]), person("C2", "Lee", [MAIN]), person("C3", "Dunn")]
-    hh = build(spark, rows)
-    base = profiles(spark, rows)
+    base = profiles(spark, ON_PROFILE)
     full = base.select("customer_id", *[F.lit(None).cast("string").alias(c)
                                         for c in CONTENT_COLUMNS if c not in base.columns
                                         and c != "customer_id"],
                        *[c for c in base.columns if c != "customer_id"])
-    out = full.transform(with_household_ids(hh.assignment)).select(
+    out = full.transform(with_household_ids(first.assignment)).select(
         "customer_id", "household_id", "_row_hash").collect()
     by_id = {r["customer_id"]: r["household_id"] for r in out}
-    assert by_id["C1"] == by_id["C2"] and by_id["C1"] is not None and by_id["C3"] is None
+    assert by_id["PROF-C1"] == by_id["PROF-C2"] and by_id["PROF-C1"] is not None
+    assert by_id["PROF-C3"] is None
     assert len({r["_row_hash"] for r in out}) == 3
 
 
-def test_placeholder_numbers(spark: SparkSession) -> None:
+def test_placeholder_numbers(spark: SparkSession, interpreted: None) -> None:  # noqa: F811
     df = spark.createDataFrame([("+12175555555", True), ("+12171234567", True),
                                 ("+12179876543", True), ("+12175550142", False),
                                 ("+4915123456780", False), (None, None)],

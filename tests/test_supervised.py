@@ -365,3 +365,66 @@ def test_gbt_option_and_auto_kind(lake) -> None:
     assert logged.params["fs_compared_version"] == fs_version and "fs_holdout_f1" in metrics
     assert logged.params["configured_kind"] == "auto"
     assert run_score(ctx)["model_version"] == float(gbt.model_version)
+
+
+@pytest.mark.slow
+def test_review_picks_uncertain_unlabelled_pairs_and_their_decisions_import(
+        lake, tmp_path: Path) -> None:
+    """`udp review` on a scored lakehouse: the pairs it writes are scored by the current
+    model, uncertain, unlabelled and spread over comparison patterns; the clerk's decisions
+    (here the generator's truth) import as clerical labels, and are not picked again."""
+    import csv
+
+    from udp_spark import io
+    from udp_spark.pipeline.labels import run_import_labels
+    from udp_spark.pipeline.review import run_review
+    from udp_spark.pipeline.score import run_score
+    from udp_spark.pipeline.train import run_train
+    from udp_spark.tables import SILVER_MATCH_LABELS, SILVER_MATCH_SCORES
+
+    spark = lake.spark
+    labels_ref = lake.lakehouse.ref(SILVER_MATCH_LABELS)
+    if io.table_exists(spark, labels_ref):  # earlier tests labelled every pair from truth
+        io.delete_where(spark, labels_ref, F.lit(True))
+    ctx = _with_model(lake, kind="fellegi_sunter")
+    run_train(ctx)
+    run_score(ctx)
+    report = run_review(ctx, 25, tmp_path / "review")
+    rows = list(csv.DictReader(report.csv_path.open(encoding="utf-8")))
+    assert 0 < len(rows) == report.pairs <= 25 and report.candidates >= report.pairs
+    assert [int(r["review_rank"]) for r in rows] == list(range(1, len(rows) + 1))
+    assert all(r["is_match"] == "" for r in rows)
+    scores = {(r["record_id_l"], r["record_id_r"]): r for r in io.read_table(
+        spark, lake.lakehouse.ref(SILVER_MATCH_SCORES)).collect()}
+    for r in rows:
+        s = scores[(r["record_id_a"], r["record_id_b"])]
+        assert s["model_version"] == f"udp_matcher/{report.model_version}"
+        assert 0.05 <= s["match_probability"] <= 0.95
+    # the first round covers as many patterns as it has pairs
+    first_round = [r["pattern"] for r in rows[:report.patterns]]
+    assert len(set(first_round)) == report.patterns
+    page = report.html_path.read_text(encoding="utf-8")
+    assert rows[0]["record_id_a"] in page and rows[0]["record_id_b"] in page
+
+    # the clerk decides (from the truth), leaves the last row empty, imports
+    with open(_truth(lake), encoding="utf-8") as f:
+        truth = {f"{t['source']}:{t['source_key']}": t["person_id"] for t in csv.DictReader(f)}
+    decided = tmp_path / "decided.csv"
+    with decided.open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, list(rows[0]))
+        w.writeheader()
+        for r in rows[:-1]:
+            same = truth.get(r["record_id_a"]) == truth.get(r["record_id_b"])
+            w.writerow({**r, "is_match": "yes" if same else "no"})
+        w.writerow(rows[-1])
+    imported = run_import_labels(ctx, str(decided))
+    assert imported.positives + imported.negatives == len(rows) - 1
+    assert sum(imported.rejected.values()) == 1  # the undecided row, reported
+    labels = io.read_table(spark, lake.lakehouse.ref(SILVER_MATCH_LABELS)).filter(
+        F.col("label_source") == "clerical")
+    labelled = {(r[0], r[1]) for r in labels.select("record_id_l", "record_id_r").collect()}
+    assert {(r["record_id_a"], r["record_id_b"]) for r in rows[:-1]} <= labelled
+
+    again = run_review(ctx, 25, tmp_path / "review2")
+    again_rows = list(csv.DictReader(again.csv_path.open(encoding="utf-8")))
+    assert not {(r["record_id_a"], r["record_id_b"]) for r in again_rows} & labelled

@@ -249,6 +249,30 @@ def labels_import(
 
 
 @app.command()
+def review(
+    n: Annotated[int, typer.Option("--n", min=1, help="how many pairs to pick")] = 100,
+    out: Annotated[Path, typer.Option(help="folder for pairs.csv and pairs.html")] = Path(
+        "review"),
+    min_uncertainty: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="leave out pairs surer than this (0.1: p in 0.05..0.95)")
+    ] = 0.1,
+    config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
+    lakehouse: LakehouseOpt = None,
+) -> None:
+    """Write the scored pairs a clerk should label next (the model's most uncertain, spread
+    over comparison patterns): fill in is_match, then `udp labels import OUT/pairs.csv`."""
+    from udp_spark.pipeline.review import run_review
+
+    r = run_review(_context(config, data_root, lakehouse), n, out,
+                   min_uncertainty=min_uncertainty)
+    typer.echo(f"{r.pairs:,} of {r.candidates:,} uncertain unlabelled pairs (model version "
+               f"{r.model_version}, {r.patterns:,} comparison patterns, "
+               f"{r.expected_bits:.1f} bits) -> {r.csv_path} and {r.html_path}")
+    typer.echo(f"  next: fill in is_match (yes/no), then `udp labels import {r.csv_path}`; "
+               "rows left empty are reported and not imported")
+
+
+@app.command()
 def score(config: ConfigOpt = DEFAULT_CONFIG, data_root: DataRootOpt = None,
           lakehouse: LakehouseOpt = None, full: FullOpt = False) -> None:
     """Score new and changed candidate pairs with the model registered under the configured

@@ -4,8 +4,9 @@ time overlap, stable ids across runs, roles by age, and the config's error messa
 Every scenario lives side by side in one population (its own customer ids, addresses,
 family names and phones, so no two scenarios can link), built once by a module fixture:
 each build costs seconds of Spark stages whatever its size, so one build per test made
-this file take minutes. Two more builds cover what one cannot: a second run with the
-first as ``previous`` (stable ids) and one with phones switched off.
+this file take minutes. Three more builds cover what one cannot: the next state with the
+first as ``previous`` (stable ids), the same rebuilt only around the changed customers
+(incremental), and one with phones switched off.
 """
 
 from __future__ import annotations
@@ -130,9 +131,37 @@ ROLES = [person("ROLE-C1", "Nash", [home(17)], dob=date(1980, 5, 1)),
 ON_PROFILE = [person("PROF-C1", "Owen", [home(18)]), person("PROF-C2", "Owen", [home(18)]),
               person("PROF-C3", "Pratt")]
 
+# rebuilt around the changed customers only: what the changes below reach
+FULL_HOUSE = [person(f"INC-Q{i:02d}", "Quinn", [home(20)]) for i in range(1, DEFAULT_CAP + 1)]
+NEWCOMER = person("INC-QNEW", "Reed", [home(20)])  # the 13th holder: no Quinn linked now
+# one over the cap until S01 vanishes (merged away: only its profile before has the key)
+OVER_FULL = [person(f"INC-S{i:02d}", "Stone", [home(21)]) for i in range(1, DEFAULT_CAP + 2)]
+# B2 and B3 share a number with seven strangers (nine: over the phone cap): it links no
+# one, though B2 and B3 alone are rebuilt (B1 moved); X1 gives B1 a number: B and X merge
+BRIDGED = [person("INC-B1", "Yates", [home(24)]),
+           person("INC-B2", "Yates", [home(24)], phones=[number(300)]),
+           person("INC-B3", "Yates", [home(24)], phones=[number(300)]),
+           person("INC-X1", "Zane", [home(23)], phones=[number(301)]),
+           person("INC-X2", "Zane", [home(23)])]
+SWITCHBOARD = [person(f"INC-W{i}", f"Walsh{i}", phones=[number(300)]) for i in range(1, 8)]
+# T2 drops the number that linked U1: the household splits
+SPLIT = [person("INC-T1", "Tate", [home(25)]),
+         person("INC-T2", "Tate", [home(25)], phones=[number(302)]),
+         person("INC-U1", "Ural", [home(26)], phones=[number(302)])]
+INCREMENTAL = [*FULL_HOUSE, *OVER_FULL, *BRIDGED, *SWITCHBOARD, *SPLIT]
+INCREMENTAL_AFTER = [*FULL_HOUSE, NEWCOMER, *OVER_FULL[1:],
+                     person("INC-B1", "Yates", [home(24)], phones=[number(301)]),
+                     *BRIDGED[1:], *SWITCHBOARD,
+                     SPLIT[0], person("INC-T2", "Tate", [home(25)]), SPLIT[2]]
+
 FIRST_RUN = [*SAME, *OTHER, *PHONE, *OVER_CAP, *AT_CAP, *PLACEHOLDERS, *OVERLAP,
-             *NO_OVERLAP, *AGAIN, *ADD, *LEAVE, *MERGE, *ROLES, *ON_PROFILE]
-SECOND_RUN = [*AGAIN, *ADDED, *LEFT, *MERGED]
+             *NO_OVERLAP, *AGAIN, *ADD, *LEAVE, *MERGE, *ROLES, *ON_PROFILE, *INCREMENTAL]
+# everyone again, the stable-id and incremental scenarios in their next state
+SECOND_RUN = [*SAME, *OTHER, *PHONE, *OVER_CAP, *AT_CAP, *PLACEHOLDERS, *OVERLAP,
+              *NO_OVERLAP, *AGAIN, *ADDED, *LEFT, *MERGED, *ROLES, *ON_PROFILE,
+              *INCREMENTAL_AFTER]
+# created, changed or vanished between the two
+CHANGED = ["ADD-C4", "LEAVE-C1", "MERGE-A1", "INC-QNEW", "INC-S01", "INC-B1", "INC-T2"]
 
 
 def ids(rows: list[tuple[Any, ...]]) -> list[str]:
@@ -152,6 +181,8 @@ class Built:
     blocked: DataFrame
     rows: list[Row]
     blocked_rows: list[Row]
+    customers: set[str] | None = None  # rebuilt around changes: who, and what it replaces
+    replaced: set[str] | None = None
 
     def of(self, scenario: list[tuple[Any, ...]]) -> list[Row]:
         """The households holding a customer of ``scenario``."""
@@ -170,14 +201,20 @@ class Built:
 
 
 def build(spark: SparkSession, rows: list[tuple[Any, ...]], previous: DataFrame | None = None,
-          run_id: str = "run-1", **settings: Any) -> Built:
-    hh = build_households(profiles(spark, rows), previous, HouseholdSettings(**settings),
-                          AS_OF, run_id)
+          run_id: str = "run-1", changed: list[str] | None = None,
+          before: list[tuple[Any, ...]] | None = None, **settings: Any) -> Built:
+    hh = build_households(
+        profiles(spark, rows), previous, HouseholdSettings(**settings), AS_OF, run_id,
+        changed=None if changed is None else spark.createDataFrame(
+            [(c,) for c in changed], "customer_id string"),
+        before=None if before is None else profiles(spark, before))
     households = hh.households.localCheckpoint()
     blocked = hh.blocked.localCheckpoint()
     return Built(households, households.select(F.explode("member_ids").alias("customer_id"),
                                                "household_id"),
-                 blocked, households.collect(), blocked.collect())
+                 blocked, households.collect(), blocked.collect(),
+                 None if hh.customers is None else {r[0] for r in hh.customers.collect()},
+                 None if hh.replaced is None else {r[0] for r in hh.replaced.collect()})
 
 
 @pytest.fixture(scope="module")
@@ -188,8 +225,15 @@ def first(spark: SparkSession, interpreted: None) -> Built:  # noqa: F811
 
 @pytest.fixture(scope="module")
 def second(spark: SparkSession, first: Built) -> Built:
-    """The stable-id scenarios' next state, with the first run as ``previous``."""
+    """Everyone's households in the next state, with the first run as ``previous``."""
     return build(spark, SECOND_RUN, first.households, run_id="run-2")
+
+
+@pytest.fixture(scope="module")
+def rebuilt(spark: SparkSession, first: Built) -> Built:
+    """The same, rebuilt only around the customers in :data:`CHANGED`."""
+    return build(spark, SECOND_RUN, first.households, run_id="run-2", changed=CHANGED,
+                 before=[r for r in FIRST_RUN if r[0] in CHANGED])
 
 
 @pytest.fixture(scope="module")
@@ -230,10 +274,13 @@ def test_a_shared_phone_links_without_an_address(spark: SparkSession, first: Bui
 
 def test_oversized_address_and_placeholder_phone_link_no_one(first: Built) -> None:
     assert first.members(OVER_CAP) == {(i,) for i in ids(OVER_CAP)}
-    # the only blocked keys of the whole population
+    # the only blocked keys of the whole population (the last two: the incremental
+    # scenarios' full house and switchboard)
     assert sorted((r["kind"], r["key"], r["customers"], r["reason"])
                   for r in first.blocked_rows) == [
+        ("address", "21 oak ave|30021|US", DEFAULT_CAP + 1, "over_cap"),
         ("address", "3 oak ave|30003|US", DEFAULT_CAP + 1, "over_cap"),
+        ("phone", number(300), 9, "over_cap"),
         ("phone", PLACEHOLDER, 2, "placeholder")]
     assert first.of(PLACEHOLDERS) == []
     # at the cap it still links
@@ -268,6 +315,34 @@ def test_two_households_merging_keep_the_larger_ones_id(first: Built, second: Bu
     assert set(ids1) == {("MERGE-A1", "MERGE-A2"), ("MERGE-B1",)}
     assert second.ids_by_members(MERGED) == {
         ("MERGE-A1", "MERGE-A2", "MERGE-B1"): ids1[("MERGE-A1", "MERGE-A2")]}
+
+
+def test_a_rebuild_around_the_changed_customers_equals_a_whole_one(first: Built,
+                                                                   second: Built,
+                                                                   rebuilt: Built) -> None:
+    assert rebuilt.replaced is not None
+    kept = first.households.filter(~F.col("household_id").isin(sorted(rebuilt.replaced)))
+    assert_df_equality(kept.unionByName(rebuilt.households).drop("run_id"),
+                       second.households.drop("run_id"), ignore_row_order=True)
+    assert_df_equality(
+        kept.select(F.explode("member_ids").alias("customer_id"), "household_id")
+        .unionByName(rebuilt.assignment), second.assignment, ignore_row_order=True)
+    # the changed customers, the holders of their keys (now and before) and the members
+    # of the households those held: not the seven strangers behind B2's and B3's number
+    assert rebuilt.customers == {
+        "ADD-C1", "ADD-C2", "ADD-C4", "LEAVE-C1", "LEAVE-C2", "LEAVE-C4",
+        "MERGE-A1", "MERGE-A2", "MERGE-B1", *ids(FULL_HOUSE), "INC-QNEW", *ids(OVER_FULL),
+        *ids(BRIDGED), *ids(SPLIT)}
+    # what the changes did: Quinns split up, Stones together, B and X one, T and U apart
+    assert second.members([*FULL_HOUSE, NEWCOMER]) == {
+        (i,) for i in [*ids(FULL_HOUSE), "INC-QNEW"]}
+    assert second.members(OVER_FULL) == {tuple(ids(OVER_FULL)[1:])}
+    assert second.members(BRIDGED) == {tuple(ids(BRIDGED))}
+    assert second.members(SPLIT) == {("INC-T1", "INC-T2"), ("INC-U1",)}
+    [row] = second.of(BRIDGED)
+    assert [tuple(x) for x in row["links"]] == [
+        ("address", "23 oak ave|30023|US|zane"), ("address", "24 oak ave|30024|US|yates"),
+        ("phone", number(301))]
 
 
 def test_roles_by_age_at_as_of(first: Built) -> None:

@@ -199,37 +199,67 @@ def _add_missing_columns(ctx: StageContext, ref: TableRef, schema: DataFrame,
         log.info("%s: added column(s) %s", ref, [f.name for f in missing])
 
 
+def _profile_committed_by_finished_run(ctx: StageContext) -> bool:
+    """Whether the latest commit of ``gold.customer_profile`` is by a run that finished.
+
+    Not so after a publish killed between its profile commit and its households: the
+    profile then shows the changed customers' new keys only, and their households cannot
+    be rebuilt from the keys they held (the re-run rebuilds everyone's instead).
+    """
+    spark, lake = ctx.spark, ctx.lakehouse
+    last = io.last_commit_info(spark, lake.ref(GOLD_CUSTOMER_PROFILE))
+    if last is None or last.run_id is None:
+        return False
+    if ctx.buffer is not None and any(r.run_id == last.run_id and status == "succeeded"
+                                      for r, status, _ in ctx.buffer.pending):
+        return True
+    runs = lake.ref(AUDIT_RUNS)
+    return io.table_exists(spark, runs) and not io.read_table(spark, runs).filter(
+        (F.col("run_id") == last.run_id) & (F.col("status") == "succeeded")).isEmpty()
+
+
 def _households(ctx: StageContext, profiles: DataFrame, scope: DataFrame | None,
                 current: DataFrame | None, as_of: date, run_id: str, at: datetime
                 ) -> tuple[Households, DataFrame] | None:
-    """Households of the whole population, and the profiles to publish with their
-    ``household_id``.
+    """Households, and the profiles to publish with their ``household_id``.
 
     The population is the profiles just built plus, in an incremental publish, every
-    current profile outside the scope: households are recomputed whole (one pass over
-    the profile table, cheap next to the profile MERGE; see docs/households.md), so they
-    are right whatever changed. A customer outside the scope whose ``household_id`` moves
-    (a new member took the household's id) is published again with the new id.
-    None when nothing can have changed (an incremental publish with no customer in scope
-    and the table already there).
+    current profile outside the scope. A full publish (or the first) builds everyone's
+    households; an incremental one rebuilds only those the customers in scope can reach
+    (their keys now and in the current profile, the customers holding them, and the
+    households those belonged to: :func:`~udp_spark.profile.households.households_to_rebuild`),
+    which gives what a whole rebuild gives (docs/households.md). A customer outside the
+    scope whose ``household_id`` moves (a new member took the household's id) is published
+    again with the new id. None when nothing can have changed (an incremental publish with
+    no customer in scope and the table already there).
     """
     spark, lake = ctx.spark, ctx.lakehouse
     hh_ref = lake.ref(GOLD_HOUSEHOLDS)
     if scope is not None and io.table_exists(spark, hh_ref) and scope.isEmpty():
         return None
     population = profiles.select(*HOUSEHOLD_INPUT_COLUMNS)
-    others = None
+    others = before = None
     if scope is not None and current is not None:
         others = current.join(scope, "customer_id", "left_anti").select(*PROFILE_COLUMNS)
         population = population.unionByName(others.select(*HOUSEHOLD_INPUT_COLUMNS))
     previous, _ = _current(ctx, GOLD_HOUSEHOLDS)
-    hh = build_households(population, previous, ctx.cfg.publish.households, as_of, run_id)
+    changed = None
+    if (scope is not None and current is not None and previous is not None
+            and _profile_committed_by_finished_run(ctx)):
+        changed = scope
+        before = current.join(scope, "customer_id", "left_semi").select(
+            *HOUSEHOLD_INPUT_COLUMNS)
+    hh = build_households(population, previous, ctx.cfg.publish.households, as_of, run_id,
+                          changed=changed, before=before)
     households = hh.households.transform(io.checkpoint)
     assignment = households.select(F.explode("member_ids").alias("customer_id"),
                                    "household_id")
-    hh = Households(households, assignment, hh.blocked.transform(io.checkpoint))
+    hh = Households(households, assignment, hh.blocked.transform(io.checkpoint),
+                    hh.customers, hh.replaced)
     out = profiles.transform(with_household_ids(assignment))
     if others is not None:
+        if hh.customers is not None:  # the others outside the rebuild keep theirs
+            others = others.join(hh.customers, "customer_id", "left_semi")
         moved = (others.join(assignment.withColumnRenamed("household_id", "_new"),
                              "customer_id", "left")
                  .filter(~F.col("household_id").eqNullSafe(F.col("_new")))
@@ -263,7 +293,7 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
     (merged away: deleted) customers; ``gold.customer_profile_history`` closes the current
     row of each changed or vanished customer and opens one for each new or changed customer;
     ``gold.segment_membership`` opens and closes segment spells; ``gold.households`` is
-    recomputed over every customer when any customer is in scope, and rewritten where a
+    rebuilt around the customers in scope (wholly in a full publish), and rewritten where a
     household changed (a customer outside the scope whose ``household_id`` moved is
     published again). Every commit carries the run id. Publishing again on unchanged input
     writes nothing.
@@ -428,6 +458,9 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
             hc: dict[str, int] = {}
             if households is not None:
                 cur_hh, _ = _current(ctx, GOLD_HOUSEHOLDS)
+                if cur_hh is not None and households.replaced is not None:
+                    # rebuilt around the scope: compared with the households it replaces
+                    cur_hh = cur_hh.join(households.replaced, "household_id", "left_semi")
                 hh_classified = classify_changes(
                     households.households, None if cur_hh is None else cur_hh.select(
                         "household_id", "_row_hash"), keys=("household_id",))
@@ -482,7 +515,9 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
 
 
 def _household_counts(hh: Households) -> tuple[dict[str, int], dict[int, int]]:
-    """Counts for the run's metrics, and households by size."""
+    """Counts for the run's metrics, and households by size: of every household in a full
+    publish, of the households rebuilt in an incremental one (like segment sizes, a count
+    over everyone would cost the pass over every customer the rebuild avoids)."""
     sizes = {int(r["size"]): int(r["n"]) for r in hh.households.groupBy("size").agg(
         F.count("*").alias("n")).collect()}
     blocked = {(r["kind"], r["reason"]): (int(r["keys"]), int(r["customers"]))

@@ -33,6 +33,11 @@ holding most former members keeps it. A household that inherits no id gets
 ``H`` + 15 hex digits of a hash of its members' smallest record ids: derived from the
 records, not the run, so two lakehouses built from the same data give the same ids.
 
+**Incremental.** Given the customers that changed since the previous households were
+built (and their profiles then), :func:`build_households` rebuilds only the households they
+can reach (:func:`households_to_rebuild`): the rows a whole build gives for those, the
+others untouched.
+
 Pure ``DataFrame -> DataFrame`` logic; the publish runner reads the profiles and the
 previous households and writes the result.
 """
@@ -64,6 +69,7 @@ __all__ = [
     "build_households",
     "household_edges",
     "household_evidence",
+    "households_to_rebuild",
     "looks_like_placeholder_phone",
     "member_role",
     "with_household_ids",
@@ -176,9 +182,13 @@ def household_evidence(settings: HouseholdSettings) -> Transform:
     return transform
 
 
-def household_edges(evidence: DataFrame, settings: HouseholdSettings
-                    ) -> tuple[DataFrame, DataFrame]:
+def household_edges(evidence: DataFrame, settings: HouseholdSettings,
+                    counted: DataFrame | None = None) -> tuple[DataFrame, DataFrame]:
     """Links between customers, and the keys the caps kept from linking.
+
+    ``counted``: the evidence of the whole population when ``evidence`` is a part of it
+    (the customers whose households are rebuilt): a key's holders are counted there, so a
+    cap blocks the same keys as over everyone.
 
     Returns:
         ``(src, dst, kind, link_key)`` with ``src < dst``, one row per pair and key; and
@@ -187,7 +197,9 @@ def household_edges(evidence: DataFrame, settings: HouseholdSettings
         (``placeholder``).
     """
     caps = {"address": settings.max_address_customers, "phone": settings.max_phone_customers}
-    holders = evidence.groupBy("kind", "key").agg(
+    pool = evidence if counted is None else counted.join(
+        evidence.select("kind", "key").distinct(), ["kind", "key"], "left_semi")
+    holders = pool.groupBy("kind", "key").agg(
         F.count_distinct("customer_id").alias("customers"),
         F.max(F.col("placeholder").cast("int")).alias("_placeholder"))
     cap = F.when(F.col("kind") == "address", F.lit(caps["address"])).otherwise(
@@ -222,17 +234,27 @@ class Households:
     households: DataFrame
     assignment: DataFrame
     blocked: DataFrame
+    # Rebuilt around changed customers only (``changed``): the customers whose households
+    # were rebuilt and the previous household ids they held, which ``households`` replaces
+    # (one no longer there is gone); every other household is as before. None: everyone.
+    customers: DataFrame | None = None
+    replaced: DataFrame | None = None
 
 
-def _stable_ids(components: DataFrame, previous: DataFrame | None) -> DataFrame:
+def _stable_ids(components: DataFrame, previous: DataFrame | None,
+                reserved: DataFrame | None = None) -> DataFrame:
     """``(component, household_id)``: each component's inherited id (module doc), or a new
-    one from its members' anchors."""
+    one from its members' anchors. ``reserved`` (``household_id``): ids kept by households
+    outside ``components`` (an incremental rebuild's untouched ones)."""
     fingerprint = components.groupBy("component").agg(
         F.sort_array(F.collect_list(F.coalesce("anchor", "customer_id"))).alias("_anchors"))
     minted = fingerprint.select("component", F.concat(F.lit("H"), F.substring(
         F.sha2(F.array_join("_anchors", ","), 256), 1, 15)).alias("_minted"))
-    if previous is None:
+    if previous is None and reserved is None:
         return minted.select("component", F.col("_minted").alias("household_id"))
+    if previous is None:
+        previous = components.sparkSession.createDataFrame(
+            [], "household_id string, size int, member_ids array<string>")
     prev = previous.select(F.col("household_id").alias("prev_id"), "size",
                            F.explode("member_ids").alias("customer_id"))
     votes = components.join(prev, "customer_id").groupBy("component", "prev_id").agg(
@@ -245,7 +267,10 @@ def _stable_ids(components: DataFrame, previous: DataFrame | None) -> DataFrame:
             .select("component", F.col("prev_id").alias("_kept")))
     # A new id equal to one kept elsewhere (the same members formed a household before
     # and its id moved on) takes the component into its hash instead.
-    taken = kept.select(F.col("_kept").alias("_minted"), F.lit(True).alias("_taken"))
+    taken = kept.select(F.col("_kept").alias("_minted"))
+    if reserved is not None:
+        taken = taken.unionByName(reserved.select(F.col("household_id").alias("_minted")))
+    taken = taken.distinct().withColumn("_taken", F.lit(True))
     return (minted.join(kept, "component", "left").join(taken, "_minted", "left")
             .select("component", F.coalesce(
                 "_kept", F.when(F.col("_taken"), F.concat(F.lit("H"), F.substring(F.sha2(
@@ -253,10 +278,49 @@ def _stable_ids(components: DataFrame, previous: DataFrame | None) -> DataFrame:
                 .otherwise(F.col("_minted"))).alias("household_id")))
 
 
+def households_to_rebuild(evidence: DataFrame, previous: DataFrame, changed: DataFrame,
+                          before: DataFrame | None) -> tuple[DataFrame, DataFrame]:
+    """The customers whose households a change can reach, and the previous households
+    they held: ``(customer_id)``, ``(household_id)``.
+
+    A link can appear or vanish only on a key (address key or number, whatever the family
+    name) a changed customer holds now or held before: through their own evidence, or a
+    cap their arrival or departure crosses. So the customers to rebuild are the changed
+    ones, every holder of those keys, and every member of a previous household holding one
+    of them. That set is closed: any other link of theirs is unchanged, so it stays inside
+    a previous household already taken whole, and a household outside it is exactly as
+    before.
+
+    Args:
+        evidence: :func:`household_evidence` of the whole current population.
+        previous: the households built before the change (``household_id, member_ids``).
+        changed: ``customer_id`` of every customer whose profile changed, was created or
+            vanished since ``previous`` was built.
+        before: :func:`household_evidence` of the changed customers' profiles as
+            ``previous`` was built from them (None: none existed).
+    """
+    keys = evidence.join(changed, "customer_id", "left_semi").select("kind", "key")
+    if before is not None:
+        keys = keys.unionByName(before.select("kind", "key"))
+    holders = evidence.join(keys.distinct(), ["kind", "key"], "left_semi").select(
+        "customer_id")
+    near = changed.select("customer_id").unionByName(holders).distinct()
+    held = previous.select("household_id", F.explode("member_ids").alias("customer_id"))
+    replaced = io.checkpoint(held.join(near, "customer_id", "left_semi").select(
+        "household_id").distinct())
+    customers = near.unionByName(held.join(replaced, "household_id", "left_semi").select(
+        "customer_id")).distinct()
+    return io.checkpoint(customers), replaced
+
+
 def build_households(profiles: DataFrame, previous: DataFrame | None,
-                     settings: HouseholdSettings, as_of: date, run_id: str) -> Households:
+                     settings: HouseholdSettings, as_of: date, run_id: str, *,
+                     changed: DataFrame | None = None, before: DataFrame | None = None
+                     ) -> Households:
     """Households of every customer in ``profiles`` (the whole population, not a subset:
-    a household reaches any customer).
+    a household reaches any customer), or, given ``changed`` and ``previous``, only the
+    households the changed customers can reach (:func:`households_to_rebuild`): the same
+    rows a whole build gives for those, every other previous household staying as it is.
 
     Args:
         profiles: :data:`HOUSEHOLD_INPUT_COLUMNS` of every current customer.
@@ -264,6 +328,11 @@ def build_households(profiles: DataFrame, previous: DataFrame | None,
             None: the ids to keep stable.
         as_of: the day members' ages (roles) are computed for.
         run_id: written on every row (the runner keeps the old row where nothing changed).
+        changed: ``customer_id`` of the customers whose profile changed (created, updated,
+            vanished) since ``previous`` was built, to rebuild only around them; None:
+            build everyone's.
+        before: those customers' :data:`HOUSEHOLD_INPUT_COLUMNS` as ``previous`` was built
+            from (their keys then), with ``changed``.
 
     Example::
 
@@ -273,7 +342,18 @@ def build_households(profiles: DataFrame, previous: DataFrame | None,
     # Materialised once each: the evidence feeds five aggregates, the edges three, and
     # recomputing them costs more Spark stages than the data (a few rows per customer).
     evidence = io.checkpoint(profiles.transform(household_evidence(settings)))
-    edges, blocked = household_edges(evidence, settings)
+    counted = customers = replaced = reserved = None
+    if changed is not None and previous is not None:
+        customers, replaced = households_to_rebuild(
+            evidence, previous, changed,
+            None if before is None else before.transform(household_evidence(settings)))
+        # caps count holders over everyone; ids kept by untouched households stay theirs
+        counted = evidence
+        evidence = io.checkpoint(evidence.join(customers, "customer_id", "left_semi"))
+        profiles = profiles.join(customers, "customer_id", "left_semi")
+        reserved = previous.join(replaced, "household_id", "left_anti").select("household_id")
+        previous = previous.join(replaced, "household_id", "left_semi")
+    edges, blocked = household_edges(evidence, settings, counted)
     edges = io.checkpoint(edges)
     # vertices: customers with a usable address, and customers with a link
     addressed = evidence.filter(F.col("kind") == "address").select(
@@ -289,7 +369,7 @@ def build_households(profiles: DataFrame, previous: DataFrame | None,
     anchors = evidence.groupBy("customer_id").agg(F.min("anchor").alias("anchor"))
     members = io.checkpoint(comps.join(people, "customer_id", "left").join(
         anchors, "customer_id", "left"))
-    ids = _stable_ids(members, previous)
+    ids = _stable_ids(members, previous, reserved)
 
     # (new attribute names: the checkpointed frames keep theirs, and Spark cannot tell
     # two uses of one checkpoint apart in a join)
@@ -329,7 +409,7 @@ def build_households(profiles: DataFrame, previous: DataFrame | None,
                   .withColumn("run_id", F.lit(run_id)))
     assignment = households.select(F.explode("member_ids").alias("customer_id"),
                                    "household_id")
-    return Households(households, assignment, blocked)
+    return Households(households, assignment, blocked, customers, replaced)
 
 
 def with_household_ids(assignment: DataFrame) -> Transform:

@@ -71,7 +71,7 @@ POINTS: dict[str, tuple[str, ...]] = {
                 "resolve:after_audit_runs"),
     "publish": ("publish:after_profile_events", "publish:after_profile",
                 "publish:after_history", "publish:after_segment_membership",
-                "publish:after_audit_runs"),
+                "publish:after_households", "publish:after_audit_runs"),
     "evaluate": ("evaluate:after_mlflow_run", "evaluate:after_audit_runs"),
     "maintain": ("maintain:after_optimize#4", "maintain:after_vacuum#2",
                  "maintain:after_audit_runs"),

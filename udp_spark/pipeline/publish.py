@@ -470,6 +470,7 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
                                            lake.ref(GOLD_HOUSEHOLDS), ["household_id"],
                                            HOUSEHOLD_COLUMNS)
                     run.output_versions[str(lake.ref(GOLD_HOUSEHOLDS))] = res.version or 0
+                    crash_point("publish:after_households")
                     progress.step("households merged")
             save_watermarks(run, {ch.table: ch.version for ch in chs}, params=params,
                             saved=marks)

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-LEG_ORDER = ("stream", "api", "erase")
+LEG_ORDER = ("stream", "api", "erase", "review")
 STREAM_BATCH_SIZES = (100, 1000)
 SHARED_MACHINE = ("client and server share this machine (2 cores): the load generator's "
                   "threads compete with the server for CPU")
@@ -642,10 +642,90 @@ def erase_leg(data: Path, lake: Path, work: Path) -> dict[str, Any]:
     return result
 
 
+def review_leg(data: Path, lake: Path, work: Path, steps: tuple[int, ...] = (100, 300, 1000),
+               mlflow_db: str | None = None) -> dict[str, Any]:
+    """The review loop's learning curve: F1 with 0 labels (the zero-label Fellegi-Sunter
+    matcher), then after each round of ``udp review`` until ``steps`` labels, the clerk
+    simulated by the generator's truth, the supervised matcher trained on the decisions,
+    re-scored and re-resolved. On a copy of the lakehouse (labels and model versions must
+    not leak into the other legs). ``mlflow_db``: the MLflow store when it is not
+    ``<lake>/mlflow.db``."""
+    import csv
+
+    from udp_spark.config import load_config
+    from udp_spark.pipeline.context import StageContext
+    from udp_spark.pipeline.evaluate import run_evaluate
+    from udp_spark.pipeline.labels import run_import_labels
+    from udp_spark.pipeline.resolve import run_resolve
+    from udp_spark.pipeline.review import run_review
+    from udp_spark.pipeline.score import run_score
+    from udp_spark.pipeline.train import run_train
+    from udp_spark.session import get_session
+
+    copy = work / "lake"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(lake, copy)
+    if mlflow_db:  # a store kept outside the lakehouse (the bench keeps it inside)
+        shutil.copy2(mlflow_db, copy / "mlflow.db")
+    truth_csv = data / "truth" / "records.csv"
+    with truth_csv.open(encoding="utf-8") as f:
+        person = {f"{t['source']}:{t['source_key']}": t["person_id"] for t in csv.DictReader(f)}
+    cfg = load_config(REPO / "conf" / "pipeline.yaml", data_root=str(data.resolve()),
+                      lakehouse_root=str(copy.resolve()))
+    cfg = cfg.model_copy(update={"mlflow": cfg.mlflow.model_copy(update={
+        "tracking_uri": f"sqlite:///{(copy / 'mlflow.db').resolve()}"})})
+    spark = get_session(cfg.spark)
+    ctx = StageContext(spark, cfg)
+    keys = ("pairwise_precision", "pairwise_recall", "pairwise_f1", "bcubed_f1",
+            "attainable_pairwise_f1", "attainable_bcubed_f1")
+
+    def measure(labels: int, seconds: float, **extra: Any) -> dict[str, Any]:
+        m = run_evaluate(ctx, str(truth_csv), log_to_mlflow=False)
+        return {"labels": labels, **{k: round(m[k], 4) for k in keys},
+                "round_s": round(seconds, 1), **extra}
+
+    curve = [measure(0, 0.0, model="fellegi_sunter")]
+    sup = ctx.cfg.matching.model.model_copy(update={"kind": "supervised"})
+    sctx = StageContext(spark, cfg.model_copy(update={"matching": cfg.matching.model_copy(
+        update={"model": sup})}))
+    have = 0
+    for target in steps:
+        t0 = time.perf_counter()
+        picked = run_review(sctx if have else ctx, target - have, work / f"review-{target}")
+        with picked.csv_path.open(encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        decided = work / f"decided-{target}.csv"
+        with decided.open("w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, ["record_id_a", "record_id_b", "is_match"])
+            w.writeheader()
+            for r in rows:
+                a, b = person.get(r["record_id_a"]), person.get(r["record_id_b"])
+                w.writerow({"record_id_a": r["record_id_a"], "record_id_b": r["record_id_b"],
+                            "is_match": "yes" if a is not None and a == b else "no"})
+        imported = run_import_labels(ctx, str(decided))
+        have += imported.positives + imported.negatives
+        try:
+            run_train(sctx)
+        except Exception as exc:  # e.g. too few labels of a class: the curve says so
+            curve.append({"labels": have, "error": f"{type(exc).__name__}: {exc}"[:300]})
+            continue
+        run_score(sctx)
+        run_resolve(sctx)
+        curve.append(measure(have, time.perf_counter() - t0, model="supervised",
+                             positives=imported.positives, negatives=imported.negatives,
+                             patterns=picked.patterns))
+    base = curve[0]["pairwise_f1"]
+    for point in curve[1:]:
+        if "pairwise_f1" in point and point["labels"]:
+            point["f1_gain_per_100_labels"] = round(
+                100 * (point["pairwise_f1"] - base) / point["labels"], 4)
+    return {"curve": curve}
+
+
 # --- running the legs --------------------------------------------------------------------
 
 LEGS: dict[str, Callable[..., dict[str, Any]]] = {
-    "stream": stream_leg, "api": api_leg, "erase": erase_leg}
+    "stream": stream_leg, "api": api_leg, "erase": erase_leg, "review": review_leg}
 
 
 def run_leg(leg: str, data: Path, lake: Path, work: Path, options: dict[str, Any]

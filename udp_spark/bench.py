@@ -387,7 +387,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--legs: unknown {sorted(unknown)}; legs are {list(LEG_ORDER)}")
     legs = [x for x in LEG_ORDER if x in wanted] if args.stages == "all" else []
     leg_options = {"stream": {"landings": args.stream_landings},
-                   "api": {"rate": args.api_rate, "seconds": args.api_seconds}, "erase": {}}
+                   "api": {"rate": args.api_rate, "seconds": args.api_seconds}, "erase": {},
+                   "review": {}}
 
     from udp_spark.generate import generate
     from udp_spark.generate.holdout import hold_out

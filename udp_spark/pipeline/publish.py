@@ -14,7 +14,7 @@ from typing import Any
 from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
 
-from udp_spark import io, progress
+from udp_spark import audit, io, progress
 from udp_spark.changes import Changes, changes_since, fingerprint, save_watermarks
 from udp_spark.faults import crash_point
 from udp_spark.pipeline.context import StageContext, audited_run, stage_watermarks
@@ -272,6 +272,19 @@ def _households(ctx: StageContext, profiles: DataFrame, scope: DataFrame | None,
     return hh, out
 
 
+def _merge_changed(ctx: StageContext, run: audit.RunRecord, counts: dict[str, int],
+                   classified: DataFrame, table: tuple[str, str], key: str,
+                   columns: tuple[str, ...]) -> bool:
+    """MERGE the inserted, updated and deleted rows of ``classified`` (classify_changes)
+    into ``table`` when there are any (True: a commit was made)."""
+    if not counts.get("insert", 0) + counts.get("update", 0) + counts.get("delete", 0):
+        return False
+    ref = ctx.lakehouse.ref(table)
+    res = io.merge_changes(profile_changes(classified), ref, [key], columns)
+    run.output_versions[str(ref)] = res.version or 0
+    return True
+
+
 def discard_uncommitted_profile_events(ctx: StageContext) -> int:
     """Delete the profile events of a publish that died before its profile commit."""
     lake = ctx.lakehouse
@@ -420,11 +433,8 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
             progress.step("profile events", rows=sum(e.values()))
 
             # Profile: upsert new and changed customers, delete vanished ones.
-            if p.get("insert", 0) + p.get("update", 0) + p.get("delete", 0):
-                res = io.merge_changes(profile_changes(classified),
-                                       lake.ref(GOLD_CUSTOMER_PROFILE), ["customer_id"],
-                                       PROFILE_COLUMNS)
-                run.output_versions[str(lake.ref(GOLD_CUSTOMER_PROFILE))] = res.version or 0
+            if _merge_changed(ctx, run, p, classified, GOLD_CUSTOMER_PROFILE, "customer_id",
+                              PROFILE_COLUMNS):
                 crash_point("publish:after_profile")
                 progress.step("profiles merged")
 
@@ -465,11 +475,8 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
                     households.households, None if cur_hh is None else cur_hh.select(
                         "household_id", "_row_hash"), keys=("household_id",))
                 hc = _counts(hh_classified, "_change")
-                if hc.get("insert", 0) + hc.get("update", 0) + hc.get("delete", 0):
-                    res = io.merge_changes(profile_changes(hh_classified),
-                                           lake.ref(GOLD_HOUSEHOLDS), ["household_id"],
-                                           HOUSEHOLD_COLUMNS)
-                    run.output_versions[str(lake.ref(GOLD_HOUSEHOLDS))] = res.version or 0
+                if _merge_changed(ctx, run, hc, hh_classified, GOLD_HOUSEHOLDS,
+                                  "household_id", HOUSEHOLD_COLUMNS):
                     crash_point("publish:after_households")
                     progress.step("households merged")
             save_watermarks(run, {ch.table: ch.version for ch in chs}, params=params,

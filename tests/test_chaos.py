@@ -47,7 +47,7 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, int]:
     out = subprocess.run(
         [sys.executable, "-m", "udp_spark.chaos", "--workdir", str(work), "--people", "30",
          "--stages", "ingest", "resolve", "--points", *SUBSET, "--random-kills", "0",
-         "--stream-parts", "0"], capture_output=True, text=True, timeout=900, check=False)
+         "--stream-parts", "0"], capture_output=True, text=True, timeout=1800, check=False)
     assert out.stdout, out.stderr[-3000:]
     return work, json.loads(out.stdout), out.returncode
 

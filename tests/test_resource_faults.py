@@ -132,7 +132,7 @@ rm '{lake}/filler'
 rm -rf '{lake}/filler'; cp -r '{lake}' '{out}/final_lake' || exit 93
 """
     ns = subprocess.run(["unshare", "-rm", "sh", "-c", script], cwd=tmp_path,
-                        capture_output=True, text=True, check=False, timeout=900)
+                        capture_output=True, text=True, check=False, timeout=1800)
     assert ns.returncode == 0, (ns.stdout, ns.stderr, *(
         p.read_text() for p in out.glob("*.log")))
     # The tables are read back outside the namespace, from copies made inside it (delta-rs

@@ -16,7 +16,13 @@ from pathlib import Path
 from pyspark.sql import functions as F
 
 from udp_spark import io
-from udp_spark.matching.review import expected_gain, pick_for_review, review_html, review_rows
+from udp_spark.matching.review import (
+    expected_gain,
+    pick_for_review,
+    review_html,
+    review_rows,
+    uncertainty,
+)
 from udp_spark.pipeline.context import StageContext, mlflow_dfs_tmpdir
 from udp_spark.tables import SILVER_MATCH_LABELS, SILVER_MATCH_SCORES, SILVER_PARTY_RECORDS
 
@@ -79,8 +85,7 @@ def run_review(ctx: StageContext, n: int, out_dir: str | Path, *,
         writer.writerows(rows)
     html_path.write_text(review_html(rows, model.labels, title=f"Pairs to review ({label})"),
                          encoding="utf-8")
-    uncertain = scores.filter(F.abs(F.col("match_probability") - 0.5)
-                              <= (1.0 - min_uncertainty) / 2)
+    uncertain = scores.filter(uncertainty(F.col("match_probability")) >= min_uncertainty)
     if labelled is not None:
         uncertain = uncertain.join(labelled.select("record_id_l", "record_id_r").distinct(),
                                    ["record_id_l", "record_id_r"], "left_anti")

@@ -37,6 +37,7 @@ from udp_spark.generate import generate
 from udp_spark.pipeline.context import StageContext
 from udp_spark.platform.standalone import LocalStandaloneCluster
 from udp_spark.profile.build import CONTENT_COLUMNS
+from udp_spark.session import SHORT_RUN_JAVA_OPTIONS
 from udp_spark.tables import GOLD_CUSTOMER_PROFILE, GOLD_IDENTITY_XREF
 
 REPO = Path(__file__).resolve().parents[1]
@@ -154,7 +155,13 @@ def _submit(master: str, data: Path, lake: Path, cwd: Path, **env: str
             ) -> subprocess.CompletedProcess[str]:
     args = subprocess.run([str(BIN / "udp"), "submit-args", "--config", str(CONFIG)],
                           capture_output=True, text=True, check=True, env=_env()).stdout
-    cmd = [str(BIN / "spark-submit"), "--master", master, *shlex.split(args), *SAME_AS_TESTS,
+    # small data in short-lived JVMs: C1 only, serial GC (udp_spark.session)
+    driver = "spark.driver.extraJavaOptions="
+    argv = [f"{a} {SHORT_RUN_JAVA_OPTIONS}" if a.startswith(driver) else a
+            for a in shlex.split(args)]
+    assert any(a.startswith(driver) for a in argv), argv
+    cmd = [str(BIN / "spark-submit"), "--master", master, *argv, *SAME_AS_TESTS,
+           "--conf", f"spark.executor.extraJavaOptions={SHORT_RUN_JAVA_OPTIONS}",
            str(REPO / "jobs" / "run.py"), "--config", str(CONFIG), "--data-root", str(data),
            "--lakehouse", str(lake)]
     cwd.mkdir(parents=True, exist_ok=True)  # MLflow's sqlite:///mlflow.db lives here

@@ -49,6 +49,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from udp_spark.session import SHORT_RUN_JAVA_OPTIONS
+
 REPO = Path(__file__).resolve().parents[1]
 AS_OF = "2026-06-30"  # fixed: landing rows must not move recency with the day of the run
 MODEL, ALIAS = "udp_matcher", "champion"
@@ -195,6 +197,7 @@ class Harness:
                  "    spark.sql.adaptive.enabled: \"false\"\n"
                  "    spark.sql.codegen.wholeStage: \"false\"\n"
                  "    spark.sql.codegen.factoryMode: NO_CODEGEN\n"
+                 f"    spark.driver.extraJavaOptions: \"{SHORT_RUN_JAVA_OPTIONS}\"\n"
                  f"    spark.sql.warehouse.dir: {self.run_dir / 'warehouse'}\n\n")
         text, n = re.subn(r"^spark:\n(?:  .*\n)+\n", spark, text, flags=re.M)
         assert n == 1, "conf/pipeline.yaml: no spark: block found"

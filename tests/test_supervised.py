@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 
 from udp_spark.config import ModelSettings, PipelineConfig, SupervisedSettings
 from udp_spark.matching.comparisons import Comparison
+from udp_spark.matching.fellegi_sunter import FSModel
 from udp_spark.matching.labels import check_pair_labels, truth_pair_labels, usable_labels
 from udp_spark.matching.supervised import (
     LN2,
@@ -24,6 +25,7 @@ from udp_spark.matching.supervised import (
     check_labels,
     classification_metrics,
     fit_supervised,
+    fs_anchors,
     supervised_scores,
 )
 
@@ -133,6 +135,54 @@ def test_gbt_contributions_add_up_and_probabilities_are_probabilities(
         assert 0.0 <= r["match_probability"] <= 1.0
         assert r["match_weight"] == pytest.approx(
             matcher.model.prior_weight + r["w_name"] + r["w_dob"], abs=1e-9)
+
+
+def _toy_fs() -> FSModel:
+    return FSModel(
+        comparisons=["name", "dob"], levels={"name": [-1, 0, 1, 2], "dob": [-1, 0, 1]},
+        labels={"name": {-1: "missing", 0: "else", 1: "close", 2: "exact"},
+                "dob": {-1: "missing", 0: "else", 1: "exact"}},
+        m={"name": {2: 0.8, 1: 0.15, 0: 0.05}, "dob": {1: 0.9, 0: 0.1}},
+        u={"name": {2: 0.001, 1: 0.05, 0: 0.949}, "dob": {1: 0.01, 0: 0.99}}, prior=0.01)
+
+
+def test_anchors_are_the_patterns_fellegi_sunter_is_sure_of() -> None:
+    patterns = [{"name": n, "dob": d} for n in (None, 0, 1, 2) for d in (None, 0, 1)]
+    anchors = dict(fs_anchors(patterns, _toy_fs(), ["name", "dob"], 0.99))
+    # log2 odds: prior -6.6; name exact +9.6, close +1.6, else -4.2; dob exact +6.5, else -3.3
+    # (and no evidence at all is the prior: 0.01)
+    assert anchors == {(2, 1): True, (1, 0): False, (0, 0): False, (0, -1): False,
+                       (-1, 0): False, (-1, -1): False}
+
+
+def test_anchors_keep_the_easy_pairs_right_when_labels_are_only_uncertain_ones(
+        spark: SparkSession) -> None:
+    """Review labels sit in the uncertain band: alone, they say nothing of an exact name
+    with an exact birth date. Anchored on Fellegi-Sunter's confident patterns the classifier
+    gets those right, and it follows the labels where Fellegi-Sunter is unsure."""
+    # the uncertain band only; Fellegi-Sunter gives (1, 1) p 0.74, the clerks say no
+    rows = ([(1, -1, i < 20) for i in range(40)] + [(-1, 1, i < 20) for i in range(40)]
+            + [(2, -1, True)] * 20 + [(1, 1, False)] * 20)
+    labelled = spark.createDataFrame(rows, "name int, dob int, is_match boolean")
+    patterns = [{"name": n, "dob": d} for n in (None, 0, 1, 2) for d in (None, 0, 1)]
+    anchors = fs_anchors(patterns, _toy_fs(), ["name", "dob"], 0.99)
+    easy = spark.createDataFrame([(2, 1), (0, 0)], "name int, dob int")
+
+    def probabilities(settings: SupervisedSettings) -> dict[tuple[int, int], float]:
+        matcher = fit_supervised(labelled, _toy_comparisons(), settings, 1, anchors)
+        return {(r["name"], r["dob"]): r["match_probability"]
+                for r in easy.transform(supervised_scores(matcher)).collect()}
+
+    alone = probabilities(SupervisedSettings(anchor_weight=0.0))
+    anchored = probabilities(SupervisedSettings())
+    assert alone[(0, 0)] > 0.2  # no label ever showed "else" on both: a coin, not a no
+    assert anchored[(2, 1)] > 0.95 and anchored[(0, 0)] < 0.05
+    # where the labels are, they still decide: exact name alone is a match, as labelled
+    matcher = fit_supervised(labelled, _toy_comparisons(), SupervisedSettings(), 1, anchors)
+    at = spark.createDataFrame([(2, -1), (1, 1)], "name int, dob int").transform(
+        supervised_scores(matcher)).collect()
+    assert {(r["name"], r["dob"]): r["match_probability"] > 0.5 for r in at} == {
+        (2, -1): True, (1, 1): False}
 
 
 def test_holdout_metrics_hand_computed(spark: SparkSession) -> None:

@@ -368,6 +368,16 @@ class SupervisedSettings(_Model):
     max_iter: int = Field(default=100, ge=1, description="lr: iterations; gbt: trees")
     max_depth: int = Field(default=4, ge=1, le=30, description="gbt: depth of each tree")
     step_size: float = Field(default=0.1, gt=0, le=1, description="gbt: learning rate")
+    anchor_weight: float = Field(
+        default=1.0, ge=0,
+        description="weight of each anchor: a comparison pattern of the candidate pairs that "
+                    "the Fellegi-Sunter model decides with at least anchor_confidence, added "
+                    "to the training labels with its decision (a human label weighs 1). "
+                    "Review labels are the uncertain pairs; the anchors keep the easy ones "
+                    "right. 0: train on the labels alone")
+    anchor_confidence: float = Field(default=0.99, ge=0.5, lt=1,
+                                     description="probability (or 1 - it) from which a "
+                                                 "pattern's Fellegi-Sunter decision anchors")
 
 
 class ModelSettings(_Model):
@@ -921,6 +931,10 @@ class ErasureSettings(_Model):
     suppression_salt: str = Field(
         default="udp-spark", description="salt of the hashes on the suppression list "
         "(set a secret: ${UDP_PRIVACY_SALT})")
+    parallel_tables: int = Field(
+        default=4, ge=1, le=32, description="tables deleted from, and purged, at once (each "
+        "delete is mostly fixed driver work: planning, the Delta log, the commit; 1: one "
+        "after the other)")
 
 
 class RetentionSettings(_Model):

@@ -21,11 +21,12 @@ from udp_spark.matching.supervised import (
     class_counts,
     classification_metrics,
     fit_supervised,
+    fs_anchors,
     holdout_flag,
     supervised_scores,
 )
 from udp_spark.pipeline.context import StageContext
-from udp_spark.tables import SILVER_MATCH_LABELS
+from udp_spark.tables import SILVER_MATCH_LABELS, SILVER_MATCH_SCORES
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,32 @@ def _holdout_metrics(scored: DataFrame, threshold: float, prefix: str) -> dict[s
     return {f"{prefix}_{k}": v for k, v in classification_metrics(scored, threshold).items()}
 
 
+def _anchors(ctx: StageContext, comparisons: Sequence[Comparison], fs_model: FSModel | None
+             ) -> list[tuple[tuple[int, ...], bool]]:
+    """The Fellegi-Sunter model's confident patterns among the scored candidate pairs
+    (:func:`fs_anchors`); none without a Fellegi-Sunter model, scores or anchor weight."""
+    scfg = ctx.cfg.matching.model.supervised
+    ref = ctx.lakehouse.ref(SILVER_MATCH_SCORES)
+    if fs_model is None or scfg.anchor_weight <= 0 or not io.table_exists(ctx.spark, ref):
+        log.info("no anchors: %s", "no Fellegi-Sunter model" if fs_model is None else
+                 "anchor_weight 0" if scfg.anchor_weight <= 0 else f"{ref} does not exist")
+        return []
+    names = [c.name for c in comparisons]
+    scores = io.read_table(ctx.spark, ref)
+    missing = [c for c in names if c not in scores.columns]
+    if missing:
+        log.warning("no anchors: %s lacks the comparisons %s (scored by another "
+                    "configuration; run udp score first)", ref, missing)
+        return []
+    # distinct comparison vectors: a few thousand whatever the number of pairs
+    patterns = [r.asDict() for r in scores.select(*names).distinct().collect()]
+    anchors = fs_anchors(patterns, fs_model, names, scfg.anchor_confidence)
+    log.info("anchors: %d of %d patterns (%d match, %d non-match) at confidence %s",
+             len(anchors), len(patterns), sum(1 for _, m in anchors if m),
+             sum(1 for _, m in anchors if not m), scfg.anchor_confidence)
+    return anchors
+
+
 def train_supervised(ctx: StageContext, run: RunRecord, records: DataFrame,
                      comparisons: Sequence[Comparison],
                      fs_model: FSModel | None = None) -> SupervisedTraining:
@@ -97,16 +124,19 @@ def train_supervised(ctx: StageContext, run: RunRecord, records: DataFrame,
                 .transform(comparison_vectors(comparisons))
                 .withColumn("_holdout", holdout_flag(scfg.holdout_fraction, mcfg.seed))
                 .persist(StorageLevel.MEMORY_AND_DISK))
+    anchors = _anchors(ctx, comparisons, fs_model)
     try:
         train = labelled.filter(~F.col("_holdout"))
-        matcher = fit_supervised(train, comparisons, scfg, mcfg.seed)
+        matcher = fit_supervised(train, comparisons, scfg, mcfg.seed, anchors)
         counts = io.one_row(labelled.agg(F.count("*").alias("n"),
                                          F.sum(F.col("_holdout").cast("long")).alias("h")))
         metrics: dict[str, float] = {
             "labels_used": float(counts["n"]), "holdout_pairs": float(counts["h"] or 0),
             "train_positives": float(matcher.model.train_positives),
             "train_negatives": float(matcher.model.train_negatives),
-            "prior_weight": matcher.model.prior_weight}
+            "prior_weight": matcher.model.prior_weight,
+            "anchor_patterns_match": float(sum(1 for _, m in anchors if m)),
+            "anchor_patterns_non_match": float(sum(1 for _, m in anchors if not m))}
         holdout = labelled.filter(F.col("_holdout"))
         if scfg.holdout_fraction > 0 and (counts["h"] or 0) > 0:
             scored = holdout.transform(supervised_scores(matcher))
@@ -126,6 +156,7 @@ def train_supervised(ctx: StageContext, run: RunRecord, records: DataFrame,
         "algorithm": scfg.algorithm, "holdout_fraction": scfg.holdout_fraction,
         "reg_param": scfg.reg_param, "elastic_net_param": scfg.elastic_net_param,
         "max_iter": scfg.max_iter, "max_depth": scfg.max_depth, "step_size": scfg.step_size,
+        "anchor_weight": scfg.anchor_weight, "anchor_confidence": scfg.anchor_confidence,
         "seed": mcfg.seed, "evaluation_threshold": threshold,
         "features": len(matcher.model.features),
         "fs_compared": fs_model is not None}

@@ -11,10 +11,11 @@ import functools
 import hashlib
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, Row, SparkSession
@@ -25,6 +26,7 @@ from udp_spark.config import PipelineConfig, SourceConfig
 from udp_spark.tables import TableRef
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 CORRUPT_COL = "_corrupt_record"
 # When a row reached the source, as the source itself records it: a file's modification
@@ -463,18 +465,21 @@ def merge_delete(keys: DataFrame, ref: TableRef, on: Sequence[str]) -> WriteResu
     return _last_commit(spark, ref)
 
 
-def vacuum(spark: SparkSession, ref: TableRef, retain_hours: float, *,
-           purge_deletion_vectors: bool = False) -> int:
-    """VACUUM: delete the files (data and change data) that only versions older than
-    ``retain_hours`` read; with ``purge_deletion_vectors`` first rewrite files whose rows
-    deletion vectors hide (erasure). A retention below Delta's 7-day floor is allowed
-    because the caller's config says so. Returns the files deleted."""
-    dt = delta_table(spark, ref)
-    if purge_deletion_vectors:
-        props = dt.detail().select("properties").first()
-        if props and (props[0] or {}).get("delta.enableDeletionVectors") == "true":
-            target = f"delta.`{ref.path}`" if ref.path else ref.name
-            spark.sql(f"REORG TABLE {target} APPLY (PURGE)")
+def in_parallel(tasks: Sequence[Callable[[], R]], workers: int) -> list[R]:
+    """Run independent actions (each on its own table) from ``workers`` threads; results in
+    the tasks' order. Small Delta actions are mostly driver work (planning, reading the log,
+    committing), one at a time per thread: on different tables they overlap. Every task
+    runs; then the first failure, if any, is raised."""
+    if workers <= 1 or len(tasks) <= 1:
+        return [t() for t in tasks]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="udp-table") as pool:
+        futures = [pool.submit(t) for t in tasks]
+        wait(futures)
+    return [f.result() for f in futures]
+
+
+@contextlib.contextmanager
+def _vacuum_settings(spark: SparkSession, retain_hours: float) -> Iterator[None]:
     # VACUUM lists files in as many tasks as partition discovery's parallelism (10,000 by
     # default: minutes of task overhead even for a small table); the session's is enough.
     settings = {"spark.sql.sources.parallelPartitionDiscovery.parallelism": str(
@@ -485,17 +490,49 @@ def vacuum(spark: SparkSession, ref: TableRef, retain_hours: float, *,
     for k, v in settings.items():
         spark.conf.set(k, v)
     try:
-        dt.vacuum(retain_hours)
+        yield
     finally:
         for k, prev in old.items():
             if prev is None:
                 spark.conf.unset(k)
             else:
                 spark.conf.set(k, prev)
+
+
+def _vacuum_one(spark: SparkSession, ref: TableRef, retain_hours: float,
+                purge_deletion_vectors: bool) -> int:
+    dt = delta_table(spark, ref)
+    if purge_deletion_vectors:
+        props = dt.detail().select("properties").first()
+        if props and (props[0] or {}).get("delta.enableDeletionVectors") == "true":
+            target = f"delta.`{ref.path}`" if ref.path else ref.name
+            spark.sql(f"REORG TABLE {target} APPLY (PURGE)")
+    dt.vacuum(retain_hours)
     last = dt.history(1).select("operation", "operationMetrics").first()
     if last is None or last["operation"] != "VACUUM END":
         return 0
     return int((last["operationMetrics"] or {}).get("numDeletedFiles", 0))
+
+
+def vacuum(spark: SparkSession, ref: TableRef, retain_hours: float, *,
+           purge_deletion_vectors: bool = False) -> int:
+    """VACUUM: delete the files (data and change data) that only versions older than
+    ``retain_hours`` read; with ``purge_deletion_vectors`` first rewrite files whose rows
+    deletion vectors hide (erasure). A retention below Delta's 7-day floor is allowed
+    because the caller's config says so. Returns the files deleted."""
+    with _vacuum_settings(spark, retain_hours):
+        return _vacuum_one(spark, ref, retain_hours, purge_deletion_vectors)
+
+
+def vacuum_all(spark: SparkSession, refs: Sequence[TableRef], retain_hours: float, *,
+               purge_deletion_vectors: bool = False, workers: int = 1) -> dict[str, int]:
+    """:func:`vacuum` of each table, ``workers`` at a time (the session settings VACUUM
+    needs are set once around them all); table -> files deleted."""
+    with _vacuum_settings(spark, retain_hours):
+        counts = in_parallel([functools.partial(_vacuum_one, spark, ref, retain_hours,
+                                                purge_deletion_vectors) for ref in refs],
+                             workers)
+    return {str(ref): n for ref, n in zip(refs, counts, strict=True)}
 
 
 def merge_changes(changes: DataFrame, ref: TableRef, keys: Sequence[str],

@@ -23,9 +23,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import phonenumbers
@@ -34,6 +37,7 @@ from pyspark.sql import functions as F
 
 from udp_spark import io
 from udp_spark.audit import new_run_id
+from udp_spark.config import SourceConfig
 from udp_spark.lease import PIPELINE, Lease
 from udp_spark.pipeline.context import StageContext, audited_run, checkpoint_dir
 from udp_spark.pipeline.maintain import lakehouse_tables
@@ -77,6 +81,9 @@ SUBJECT_TYPES = ("customer", "email", "phone", "record")
 _VALUE_COLUMNS = ("given_name_norm", "family_name_norm", "middle_name_norm", "full_name",
                   "email_canonical", "phone_e164", "mobile_e164", "street_norm",
                   "postcode", "loyalty_id", "city_norm")
+
+
+_REPORT_LOCK = threading.Lock()
 
 
 class ErasureError(ValueError):
@@ -167,11 +174,13 @@ def _delete(ctx: StageContext, report: ErasureReport, t: tuple[str, str] | Table
         return
     keys = rows.select(*on).distinct().localCheckpoint(eager=True)
     if keys.isEmpty():
-        report.rows_removed.setdefault(str(ref), 0)
+        with _REPORT_LOCK:
+            report.rows_removed.setdefault(str(ref), 0)
         return
     res = io.merge_delete(keys, ref, on)
-    report.rows_removed[str(ref)] = report.rows_removed.get(str(ref), 0) + res.metric(
-        "numTargetRowsDeleted")
+    with _REPORT_LOCK:  # deletes of different tables run in parallel threads
+        report.rows_removed[str(ref)] = report.rows_removed.get(str(ref), 0) + res.metric(
+            "numTargetRowsDeleted")
 
 
 def _record_request(ctx: StageContext, request_id: str, subject_type: str, subject_hash: str,
@@ -253,70 +262,80 @@ def _erase(ctx: StageContext, subject_type: str, value: str, request_id: str,
                             insert_only=True)
 
         ids_df = spark.createDataFrame([(r,) for r in rids], "record_id string")
-        # 3. bronze: party rows and the interactions that point at the records
-        raw_texts: set[str] = set()
-        for name, source in sorted(cfg.sources.items()):
+        workers = cfg.privacy.erasure.parallel_tables
+
+        # 3. bronze: party rows and the interactions that point at the records, the
+        # sources' tables at once; the raw e-mail texts found there go to the quarantine scan
+        def bronze_delete(name: str, source: SourceConfig) -> set[str]:
             ref, bronze = _table(ctx, ("bronze", name))
             if bronze is None:
-                continue
+                return set()
             keys = bronze_party_keys(source)
             cond = (F.arrays_overlap(keys, F.array(*[F.lit(r) for r in rids])) if rids
                     else F.lit(False))
             if whole_person and emails:
                 cond = cond | F.coalesce(bronze_emails(source).isin(*emails), F.lit(False))
             hit = bronze.filter(cond).localCheckpoint(eager=True)
+            texts: set[str] = set()
             if source.party is not None and source.party.email is not None:
-                raw_texts |= {str(r[0]).strip().lower() for r in hit.select(
+                texts = {str(r[0]).strip().lower() for r in hit.select(
                     field_column(source.party.email)).collect() if r[0]}
             _delete(ctx, report, ref, hit, ["_batch_id", "_row_hash"])
+            return texts
 
-        # silver
+        raw_texts: set[str] = set().union(*io.in_parallel(
+            [partial(bronze_delete, n, s) for n, s in sorted(cfg.sources.items())], workers))
+
+        # silver, and the consent ledger: what to delete first (the quarantine scan needs
+        # the interaction ids and raw texts), then every table's delete at once
+        deletes: list[tuple[TableRef | tuple[str, str], DataFrame | None, list[str]]] = []
         inter_ref, interactions = _table(ctx, SILVER_INTERACTIONS)
         inter_ids: list[str] = []
         if interactions is not None and rids:
             mine_i = interactions.join(ids_df, "record_id", "left_semi")
             inter_ids = [r[0] for r in mine_i.select("interaction_id").collect()]
-            _delete(ctx, report, inter_ref, mine_i, ["interaction_id"])
+            deletes.append((inter_ref, mine_i, ["interaction_id"]))
         q_ref, quarantine = _table(ctx, SILVER_QUARANTINE)
         if quarantine is not None:
             needles = sorted(set(emails) | raw_texts | set(phones))
             hit_q = quarantine.filter(F.col("record_id").isin(*rids, *inter_ids)
                                       | contains_any(F.col("raw_row"), needles)
                                       | contains_any(F.col("raw_value"), needles))
-            _delete(ctx, report, q_ref, hit_q, ["quarantine_id"])
-        _delete(ctx, report, SILVER_PARTY_RECORDS, mine, ["record_id"])
+            deletes.append((q_ref, hit_q, ["quarantine_id"]))
+        deletes.append((SILVER_PARTY_RECORDS, mine, ["record_id"]))
         either = (F.col("record_id_l").isin(*rids) | F.col("record_id_r").isin(*rids)
                   ) if rids else F.lit(False)
         for t, key in ((SILVER_CANDIDATE_PAIRS, ["record_id_l", "record_id_r"]),
                        (SILVER_MATCH_SCORES, ["record_id_l", "record_id_r"]),
                        (SILVER_MATCH_LABELS, ["record_id_l", "record_id_r", "label_source"])):
             ref, df = _table(ctx, t)
-            _delete(ctx, report, ref, None if df is None else df.filter(either), key)
+            deletes.append((ref, None if df is None else df.filter(either), key))
         ref, bk = _table(ctx, SILVER_BLOCK_KEYS)
-        _delete(ctx, report, ref, None if bk is None else bk.join(ids_df, "record_id",
-                                                                  "left_semi"),
-                ["block", "record_id"])
+        deletes.append((ref, None if bk is None else bk.join(ids_df, "record_id", "left_semi"),
+                        ["block", "record_id"]))
         # term frequencies: the values only this subject held
         ref, tf = _table(ctx, SILVER_MATCH_TERM_FREQUENCIES)
         if tf is not None and values:
             others = records.join(ids_df, "record_id", "left_anti").select(F.explode(F.array(
                 *[F.col(c).cast("string") for c in _VALUE_COLUMNS])).alias("value")).distinct()
             own = tf.filter(F.col("value").isin(*values)).join(others, "value", "left_anti")
-            _delete(ctx, report, ref, own, ["model_version", "comparison", "value"])
-        # the consent ledger
+            deletes.append((ref, own, ["model_version", "comparison", "value"]))
         ref, ce = _table(ctx, PRIVACY_CONSENT_EVENTS)
         if ce is not None:
             subj = (F.col("subject").isin(*rids, *custs, *phones)
                     | ((F.col("subject_type") == "email")
                        & sf.canonical_email(F.col("subject")).isin(*emails))
                     ) if whole_person else F.col("subject").isin(*rids)
-            _delete(ctx, report, ref, ce.filter(subj), ["event_id"])
+            deletes.append((ref, ce.filter(subj), ["event_id"]))
+        io.in_parallel([partial(_delete, ctx, report, t, rows, on) for t, rows, on in deletes],
+                       workers)
 
         # 4. the change-driven stages take the deletes in (resolve re-clusters what the
         # records held together), so that no stage's watermark is left behind the versions
         # the purge below removes the change data of
         catch_up(ctx)
         if whole_person and custs:
+            gold: list[Callable[[], None]] = []
             for t, key in ((GOLD_IDENTITY_XREF, ["record_id"]),
                            (GOLD_CUSTOMER_PROFILE, ["customer_id"]),
                            (GOLD_CUSTOMER_PROFILE_HISTORY, ["customer_id", "valid_from"]),
@@ -333,7 +352,8 @@ def _erase(ctx: StageContext, subject_type: str, value: str, request_id: str,
                        else df.filter(F.col("customer_id").isin(*custs) | (
                            F.col("related_customer_id").isin(*custs)
                            if "related_customer_id" in df.columns else F.lit(False))))
-                _delete(ctx, report, ref, sel, key)
+                gold.append(partial(_delete, ctx, report, ref, sel, key))
+            io.in_parallel(gold, workers)
         elif rids:
             # one record: the customer stays; its history rows built from that record go
             ref, hist = _table(ctx, GOLD_CUSTOMER_PROFILE_HISTORY)
@@ -358,10 +378,9 @@ def _erase(ctx: StageContext, subject_type: str, value: str, request_id: str,
                 report.rows_removed[str(ref)] = scrub.count()
 
         # 5. purge earlier versions of every table
-        retain = cfg.privacy.erasure.vacuum_retain_hours
-        for ref in lakehouse_tables(ctx):
-            report.files_purged[str(ref)] = io.vacuum(spark, ref, retain,
-                                                      purge_deletion_vectors=True)
+        report.files_purged.update(io.vacuum_all(
+            spark, lakehouse_tables(ctx), cfg.privacy.erasure.vacuum_retain_hours,
+            purge_deletion_vectors=True, workers=workers))
         # Spark's own checkpoint files hold copies of intermediate rows: remove the files,
         # keep the folders (the session's checkpoint directory stays usable)
         ckpt = Path(checkpoint_dir(cfg).removeprefix("file:"))

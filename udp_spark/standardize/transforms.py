@@ -163,12 +163,24 @@ def check_expression_syntax(spark: SparkSession, cfg: PipelineConfig,
     Raises:
         ConfigError: naming the source file, the key and Spark's message.
     """
-    probe = spark.range(0)
+    # The session's parser, not a select over a probe frame: analysing a select would log
+    # every column the probe lacks as an ERROR (SQLQueryContextLogger) on every stage start.
+    jsession = getattr(spark, "_jsparkSession", None)
+    if jsession is not None:
+        parser = jsession.sessionState().sqlParser()
+
+        def parse(expr: str) -> None:
+            parser.parseExpression(expr)
+    else:  # Spark Connect: no parser handle; analysis errors are caught below
+        probe = spark.range(0)
+
+        def parse(expr: str) -> None:
+            probe.select(F.expr(expr))
     bad = []
     for name, source in sorted(cfg.sources.items()):
         for key, expr in mapping_expressions(source):
             try:
-                probe.select(F.expr(expr))
+                parse(expr)
             except ParseException as exc:
                 gist = " ".join(str(exc).strip().splitlines()[:1])[:300]
                 where = f"source {name!r}" + (f" (in {sources_dir})" if sources_dir else "")

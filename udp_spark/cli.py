@@ -40,7 +40,8 @@ def _context(config: Path, data_root: str | None, lakehouse: str | None):
     cfg = load_config(config, data_root=data_root, lakehouse_root=lakehouse)
     spark = get_session(cfg.spark)
     # Spark's own parser, before any stage runs: what the config check without Spark let by.
-    check_expression_syntax(spark, cfg, config.parent / cfg.sources_dir)
+    folders = cfg.sources_dirs(config.parent)
+    check_expression_syntax(spark, cfg, folders[0] if len(folders) == 1 else None)
     return StageContext(spark, cfg)
 
 
@@ -71,11 +72,15 @@ def generate(
     people: Annotated[int, typer.Option(min=1, help="number of distinct people")] = 20_000,
     seed: Annotated[int, typer.Option(help="random seed: same seed, same files")] = 42,
     noise: Annotated[float, typer.Option(min=0.0, help="noise multiplier (1 = realistic)")] = 1.0,
+    registers: Annotated[bool, typer.Option(
+        "--registers", help="also write register-shaped sources under registers/ (electoral "
+        "roll: name + address per canvass since 1998; benefit claims: name + birth date + "
+        "national id); run them with conf/pipeline-registers.yaml")] = False,
 ) -> None:
     """Generate synthetic data for six source systems, with the truth kept apart."""
     from udp_spark.generate import generate as gen
 
-    report = gen(out, people=people, seed=seed, noise=noise)
+    report = gen(out, people=people, seed=seed, noise=noise, registers=registers)
     typer.echo(f"{report.people} people -> {report.party_records} party records, "
                f"{report.source_rows} source rows in {report.seconds:.1f}s under {out}")
     for name, rows in sorted(report.files.items()):

@@ -976,7 +976,9 @@ class PipelineConfig(_Model):
     checkpoint_mode: Literal["auto", "reliable", "local"] = Field(
         default="auto", description="lineage breaks: reliable checkpoints (files, survive a "
         "lost executor), local ones (executor blocks), or auto: local only in local mode")
-    sources_dir: str = "sources"
+    sources_dir: str | list[str] = Field(
+        default="sources", description="folder of source YAMLs beside the pipeline file, or "
+        "a list of folders whose sources are loaded together (a name may be defined once)")
     standardize: StandardizeSettings = StandardizeSettings()
     matching: MatchingSettings = MatchingSettings()
     mlflow: MlflowSettings = MlflowSettings()
@@ -1008,6 +1010,10 @@ class PipelineConfig(_Model):
                         f"source {src.name!r}: consent.{i}.purpose: unknown purpose "
                         f"{c.purpose!r}; privacy.purposes are {sorted(self.privacy.purposes)}")
         return self
+
+    def sources_dirs(self, base: Path) -> list[Path]:
+        """The source folders, resolved against ``base`` (the pipeline file's folder)."""
+        return _sources_dirs(self.sources_dir, base)
 
     def source_path(self, source: SourceConfig) -> str:
         """The source's path, resolved against ``data_root`` when relative."""
@@ -1084,12 +1090,33 @@ def load_source(path: str | Path) -> SourceConfig:
     return source
 
 
+def _read_pipeline(path: Path) -> dict[str, Any]:
+    """The pipeline file's keys. With ``extends: other.yaml`` (a path beside it): that
+    file's keys, each top-level key given here replacing the one of the same name."""
+    data = read_yaml(path)
+    base_name = data.pop("extends", None)
+    if base_name is None:
+        return data
+    base_path = path.parent / str(base_name)
+    base = read_yaml(base_path)
+    if "extends" in base:
+        raise ConfigError(f"{path}: extends: {base_path} extends another file itself; "
+                          f"extend the file it extends instead")
+    return {**base, **data}
+
+
+def _sources_dirs(value: object, base: Path) -> list[Path]:
+    names = value if isinstance(value, list) else [value]
+    return [base / str(name) for name in names]
+
+
 def load_config(path: str | Path = "conf/pipeline.yaml", *, data_root: str | None = None,
                 lakehouse_root: str | None = None) -> PipelineConfig:
-    """Load ``pipeline.yaml`` and every ``*.yaml`` in its sources folder, validated.
+    """Load ``pipeline.yaml`` and every ``*.yaml`` in its sources folder(s), validated.
 
     Args:
-        path: the pipeline file.
+        path: the pipeline file (``extends: pipeline.yaml`` in it takes every top-level key
+            it does not set from that file, e.g. ``conf/pipeline-registers.yaml``).
         data_root: overrides ``data_root`` (where relative source paths point).
         lakehouse_root: overrides ``lakehouse.root``.
 
@@ -1097,24 +1124,27 @@ def load_config(path: str | Path = "conf/pipeline.yaml", *, data_root: str | Non
         ConfigError: naming the file and key of the first problems found.
     """
     path = Path(path)
-    data = read_yaml(path)
+    data = _read_pipeline(path)
     if data_root is not None:
         data["data_root"] = data_root
     if lakehouse_root is not None:
         data.setdefault("lakehouse", {})
         data["lakehouse"] = {**data["lakehouse"], "root": lakehouse_root}
-    sources_dir = path.parent / str(data.get("sources_dir", "sources"))
     sources: dict[str, SourceConfig] = {}
-    for src_file in sorted(sources_dir.glob("*.yaml")) if sources_dir.is_dir() else []:
-        src = load_source(src_file)
-        if src.name in sources:
-            raise ConfigError(f"{src_file}: name: source {src.name!r} is defined twice")
-        sources[src.name] = src
+    source_files: dict[str, Path] = {}
+    for sources_dir in _sources_dirs(data.get("sources_dir", "sources"), path.parent):
+        for src_file in sorted(sources_dir.glob("*.yaml")) if sources_dir.is_dir() else []:
+            src = load_source(src_file)
+            if src.name in sources:
+                raise ConfigError(f"{src_file}: name: source {src.name!r} is defined twice "
+                                  f"(also in {source_files[src.name]})")
+            sources[src.name] = src
+            source_files[src.name] = src_file
     for src in sources.values():
         for i, inter in enumerate(src.interactions):
             if inter.party_source and inter.party_source not in sources:
                 raise ConfigError(
-                    f"{sources_dir / (src.name + '.yaml')}: interactions.{i}.party_source: "
+                    f"{source_files[src.name]}: interactions.{i}.party_source: "
                     f"unknown source {inter.party_source!r}; sources are {sorted(sources)}"
                 )
     raw_hash = hashlib.sha256(

@@ -22,6 +22,15 @@ from udp_spark.generate import strops as so
 from udp_spark.generate.noise import MAX_NOISE
 from udp_spark.generate.pools import load_pools
 from udp_spark.generate.population import DAY, build_people
+from udp_spark.generate.registers import (
+    CLAIM_COLUMNS,
+    ROLL_COLUMNS,
+    address_history,
+    build_claims,
+    build_roll,
+    history_table,
+    national_ids,
+)
 from udp_spark.generate.sources import (
     CRM_COLUMNS,
     EMAIL_COLUMNS,
@@ -62,6 +71,10 @@ TRUTH_SOURCES = (
     "email_subscribers",
     "pos_transactions",
 )
+REGISTER_FILES = {
+    "electoral_roll": "registers/electoral_roll.csv",
+    "benefit_claims": "registers/benefit_claims.csv",
+}
 POS_PARTS = 4
 
 
@@ -78,7 +91,8 @@ class GenerateReport:
         files: relative file path -> rows written (data lines for CSV/JSONL, rows for
             Parquet; ``pos/transactions.parquet`` is a folder of part files).
         party_records: rows that are party records (crm + web-shop customers + app users +
-            distinct support requesters + e-mail subscribers + distinct POS loyalty ids).
+            distinct support requesters + e-mail subscribers + distinct POS loyalty ids,
+            plus electoral-roll entries and benefit claims when registers were asked for).
         source_rows: rows in all source files (everything except ``truth/``).
         seconds: wall-clock duration.
     """
@@ -91,7 +105,12 @@ class GenerateReport:
 
 
 def generate(
-    out_dir: str | Path, people: int = 20_000, seed: int = 42, noise: float = 1.0
+    out_dir: str | Path,
+    people: int = 20_000,
+    seed: int = 42,
+    noise: float = 1.0,
+    *,
+    registers: bool = False,
 ) -> GenerateReport:
     """Generate the multi-source synthetic customer data set under ``out_dir``.
 
@@ -103,6 +122,11 @@ def generate(
         noise: multiplier on every data-quality problem probability (0 = clean, 1 = the
             default realistic level, 2 = twice as noisy; clipped to [0, 10]). Life events
             (moves, marriages), households and per-source conventions are not noise.
+        registers: also write the register-shaped sources of :mod:`.registers` under
+            ``registers/`` (an electoral roll: name and address per canvass since 1998; benefit
+            claims: name, birth date and national id), their truth rows, the national id in
+            ``truth/people.parquet`` and ``truth/address_history.parquet``. Off by default,
+            and the other files are the same bytes either way (own random streams).
 
     Returns:
         A :class:`GenerateReport` with the row count of every file.
@@ -124,7 +148,7 @@ def generate(
     started = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for sub in ("crm", "webshop", "app", "support", "email", "pos", "truth"):
+    for sub in ("crm", "webshop", "app", "support", "email", "pos", "registers", "truth"):
         if (out / sub).exists():
             shutil.rmtree(out / sub)
 
@@ -201,6 +225,25 @@ def generate(
     truth.append(("pos_transactions", pos.truth_keys, pos.truth_pids))
     _step("pos", started)
 
+    if registers:
+        person["national_id"] = national_ids(ctx)
+        history = address_history(ctx)
+        roll = build_roll(ctx, history)
+        files[REGISTER_FILES["electoral_roll"]] = write_csv(
+            out / REGISTER_FILES["electoral_roll"], ROLL_COLUMNS, roll.columns
+        )
+        truth.append(("electoral_roll", roll.truth_keys, roll.truth_pids))
+        claims = build_claims(ctx)
+        files[REGISTER_FILES["benefit_claims"]] = write_csv(
+            out / REGISTER_FILES["benefit_claims"], CLAIM_COLUMNS, claims.columns
+        )
+        truth.append(("benefit_claims", claims.truth_keys, claims.truth_pids))
+        files["truth/address_history.parquet"] = write_parquet(
+            out / "truth/address_history.parquet",
+            history_table(person, history, pools.places.city, pools.places.state),
+        )
+        _step("registers", started)
+
     source_rows = sum(files.values())
     pid_text = person["person_id"]
     if any(k is None or p is None for _, k, p in truth):
@@ -264,7 +307,7 @@ def _ts_col(seconds: np.ndarray) -> pa.Array:
 def people_table(p: dict[str, np.ndarray]) -> pa.Table:
     """The truth person table (one row per person) for ``truth/people.parquet``."""
     s = pa.string()
-    return pa.table(
+    table = pa.table(
         {
             "person_id": pa.array(p["person_id"], s),
             "household_id": pa.array(p["household_id"], s),
@@ -321,10 +364,14 @@ def people_table(p: dict[str, np.ndarray]) -> pa.Table:
             "card_replaced_at": _ts_col(p["card_replaced_ts"]),
         }
     )
+    if "national_id" in p:  # only drawn for the register sources
+        table = table.append_column("national_id", pa.array(p["national_id"], s))
+    return table
 
 
 __all__ = [
     "DAY",
+    "REGISTER_FILES",
     "SOURCE_FILES",
     "TRUTH_SOURCES",
     "GenerateError",

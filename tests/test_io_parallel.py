@@ -41,13 +41,13 @@ def test_in_parallel_keeps_order_runs_every_task_and_raises_the_failure() -> Non
 
 def test_vacuum_all_purges_every_table_and_restores_the_session(
         spark: SparkSession, tmp_path: Path) -> None:
-    refs = [TableRef("t", f"t{i}", path=str(tmp_path / f"t{i}")) for i in range(3)]
+    refs = [TableRef("t", f"t{i}", path=str(tmp_path / f"t{i}")) for i in range(2)]
     for ref in refs:
         io.overwrite(spark.range(100).withColumn("v", F.col("id") * 2), ref)
         io.delta_table(spark, ref).delete("id < 50")  # the old file is now unreferenced
     check = "spark.databricks.delta.retentionDurationCheck.enabled"
     before = spark.conf.get(check, None)
-    purged = io.vacuum_all(spark, refs, 0.0, purge_deletion_vectors=True, workers=3)
+    purged = io.vacuum_all(spark, refs, 0.0, purge_deletion_vectors=True, workers=2)
     assert set(purged) == {str(r) for r in refs}
     assert all(n >= 1 for n in purged.values()), purged
     assert spark.conf.get(check, None) == before

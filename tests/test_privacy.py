@@ -25,6 +25,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from udp_spark import io
+from udp_spark.faults import CRASH_AT, InjectedCrash
 from udp_spark.generate import generate
 from udp_spark.pipeline.context import StageContext
 from udp_spark.tables import (
@@ -34,6 +35,7 @@ from udp_spark.tables import (
     GOLD_PROFILE_EVENTS,
     PRIVACY_ERASURE_REQUESTS,
     SILVER_INTERACTIONS,
+    SILVER_PARTY_RECORDS,
     SILVER_QUARANTINE,
 )
 
@@ -162,7 +164,8 @@ def _traces(root: Path) -> list[str]:
     return hits
 
 
-def test_erasure_leaves_no_trace_and_keeps_everyone_else(lake: StageContext) -> None:
+def test_erasure_leaves_no_trace_and_keeps_everyone_else(
+        lake: StageContext, monkeypatch: pytest.MonkeyPatch) -> None:
     from udp_spark.pipeline.consent import export_subject
     from udp_spark.pipeline.erase import erase
     from udp_spark.pipeline.ingest import run_ingest
@@ -198,8 +201,20 @@ def test_erasure_leaves_no_trace_and_keeps_everyone_else(lake: StageContext) -> 
     households = lambda: io.read_table(  # noqa: E731
         spark, lake.lakehouse.ref(GOLD_HOUSEHOLDS)).filter(F.array_contains("member_ids", zeb))
     assert households().count() == 1  # the scan below covers gold.households too
+    # A request cut short right after the party records went (what a kill leaves there):
+    # the subject can no longer be found by e-mail, but the ids it recorded first let the
+    # next request for the same subject finish the erasure.
+    monkeypatch.setenv(CRASH_AT, "erase:after_party_records")
+    with pytest.raises(InjectedCrash):
+        erase(lake, "email", ZEB["email"])
+    monkeypatch.delenv(CRASH_AT)
+    assert io.read_table(spark, lake.lakehouse.ref(SILVER_PARTY_RECORDS)).filter(
+        F.col("record_id").isin("crm:CZEB00001", "webshop_customers:cus_ZEB",
+                                "email_subscribers:zeb0000001")).isEmpty()
+    assert zeb in _profiles(lake)
     report = erase(lake, "email", ZEB["email"])
     assert report.records == 3 and report.customers == 1, report
+    assert len(report.finished_requests) == 1, report
     assert sum(report.files_purged.values()) > 0
     assert _traces(root) == []
     assert [n for n in NEEDLES if n in mlflow_db.read_bytes().decode("latin-1").lower()] == []
@@ -211,8 +226,12 @@ def test_erasure_leaves_no_trace_and_keeps_everyone_else(lake: StageContext) -> 
     for c, p in others_before.items():
         assert {k: v for k, v in after[c].items() if k not in ("run_id", "published_at")} == {
             k: v for k, v in p.items() if k not in ("run_id", "published_at")}, c
-    req = io.read_table(spark, lake.lakehouse.ref(PRIVACY_ERASURE_REQUESTS)).collect()
-    assert [(r["status"], r["subject"]) for r in req] == [("completed", None)]
+    req = {r["request_id"]: r for r in io.read_table(
+        spark, lake.lakehouse.ref(PRIVACY_ERASURE_REQUESTS)).collect()}
+    assert sorted(req) == sorted([report.request_id, *report.finished_requests])
+    assert {(r["status"], r["subject"]) for r in req.values()} == {("completed", None)}
+    assert json.loads(req[report.finished_requests[0]]["report"]) == {
+        "completed_by": report.request_id}
 
     # The sources still hold the person: a re-delivery lands nothing of them.
     for name in ("crm/contacts.csv", "webshop/customers.jsonl", "email/subscribers.csv"):

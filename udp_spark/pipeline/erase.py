@@ -7,15 +7,22 @@ One request, in order (docs/privacy.md):
 2. Put salted hashes of their record ids and e-mails on ``privacy.suppressions``: ingest
    quarantines a later row carrying one (reason ``erased subject``, no values kept).
 3. Delete their rows from bronze (party rows and interactions pointing at them), silver
-   (records, interactions, quarantine, pairs, scores, labels, blocking index, the term
-   frequencies only they held) and the consent ledger. Deletes are MERGEs keyed on a
-   frame of keys, so the Delta log holds no value.
+   (interactions, quarantine, pairs, scores, labels, blocking index, the term frequencies
+   only they held) and the consent ledger, then their party records last. Deletes are
+   MERGEs keyed on a frame of keys, so the Delta log holds no value.
 4. Re-resolve and re-publish what that touched (the change-driven stages: other customers
    keep their ids), then delete the subject's gold rows the stages keep as history
    (profile history, segment spells, profile and identity events) and any household still
    listing them (publish has already rebuilt the households without them).
 5. Purge: deletion vectors rewritten, every touched table VACUUMed with
    ``privacy.erasure.vacuum_retain_hours`` (default 0), Spark's checkpoint files removed.
+
+A request cut short (killed, failed) is finished by the next request for the same subject:
+before deleting anything a request records its subject's record and customer ids on its
+``privacy.erasure_requests`` row (``report``, while ``running``), and a later request for
+the same subject (same salted hash) takes those ids in, since once the party records are
+gone the subject cannot be found by e-mail or phone again. Until then it finds the subject
+as before: the party records go last of the tables holding values.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from pyspark.sql import functions as F
 from udp_spark import io
 from udp_spark.audit import new_run_id
 from udp_spark.config import SourceConfig
+from udp_spark.faults import crash_point
 from udp_spark.lease import PIPELINE, Lease
 from udp_spark.pipeline.context import StageContext, audited_run, checkpoint_dir
 from udp_spark.pipeline.maintain import lakehouse_tables
@@ -99,6 +107,8 @@ class ErasureReport:
     rows_removed: dict[str, int] = field(default_factory=dict)  # table -> rows
     files_purged: dict[str, int] = field(default_factory=dict)  # table -> files vacuumed
     seconds: float = 0.0
+    #: earlier requests for the same subject, cut short, that this one finished
+    finished_requests: list[str] = field(default_factory=list)
 
     @property
     def tables_touched(self) -> list[str]:
@@ -185,7 +195,9 @@ def _delete(ctx: StageContext, report: ErasureReport, t: tuple[str, str] | Table
 
 def _record_request(ctx: StageContext, request_id: str, subject_type: str, subject_hash: str,
                     status: str, report: str | None = None, error: str | None = None,
-                    requested_by: str = "cli") -> None:
+                    requested_by: str = "cli", keep_report: bool = False) -> None:
+    """Insert or update the request's row; ``keep_report`` leaves its ``report`` as it is
+    (a failed request keeps the ids a later one needs to finish it)."""
     spark = ctx.spark
     now = datetime.now(UTC)
     row = (request_id, subject_type, None, subject_hash, now, requested_by, status,
@@ -197,9 +209,31 @@ def _record_request(ctx: StageContext, request_id: str, subject_type: str, subje
         return
     (io.delta_table(spark, ref).alias("t").merge(df.alias("s"), "t.request_id = s.request_id")
      .whenMatchedUpdate(set={"subject": "s.subject", "status": "s.status",
-                             "completed_at": "s.completed_at", "report": "s.report",
-                             "error": "s.error"})
+                             "completed_at": "s.completed_at", "error": "s.error",
+                             **({} if keep_report else {"report": "s.report"})})
      .whenNotMatchedInsertAll().execute())
+
+
+def _unfinished(ctx: StageContext, subject_hash: str, request_id: str
+                ) -> list[tuple[str, list[str], list[str]]]:
+    """Earlier requests for the same subject that did not complete (killed: ``running``;
+    failed), with the record and customer ids they were erasing: ``[(request_id,
+    record_ids, customer_ids)]``. Once its party records are deleted a subject cannot be
+    found again by e-mail or phone; these ids let a new request finish the rest."""
+    ref = ctx.lakehouse.ref(PRIVACY_ERASURE_REQUESTS)
+    if not io.table_exists(ctx.spark, ref):
+        return []
+    rows = (io.read_table(ctx.spark, ref)
+            .filter((F.col("subject_hash") == subject_hash)
+                    & F.col("status").isin("running", "failed")
+                    & (F.col("request_id") != request_id))
+            .select("request_id", "report").collect())
+    out = []
+    for r in rows:
+        state = (json.loads(r["report"]) if r["report"] else {}).get("in_progress") or {}
+        out.append((r["request_id"], list(state.get("record_ids") or []),
+                    list(state.get("customer_ids") or [])))
+    return out
 
 
 def erase(ctx: StageContext, subject_type: str, subject: str, *,
@@ -222,14 +256,18 @@ def erase(ctx: StageContext, subject_type: str, subject: str, *,
         _record_request(ctx, request_id, subject_type, subject_hash, "running",
                         requested_by=requested_by)
         try:
-            report = _erase(ctx, subject_type, value, request_id, salt)
+            report = _erase(ctx, subject_type, value, request_id, salt, subject_hash,
+                            requested_by)
         except Exception as exc:
             _record_request(ctx, request_id, subject_type, subject_hash, "failed",
-                            error=type(exc).__name__)
+                            error=type(exc).__name__, keep_report=True)
             raise
         report.seconds = round(time.monotonic() - started, 1)
         _record_request(ctx, request_id, subject_type, subject_hash, "completed",
                         report=json.dumps(asdict(report), sort_keys=True))
+        for earlier in report.finished_requests:  # their ids leave the table with them
+            _record_request(ctx, earlier, subject_type, subject_hash, "completed",
+                            report=json.dumps({"completed_by": request_id}))
         io.vacuum(ctx.spark, ctx.lakehouse.ref(PRIVACY_ERASURE_REQUESTS),
                   ctx.cfg.privacy.erasure.vacuum_retain_hours, purge_deletion_vectors=True)
         return report
@@ -238,13 +276,23 @@ def erase(ctx: StageContext, subject_type: str, subject: str, *,
 
 
 def _erase(ctx: StageContext, subject_type: str, value: str, request_id: str,
-           salt: str) -> ErasureReport:
+           salt: str, subject_hash: str, requested_by: str) -> ErasureReport:
     spark, lake, cfg = ctx.spark, ctx.lakehouse, ctx.cfg
     with audited_run(ctx, "erase") as run, io.commit_metadata(
             spark, {"run_id": run.run_id, "stage": "erase", "request_id": request_id}):
         rids, custs = _subject_records(ctx, subject_type, value)
+        # what earlier, unfinished requests for this subject were erasing, then this
+        # request's ids recorded before anything is deleted
+        earlier = _unfinished(ctx, subject_hash, request_id)
+        rids = sorted(set(rids).union(*(r for _, r, _ in earlier)))
+        custs = sorted(set(custs).union(*(c for _, _, c in earlier)))
+        _record_request(ctx, request_id, subject_type, subject_hash, "running",
+                        report=json.dumps({"in_progress": {"record_ids": rids,
+                                                           "customer_ids": custs}}),
+                        requested_by=requested_by)
         whole_person = subject_type != "record"
-        report = ErasureReport(request_id, subject_type, len(custs), len(rids))
+        report = ErasureReport(request_id, subject_type, len(custs), len(rids),
+                               finished_requests=sorted(e for e, _, _ in earlier))
         _, records = _table(ctx, SILVER_PARTY_RECORDS)
         assert records is not None
         mine = records.filter(F.col("record_id").isin(*rids)) if rids else records.limit(0)
@@ -302,7 +350,6 @@ def _erase(ctx: StageContext, subject_type: str, value: str, request_id: str,
                                       | contains_any(F.col("raw_row"), needles)
                                       | contains_any(F.col("raw_value"), needles))
             deletes.append((q_ref, hit_q, ["quarantine_id"]))
-        deletes.append((SILVER_PARTY_RECORDS, mine, ["record_id"]))
         either = (F.col("record_id_l").isin(*rids) | F.col("record_id_r").isin(*rids)
                   ) if rids else F.lit(False)
         for t, key in ((SILVER_CANDIDATE_PAIRS, ["record_id_l", "record_id_r"]),
@@ -329,6 +376,19 @@ def _erase(ctx: StageContext, subject_type: str, value: str, request_id: str,
             deletes.append((ref, ce.filter(subj), ["event_id"]))
         io.in_parallel([partial(_delete, ctx, report, t, rows, on) for t, rows, on in deletes],
                        workers)
+        # audit rows that quote a value in an error message
+        ref, runs = _table(ctx, AUDIT_RUNS)
+        if runs is not None and values:
+            scrub = runs.filter(contains_any(F.col("error"), [v for v in values if len(v) > 3]))
+            if not scrub.isEmpty():
+                (io.delta_table(spark, ref).alias("t").merge(
+                    scrub.select("run_id").alias("s"), "t.run_id = s.run_id")
+                 .whenMatchedUpdate(set={"error": F.lit("[erased]")}).execute())
+                report.rows_removed[str(ref)] = scrub.count()
+        # The party records last of the tables holding the subject's values: until they go,
+        # a request cut short finds the subject again as it was; after, by the ids above.
+        _delete(ctx, report, SILVER_PARTY_RECORDS, mine, ["record_id"])
+        crash_point("erase:after_party_records")
 
         # 4. the change-driven stages take the deletes in (resolve re-clusters what the
         # records held together), so that no stage's watermark is left behind the versions
@@ -367,16 +427,6 @@ def _erase(ctx: StageContext, subject_type: str, value: str, request_id: str,
             from udp_spark.pipeline.publish import run_publish
 
             run_publish(ctx)
-        # audit rows that quote a value in an error message
-        ref, runs = _table(ctx, AUDIT_RUNS)
-        if runs is not None and values:
-            scrub = runs.filter(contains_any(F.col("error"), [v for v in values if len(v) > 3]))
-            if not scrub.isEmpty():
-                (io.delta_table(spark, ref).alias("t").merge(
-                    scrub.select("run_id").alias("s"), "t.run_id = s.run_id")
-                 .whenMatchedUpdate(set={"error": F.lit("[erased]")}).execute())
-                report.rows_removed[str(ref)] = scrub.count()
-
         # 5. purge earlier versions of every table
         report.files_purged.update(io.vacuum_all(
             spark, lakehouse_tables(ctx), cfg.privacy.erasure.vacuum_retain_hours,

@@ -526,8 +526,7 @@ def _household_counts(hh: Households) -> tuple[dict[str, int], dict[int, int]]:
     """Counts for the run's metrics, and households by size: of every household in a full
     publish, of the households rebuilt in an incremental one (like segment sizes, a count
     over everyone would cost the pass over every customer the rebuild avoids)."""
-    sizes = {int(r["size"]): int(r["n"]) for r in hh.households.groupBy("size").agg(
-        F.count("*").alias("n")).collect()}
+    sizes = {int(k): n for k, n in _counts(hh.households, "size").items()}
     blocked = {(r["kind"], r["reason"]): (int(r["keys"]), int(r["customers"]))
                for r in hh.blocked.groupBy("kind", "reason").agg(
                    F.count("*").alias("keys"), F.sum("customers").alias("customers")).collect()}

@@ -386,7 +386,9 @@ def build_households(profiles: DataFrame, previous: DataFrame | None,
     linked = F.coalesce(F.col("_linked"), F.lit(False))
     per_address = used.filter(F.col("kind") == "address").groupBy("component", "key").agg(
         F.count_distinct("customer_id").alias("_holders"), F.max("last_seen_at").alias("_last"),
-        F.max_by("address", "last_seen_at").alias("address"))
+        # the latest-seen spelling; of two seen last at once (members landed in one file),
+        # the greater, so that the choice never depends on row order
+        F.max(F.struct("last_seen_at", "address"))["address"].alias("address"))
     address = per_address.groupBy("component").agg(F.max_by("address", F.struct(
         "_holders", "_last", F.col("key"))).alias("address"))
     times = used.groupBy("component").agg(

@@ -110,7 +110,9 @@ def customer_metrics(settings: MetricsSettings, as_of: date) -> Transform:
             F.sum(F.when(engagement, _count_attr(keys.sent))).alias("email_sent"),
             F.sum(F.when(engagement, _count_attr(keys.opened))).alias("email_opened"),
             F.sum(F.when(engagement, _count_attr(keys.clicked))).alias("email_clicked"),
-            F.max_by(F.when(engagement, status), F.when(engagement, c("occurred_at")))
+            # the latest; of two at once, the greater status (never row order)
+            F.max_by(F.when(engagement, status),
+                     F.when(engagement, F.struct(c("occurred_at"), status)))
             .alias("email_status"),
         )
         return agg.transform(_derived(s, as_of)).select("customer_id", *METRIC_COLUMNS)

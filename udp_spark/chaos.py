@@ -371,6 +371,7 @@ class Harness:
             self.durations[f"stream-{i}"] = r.seconds - self.startup
             before, events = events, _row_count(self.lake / "gold" / "identity_events")
             made_events.append(events > before)
+            self.snapshot(f"stream-part-{i}")  # each killed part is compared with its own
         self.snapshot("stream")
         assigned = stream_kill_plan(kills, made_events)
         self.restore("initial")
@@ -399,10 +400,16 @@ class Harness:
                    "rerun_seconds": round(rerun.seconds, 1)}
             if rerun.rc != 0:
                 res["rerun_error"] = rerun.tail
+            # after this part, against the uninterrupted stream after the same part: the
+            # first part that differs is the kill that made the difference
+            part = compare(self.run_dir, self.snaps / f"stream-part-{i}")
+            res.update({"compared_with": f"the uninterrupted stream after part {i}",
+                        "part_ok": part["ok"], "part_rows_lost": part["rows_lost"],
+                        "part_rows_duplicated": part["rows_duplicated"]})
             results.append(res)
         final = compare(self.run_dir, self.snaps / "stream")
-        for res in results:  # the differences are those of the whole killed sequence
-            res["compared_with"] = "the uninterrupted stream after the last part"
+        if not final["ok"]:  # kept to be looked into (the run folder is reused after)
+            self.snapshot("stream-killed")
         return [*results, {"stage": "stream", "point": "final state", "killed": False,
                            "rerun_rc": 0, **final}]
 

@@ -603,6 +603,7 @@ def test_each_role_sees_its_fields(served: Served, consented: dict[str, str]) ->
     phone = profiles[ok]["phone"]
     assert mk["phone"] == "*" * (len(phone) - 4) + phone[-4:] and mk["phone"] != phone
     assert mk["email"] == profiles[ok]["email"]
+    assert mk["household_id"] == profiles[ok]["household_id"]  # one mailer per household
     for name in ("withdrawn", "expired", "none"):
         _problem(s.get(f"/v1/profiles/{consented[name]}", role="marketing"), 404)
     found = s.get("/v1/lookup", role="marketing", email=profiles[consented["withdrawn"]][

@@ -556,7 +556,9 @@ def _read(path: Path, version: int | None = None) -> list[dict[str, Any]]:
 def customer_names(lake: Path) -> dict[str, str]:
     """customer_id -> its records (sorted, joined), from the latest version of
     ``gold.identity_xref`` holding the id: new ids are salted with the run that made them,
-    so two runs name the same customer differently; the records name it alike."""
+    so two runs name the same customer differently; the records name it alike. Rows are
+    compared with every customer id in them so named (``customer_id``,
+    ``related_customer_id``, a household's ``member_ids`` and ``members``)."""
     from deltalake import DeltaTable
 
     path = lake / "gold" / "identity_xref"
@@ -586,6 +588,11 @@ def _canonical(row: dict[str, Any], names: dict[str, str], table: str = "") -> s
             v = v is not None
         elif k in ("customer_id", "related_customer_id") and v is not None:
             v = names.get(v, "?" + v)
+        elif k == "member_ids" and v is not None:  # gold.households
+            v = sorted(names.get(c, "?" + c) for c in v)
+        elif k == "members" and v is not None:
+            v = sorted(json.dumps({**m, "customer_id": names.get(m["customer_id"], "?" + str(
+                m["customer_id"]))}, sort_keys=True, default=str) for m in v)
         out[k] = v
     return json.dumps(out, sort_keys=True, default=str)
 

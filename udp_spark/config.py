@@ -537,6 +537,13 @@ class MatchingSettings(_Model):
         "compared and blocked on, as if listed in 'identifiers' (conflict: true, unless a "
         "source maps it from its own source_key); an entry of 'identifiers' with its name or "
         "reading it overrides that")
+    address_moved_years: int | None = Field(
+        default=3, ge=1,
+        description="an address that differs between two records whose sources date them "
+        "(updated_at, else created_at) at least this many years apart is its own level of "
+        "the address comparison, weighed by EM apart from a difference between records of "
+        "one time: people move. Records without a time get the ordinary 'different' level. "
+        "null: no such level")
     model: ModelSettings = ModelSettings()
     resolve: ResolveSettings = ResolveSettings()
 
@@ -931,10 +938,15 @@ class ErasureSettings(_Model):
     suppression_salt: str = Field(
         default="udp-spark", description="salt of the hashes on the suppression list "
         "(set a secret: ${UDP_PRIVACY_SALT})")
-    parallel_tables: int = Field(
-        default=4, ge=1, le=32, description="tables deleted from, and purged, at once (each "
-        "delete is mostly fixed driver work: planning, the Delta log, the commit; 1: one "
-        "after the other)")
+    parallel_deletes: int = Field(
+        default=1, ge=1, le=32, description="tables deleted from at once (threads of one Spark "
+        "session). 1: one after the other; on the 20k-row bench lakehouse, 2 cores at load "
+        "6-11, 4 made the deletes slower (318-329 s against 192-279 s): worth more only with "
+        "idle cores")
+    parallel_purge: int = Field(
+        default=4, ge=1, le=32, description="tables purged (REORG, VACUUM) at once: mostly "
+        "file listing and driver work (same bench: 76-109 s against 138-139 s one after the "
+        "other)")
 
 
 class RetentionSettings(_Model):

@@ -310,7 +310,7 @@ def _erase(ctx: StageContext, subject_type: str, value: str, request_id: str,
                             insert_only=True)
 
         ids_df = spark.createDataFrame([(r,) for r in rids], "record_id string")
-        workers = cfg.privacy.erasure.parallel_tables
+        workers = cfg.privacy.erasure.parallel_deletes
 
         # 3. bronze: party rows and the interactions that point at the records, the
         # sources' tables at once; the raw e-mail texts found there go to the quarantine scan
@@ -430,7 +430,7 @@ def _erase(ctx: StageContext, subject_type: str, value: str, request_id: str,
         # 5. purge earlier versions of every table
         report.files_purged.update(io.vacuum_all(
             spark, lakehouse_tables(ctx), cfg.privacy.erasure.vacuum_retain_hours,
-            purge_deletion_vectors=True, workers=workers))
+            purge_deletion_vectors=True, workers=cfg.privacy.erasure.parallel_purge))
         # Spark's own checkpoint files hold copies of intermediate rows: remove the files,
         # keep the folders (the session's checkpoint directory stays usable)
         ckpt = Path(checkpoint_dir(cfg).removeprefix("file:"))

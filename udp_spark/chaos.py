@@ -180,6 +180,10 @@ class Harness:
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("UDP_CRASH")}
+        # the children run the harness's own copy of the code (an export of a commit), not
+        # whatever the environment's install points at
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(REPO), *filter(None, [os.environ.get("PYTHONPATH", "")])])
         env.update({"UDP_AS_OF": AS_OF, "PYTHONUNBUFFERED": "1",
                     "UDP_MLFLOW_TRACKING_URI": f"sqlite:///{self.run_dir / 'mlflow.db'}",
                     "UDP_MLFLOW_REGISTRY_URI": "", "UDP_LAKEHOUSE": str(self.lake),

@@ -258,3 +258,50 @@ def test_missing_is_not_disagreement(spark: SparkSession) -> None:
     row = pair_frame(records, pairs).transform(comparison_vectors(comps)).select(
         *[F.col(c.name) for c in comps]).first()
     assert row is not None and set(row.asDict().values()) == {MISSING}
+
+
+def test_an_address_differing_years_apart_is_its_own_level(spark: SparkSession) -> None:
+    """With moved_years, a different address between records dated (updated_at, else
+    created_at) at least that many years apart is level 1 ("moved"), the agreement levels
+    one higher; a pair without both dates, or dated closer, is the ordinary 0. The Python
+    twin (serve's resolve) gives the same levels."""
+    from udp_spark.matching import pairwise
+
+    ts = dt.datetime
+    records = spark.createDataFrame([
+        ("a", "1 main st", "94107", "sf", ts(2010, 3, 1), ts(2010, 3, 1)),
+        ("b", "1 main st", "94107", "sf", None, ts(2020, 3, 1)),     # created_at only
+        ("c", "9 oak ave", "10001", "ny", ts(2009, 3, 1), ts(2020, 6, 1)),  # updated_at wins
+        ("d", "9 oak ave", "10001", "ny", None, ts(2011, 1, 1)),
+        ("e", "9 oak ave", "10001", "ny", None, None),               # no time
+        ("f", "9 oak ave", "94110", "sf", ts(2020, 1, 1), ts(2020, 1, 1)),  # same city
+    ], "record_id string, street_norm string, postcode string, city_norm string, "
+       "created_at timestamp, updated_at timestamp")
+    cols = ["record_id", "street_norm", "postcode", "city_norm"]
+    pairs = spark.createDataFrame([("a", "b"), ("a", "c"), ("a", "d"), ("a", "e"),
+                                   ("a", "f")], "record_id_l string, record_id_r string")
+    moved = address(3)
+    assert moved.top_level == 6 and moved.level_labels[1] == \
+        "different, observed at least 3 years apart" and moved.params == (("moved_years", 3),)
+    got = {(r["record_id_l"], r["record_id_r"]): r["address"] for r in
+           pair_frame(records, pairs, cols).transform(comparison_vectors([moved])).collect()}
+    assert got == {("a", "b"): 6, ("a", "c"): 1, ("a", "d"): 0, ("a", "e"): 0, ("a", "f"): 2}
+    old = {(r["record_id_l"], r["record_id_r"]): r["address"] for r in
+           pair_frame(records, pairs, cols).transform(comparison_vectors([address()])).collect()}
+    assert old == {("a", "b"): 5, ("a", "c"): 0, ("a", "d"): 0, ("a", "e"): 0, ("a", "f"): 1}
+    rows = {r["record_id"]: r.asDict() for r in records.collect()}
+    twin = pairwise.level_function("address", {"moved_years": 3})
+    assert {k: twin(rows[k[0]], rows[k[1]]) for k in got} == got
+    assert {k: pairwise.address(rows[k[0]], rows[k[1]]) for k in old} == old
+
+
+def test_a_model_keeps_the_address_settings_it_was_trained_with() -> None:
+    from udp_spark.matching.comparisons import comparison_settings, comparisons_named
+
+    comps = comparisons_for((), address_moved_years=4)
+    settings = comparison_settings(comps)
+    assert settings == {"address": {"moved_years": 4}}
+    rebuilt = {c.name: c for c in comparisons_named([c.name for c in comps], settings)}
+    assert rebuilt["address"].level_labels == {c.name: c for c in comps}["address"].level_labels
+    # a model trained before the setting existed scores with the levels it was trained with
+    assert {c.name: c for c in comparisons_named(["address"])}["address"].top_level == 5

@@ -144,3 +144,32 @@ def test_matches_are_estimated_from_two_sessions_not_the_candidates() -> None:
     # A session holding too few matches (10 pairs) does not count.
     empty = SessionFit({"b": 2}, 10.0, fits[0].counts, fits[0].model, ["b", "c"])
     assert matches_from_sessions([fits[0], empty]) is None
+
+
+def test_m_is_pooled_over_sessions_by_the_matches_each_holds() -> None:
+    """A session holding few matches with a comparison present moves its m little: an
+    unweighted average let it weigh as much as a session holding thousands."""
+    from dataclasses import replace
+
+    from udp_spark.matching.training import pooled_m
+
+    rng = np.random.default_rng(11)
+    n, true_matches = 1_000_000, 3_000
+    is_match = np.zeros(n, dtype=bool)
+    is_match[:true_matches] = True
+    pop = pd.DataFrame({c: np.where(
+        is_match, rng.choice(3, n, p=[TRUE_M[c][k] for k in (0, 1, 2)]),
+        rng.choice(3, n, p=[TRUE_U[c][k] for k in (0, 1, 2)])) for c in COMPS})
+    pop.loc[rng.random(n) < 0.1, "c"] = MISSING
+    u = {c: dict(TRUE_U[c]) for c in COMPS}
+    big = _session(pop, "a", u)
+    # the session on a holds 0.8 of the matches, 90% of them with c present
+    assert big.matches_holding("c") == pytest.approx(0.8 * 0.9 * true_matches, rel=0.1)
+    assert big.matches_holding("b") == pytest.approx(0.8 * true_matches, rel=0.1)
+    # a small session whose m of b is far off: 50 pairs, so about 2 matches
+    skewed = replace(big.model, m={**big.model.m, "b": {0: 0.9, 1: 0.05, 2: 0.05}})
+    small = SessionFit({"x": 2}, 50.0, big.counts, skewed, ["b", "c"])
+    m = pooled_m([big, small], ["a", "b", "c"])
+    assert set(m) == {"b", "c"}  # no session estimates a
+    assert m["b"][2] == pytest.approx(TRUE_M["b"][2], abs=0.03)
+    assert sum(m["b"].values()) == pytest.approx(1.0)

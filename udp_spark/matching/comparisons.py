@@ -12,7 +12,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -45,6 +45,9 @@ class Comparison:
     that holds gives the level ``len(levels) - i``; none holding gives 0. ``missing`` says
     when the comparison has no information. ``tf_column`` names the column whose value
     frequency adjusts the top level (two Smiths prove less than two Zbigniewskis).
+    ``params`` are the settings it was built with (``address``'s ``moved_years``): a
+    trained model keeps them (:func:`comparison_settings`) so that scoring builds the same
+    levels (:func:`comparisons_named`).
     """
 
     name: str
@@ -52,6 +55,7 @@ class Comparison:
     missing: LevelFn
     tf_column: str | None = None
     description: str = ""
+    params: tuple[tuple[str, int], ...] = ()
 
     @property
     def level_labels(self) -> dict[int, str]:
@@ -236,12 +240,40 @@ def phone() -> Comparison:
     )
 
 
-def address() -> Comparison:
+#: the pair-frame column holding when a record's values were last known true by its source
+#: (:func:`record_time`)
+RECORD_TIME = "record_time"
+
+
+def record_time(records: DataFrame) -> Column:
+    """When the source says a record last changed: ``updated_at``, else ``created_at``
+    (``profile.functions.source_time``); null when the source gives neither or the frame
+    has no such column. The landing time is no stand-in: a file's arrival says nothing
+    about when an address was held."""
+    cols = [F.col(c) for c in ("updated_at", "created_at") if c in records.columns]
+    time = F.coalesce(*cols) if len(cols) > 1 else cols[0] if cols else F.lit(None)
+    return time.cast("timestamp").alias(RECORD_TIME)
+
+
+def observed_apart(years: int) -> Column:
+    """Both records of the pair carry a :func:`record_time` and those are at least
+    ``years`` x 365 days apart."""
+    return F.abs(F.datediff(L(RECORD_TIME), R(RECORD_TIME))) >= F.lit(365 * years)
+
+
+def address(moved_years: int | None = None) -> Comparison:
     """Street, postcode and city as one comparison: they agree or disagree together, and
     scoring them separately would count one shared address three times. A record with a
     postcode but no street (a till, an app) is not a neighbour on another street: the two
     are separate levels. A postcode one typo off counts as the same postcode for a street
-    that agrees."""
+    that agrees.
+
+    ``moved_years``: an address that disagrees between records observed at least that many
+    years apart (:func:`observed_apart`) is a level of its own below "same city", since
+    people move: EM weighs it apart from a disagreement between records of one time. A
+    record whose source gives no time falls to the ordinary "else". None: no such level
+    (the levels of models trained before it).
+    """
     s_l, s_r = L("street_norm"), R("street_norm")
     p_l, p_r = L("postcode"), R("postcode")
     same_pc = p_l == p_r
@@ -250,20 +282,26 @@ def address() -> Comparison:
     near_pc = same_pc | one_edit(p_l, p_r)
     place = near_pc | (p_l.isNull() | p_r.isNull()) & same_city
     jw = jaro_winkler(s_l, s_r)
-    return Comparison(
-        "address",
+    levels: tuple[tuple[str, LevelFn], ...] = (
         # The same street and house number in one city is one address whatever the
         # postcodes say (a typo in one of them dropped it to "same city").
-        (("same street and postcode/city", lambda: (s_l == s_r) & (place | same_city)),
-         ("similar street, same postcode/city", lambda: (jw >= 0.88) & place),
-         ("same postcode, a street on one side only",
-          lambda: same_pc & (s_l.isNull() | s_r.isNull())),
-         ("same postcode, other street", lambda: same_pc),
-         ("same city or postcode area", lambda: same_city | (
-             F.substring(p_l, 1, 3) == F.substring(p_r, 1, 3)))),
+        ("same street and postcode/city", lambda: (s_l == s_r) & (place | same_city)),
+        ("similar street, same postcode/city", lambda: (jw >= 0.88) & place),
+        ("same postcode, a street on one side only",
+         lambda: same_pc & (s_l.isNull() | s_r.isNull())),
+        ("same postcode, other street", lambda: same_pc),
+        ("same city or postcode area", lambda: same_city | (
+            F.substring(p_l, 1, 3) == F.substring(p_r, 1, 3))))
+    if moved_years is not None:
+        years = moved_years
+        levels += ((f"different, observed at least {years} years apart",
+                    lambda: observed_apart(years)),)
+    return Comparison(
+        "address", levels,
         lambda: (s_l.isNull() | s_r.isNull()) & (p_l.isNull() | p_r.isNull())
         & (L("city_norm").isNull() | R("city_norm").isNull()),
         tf_column=None,
+        params=() if moved_years is None else (("moved_years", moved_years),),
     )
 
 
@@ -288,10 +326,11 @@ def gender() -> Comparison:
                       _either_null("gender"))
 
 
-def default_comparisons() -> tuple[Comparison, ...]:
-    """The comparisons used when the config names none."""
+def default_comparisons(address_moved_years: int | None = None) -> tuple[Comparison, ...]:
+    """The comparisons used when the config names none (``address_moved_years``: see
+    :func:`address`)."""
     return (given_name(), middle_name(), family_name(), date_of_birth(), email(), phone(),
-            address(), loyalty_id(), gender())
+            address(address_moved_years), loyalty_id(), gender())
 
 
 BUILTIN_COMPARISONS = frozenset(("given_name", "middle_name", "family_name", "date_of_birth",
@@ -313,9 +352,12 @@ def identifier(name: str) -> Comparison:
                       description=f"mapped identifier {name}")
 
 
-def comparisons_for(identifiers: Sequence[IdentifierComparison] = ()) -> tuple[Comparison, ...]:
-    """The built-in comparisons plus one exact comparison per configured identifier."""
-    return default_comparisons() + tuple(identifier(i.name) for i in identifiers)
+def comparisons_for(identifiers: Sequence[IdentifierComparison] = (),
+                    address_moved_years: int | None = None) -> tuple[Comparison, ...]:
+    """The built-in comparisons plus one exact comparison per configured identifier
+    (``address_moved_years``: ``matching.address_moved_years``, see :func:`address`)."""
+    return default_comparisons(address_moved_years) + tuple(
+        identifier(i.name) for i in identifiers)
 
 
 def with_identifier_columns(identifiers: Sequence[IdentifierComparison]
@@ -335,10 +377,20 @@ def with_identifier_columns(identifiers: Sequence[IdentifierComparison]
     return transform
 
 
-def comparisons_named(names: Sequence[str]) -> list[Comparison]:
-    """The comparisons a trained model uses, in its order: built-in ones by name, any other
-    name an identifier comparison."""
-    builtin = {c.name: c for c in default_comparisons()}
+def comparison_settings(comparisons: Sequence[Comparison]) -> dict[str, dict[str, int]]:
+    """comparison -> the settings it was built with, for those built with any (kept on a
+    trained model for :func:`comparisons_named`)."""
+    return {c.name: dict(c.params) for c in comparisons if c.params}
+
+
+def comparisons_named(names: Sequence[str],
+                      settings: Mapping[str, Mapping[str, int]] | None = None
+                      ) -> list[Comparison]:
+    """The comparisons a trained model uses, in its order: built-in ones by name (built with
+    the model's ``settings``, :func:`comparison_settings`; a model without them gets the
+    levels it was trained with), any other name an identifier comparison."""
+    address_settings = (settings or {}).get("address", {})
+    builtin = {c.name: c for c in default_comparisons(address_settings.get("moved_years"))}
     return [builtin[n] if n in builtin else identifier(n) for n in names]
 
 
@@ -357,7 +409,8 @@ RECORD_COLUMNS = (
 
 def pair_frame(records: DataFrame, pairs: DataFrame,
                columns: Sequence[str] | None = None) -> DataFrame:
-    """``(record_id_l, record_id_r, ...)`` joined with both records' columns (``_l``/``_r``).
+    """``(record_id_l, record_id_r, ...)`` joined with both records' columns (``_l``/``_r``),
+    and their :func:`record_time` (``record_time_l``/``_r``).
 
     ``columns`` defaults to :data:`RECORD_COLUMNS` plus any identifier columns
     (``idc_*``) the records carry.
@@ -365,7 +418,9 @@ def pair_frame(records: DataFrame, pairs: DataFrame,
     if columns is None:
         columns = RECORD_COLUMNS + tuple(c for c in records.columns
                                          if c.startswith(IDENTIFIER_PREFIX))
-    sel = records.select(*columns)
+    columns = [c for c in columns if c != RECORD_TIME]
+    sel = records.select(*columns, record_time(records))
+    columns = [*columns, RECORD_TIME]
     left = sel.select(*[F.col(c).alias(f"{c}_l") for c in columns])
     right = sel.select(*[F.col(c).alias(f"{c}_r") for c in columns])
     return pairs.join(left, "record_id_l").join(right, "record_id_r")

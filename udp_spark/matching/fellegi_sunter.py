@@ -50,6 +50,10 @@ class FSModel:
     #: comparisons no record pair could estimate (no source carries their fields on both
     #: sides): they weigh nothing and the weights table leaves them out
     not_estimated: list[str] = field(default_factory=list)
+    #: comparison -> the settings its levels were built with (``address``: ``moved_years``),
+    #: so that scoring builds the same levels (``comparisons.comparisons_named``); empty on
+    #: models trained before any comparison had settings
+    comparison_settings: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def bayes_factor(self, comparison: str, level: int) -> float:
         if level == MISSING or comparison in self.not_estimated:

@@ -17,7 +17,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from rapidfuzz.distance import JaroWinkler, Levenshtein
@@ -177,25 +177,48 @@ def phone(l: Record, r: Record) -> int:  # noqa: E741
     return 1 if {p[-7:] for p in p_l} & {p[-7:] for p in p_r} else 0
 
 
-def address(l: Record, r: Record) -> int:  # noqa: E741
+def record_time(record: Record) -> date | None:
+    """Twin of ``comparisons.record_time``, as a UTC date (what Spark's ``datediff`` compares
+    in a UTC session): ``record_time``, else ``updated_at``, else ``created_at``."""
+    for key in ("record_time", "updated_at", "created_at"):
+        value = record.get(key)
+        if value is not None:
+            break
+    else:
+        return None
+    if isinstance(value, datetime):
+        return (value.astimezone(UTC) if value.tzinfo else value).date()
+    return value if isinstance(value, date) else None
+
+
+def observed_apart(l: Record, r: Record, years: int) -> bool:  # noqa: E741
+    t_l, t_r = record_time(l), record_time(r)
+    return t_l is not None and t_r is not None and abs((t_l - t_r).days) >= 365 * years
+
+
+def address(l: Record, r: Record, moved_years: int | None = None) -> int:  # noqa: E741
     s_l, s_r = l.get("street_norm"), r.get("street_norm")
     p_l, p_r = l.get("postcode"), r.get("postcode")
     c_l, c_r = l.get("city_norm"), r.get("city_norm")
     if ((s_l is None or s_r is None) and (p_l is None or p_r is None)
             and (c_l is None or c_r is None)):
         return MISSING
+    # With moved_years the agreement levels sit one higher, above "moved" (1).
+    up = 0 if moved_years is None else 1
     same_pc, same_city = _eq(p_l, p_r), _eq(c_l, c_r)
     near_pc = same_pc or one_edit(p_l, p_r)
     place = near_pc or ((p_l is None or p_r is None) and same_city)
     if _eq(s_l, s_r) and (place or same_city):
-        return 5
+        return 5 + up
     if _ge(_jw(s_l, s_r), 0.88) and place:
-        return 4
+        return 4 + up
     if same_pc and (s_l is None or s_r is None):
-        return 3
+        return 3 + up
     if same_pc:
-        return 2
-    return 1 if same_city or _eq(_first(p_l, 3), _first(p_r, 3)) else 0
+        return 2 + up
+    if same_city or _eq(_first(p_l, 3), _first(p_r, 3)):
+        return 1 + up
+    return 1 if moved_years is not None and observed_apart(l, r, moved_years) else 0
 
 
 def _identifier_level(a: str | None, b: str | None) -> int:
@@ -226,9 +249,13 @@ _LEVELS: dict[str, LevelFn] = {
 }
 
 
-def level_function(name: str) -> LevelFn:
-    """The level function of a comparison: a built-in one, else an identifier comparison
-    on ``idc_<name>`` (as ``comparisons.comparisons_named``)."""
+def level_function(name: str, settings: Mapping[str, int] | None = None) -> LevelFn:
+    """The level function of a comparison: a built-in one (built with the model's
+    ``settings`` for it, as ``comparisons.comparisons_named``), else an identifier
+    comparison on ``idc_<name>``."""
+    if name == "address" and settings and settings.get("moved_years") is not None:
+        years = int(settings["moved_years"])
+        return lambda l, r: address(l, r, years)  # noqa: E741
     if name in _LEVELS:
         return _LEVELS[name]
     col = f"{IDENTIFIER_PREFIX}{name}"
@@ -267,7 +294,8 @@ class PairScorer:
     def __init__(self, model: FSModel, tf: Mapping[str, Mapping[str, float]]) -> None:
         self.model = model
         self.tf = tf
-        self.functions = [(c, level_function(c)) for c in model.comparisons]
+        self.functions = [(c, level_function(c, model.comparison_settings.get(c)))
+                          for c in model.comparisons]
         self.base = {c: {lv: 0.0 if lv == MISSING else model.weight(c, lv)
                          for lv in model.levels[c]} for c in model.comparisons}
         # Comparisons whose top level is weighed by the value's frequency, with the floor a

@@ -208,7 +208,7 @@ def score_pairs(records: DataFrame, pairs: DataFrame, model: FSModel | Supervise
     ``tf``: term-frequency tables (``udp_spark.pipeline.score.frozen_tf_tables``);
     computed from ``records`` when not given.
     """
-    comps = comparisons_named(model.comparisons)
+    comps = comparisons_named(model.comparisons, model.comparison_settings)
     vectors = pair_frame(records, pairs).transform(comparison_vectors(comps))
     if isinstance(model, SupervisedMatcher):
         if checkpoint:

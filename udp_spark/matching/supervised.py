@@ -45,7 +45,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from udp_spark.config import SupervisedSettings
-from udp_spark.matching.comparisons import MISSING, Comparison
+from udp_spark.matching.comparisons import MISSING, Comparison, comparison_settings
 from udp_spark.matching.fellegi_sunter import FSModel
 
 Transform = Callable[[DataFrame], DataFrame]
@@ -84,6 +84,8 @@ class SupervisedModel:
     prior_weight: float = 0.0  # log2 odds of a pair with every comparison missing
     train_positives: int = 0
     train_negatives: int = 0
+    #: as ``FSModel.comparison_settings``: the settings the comparisons were built with
+    comparison_settings: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def features(self) -> list[str]:
@@ -136,6 +138,10 @@ class SupervisedMatcher:
     @property
     def prior_weight(self) -> float:
         return self.model.prior_weight
+
+    @property
+    def comparison_settings(self) -> dict[str, dict[str, int]]:
+        return self.model.comparison_settings
 
 
 def _indicator_sql(comparisons: Sequence[str], levels: dict[str, list[int]]) -> str:
@@ -260,7 +266,8 @@ def fit_supervised(labelled: DataFrame, comparisons: Sequence[Comparison],
         algorithm=settings.algorithm, comparisons=names, levels=levels,
         labels={c.name: c.level_labels for c in comparisons},
         raw_scale=1.0 if settings.algorithm == "lr" else 2.0,
-        train_positives=positives, train_negatives=negatives)
+        train_positives=positives, train_negatives=negatives,
+        comparison_settings=comparison_settings(comparisons))
     feats = model.features
     if settings.algorithm == "lr":
         lr = cast(LogisticRegressionModel, fitted)

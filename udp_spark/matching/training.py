@@ -18,7 +18,12 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from udp_spark.config import ModelSettings
-from udp_spark.matching.comparisons import Comparison, comparison_vectors, pair_frame
+from udp_spark.matching.comparisons import (
+    Comparison,
+    comparison_settings,
+    comparison_vectors,
+    pair_frame,
+)
 from udp_spark.matching.fellegi_sunter import MISSING, FSModel, estimate_u, fit_em, posteriors
 from udp_spark.matching.scoring import FULL_NAME
 
@@ -50,9 +55,9 @@ def vector_counts(vectors: DataFrame, comparisons: Sequence[Comparison]) -> pd.D
 # with the comparisons on those columns left out (they carry no information there). Sessions
 # are chosen so that the non-matches inside them look like random pairs on the comparisons
 # being estimated (people sharing a birth date, namesakes), which is what the u estimated
-# from random pairs assumes. Each session sees a biased slice of the matches (pairs sharing a
-# birth date come from the sources that hold one, which also hold full names), so a
-# comparison's m is the average over every session that estimates it, as Splink does.
+# from random pairs assumes. Each session sees a slice of the matches (pairs sharing a birth
+# date come from the sources that hold one), so a comparison's m is pooled over every session
+# that estimates it, each weighted by the matches it holds with that comparison (pooled_m).
 TRAINING_SESSIONS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
     (("date_of_birth",), ("date_of_birth",)),
     (("given_name_norm", "family_name_norm"), ("given_name", "family_name")),
@@ -109,6 +114,16 @@ class SessionFit:
         """Estimated matching pairs among the session's population."""
         return self.population * self.model.prior
 
+    def matches_holding(self, comparison: str) -> float:
+        """Estimated matches among the session's population with ``comparison`` present on
+        both sides: how much the session's m of it rests on."""
+        n = self.counts["n"].to_numpy(dtype=float)
+        w = n * posteriors(self.counts, self.estimated, self.model.m, self.model.u,
+                           self.model.prior)
+        present = self.counts[comparison].to_numpy(dtype=int) != MISSING
+        sampled = float(n.sum())
+        return float(w[present].sum()) * self.population / sampled if sampled > 0 else 0.0
+
     def share_agreeing(self, levels: dict[str, int]) -> float:
         """Estimated share of this session's matches at ``levels`` on every comparison named
         there (a missing value counts as not agreeing)."""
@@ -147,6 +162,28 @@ def matches_from_sessions(fits: Sequence[SessionFit]) -> float | None:
     if q_a <= 0 or q_b <= 0:
         return None
     return math.sqrt(a.matches / q_a * b.matches / q_b)
+
+
+def pooled_m(fits: Sequence[SessionFit], names: Sequence[str]) -> dict[str, dict[int, float]]:
+    """m of each comparison over the sessions that estimate it, each session's estimate
+    weighted by the matches it holds with the comparison present on both sides
+    (:meth:`SessionFit.matches_holding`).
+
+    An unweighted average let a session holding few matches with a value weigh as much as
+    one holding most of them: with an electoral roll (name and address, no birth date or
+    e-mail), the birth-date session held 105 matches with an address on both sides and the
+    name session 5,817, and the average put an address differing between records years
+    apart at m 0.067 where the truth was 0.155 (pooled: 0.141).
+    """
+    m: dict[str, dict[int, float]] = {}
+    for n in names:
+        held = [(f.model.m[n], f.matches_holding(n)) for f in fits if n in f.estimated]
+        if not held:
+            continue
+        total = sum(w for _, w in held)
+        share = [(e, w / total if total > 0 else 1.0 / len(held)) for e, w in held]
+        m[n] = {lv: sum(e[lv] * w for e, w in share) for lv in held[0][0]}
+    return m
 
 
 def not_estimated(random_counts: pd.DataFrame, session_counts: Sequence[pd.DataFrame],
@@ -198,10 +235,7 @@ def train_fellegi_sunter(records: DataFrame, pairs: DataFrame, comparisons: Sequ
             counts, est, levels, u, labels=labels, top_levels=tops, prior=0.5,
             max_iterations=settings.em_max_iterations, name=name), est)
             for name, fixed, population, counts, est in sessions]
-        estimates = {n: [f.model.m[n] for f in fits if n in f.estimated] for n in names}
-        m = {n: {lv: sum(e[lv] for e in estimates[n]) / len(estimates[n])
-                 for lv in estimates[n][0]} for n in names if estimates[n]}
-        return fits, m
+        return fits, pooled_m(fits, names)
 
     fits, m = fit_sessions(u)
     all_pairs = max(n_records * (n_records - 1) / 2, 1.0)
@@ -235,6 +269,7 @@ def train_fellegi_sunter(records: DataFrame, pairs: DataFrame, comparisons: Sequ
     # thousand: the prior is the match rate among all pairs.
     model.prior = min(max(model.prior, 1e-12), 0.5)
     model.not_estimated = unseen
+    model.comparison_settings = comparison_settings(comparisons)
     if {"given_name", "family_name"} <= set(tf_cols):
         model.joint_tf = {FULL_NAME: ["given_name", "family_name"]}
     return model

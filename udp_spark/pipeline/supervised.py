@@ -12,7 +12,12 @@ from pyspark.sql import functions as F
 
 from udp_spark import io
 from udp_spark.audit import RunRecord
-from udp_spark.matching.comparisons import Comparison, comparison_vectors, pair_frame
+from udp_spark.matching.comparisons import (
+    Comparison,
+    comparison_settings,
+    comparison_vectors,
+    pair_frame,
+)
 from udp_spark.matching.fellegi_sunter import FSModel
 from udp_spark.matching.labels import effective_labels
 from udp_spark.matching.supervised import (
@@ -86,6 +91,12 @@ def _anchors(ctx: StageContext, comparisons: Sequence[Comparison], fs_model: FSM
                  "anchor_weight 0" if scfg.anchor_weight <= 0 else f"{ref} does not exist")
         return []
     names = [c.name for c in comparisons]
+    if fs_model.comparison_settings != comparison_settings(comparisons):
+        # its levels are numbered otherwise (address with or without the moved level)
+        log.warning("no anchors: the Fellegi-Sunter model's comparisons were built with %s, "
+                    "these with %s (retrain it: udp train, udp score)",
+                    fs_model.comparison_settings, comparison_settings(comparisons))
+        return []
     scores = io.read_table(ctx.spark, ref)
     missing = [c for c in names if c not in scores.columns]
     if missing:

@@ -78,7 +78,8 @@ def run_train(ctx: StageContext) -> TrainReport:
         pairs = io.read_table(ctx.spark, ctx.lakehouse.ref(SILVER_CANDIDATE_PAIRS)).select(
             "record_id_l", "record_id_r")
         n_records = records.count()
-        comps = comparisons_for(ctx.cfg.matching.identifiers)
+        comps = comparisons_for(ctx.cfg.matching.identifiers,
+                                ctx.cfg.matching.address_moved_years)
         model = train_fellegi_sunter(records, pairs, comps, n_records, mcfg)
         records.unpersist()
         metrics = {"prior": model.prior, "em_iterations": float(model.em_iterations),
@@ -106,7 +107,8 @@ def _run_train_supervised(ctx: StageContext) -> TrainReport:
     with audited_run(ctx, "train") as run:
         records = party_records(ctx).persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            comps = comparisons_for(ctx.cfg.matching.identifiers)
+            comps = comparisons_for(ctx.cfg.matching.identifiers,
+                                    ctx.cfg.matching.address_moved_years)
             trained = train_supervised(ctx, run, records, comps, fs[0] if fs else None)
         finally:
             records.unpersist()

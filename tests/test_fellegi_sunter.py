@@ -122,17 +122,24 @@ def _session(pop: pd.DataFrame, fixed: str, u: dict[str, dict[int, float]]) -> S
     return SessionFit({fixed: 2}, float(len(inside)), counts, model, est)
 
 
-def test_matches_are_estimated_from_two_sessions_not_the_candidates() -> None:
-    # 3M record pairs, 3,000 of them matches: the rate among all pairs a million records
-    # give. Each session sees pairs agreeing on one comparison; EM there is well posed.
-    rng = np.random.default_rng(7)
-    n, true_matches = 3_000_000, 3_000
+def _population(n: int, true_matches: int, seed: int) -> pd.DataFrame:
+    """``n`` record pairs, the first ``true_matches`` matches, levels drawn from TRUE_M and
+    TRUE_U; comparison c missing on 10% of them."""
+    rng = np.random.default_rng(seed)
     is_match = np.zeros(n, dtype=bool)
     is_match[:true_matches] = True
     pop = pd.DataFrame({c: np.where(
         is_match, rng.choice(3, n, p=[TRUE_M[c][k] for k in (0, 1, 2)]),
         rng.choice(3, n, p=[TRUE_U[c][k] for k in (0, 1, 2)])) for c in COMPS})
     pop.loc[rng.random(n) < 0.1, "c"] = MISSING
+    return pop
+
+
+def test_matches_are_estimated_from_two_sessions_not_the_candidates() -> None:
+    # 3M record pairs, 3,000 of them matches: the rate among all pairs a million records
+    # give. Each session sees pairs agreeing on one comparison; EM there is well posed.
+    true_matches = 3_000
+    pop = _population(3_000_000, true_matches, seed=7)
     u = {c: dict(TRUE_U[c]) for c in COMPS}
     fits = [_session(pop, "a", u), _session(pop, "c", u)]
     # pairs agreeing on a: 0.8 of the matches; on c: 0.9 of the 90% with c present
@@ -153,14 +160,8 @@ def test_m_is_pooled_over_sessions_by_the_matches_each_holds() -> None:
 
     from udp_spark.matching.training import pooled_m
 
-    rng = np.random.default_rng(11)
-    n, true_matches = 1_000_000, 3_000
-    is_match = np.zeros(n, dtype=bool)
-    is_match[:true_matches] = True
-    pop = pd.DataFrame({c: np.where(
-        is_match, rng.choice(3, n, p=[TRUE_M[c][k] for k in (0, 1, 2)]),
-        rng.choice(3, n, p=[TRUE_U[c][k] for k in (0, 1, 2)])) for c in COMPS})
-    pop.loc[rng.random(n) < 0.1, "c"] = MISSING
+    true_matches = 3_000
+    pop = _population(1_000_000, true_matches, seed=11)
     u = {c: dict(TRUE_U[c]) for c in COMPS}
     big = _session(pop, "a", u)
     # the session on a holds 0.8 of the matches, 90% of them with c present

@@ -219,4 +219,7 @@ def fit_em(counts: pd.DataFrame, comparisons: Sequence[str],
 
 
 def match_probability(weight: float) -> float:
-    return 1.0 / (1.0 + 2.0 ** (-weight))
+    """P(match) of a match weight in log2 odds (no overflow at any weight)."""
+    if weight >= 0:
+        return 1.0 / (1.0 + 2.0 ** (-weight))
+    return 2.0 ** weight / (1.0 + 2.0 ** weight)

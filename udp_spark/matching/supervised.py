@@ -46,7 +46,7 @@ from pyspark.sql import functions as F
 
 from udp_spark.config import SupervisedSettings
 from udp_spark.matching.comparisons import MISSING, Comparison, comparison_settings
-from udp_spark.matching.fellegi_sunter import FSModel
+from udp_spark.matching.fellegi_sunter import FSModel, match_probability
 
 Transform = Callable[[DataFrame], DataFrame]
 
@@ -221,7 +221,7 @@ def fs_anchors(patterns: Sequence[Mapping[str, int | None]], fs: FSModel,
         w = fs.prior_weight + sum(fs.weight(c, lv) for c, lv in zip(comparisons, levels,
                                                                     strict=True)
                                   if c in fs.comparisons)
-        p = 1.0 / (1.0 + 2.0 ** -w) if w >= 0 else 2.0 ** w / (1.0 + 2.0 ** w)
+        p = match_probability(w)
         if p >= confidence:
             out.append((levels, True))
         elif p <= 1.0 - confidence:

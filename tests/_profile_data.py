@@ -20,9 +20,10 @@ RECORD_SCHEMA = T.StructType([
     T.StructField("source_rank", INT), T.StructField("completeness", D),
     *[T.StructField(c, S) for c in (
         "given_name", "middle_name", "family_name", "full_name", "given_name_norm",
-        "middle_name_norm", "family_name_norm", "email")],
+        "middle_name_norm", "family_name_norm", "email", "email_canonical")],
     T.StructField("email_valid", B), T.StructField("phone_e164", S),
-    T.StructField("phone_valid", B), T.StructField("mobile_e164", S),
+    T.StructField("phone_valid", B), T.StructField("phone_kind", S),
+    T.StructField("mobile_e164", S),
     T.StructField("mobile_valid", B),
     *[T.StructField(c, S) for c in (
         "street", "street_norm", "city", "city_norm", "state", "postcode", "country")],
@@ -74,6 +75,8 @@ def rec(record_id: str, customer_id: str = "C1", **values: Any) -> dict[str, Any
             row[f"{col}_norm"] = str(row[col]).lower()
     if row["email"] is not None and row["email_valid"] is None:
         row["email_valid"] = True
+    if row["email"] is not None and row["email_canonical"] is None:
+        row["email_canonical"] = str(row["email"]).lower()
     if row["phone_e164"] is not None and row["phone_valid"] is None:
         row["phone_valid"] = True
     if row["mobile_e164"] is not None and row["mobile_valid"] is None:

@@ -248,6 +248,158 @@ def test_full_tie_falls_back_to_smallest_record_id(spark: SparkSession) -> None:
     _check(spark, golden, "gender", [("C1", "F", "crm:a", "most_frequent")])
 
 
+# --------------------------------------------------------------------------- name agreement
+
+
+def test_most_frequent_names_count_the_records_that_agree(spark: SparkSession) -> None:
+    """A short form, an initial and a missing family name agree with the full name; a typo
+    agrees with nothing but itself; 'Schroeder' is 'Schröder' and the accented spelling is
+    the one kept."""
+    rows = [
+        # C1: two newer 'Tim Scott' outvote 'Timothy Scott' by exact value, not by agreement
+        rec("support_tickets:1", given_name="Timothy", family_name="Scott",
+            updated_at=day(2021, 1, 1)),
+        rec("app_users:1", given_name="Tim", family_name="Scott", updated_at=day(2026, 1, 1)),
+        rec("email_subscribers:1", given_name="Tim", family_name="Scott",
+            updated_at=day(2026, 2, 1)),
+        # C2: 'Francis' twice (newer) and 'Francis Verville' once
+        rec("app_users:2", customer_id="C2", given_name="Francis", updated_at=day(2026, 1, 1)),
+        rec("email_subscribers:2", customer_id="C2", given_name="Francis",
+            updated_at=day(2026, 3, 1)),
+        rec("pos_transactions:2", customer_id="C2", given_name="Francis",
+            family_name="Verville", updated_at=day(2024, 1, 1)),
+        # C3: the typo is newest and most trusted; 'J. Estes' and 'Jacob Estes' agree
+        rec("crm:3", customer_id="C3", given_name="Jacon", family_name="Estes",
+            updated_at=day(2026, 1, 1)),
+        rec("webshop_customers:3", customer_id="C3", given_name="Jacob", middle_name="Paul",
+            family_name="Estes", updated_at=day(2019, 1, 1)),
+        rec("app_users:3", customer_id="C3", given_name="Jacob", family_name="Estes",
+            updated_at=day(2020, 1, 1)),
+        # C4: transliterated twice (newer), accented once
+        rec("pos_transactions:4", customer_id="C4", given_name="Frieda",
+            family_name="Schroeder", updated_at=day(2026, 4, 1)),
+        rec("email_subscribers:4", customer_id="C4", given_name="Frieda",
+            family_name="Schroeder", updated_at=day(2026, 5, 1)),
+        rec("webshop_customers:4", customer_id="C4", given_name="Frieda",
+            family_name="Schröder", family_name_norm="schroder", updated_at=day(2023, 1, 1)),
+    ]
+    name = AttributeRule(rule="most_frequent",
+                         tie_breakers=("most_complete", "most_recent", "source_priority"))
+    golden = _golden(spark, rows, name=name)
+    _check(spark, golden, "given_name",
+           [("C1", "Timothy", "support_tickets:1", "most_frequent"),
+            ("C2", "Francis", "pos_transactions:2", "most_frequent"),
+            ("C3", "Jacob", "webshop_customers:3", "most_frequent"),
+            ("C4", "Frieda", "webshop_customers:4", "most_frequent")])
+    _check(spark, golden, "family_name",
+           [("C1", "Scott", "support_tickets:1", "most_frequent"),
+            ("C2", "Verville", "pos_transactions:2", "most_frequent"),
+            ("C3", "Estes", "webshop_customers:3", "most_frequent"),
+            ("C4", "Schröder", "webshop_customers:4", "most_frequent")])
+    # recency alone picks the short form, the bare given name, the typo, the ASCII spelling
+    # (a value is as recent as its newest record: the smallest record id of it decides)
+    recent = _golden(spark, rows, name=AttributeRule(rule="most_recent"))
+    _check(spark, recent, "given_name", [("C1", "Tim", "app_users:1", "most_recent"),
+                                         ("C2", "Francis", "app_users:2", "most_recent"),
+                                         ("C3", "Jacon", "crm:3", "most_recent"),
+                                         ("C4", "Frieda", "email_subscribers:4",
+                                          "most_recent")])
+
+
+def test_most_common_prefers_names_whose_words_other_customers_have(
+        spark: SparkSession) -> None:
+    """A typo and a swapped name make rare words: counted over every customer's records
+    (``population``), not just the customers transformed."""
+    people = [("Thomas", "Weber"), ("Thomas", "Klein"), ("Anna", "Weber"),
+              ("Jacob", "Miller"), ("Jacob", "Stone")]
+    others = [rec(f"crm:p{i}", customer_id=f"P{i}", given_name=g, family_name=f)
+              for i, (g, f) in enumerate(people)]
+    rows = [
+        rec("crm:1", given_name="Weber", family_name="Thomas", updated_at=day(2026, 1, 1)),
+        rec("webshop_customers:1", given_name="Thomas", family_name="Weber",
+            updated_at=day(2018, 1, 1)),
+        rec("crm:2", customer_id="C2", given_name="Jacon", family_name="Estes",
+            updated_at=day(2026, 1, 1)),
+        rec("app_users:2", customer_id="C2", given_name="Jacob", family_name="Estes",
+            updated_at=day(2020, 1, 1)),
+    ]
+    name = AttributeRule(rule="most_frequent", tie_breakers=(
+        "most_complete", "most_common", "most_recent", "source_priority"))
+    population = records(spark, rows + others)
+    golden = records(spark, rows).transform(golden_records(
+        SurvivorshipSettings(name=name), population)).localCheckpoint()
+    _check(spark, golden, "given_name",
+           [("C1", "Thomas", "webshop_customers:1", "most_frequent"),
+            ("C2", "Jacob", "app_users:2", "most_frequent")])
+    # Without the other customers every word is as rare as any other: recency decides.
+    alone = _golden(spark, rows, name=name)
+    _check(spark, alone, "given_name", [("C1", "Weber", "crm:1", "most_frequent"),
+                                        ("C2", "Jacon", "crm:2", "most_frequent")])
+
+
+# --------------------------------------------------------------------------- contacts, places
+
+
+def test_contacts_rank_by_mailbox_sharing_and_mobile(spark: SparkSession) -> None:
+    """E-mails count per mailbox (a +tag aside); a number many customers give (a shop's
+    own) ranks after the customer's own; a mobile before a landline."""
+    shop = "+15550999"
+    rows = [
+        # C1: the newest address is a one-off; the +tag alias agrees with the plain one
+        rec("crm:1", email="adam.simpson94@x.com", updated_at=day(2026, 1, 1)),
+        rec("webshop_customers:1", email="adam.simpson@x.com", updated_at=day(2023, 1, 1)),
+        rec("webshop_customers:2", email="adam.simpson+shop@x.com",
+            email_canonical="adam.simpson@x.com", updated_at=day(2022, 1, 1)),
+        # C2: the till keyed in the shop's number, which two other customers also carry
+        rec("pos_transactions:2", customer_id="C2", phone_e164=shop, phone_kind="fixed_line",
+            updated_at=day(2026, 1, 1)),
+        rec("crm:2", customer_id="C2", phone_e164="+15550002", phone_kind="fixed_line",
+            updated_at=day(2020, 1, 1)),
+        rec("pos_transactions:3", customer_id="C3", phone_e164=shop),
+        rec("pos_transactions:4", customer_id="C4", phone_e164=shop),
+        # C5: one CRM record with an old landline and a mobile
+        rec("crm:5", customer_id="C5", phone_e164="+15550005", phone_kind="fixed_line",
+            mobile_e164="+15550006", updated_at=day(2021, 1, 1)),
+    ]
+    settings = SurvivorshipSettings()
+    golden = records(spark, rows).transform(golden_records(settings)).localCheckpoint()
+    _check(spark, golden.filter("customer_id = 'C1'"), "email",
+           [("C1", "adam.simpson@x.com", "webshop_customers:1", "most_frequent")])
+    _check(spark, golden.filter("customer_id IN ('C2', 'C5')"), "phone",
+           [("C2", "+15550002", "crm:2", "most_frequent"),
+            ("C5", "+15550006", "crm:5", "most_frequent")])
+    # The rules are what decide: recency alone picks the one-off and the shop's number.
+    recent = _golden(spark, rows, email=AttributeRule(rule="most_recent"),
+                     phone=AttributeRule(rule="most_recent"))
+    assert {r["customer_id"]: (r["email"], r["phone"]) for r in recent.collect()
+            if r["customer_id"] in ("C1", "C2")} == {
+        "C1": ("adam.simpson94@x.com", None), "C2": (None, shop)}
+
+
+def test_most_recent_address_is_the_latest_place_written_most_fully(
+        spark: SparkSession) -> None:
+    """The newest record writes the same place without its postcode: the place is what is
+    recent, and the full writing of it is kept; a real move still wins."""
+    rows = [
+        rec("crm:1", street="1083 Pacific Avenue Apt. 23B",
+            street_norm="1083 pacific ave apt 23b", city="Seattle", state="WA",
+            updated_at=day(2026, 6, 1)),
+        rec("webshop_customers:1", street="1083 Pacific Avenue #23B",
+            street_norm="1083 pacific ave # 23b", city="Seattle", postcode="98126",
+            updated_at=day(2016, 2, 1)),
+        rec("crm:2", customer_id="C2", street="9 New Rd", street_norm="9 new rd",
+            city="Springfield", updated_at=day(2026, 6, 1)),
+        rec("webshop_customers:2", customer_id="C2", street="1 Old St", street_norm="1 old st",
+            city="Springfield", postcode="12345", updated_at=day(2016, 2, 1)),
+    ]
+    golden = _golden(spark, rows)
+    _check(spark, golden, "street", [
+        ("C1", "1083 Pacific Avenue #23B", "webshop_customers:1", "most_recent"),
+        ("C2", "9 New Rd", "crm:2", "most_recent")])
+    _check(spark, golden.filter("customer_id = 'C1'"), "postcode",
+           [("C1", "98126", "webshop_customers:1", "most_recent")])
+
+
 # --------------------------------------------------------------------------- multi-valued
 
 
@@ -309,3 +461,7 @@ def test_rule_settings_are_checked_at_load() -> None:
         AttributeRule(rule="most_recent", tie_breakers=("most_recent",))
     with pytest.raises(ValidationError):
         AttributeRule(rule="newest")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match=r"email: 'most_common' ranks name values only"):
+        SurvivorshipSettings(email=AttributeRule(rule="most_common"))
+    with pytest.raises(ValidationError, match=r"'least_shared' ranks email and phone"):
+        SurvivorshipSettings(name=AttributeRule(rule="least_shared"))

@@ -260,6 +260,21 @@ def test_normalize_city_and_postcode(spark: SparkSession) -> None:
     )
 
 
+def test_us_zip_codes_get_their_leading_zeros_back(spark: SparkSession) -> None:
+    """A spreadsheet reads '02131' as the number 2131; a US record gets the zeros back
+    (others keep theirs as written), and the API's twin agrees."""
+    from udp_spark.standardize import pure
+
+    rows = [("2131", "US", "02131"), ("501", "US", "00501"), ("02131", "US", "02131"),
+            ("2131", "DE", "2131"), ("12", "US", "12"), ("2131-0001", "US", "21310001"),
+            ("sw1a 1aa", "GB", "SW1A1AA"), (None, "US", None)]
+    df = spark.createDataFrame(rows, "value string, country string, want string")
+    got = df.select("want", sf.normalize_postcode(F.col("value"), F.col("country")).alias(
+        "got")).collect()
+    assert [r["got"] for r in got] == [r[2] for r in rows]
+    assert [pure.normalize_postcode(v, c) for v, c, _ in rows] == [r[2] for r in rows]
+
+
 def test_normalize_country(spark: SparkSession) -> None:
     check(spark, sf.normalize_country, [
         ("US", "US"), ("usa", "US"), ("U.S.A.", "US"), ("United States", "US"),

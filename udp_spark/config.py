@@ -578,7 +578,11 @@ class MatchingSettings(_Model):
 
 # --------------------------------------------------------------------------- publish
 
-SurvivorshipRuleName = Literal["source_priority", "most_recent", "most_frequent", "most_complete"]
+SurvivorshipRuleName = Literal["source_priority", "most_recent", "most_frequent", "most_complete",
+                               "most_common", "mobile_first", "least_shared"]
+# Rules that rank some attributes' values only (udp_spark.profile.survivorship).
+ATTRIBUTE_ONLY_RULES: dict[str, tuple[str, ...]] = {
+    "most_common": ("name",), "mobile_first": ("phone",), "least_shared": ("email", "phone")}
 
 # Attributes with a validity check that ``valid_only`` can use (see udp_spark.profile).
 VALIDATED_ATTRIBUTES = ("email", "phone", "address")
@@ -623,13 +627,15 @@ class SurvivorshipSettings(_Model):
     # most trusted source loses to what the other sources agree on (measured on generated
     # data with `udp evaluate`'s golden-value accuracy: README, Reading the numbers).
     name: AttributeRule = AttributeRule(
-        rule="most_frequent", tie_breakers=("most_complete", "most_recent", "source_priority"))
-    email: AttributeRule = AttributeRule(rule="most_frequent",
-                                         tie_breakers=("most_recent", "source_priority"),
-                                         valid_only=True)
-    phone: AttributeRule = AttributeRule(rule="most_frequent",
-                                         tie_breakers=("most_recent", "source_priority"),
-                                         valid_only=True)
+        rule="most_frequent",
+        tie_breakers=("most_complete", "most_common", "most_recent", "source_priority"))
+    email: AttributeRule = AttributeRule(
+        rule="most_frequent", tie_breakers=("least_shared", "most_recent", "source_priority"),
+        valid_only=True)
+    phone: AttributeRule = AttributeRule(
+        rule="most_frequent",
+        tie_breakers=("least_shared", "mobile_first", "most_recent", "source_priority"),
+        valid_only=True)
     address: AttributeRule = AttributeRule(rule="most_recent",
                                            tie_breakers=("most_complete", "source_priority"),
                                            valid_only=True)
@@ -647,6 +653,12 @@ class SurvivorshipSettings(_Model):
                     f"{attr}.valid_only: {attr!r} has no validity check (only "
                     f"{', '.join(VALIDATED_ATTRIBUTES)} have one); use 'where' with a SQL "
                     "predicate instead")
+            for name in (rule.rule, *rule.tie_breakers):
+                only = ATTRIBUTE_ONLY_RULES.get(name)
+                if only is not None and attr not in only:
+                    raise ValueError(f"{attr}: {name!r} ranks {' and '.join(only)} values "
+                                     f"only; use it under publish.survivorship."
+                                     f"{' or '.join(only)}")
         return self
 
 

@@ -345,6 +345,8 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
         consent_events, consent_touched = _consent_inputs(
             ctx, records, xref, ch_consent, ch_events, at,
             None if last is None else last.timestamp)
+        # every customer's records: survivorship ranks a name by how common its words are
+        population = records.join(xref.select("record_id", "customer_id"), "record_id")
         scope = None
         if not is_full:
             scope = touched_customers(xref, ch_xref, ch_records, ch_inter,
@@ -369,7 +371,8 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
                     scope, "customer_id", "left_semi"), at))
         # Predicates are checked here, while the plan is built: a bad one fails before work.
         built = build_profiles(records, xref, interactions, settings, as_of, consent=consent,
-                               purposes=ctx.cfg.privacy.purposes)
+                               purposes=ctx.cfg.privacy.purposes,
+                               population=None if scope is None else population)
         profiles = (built.withColumn("run_id", F.lit(run.run_id))
                     .withColumn("published_at", F.lit(at))
                     .select(*PROFILE_COLUMNS)).transform(io.checkpoint)

@@ -31,7 +31,8 @@ PROFILE_COLUMNS: tuple[str, ...] = (*CONTENT_COLUMNS, "_row_hash", "run_id", "pu
 def build_profiles(records: DataFrame, xref: DataFrame, interactions: DataFrame,
                    settings: PublishSettings, as_of: date, *,
                    consent: DataFrame | None = None,
-                   purposes: Mapping[str, PurposeSettings] | None = None) -> DataFrame:
+                   purposes: Mapping[str, PurposeSettings] | None = None,
+                   population: DataFrame | None = None) -> DataFrame:
     """One profile per customer in ``xref``: :data:`CONTENT_COLUMNS` plus ``_row_hash``.
 
     ``household_id`` is null here: households need every customer's profile, so publish
@@ -48,6 +49,8 @@ def build_profiles(records: DataFrame, xref: DataFrame, interactions: DataFrame,
             (:func:`~udp_spark.privacy.consent.consent_states`); customers absent get each
             purpose's default.
         purposes: the configured purposes (``privacy.purposes``); none: an empty map.
+        population: every customer's party records with ``customer_id``, when ``records``
+            holds only some customers' (survivorship's ``most_common`` counts names in it).
 
     Raises:
         SurvivorshipError, SegmentError: a configured predicate does not work (raised while
@@ -55,7 +58,7 @@ def build_profiles(records: DataFrame, xref: DataFrame, interactions: DataFrame,
     """
     ids = xref.select("record_id", "customer_id")
     golden = records.join(ids, "record_id").transform(
-        golden_records(settings.survivorship))
+        golden_records(settings.survivorship, population))
     metrics = (interactions.select("record_id", "type", "occurred_at", "amount", "currency",
                                    "channel", "status", "attributes")
                .join(ids, "record_id")

@@ -22,14 +22,37 @@ ranks the candidates, its ``tie_breakers`` rank those the rule finds equal, and 
 ``record_id`` decides last, so the result never depends on row order:
 
 - ``source_priority``: the most trusted source (lowest ``trust_rank``) first.
-- ``most_recent``: the latest observed record first (``updated_at``, else ``created_at``);
-  records whose source gives neither rank after those that do, by ingestion time.
+- ``most_recent``: the value the customer's records asserted last first (``updated_at``,
+  else ``created_at``); values no source gave a time for rank after those with one, by
+  ingestion time. An address is one value however written: its house number and street
+  words, without street types and unit ('1083 Pacific Ave Apt 23B' is '1083 Pacific
+  Avenue #23B'), so that the latest record leaving out the postcode does not outrank the
+  same address written in full.
 - ``most_frequent``: the value asserted by most records of the customer first (values are
-  compared on a normalized key: normalized names, the e-mail, the E.164 number, ...).
-- ``most_complete``: the candidate with most of the attribute's columns filled first, then
-  the record with the highest ``completeness`` score. For names, the written-out words
-  count: an initial or a word with a digit counts for nothing, and a known short form of a
-  given name ('Jim') counts less than the full one ('James').
+  compared on a normalized key: the canonical e-mail, the E.164 number, ...). For names, the
+  records that *agree* with the candidate are counted: each word of a record's given and
+  middle names stands for one of the candidate's (the same word, its initial, or a known
+  short form: 'Jim' for 'James'; a middle name only when the candidate has one), each
+  word of its family name is one of the candidate's, and a missing part agrees with
+  anything; words are compared accent-folded, with 'ue',
+  'oe', 'ae' read as 'u', 'o', 'a' ('Mueller' is 'Müller'). So 'Maria', 'M.' and 'Maria
+  Costa' all count for 'Maria Carmen Costa Delgado', and a typo counts only for itself.
+- ``most_complete``: the candidate with most of the attribute's columns filled first (an
+  address's street and postcode count twice its city and state), then the record with the
+  highest ``completeness`` score. For names, only the distinct written-out words count: an
+  initial or a word with a digit counts for nothing, a known short form of a given name
+  ('Jim') counts less than the full one ('James'), and the spelling with accents ('Müller',
+  'Gómez') counts one point more than the one without.
+- ``most_common`` (names): the name whose rarest word is most common in its role among all
+  customers, then whose words are, summed (given words as given names, family words as
+  family names, counted in ``population``, by default the records given): a typo
+  ('Jacon'), or a given and family name swapped ('Weber Thomas'), makes a rare word.
+- ``least_shared`` (e-mails, phones): the value the fewest customers assert (counted in
+  ``population``): a shop's own phone number keyed in for its customers, or a household's
+  shared mailbox, ranks after the customer's own.
+- ``mobile_first`` (phones): a mobile number (a record's mobile field, or a phone number
+  whose kind is mobile) before a landline: it reaches the person, not the household, and
+  it outlives a move.
 
 ``valid_only`` drops candidates failing the validity check and ``where`` drops records not
 matching a SQL predicate; a customer with no eligible candidate gets nulls.
@@ -53,6 +76,7 @@ from pyspark.sql.window import Window
 from udp_spark.config import AttributeRule, SurvivorshipSettings
 from udp_spark.profile.functions import observed_at, predicate_problem, source_time
 from udp_spark.standardize.functions import nickname_aliases
+from udp_spark.standardize.reference import STREET_TYPES
 
 Transform = Callable[[DataFrame], DataFrame]
 
@@ -110,7 +134,8 @@ _RECORD_COLUMNS = (
     "customer_id", "record_id", "source", "source_rank", "completeness",
     "given_name", "middle_name", "family_name", "full_name",
     "given_name_norm", "middle_name_norm", "family_name_norm",
-    "email", "email_valid", "phone_e164", "phone_valid", "mobile_e164", "mobile_valid",
+    "email", "email_canonical", "email_valid",
+    "phone_e164", "phone_valid", "phone_kind", "mobile_e164", "mobile_valid",
     "street", "street_norm", "city", "city_norm", "state", "postcode", "country",
     "date_of_birth", "birth_year", "gender", "loyalty_id",
 )
@@ -128,26 +153,56 @@ def _key(*cols: str) -> str:
 
 
 # How complete a name is: two points per written-out word; an initial, a word with a digit
-# (a user name, an OCR slip) and a given name that is a known short form of another ('jim'
-# for 'james') earn nothing. 'Sarah R.' < 'Sarah Roberts', 'Jim Graves' < 'James Graves',
+# (a user name, an OCR slip) and a given name that is a known short form of a longer one
+# ('jim' for 'james'; not 'thomas', which the table also relates to 'thom') earn nothing.
+# 'Sarah R.' < 'Sarah Roberts', 'Jim Graves' < 'James Graves',
 # 'Maria Cortes' < 'Maria Angeles Cortes Sanchez'.
+# The spelling with accents earns one point more ('Müller' > 'Mueller', 'Gómez' > 'Gomez'):
+# systems that cannot store them write the ASCII form, never the other way round.
 _NAME_FILL = (
-    "2 * size(filter(split(concat_ws(' ', given_name_norm, middle_name_norm, "
-    "family_name_norm), ' '), w -> length(w) > 1 AND NOT w RLIKE '[0-9]')) "
-    "- 2 * CAST(coalesce(NOT given_name_norm LIKE '% %' AND size(_given_aliases) > 1 "
-    "AND length(given_name_norm) > 1 AND NOT given_name_norm RLIKE '[0-9]', false) AS INT)")
+    "2 * size(array_distinct(filter(split(concat_ws(' ', given_name_norm, middle_name_norm, "
+    "family_name_norm), ' '), w -> length(w) > 1 AND NOT w RLIKE '[0-9]'))) "
+    "- 2 * CAST(coalesce(NOT given_name_norm LIKE '% %' "
+    "AND exists(_given_aliases, a -> length(a) > length(given_name_norm)) "
+    "AND length(given_name_norm) > 1 AND NOT given_name_norm RLIKE '[0-9]', false) AS INT) "
+    "+ CAST(coalesce(concat_ws('', given_name, middle_name, family_name) RLIKE '[^ -~]', "
+    "false) AS INT)")
+
+
+# Street words that say nothing about which street it is: types (after normalize_street
+# shortened them) and unit words. "1083 Pacific Ave Apt 23B" and "1083 Pacific Avenue #23B"
+# are one place: house number 1083 and the words {pacific}.
+_NOT_PLACE_WORDS = sorted({*STREET_TYPES.values(), "apt", "app", "appt", "flat", "unit",
+                           "suite", "ste", "floor", "bldg", "piso", "puerta", "etage",
+                           "wohnung"})
+_PLACE = (
+    "CASE WHEN street_norm IS NOT NULL THEN concat_ws('|', "
+    "regexp_extract(street_norm, '(^| )([0-9]+)', 2), array_join(array_sort(array_distinct("
+    "filter(split(street_norm, ' '), w -> length(w) >= 3 AND NOT w RLIKE '[0-9]' AND NOT "
+    "array_contains(array(" + ", ".join(f"'{w}'" for w in _NOT_PLACE_WORDS) + "), w)))), "
+    "' ')) END")
 
 
 def _candidate(attribute: str, values: dict[str, str], present: str, key: str, valid: str,
-               fill: str, slot: int = 0) -> str:
+               fill: str, slot: int = 0, *, support: str = "NULL", common: str = "0",
+               common_total: str = "0", mobile: str = "false", place: str | None = None
+               ) -> str:
     """``slot``: which of a record's own fields for the attribute it is (its phone 0, its
     mobile 1): the last tie-breaker, so that equal candidates of one record never leave the
-    choice to the order rows happen to arrive in."""
+    choice to the order rows happen to arrive in. ``support``: the records agreeing with it
+    (null: count the records with its key); ``common``, ``common_total``: how common its
+    rarest word is and all its words are; ``mobile``:
+    whether it is a mobile number; ``place``: what makes two of the attribute's values the
+    same for ``most_recent`` (default: the key)."""
     value = ", ".join(f"'{f}', CAST({values.get(f, 'NULL')} AS {t.simpleString()})"
                       for f, t in VALUE_FIELDS)
     return (f"named_struct('attribute', '{attribute}', 'value', named_struct({value}), "
             f"'key', CASE WHEN {present} THEN {key} END, 'valid', coalesce({valid}, false), "
-            f"'fill', CAST({fill} AS INT), 'slot', {slot})")
+            f"'fill', CAST({fill} AS INT), 'slot', {slot}, "
+            f"'support', CAST({support} AS INT), 'common', CAST({common} AS DOUBLE), "
+            f"'common_total', CAST({common_total} AS DOUBLE), "
+            f"'mobile', coalesce({mobile}, false), "
+            f"'place', CASE WHEN {present} THEN coalesce({place or key}, {key}) END)")
 
 
 def _candidates() -> Column:
@@ -160,18 +215,22 @@ def _candidates() -> Column:
         _candidate("name", {f: f for f in ATTRIBUTE_FIELDS["name"]},
                    "given_name IS NOT NULL OR family_name IS NOT NULL",
                    _key("given_name_norm", "middle_name_norm", "family_name_norm"), "true",
-                   _NAME_FILL),
-        _candidate("email", {"email": "email"}, "email IS NOT NULL", "lower(email)",
-                   "email_valid", "1"),
+                   _NAME_FILL, support="_name_support", common="_name_common.rarest",
+                   common_total="_name_common.total"),
+        # the same mailbox: case, a +tag and gmail's dots aside
+        _candidate("email", {"email": "email"}, "email IS NOT NULL",
+                   "coalesce(email_canonical, lower(email))", "email_valid", "1"),
         _candidate("phone", {"phone": "phone_e164"}, "phone_e164 IS NOT NULL", "phone_e164",
-                   "phone_valid", "1"),
+                   "phone_valid", "1", mobile="phone_kind = 'mobile'"),
         _candidate("phone", {"phone": "mobile_e164"}, "mobile_e164 IS NOT NULL",
-                   "mobile_e164", "mobile_valid", "1", slot=1),
+                   "mobile_e164", "mobile_valid", "1", slot=1, mobile="true"),
         _candidate("address", {f: f for f in ATTRIBUTE_FIELDS["address"]},
                    "street IS NOT NULL OR city IS NOT NULL OR postcode IS NOT NULL",
                    _key("street_norm", "city_norm", "postcode", "country"),
                    "street IS NOT NULL AND (city IS NOT NULL OR postcode IS NOT NULL)",
-                   _filled("street", "city", "state", "postcode")),
+                   # street and postcode deliver a letter; city and state only help
+                   f"2 * ({_filled('street', 'postcode')}) + {_filled('city', 'state')}",
+                   place=_PLACE),
         _candidate("birth", {"date_of_birth": "date_of_birth", "birth_year": "birth_year"},
                    "date_of_birth IS NOT NULL OR birth_year IS NOT NULL",
                    "coalesce(CAST(date_of_birth AS STRING), CAST(birth_year AS STRING))",
@@ -192,10 +251,16 @@ _FAR = "9.0e18"  # ranks after every real key (missing times, ranks)
 _RANK_KEYS: dict[str, tuple[str, ...]] = {
     "source_priority": (f"coalesce(CAST(source_rank AS DOUBLE), {_FAR})",),
     # A time the source gave beats none: an ingestion time is not a change time.
-    "most_recent": ("CAST(_source_time IS NULL AS DOUBLE)",
-                    f"coalesce(-CAST(unix_micros(observed_at) AS DOUBLE), {_FAR})"),
+    "most_recent": ("CAST(_place_source_time IS NULL AS DOUBLE)",
+                    f"coalesce(-CAST(unix_micros(_place_seen) AS DOUBLE), {_FAR})"),
     "most_frequent": ("-CAST(_frequency AS DOUBLE)",),
-    "most_complete": ("-(CAST(fill AS DOUBLE) * 10 + coalesce(CAST(completeness AS DOUBLE), 0))",),
+    # A name is ranked by its own words only: how complete the rest of its record is says
+    # nothing about whether the name is spelt right, and would leave most_common no tie.
+    "most_complete": ("-(CAST(fill AS DOUBLE) * 10 + CASE WHEN attribute = 'name' THEN 0 "
+                      "ELSE coalesce(CAST(completeness AS DOUBLE), 0) END)",),
+    "most_common": ("-coalesce(common, 0.0)", "-coalesce(common_total, 0.0)"),
+    "mobile_first": ("CAST(NOT mobile AS DOUBLE)",),
+    "least_shared": ("CAST(coalesce(_sharers, 1) AS DOUBLE)",),
 }
 
 
@@ -225,20 +290,129 @@ def _check_where(records: DataFrame, attribute: str, where: str) -> Column:
     return F.coalesce(col, F.lit(False))
 
 
+# --------------------------------------------------------------------------- names
+
+
+def _folded(col: Column) -> Column:
+    """A normalized name word compared loosely: 'ue', 'oe', 'ae' as 'u', 'o', 'a', so the
+    transliterated 'mueller' meets 'muller' (what ``normalize_name`` makes of 'Müller')."""
+    return F.regexp_replace(col, "([aou])e", "$1")
+
+
+def _words(*cols: str) -> Column:
+    return F.filter(F.split(F.concat_ws(" ", *[F.col(c) for c in cols]), " "),
+                    lambda w: w != F.lit(""))
+
+
+def _name_parts() -> Column:
+    """A record's name as ``given`` and ``middle`` (each word with its folded known forms),
+    ``first`` (the folded given and middle words) and ``family`` (folded words); null
+    without a name."""
+    def forms(words: Column) -> Column:
+        return F.transform(words, lambda w: F.struct(
+            _folded(w).alias("word"), F.transform(nickname_aliases(w), _folded).alias("forms")))
+
+    return F.when(F.col("given_name").isNotNull() | F.col("family_name").isNotNull(),
+                  F.struct(
+                      forms(_words("given_name_norm")).alias("given"),
+                      forms(_words("middle_name_norm")).alias("middle"),
+                      F.transform(_words("given_name_norm", "middle_name_norm"), _folded
+                                  ).alias("first"),
+                      F.transform(_words("family_name_norm"), _folded).alias("family")))
+
+
+def _agrees(b: Column, a: Column) -> Column:
+    """Whether record name ``b`` agrees with candidate name ``a``: each of b's given words
+    is one of a's given or middle words, its initial or a known form of it; so is each of
+    b's middle words, unless a has no middle name; each of b's family words is one of a's
+    family (or middle) words or its initial."""
+    a_forms = F.flatten(F.transform(F.concat(a["given"], a["middle"]), lambda x: x["forms"]))
+    a_last = F.concat(a["family"], F.transform(a["middle"], lambda x: x["word"]))
+
+    def initial_of(word: Column, words: Column) -> Column:
+        return (F.length(word) == 1) & F.exists(words, lambda y: y.startswith(word))
+
+    def first_ok(x: Column) -> Column:
+        return F.arrays_overlap(x["forms"], a_forms) | initial_of(x["word"], a["first"])
+
+    return (F.forall(b["given"], first_ok)
+            & ((F.size(a["middle"]) == 0) | F.forall(b["middle"], first_ok))
+            & F.forall(b["family"], lambda w: F.array_contains(a_last, w)
+                       | initial_of(w, a_last)))
+
+
+def _with_name_support(base: DataFrame) -> DataFrame:
+    """``_name_support``: how many of the customer's records agree with the record's name."""
+    names = F.collect_list("_name").over(Window.partitionBy("customer_id"))
+    return base.withColumn("_name_support", F.when(
+        F.col("_name").isNotNull(),
+        F.size(F.filter(names, lambda b: _agrees(b, F.col("_name"))))))
+
+
+def _with_name_commonness(base: DataFrame, population: DataFrame) -> DataFrame:
+    """``_name_common``: ``rarest``, how common the rarest written-out word of the record's
+    name is, and ``total`` over all its words: log(1 + the number of customers in
+    ``population`` with the word in the same role, given or family). A typo or a swapped
+    name has a rare word; initials do not count."""
+    def role_words(df: DataFrame, key: str) -> DataFrame:
+        return df.select(key, F.explode(F.concat(
+            F.transform("_name.first", lambda w: F.struct(
+                F.lit("g").alias("role"), w.alias("word"))),
+            F.transform("_name.family", lambda w: F.struct(
+                F.lit("f").alias("role"), w.alias("word"))))).alias("w")
+        ).select(key, "w.role", "w.word").filter(F.length("word") > 1)
+
+    counts = (population.select("customer_id", _name_parts().alias("_name"))
+              .filter(F.col("_name").isNotNull())
+              .transform(lambda df: role_words(df, "customer_id")).distinct()
+              .groupBy("role", "word").agg(F.count("*").alias("customers")))
+    common = (base.filter(F.col("_name").isNotNull())
+              .transform(lambda df: role_words(df, "record_id"))
+              .join(counts, ["role", "word"], "left")
+              .withColumn("_log", F.log1p(F.coalesce(F.col("customers"), F.lit(0))))
+              .groupBy("record_id")
+              .agg(F.struct(F.min("_log").alias("rarest"), F.sum("_log").alias("total")
+                            ).alias("_name_common")))
+    return base.join(common, "record_id", "left")
+
+
+def _sharers(population: DataFrame) -> DataFrame:
+    """``(attribute, key, _sharers)``: how many customers assert each e-mail and phone
+    (keyed as their candidates are)."""
+    c = F.col
+    values = F.array(
+        F.struct(F.lit("email").alias("attribute"),
+                 F.coalesce(c("email_canonical"), F.lower(c("email"))).alias("key")),
+        F.struct(F.lit("phone").alias("attribute"), c("phone_e164").alias("key")),
+        F.struct(F.lit("phone").alias("attribute"), c("mobile_e164").alias("key")))
+    return (population.select("customer_id", F.explode(values).alias("v"))
+            .select("customer_id", "v.*").filter(c("key").isNotNull())
+            .groupBy("attribute", "key").agg(F.count_distinct("customer_id").alias("_sharers")))
+
+
 # --------------------------------------------------------------------------- golden
 
 
-def golden_records(settings: SurvivorshipSettings) -> Transform:
+def golden_records(settings: SurvivorshipSettings,
+                   population: DataFrame | None = None) -> Transform:
     """Party records with ``customer_id`` -> one golden row per customer.
 
     Output columns: :data:`GOLDEN_COLUMNS`; ``record_count``/``sources`` count the records
     and sources behind the customer, ``first_seen_at`` is the earliest observed time of any
     of them and ``last_updated_at`` the latest time a source says one changed.
 
+    Args:
+        settings: the rules per attribute.
+        population: the party records (with ``customer_id``) in which ``most_common`` counts
+            names and ``least_shared`` counts customers per value; by default the records
+            transformed. Give every customer's records when
+            transforming only some customers', so a name is chosen as in a full run.
+
     Raises:
         SurvivorshipError: a ``where`` predicate does not resolve or is not a condition.
     """
     specs: dict[str, AttributeRule] = dict(settings)
+    name_rules = (specs["name"].rule, *specs["name"].tie_breakers) if "name" in specs else ()
 
     def transform(records: DataFrame) -> DataFrame:
         wheres = [_check_where(records, a, s.where).alias(f"_where_{a}")
@@ -246,16 +420,39 @@ def golden_records(settings: SurvivorshipSettings) -> Transform:
         base = records.select(*_RECORD_COLUMNS, observed_at().alias("observed_at"),
                               source_time().alias("_source_time"),
                               nickname_aliases(F.col("given_name_norm")).alias("_given_aliases"),
-                              *wheres)
+                              _name_parts().alias("_name"), *wheres)
+        if "most_frequent" in name_rules:
+            base = base.transform(_with_name_support)
+        else:
+            base = base.withColumn("_name_support", F.lit(None).cast("int"))
+        if "most_common" in name_rules:
+            base = _with_name_commonness(base, records if population is None else population)
+        else:
+            base = base.withColumn("_name_common", F.lit(None).cast(
+                "struct<rarest:double,total:double>"))
         exploded = base.select(
             "customer_id", "record_id", "source", "source_rank", "completeness",
             "observed_at", "_source_time", *[f"_where_{a}" for a, s in specs.items() if s.where],
             F.explode_outer(_candidates()).alias("c"),
         ).select("*", "c.*").drop("c")
+        # most_recent: when the customer's records last asserted the value (an address:
+        # the place, however written), so a newer record that leaves out the postcode does
+        # not hide the one that has it
+        at_place = Window.partitionBy("customer_id", "attribute", "place")
+        exploded = exploded.withColumn("_place_seen", F.max("observed_at").over(at_place)
+                                       ).withColumn("_place_source_time",
+                                                    F.max("_source_time").over(at_place))
+        if any("least_shared" in (s.rule, *s.tie_breakers) for s in specs.values()):
+            exploded = exploded.join(
+                _sharers(records if population is None else population),
+                ["attribute", "key"], "left")
+        else:
+            exploded = exploded.withColumn("_sharers", F.lit(None).cast("long"))
         if any("most_frequent" in (s.rule, *s.tie_breakers) for s in specs.values()):
             by_value = Window.partitionBy("customer_id", "attribute", "key")
             exploded = exploded.withColumn(
-                "_frequency", F.size(F.collect_set("record_id").over(by_value)))
+                "_frequency", F.coalesce(F.col("support"),
+                                         F.size(F.collect_set("record_id").over(by_value))))
 
         golden = exploded.groupBy("customer_id").agg(
             *[_chosen(attr, spec).alias(f"_g_{attr}") for attr, spec in specs.items()],

@@ -393,9 +393,17 @@ def normalize_city(col: Column) -> Column:
     return _null_if_empty(_words(col))
 
 
-def normalize_postcode(col: Column) -> Column:
-    """Upper-case, letters and digits only: 'sw1a 1aa' -> 'SW1A1AA'; nothing left -> null."""
-    return _null_if_empty(F.regexp_replace(F.upper(clean_text(col)), r"[^\p{L}\p{N}]", ""))
+def normalize_postcode(col: Column, country: Column | None = None) -> Column:
+    """Upper-case, letters and digits only: 'sw1a 1aa' -> 'SW1A1AA'; nothing left -> null.
+
+    With ``country``, a US ZIP code that lost its leading zeros (a spreadsheet read it as a
+    number: '2131', '501') gets them back: '02131', '00501'.
+    """
+    code = _null_if_empty(F.regexp_replace(F.upper(clean_text(col)), r"[^\p{L}\p{N}]", ""))
+    if country is None:
+        return code
+    return F.when((country == "US") & code.rlike("^[0-9]{3,4}$"), F.lpad(code, 5, "0")
+                  ).otherwise(code)
 
 
 def normalize_country(col: Column, default: str | Column | None = None) -> Column:

@@ -163,10 +163,14 @@ def normalize_city(value: str | None) -> str | None:
     return _none_if_empty(_words(value))
 
 
-def normalize_postcode(value: str | None) -> str | None:
+def normalize_postcode(value: str | None, country: str | None = None) -> str | None:
     """Twin of ``functions.normalize_postcode``."""
     text = clean_text(value)
-    return None if text is None else _none_if_empty(_NOT_LETTER_DIGIT.sub("", text.upper()))
+    code = None if text is None else _none_if_empty(_NOT_LETTER_DIGIT.sub("", text.upper()))
+    if country == "US" and code is not None and code.isascii() and code.isdigit() \
+            and 3 <= len(code) <= 4:
+        return code.rjust(5, "0")
+    return code
 
 
 def lookup_key(value: str | None) -> str | None:
@@ -319,7 +323,7 @@ def party_fields(raw: Mapping[str, Any], *, default_country: str, today: date,
         "mobile_e164": phones["mobile"],
         "street_norm": normalize_street(text("street")),
         "city_norm": normalize_city(text("city")),
-        "postcode": normalize_postcode(text("postcode")),
+        "postcode": normalize_postcode(text("postcode"), country or default_country),
         "date_of_birth": dob,
         "birth_year": dob.year if dob is not None else year,
         "gender": gender,

@@ -309,7 +309,7 @@ def check_party(source: SourceConfig, settings: StandardizeSettings,
             sf.canonical_email(F.col("_email")).alias("_email_canonical"),
             sf.normalize_street(t("street")).alias("_street_norm"),
             sf.normalize_city(t("city")).alias("_city_norm"),
-            sf.normalize_postcode(t("postcode")).alias("_postcode"),
+            sf.normalize_postcode(t("postcode"), region).alias("_postcode"),
             sf.normalize_gender(t("gender")).alias("_gender"),
         )
         c = F.col

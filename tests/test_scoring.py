@@ -94,6 +94,39 @@ def test_a_person_s_own_repeated_records_are_not_their_namesakes(spark: SparkSes
     assert given == {"ann": 0.0, "john": pytest.approx(2 / 6)}
 
 
+def test_a_full_name_is_held_by_the_people_a_source_shows_at_once(spark: SparkSession) -> None:
+    """An electoral roll lists Ann Lee at each home she had, years apart: one holder of her
+    full name, not three. Two Tom Bakers at two addresses in one canvass are two people,
+    and birth dates tell holders apart whenever they were seen. Single names are counted
+    per address as before."""
+    import datetime as dt
+
+    d, t = dt.date, dt.datetime
+    rows = [
+        ("r1", "roll", "ann", "lee", None, "1 main st", t(2002, 3, 1)),
+        ("r2", "roll", "ann", "lee", None, "1 main st", t(2006, 3, 1)),
+        ("r3", "roll", "ann", "lee", None, "7 elm rd", t(2010, 3, 1)),
+        ("r4", "roll", "ann", "lee", None, "2 oak ave", t(2018, 3, 1)),
+        ("r5", "roll", "tom", "baker", None, "3 high st", t(2010, 3, 1)),
+        ("r6", "roll", "tom", "baker", None, "9 mill ln", t(2010, 3, 1)),
+        ("r7", "roll", "tom", "baker", None, "9 mill ln", t(2014, 3, 1)),
+        ("b1", "claims", "ann", "lee", d(1950, 3, 4), None, t(2001, 1, 1)),
+        ("b2", "claims", "ann", "lee", d(1961, 7, 8), None, t(2020, 1, 1)),
+        ("b3", "claims", "ann", "lee", d(1950, 3, 4), None, t(2020, 1, 1)),
+    ]
+    records = spark.createDataFrame(rows, "record_id string, source string, given_name_norm "
+                                    "string, family_name_norm string, date_of_birth date, "
+                                    "street_norm string, updated_at timestamp")
+    joint = {r["value"]: r["tf"] for r in joint_tf_table(
+        records, ("given_name_norm", "family_name_norm")).collect()}
+    # roll: ann|lee one holder at a time, tom|baker two in 2010; claims: two birth dates.
+    # 1 + 2 + 2 = 5 holders; others: tom|baker 1, ann|lee 0 (roll) + 1 (claims)
+    assert joint == {"ann|lee": pytest.approx(1 / 5), "tom|baker": pytest.approx(1 / 5)}
+    given = {r["value"]: r["tf"] for r in tf_table(records, "given_name_norm").collect()}
+    # per address: ann 3 in the roll + 2 in claims, tom 2 (3 high st, 9 mill ln): 7 holders
+    assert given == {"ann": pytest.approx(3 / 7), "tom": pytest.approx(1 / 7)}
+
+
 def _tf_weight(m: float, freq: float) -> float:
     return math.log2(m / freq)
 

@@ -14,7 +14,12 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from udp_spark import io
-from udp_spark.matching.comparisons import comparison_vectors, comparisons_named, pair_frame
+from udp_spark.matching.comparisons import (
+    comparison_vectors,
+    comparisons_named,
+    pair_frame,
+    record_time,
+)
 from udp_spark.matching.fellegi_sunter import MISSING, FSModel
 from udp_spark.matching.supervised import SupervisedMatcher, supervised_scores
 
@@ -64,16 +69,37 @@ def person_key(records: DataFrame) -> Column:
 
 
 def _other_holders(present: DataFrame, key: Column, source: str,
-                   at_least: int = 0) -> DataFrame:
+                   at_least: int = 0, *, over_time: bool = False) -> DataFrame:
     """``(value, tf)``: per ``key`` value, its holders (:func:`person_key`) in each source
     less one, summed, as a share of all holders of any value; values with fewer than
-    ``at_least`` such holders left out."""
-    holders = present.select(F.col(source), key, person_key(present).alias("_person")) \
-        .distinct()
-    others = (holders.groupBy(source, "value").agg(F.count("*").alias("n"))
-              .groupBy("value").agg(F.sum(F.col("n") - 1).alias("others"))
+    ``at_least`` such holders left out.
+
+    ``over_time``: of a value's records without a birth date, a source holds as many people
+    as it shows at once: the most distinct holders in any one year of :func:`record_time`
+    (records without a time are one year). A person lives at one address at a time, so a
+    register that lists them every few years at each home they had holds them once, not
+    once per home; two holders seen in the same year are two people. Holders with a birth
+    date are counted over all time (it tells them apart whenever they were seen).
+    """
+    person = person_key(present).alias("_person")
+    if over_time and "date_of_birth" in present.columns:
+        dated = F.col("date_of_birth").isNotNull()
+    else:
+        dated = F.lit(False)
+    # "dob": the birth-date holders, counted over all time; else the record's year
+    period = (F.when(dated, F.lit("dob"))
+              .otherwise(F.coalesce(F.year(record_time(present)).cast("string"), F.lit("-")))
+              if over_time else F.lit("dob"))
+    per_period = (present.select(F.col(source), key, period.alias("_period"), person)
+                  .distinct().groupBy(source, "value", "_period")
+                  .agg(F.count("*").alias("_n")))
+    by_dob = F.col("_period") == F.lit("dob")
+    holders = per_period.groupBy(source, "value").agg(
+        (F.coalesce(F.sum(F.when(by_dob, F.col("_n"))), F.lit(0))
+         + F.coalesce(F.max(F.when(~by_dob, F.col("_n"))), F.lit(0))).alias("n"))
+    others = (holders.groupBy("value").agg(F.sum(F.col("n") - 1).alias("others"))
               .filter(F.col("others") >= at_least))
-    total = holders.agg(F.count("*").alias("total"))
+    total = holders.agg(F.sum("n").alias("total"))
     return others.crossJoin(total).select(
         "value", (F.col("others") / F.col("total")).alias("tf"))
 
@@ -93,11 +119,19 @@ def joint_tf_table(records: DataFrame, columns: tuple[str, str],
     its holders (:func:`person_key`: records of one name and birth date or address are one
     holder) less one: the holder the pair is about is not another person. Values no other
     person holds are left out (no adjustment).
+
+    Records without a birth date are counted by the most holders seen in one year
+    (``over_time`` in :func:`_other_holders`): an electoral roll lists a person at each
+    home they had, and counting each home made their own full name look held by two to
+    four people (on 1,500 people with register sources, name-only pairs of one person
+    scored p 0.6 to 0.8 where 92% to 98% were matches). The single-name tables count every
+    holder as before: counted over time they let given-name agreement outweigh a
+    disagreeing family name (pairwise precision 0.963 -> 0.957 there).
     """
     a, b = columns
     present = records.filter(F.col(a).isNotNull() & F.col(b).isNotNull())
     key = F.concat_ws("|", F.col(a), F.col(b)).alias("value")
-    return _other_holders(present, key, source, at_least=1)
+    return _other_holders(present, key, source, at_least=1, over_time=True)
 
 
 def tf_tables(records: DataFrame, model: FSModel) -> dict[str, DataFrame]:

@@ -51,6 +51,29 @@ def test_given_name_levels(spark: SparkSession) -> None:
     assert _levels(spark, given_name(), schema, rows) == [5, 5, 4, 3, 2, 1, 0, MISSING]
 
 
+def test_names_swapped_with_a_typo_nickname_or_compound_part_agree(
+        spark: SparkSession) -> None:
+    """Given and family name in each other's fields agree on both when one of them is exact
+    and the other a little off; not when the other is another name or an initial."""
+    schema = ("given_name_norm_l string, given_name_norm_r string, family_name_norm_l string, "
+              "family_name_norm_r string, given_name_aliases_l array<string>, "
+              "given_name_aliases_r array<string>, family_name_phonetic_l string, "
+              "family_name_phonetic_r string")
+    rows = [
+        ("castillo", "justin", "jstin", "castillo", [], ["justin"], "J235", "C234"),  # typo
+        ("watson", "tommy", "thomas", "watson", [], ["tommy", "thomas", "tom"],
+         "T520", "W325"),                                                  # nickname
+        ("sanchez ibanez", "fernando", "fernando", "sanchez", [], ["fernando"],
+         "F655", "S522"),                                                  # compound part
+        ("goldcombe", "larry", "lily", "goldcombe", [], ["larry"], "L400", "G425"),  # sibling
+        ("robert", "m", "m", "roberts", [], ["m"], "M000", "R163"),        # an initial
+    ]
+    df = spark.createDataFrame(rows, schema)
+    got = [(r[0], r[1]) for r in df.select(given_name().level(),
+                                           family_name().level()).collect()]
+    assert got == [(5, 3), (5, 3), (5, 3), (0, 0), (0, 0)]
+
+
 def test_given_name_nicknames_and_compound_parts_meet(spark: SparkSession) -> None:
     """Aliases from the standardize step: European short forms and the parts of a compound
     name agree at the nickname level, two different compounds sharing a part do not."""
@@ -70,13 +93,14 @@ def test_given_name_nicknames_and_compound_parts_meet(spark: SparkSession) -> No
 def test_family_name_levels_treat_an_initial_as_weak_agreement(spark: SparkSession) -> None:
     schema = ("given_name_norm_l string, given_name_norm_r string, family_name_norm_l string, "
               "family_name_norm_r string, family_name_phonetic_l string, "
-              "family_name_phonetic_r string")
+              "family_name_phonetic_r string, given_name_aliases_l array<string>, "
+              "given_name_aliases_r array<string>")
     rows = [
-        ("x", "y", "johnson", "johnson", "J525", "J525"),   # exact
-        ("x", "y", "johnson", "jonson", "J525", "J525"),    # jaro-winkler >= 0.92
-        ("x", "y", "j", "johnson", "J000", "J525"),         # an initial: weak, not disagreement
-        ("x", "y", "j", "j", "J000", "J000"),               # two initials are not an exact name
-        ("x", "y", "k", "johnson", "K000", "J525"),         # else
+        ("x", "y", "johnson", "johnson", "J525", "J525", [], []),   # exact
+        ("x", "y", "johnson", "jonson", "J525", "J525", [], []),    # jaro-winkler >= 0.92
+        ("x", "y", "j", "johnson", "J000", "J525", [], []),  # an initial: weak, not disagreement
+        ("x", "y", "j", "j", "J000", "J000", [], []),        # two initials are not an exact name
+        ("x", "y", "k", "johnson", "K000", "J525", [], []),         # else
     ]
     assert _levels(spark, family_name(), schema, rows) == [3, 2, 1, 1, 0]
 

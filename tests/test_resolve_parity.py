@@ -142,6 +142,12 @@ PEOPLE: list[dict[str, Any]] = [
     {"given_name": "Maria", "family_name": "Garcia", "email": "mariagarcia@hotmail.com",
      "postcode": "28013"},
     {"email": "only@mail.com"},
+    # given and family name swapped, one of them a typo, a nickname or a compound's part
+    {"given_name": "Castillo", "family_name": "Jstin"},
+    {"given_name": "Justin", "family_name": "Castillo"},
+    {"given_name": "Watson", "family_name": "Thomas"},
+    {"given_name": "Tommy", "family_name": "Watson"},
+    {"given_name": "Garcia", "family_name": "Maria"},
 ]
 
 

@@ -84,9 +84,33 @@ def _either_null(*cols: str) -> LevelFn:
     return f
 
 
+def _near_name(family: Column, given: Column, aliases: Column, when: Column) -> Column:
+    """A family-name field holding ``given`` (from the other record's given-name field, with
+    its ``aliases``) a little off: Jaro-Winkler >= 0.88, the first part of a compound, or a
+    nickname; neither side an initial. Only worked out where ``when`` holds (the similarity
+    is a UDF: the other rows pass it nulls)."""
+    jw = jaro_winkler(F.when(when, family), F.when(when, given))
+    return ((F.length(family) > 1) & (F.length(given) > 1) & (
+        (jw >= 0.88) | (F.substring_index(family, " ", 1) == F.substring_index(given, " ", 1))
+        | F.array_contains(aliases, family)))
+
+
 def _swapped() -> Column:
-    return (L("given_name_norm") == R("family_name_norm")) & (
-        L("family_name_norm") == R("given_name_norm"))
+    """Given and family name in each other's fields: both exactly, or one exactly and the
+    other near (:func:`_near_name`: ``castillo / jstin`` for Justin Castillo, ``watson /
+    thomas`` against Tommy Watson, ``sanchez ibanez / fernando`` against Fernando Sanchez).
+
+    A swap that is not exact used to be no agreement at all: a first-name conflict that kept
+    one person's records apart (on 1,500 people with register sources, 40 such pairs, 39 of
+    one person)."""
+    g_l, f_l = L("given_name_norm"), L("family_name_norm")
+    g_r, f_r = R("given_name_norm"), R("family_name_norm")
+    cross_l, cross_r = g_l == f_r, f_l == g_r
+    # the exact half of a near swap is a name, not an initial
+    near_l, near_r = cross_l & (F.length(g_l) > 1), cross_r & (F.length(f_l) > 1)
+    return (cross_l & cross_r) | (
+        near_l & _near_name(f_l, g_r, R("given_name_aliases"), near_l)) | (
+        near_r & _near_name(f_r, g_l, L("given_name_aliases"), near_r))
 
 
 def given_name() -> Comparison:

@@ -67,9 +67,24 @@ def one_edit(a: str | None, b: str | None) -> bool:
     return Levenshtein.distance(a, b) <= 1 or transposed(a, b)
 
 
+def _near_name(family: str | None, given: str | None, aliases: Any) -> bool:
+    """Twin of ``comparisons._near_name``."""
+    if family is None or given is None or len(family) < 2 or len(given) < 2:
+        return False
+    return (_ge(_jw(family, given), 0.88) or family.split(" ")[0] == given.split(" ")[0]
+            or family in set(aliases if aliases is not None else ()))
+
+
 def _swapped(l: Record, r: Record) -> bool:  # noqa: E741
-    return (_eq(l.get("given_name_norm"), r.get("family_name_norm"))
-            and _eq(l.get("family_name_norm"), r.get("given_name_norm")))
+    """Twin of ``comparisons._swapped``."""
+    g_l, f_l = l.get("given_name_norm"), l.get("family_name_norm")
+    g_r, f_r = r.get("given_name_norm"), r.get("family_name_norm")
+    cross_l, cross_r = _eq(g_l, f_r), _eq(f_l, g_r)
+    # the exact half of a near swap is a name, not an initial
+    near_l, near_r = cross_l and len(str(g_l)) > 1, cross_r and len(str(f_l)) > 1
+    return ((cross_l and cross_r)
+            or (near_l and _near_name(f_l, g_r, r.get("given_name_aliases")))
+            or (near_r and _near_name(f_r, g_l, l.get("given_name_aliases"))))
 
 
 def given_name(l: Record, r: Record) -> int:  # noqa: E741

@@ -17,6 +17,7 @@ from udp_spark.matching.comparisons import (
     comparisons_for,
     date_of_birth,
     email,
+    email_name,
     family_name,
     given_name,
     identifier,
@@ -72,6 +73,25 @@ def test_names_swapped_with_a_typo_nickname_or_compound_part_agree(
     got = [(r[0], r[1]) for r in df.select(given_name().level(),
                                            family_name().level()).collect()]
     assert got == [(5, 3), (5, 3), (5, 3), (0, 0), (0, 0)]
+
+
+def test_email_name_spells_the_named_record_s_full_name(spark: SparkSession) -> None:
+    """Only a record with an e-mail and no name against one with both names has the
+    evidence; its top level is weighed by the named side's full name."""
+    schema = ("email_canonical_l string, given_name_norm_l string, family_name_norm_l string, "
+              "email_canonical_r string, given_name_norm_r string, family_name_norm_r string")
+    rows = [
+        ("thomas.ross82@x.com", None, None, None, "thomas", "ross"),      # spells it
+        (None, "mary ann", "o'neil", "oneilmaryann@x.com", None, None),   # family first
+        ("tom.ross@x.com", None, None, None, "thomas", "ross"),           # another name
+        ("thomasross@x.com", "thomas", "ross", None, "thomas", "ross"),   # both named
+        ("thomasross@x.com", None, None, "thomasross@y.com", None, None),  # neither named
+        ("thomasross@x.com", None, None, None, "thomas", None),           # half a name
+    ]
+    df = spark.createDataFrame(rows, schema).transform(comparison_vectors([email_name()]))
+    got = [(r["email_name"], r["tf_value_email_name"]) for r in df.collect()]
+    assert got == [(1, "thomas|ross"), (1, "mary ann|o'neil"), (0, "thomas|ross"),
+                   (MISSING, None), (MISSING, None), (MISSING, None)]
 
 
 def test_given_name_nicknames_and_compound_parts_meet(spark: SparkSession) -> None:

@@ -5,6 +5,7 @@ built here. Spark runs the real functions; nothing is mocked."""
 
 from __future__ import annotations
 
+import math
 from datetime import date
 from typing import Any
 
@@ -148,6 +149,8 @@ PEOPLE: list[dict[str, Any]] = [
     {"given_name": "Watson", "family_name": "Thomas"},
     {"given_name": "Tommy", "family_name": "Watson"},
     {"given_name": "Garcia", "family_name": "Maria"},
+    # an e-mail and no name: its local part spells Maria Garcia (and Garcia Maria)
+    {"email": "maria.garcia77@web.de"},
 ]
 
 
@@ -213,7 +216,7 @@ def test_comparison_levels_agree_with_spark(spark: SparkSession) -> None:
 def _model(names: list[str]) -> FSModel:
     tops = {"given_name": 5, "middle_name": 2, "family_name": 3, "date_of_birth": 5,
             "email": 3, "phone": 2, "address": 5, "loyalty_id": 2, "gender": 1,
-            "national_id": 2}
+            "national_id": 2, "email_name": 1}
     levels = {c: [MISSING, *range(tops[c] + 1)] for c in names}
 
     def dist(c: str, power: float) -> dict[int, float]:
@@ -229,7 +232,7 @@ def _model(names: list[str]) -> FSModel:
         tf_columns={"given_name": "given_name_norm", "family_name": "family_name_norm",
                     "email": "email_canonical", "national_id": "idc_national_id"},
         joint_tf={"full_name": ["given_name", "family_name"]}, top_levels=tops,
-        not_estimated=["gender"])
+        not_estimated=["gender"], shared_tf={"email_name": "full_name"})
 
 
 def test_weights_with_term_frequencies_agree_with_spark(spark: SparkSession) -> None:
@@ -240,7 +243,7 @@ def test_weights_with_term_frequencies_agree_with_spark(spark: SparkSession) -> 
           "family_name": {"smith": 0.05, "garcia lopez": 0.001},
           "email": {"lola@x.es": 1e-4},
           "national_id": {},
-          "full_name": {"robert|smith": 0.004, "lola|garcia lopez": 0.5}}
+          "full_name": {"robert|smith": 0.004, "lola|garcia lopez": 0.5, "maria|garcia": 0.01}}
     tf_frames = {c: spark.createDataFrame(list(v.items()), "value string, tf double")
                  for c, v in tf.items()}
     df, pairs = _frames(spark, records)
@@ -264,6 +267,13 @@ def test_weights_with_term_frequencies_agree_with_spark(spark: SparkSession) -> 
                                                                       by_id["r00"])
     fam = {c.comparison: c.weight for c in self_pair.comparisons}["family_name"]
     assert fam < {c.comparison: c.weight for c in plain.comparisons}["family_name"]
+    # the e-mail spelling Maria Garcia is weighed by how common her full name is
+    mail = next(r for r in records if r.get("email_canonical") == "maria.garcia77@web.de")
+    maria = next(r for r in records if (r.get("given_name_norm"), r.get("family_name_norm"))
+                 == ("maria", "garcia"))
+    spelled = {c.comparison: c for c in scorer.score(maria, mail).comparisons}["email_name"]
+    assert spelled.level == 1
+    assert spelled.weight == pytest.approx(math.log2(model.m["email_name"][1] / 0.01))
 
 
 def test_block_keys_evaluate_default_settings_expressions() -> None:
@@ -273,7 +283,8 @@ def test_block_keys_evaluate_default_settings_expressions() -> None:
            "loyalty_id": None, "given_name_norm": "anna", "family_name_norm": "smith",
            "family_name_phonetic": "S530", "postcode": "  ", "date_of_birth": date(1990, 1, 2)}
     assert keys.blocks(rec) == [
-        "key:email:a@b.co", "key:phone:+1202", "rule:given_family:anna|smith",
+        "key:email:a@b.co", "key:phone:+1202", "key:email_name:annasmith",
+        "key:email_name:smithanna", "rule:given_family:anna|smith",
         "rule:family_dob:smith|1990-01-02", "rule:given_dob:anna|1990-01-02",
         "rule:given_family_phonetic:anna|S530", "rule:family_initial:smith|a"]
     assert resolve.key_function("lower(email_canonical)") is None

@@ -8,9 +8,9 @@ import math
 import pytest
 from pyspark.sql import SparkSession
 
+from udp_spark.matching.comparisons import FULL_NAME
 from udp_spark.matching.fellegi_sunter import FSModel
 from udp_spark.matching.scoring import (
-    FULL_NAME,
     joint_tf_table,
     tf_table,
     tf_tables,

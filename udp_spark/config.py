@@ -323,6 +323,10 @@ class BlockingSettings(_Model):
     max_block_size: int = Field(default=300, ge=2,
                                 description="keys shared by more records are reported, "
                                             "not expanded into pairs")
+    email_names: bool = Field(default=True, description="a record with an e-mail and no "
+                              "name meets the records whose full name the e-mail's local "
+                              "part spells (blocks key:email_name:<letters>; see the "
+                              "email_name comparison)")
 
     @model_validator(mode="before")
     @classmethod

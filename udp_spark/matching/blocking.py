@@ -21,6 +21,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from udp_spark.config import BlockingSettings, LshSettings
+from udp_spark.matching.pairwise import EMAIL_NAME_KEY
 
 Transform = Callable[[DataFrame], DataFrame]
 
@@ -103,8 +104,33 @@ def lsh_keys(settings: LshSettings) -> Transform:
     return transform
 
 
+def _letters(c: Column) -> Column:
+    return F.regexp_replace(c, "[^a-z]", "")
+
+
+#: the columns :func:`email_name_keys` reads (records without them have no such blocks)
+EMAIL_NAME_COLUMNS = ("given_name_norm", "family_name_norm", "email_canonical")
+
+
+def email_name_keys(records: DataFrame) -> DataFrame:
+    """records -> ``(record_id, block)``: a record with an e-mail and no name is in the
+    block of its local part's letters (``thomas.ross82`` -> ``thomasross``), a named record
+    in those of its given + family and family + given name's letters: the pairs the
+    ``email_name`` comparison can weigh. Named records meet their namesakes there too, as
+    the given/family rule already pairs them."""
+    given, family = _letters(F.col("given_name_norm")), _letters(F.col("family_name_norm"))
+    nameless = F.col("given_name_norm").isNull() & F.col("family_name_norm").isNull()
+    values = F.when(nameless, F.array(_letters(
+        F.substring_index(F.col("email_canonical"), "@", 1)))).otherwise(
+        F.array(F.concat(given, family), F.concat(family, given)))
+    return records.select("record_id", F.explode(F.array_distinct(F.filter(
+        values, lambda v: v.isNotNull() & (v != F.lit(""))))).alias("_v")).select(
+        "record_id", F.concat(F.lit(f"key:{EMAIL_NAME_KEY}:"), F.col("_v")).alias("block"))
+
+
 def block_keys(settings: BlockingSettings) -> Transform:
-    """records -> ``(record_id, block)`` for every deterministic key, rule and LSH band."""
+    """records -> ``(record_id, block)`` for every deterministic key, rule, e-mail name
+    (:func:`email_name_keys`, unless ``email_names`` is off) and LSH band."""
 
     def transform(records: DataFrame) -> DataFrame:
         parts: list[DataFrame] = []
@@ -121,6 +147,8 @@ def block_keys(settings: BlockingSettings) -> Transform:
             parts.append(records.filter(all_present).select(
                 "record_id",
                 F.concat(F.lit(f"rule:{rule.name}:"), F.concat_ws("|", *vals)).alias("block")))
+        if settings.email_names and set(EMAIL_NAME_COLUMNS) <= set(records.columns):
+            parts.append(records.transform(email_name_keys))
         for index in settings.lsh:
             if index.enabled:
                 parts.append(records.transform(lsh_keys(index)))

@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # config validates against BUILTIN_COMPARISONS: a runtime imp
     from udp_spark.config import IdentifierComparison
 
 MISSING = -1
+#: the joint term-frequency table of given and family name (``scoring.joint_tf_table``)
+FULL_NAME = "full_name"
 
 LevelFn = Callable[[], Column]
 
@@ -44,7 +46,9 @@ class Comparison:
     ``levels`` are ``(label, condition)`` from the highest level down; the first condition
     that holds gives the level ``len(levels) - i``; none holding gives 0. ``missing`` says
     when the comparison has no information. ``tf_column`` names the column whose value
-    frequency adjusts the top level (two Smiths prove less than two Zbigniewskis).
+    frequency adjusts the top level (two Smiths prove less than two Zbigniewskis);
+    ``tf_value`` and ``tf_table`` instead give the pair's value to look up and the name of
+    the table it is in (another comparison's, or a joint one such as :data:`FULL_NAME`).
     ``params`` are the settings it was built with (``address``'s ``moved_years``): a
     trained model keeps them (:func:`comparison_settings`) so that scoring builds the same
     levels (:func:`comparisons_named`).
@@ -56,6 +60,8 @@ class Comparison:
     tf_column: str | None = None
     description: str = ""
     params: tuple[tuple[str, int], ...] = ()
+    tf_value: LevelFn | None = None
+    tf_table: str | None = None
 
     @property
     def level_labels(self) -> dict[int, str]:
@@ -248,6 +254,54 @@ def email() -> Comparison:
     )
 
 
+def _letters(c: Column) -> Column:
+    return F.regexp_replace(c, "[^a-z]", "")
+
+
+def _nameless_with_email(side: Callable[[str], Column]) -> Column:
+    return (side("given_name_norm").isNull() & side("family_name_norm").isNull()
+            & side("email_canonical").isNotNull())
+
+
+def _named(side: Callable[[str], Column]) -> Column:
+    return side("given_name_norm").isNotNull() & side("family_name_norm").isNotNull()
+
+
+def _spells(email_side: Callable[[str], Column], named_side: Callable[[str], Column]
+            ) -> Column:
+    local = _letters(_local_part(email_side("email_canonical")))
+    given, family = (_letters(named_side("given_name_norm")),
+                     _letters(named_side("family_name_norm")))
+    return (local == F.concat(given, family)) | (local == F.concat(family, given))
+
+
+def email_name() -> Comparison:
+    """A record with an e-mail and no name against one with a given and a family name: the
+    e-mail's local part spells that full name (its letters are given + family name or
+    family + given: ``thomas.ross82``, ``rossthomas``), or it does not. Every other pair
+    has no such evidence (missing): two named records are compared by their names.
+
+    A newsletter sign-up or a till receipt often holds nothing but an e-mail: without this
+    it met its person only through an e-mail address their other records share. The top
+    level is weighed by how common the full name is (the :data:`FULL_NAME` table): a
+    namesake's e-mail spells the name as well as the person's own does.
+    """
+    l_named_r = _nameless_with_email(L) & _named(R)
+    r_named_l = _nameless_with_email(R) & _named(L)
+
+    def full_name(side: Callable[[str], Column]) -> Column:
+        return F.concat_ws("|", side("given_name_norm"), side("family_name_norm"))
+
+    return Comparison(
+        "email_name",
+        (("e-mail local part spells the other record's full name",
+          lambda: (l_named_r & _spells(L, R)) | (r_named_l & _spells(R, L))),),
+        lambda: ~(l_named_r | r_named_l),
+        tf_value=lambda: F.when(l_named_r, full_name(R)).when(r_named_l, full_name(L)),
+        tf_table=FULL_NAME,
+    )
+
+
 def _phones(side: Callable[[str], Column]) -> Column:
     return F.filter(F.array(side("phone_e164"), side("mobile_e164")), lambda x: x.isNotNull())
 
@@ -354,11 +408,12 @@ def default_comparisons(address_moved_years: int | None = None) -> tuple[Compari
     """The comparisons used when the config names none (``address_moved_years``: see
     :func:`address`)."""
     return (given_name(), middle_name(), family_name(), date_of_birth(), email(), phone(),
-            address(address_moved_years), loyalty_id(), gender())
+            address(address_moved_years), loyalty_id(), gender(), email_name())
 
 
 BUILTIN_COMPARISONS = frozenset(("given_name", "middle_name", "family_name", "date_of_birth",
-                                 "email", "phone", "address", "loyalty_id", "gender"))
+                                 "email", "phone", "address", "loyalty_id", "gender",
+                                 "email_name"))
 IDENTIFIER_PREFIX = "idc_"
 
 
@@ -456,8 +511,9 @@ def comparison_vectors(comparisons: Sequence[Comparison]) -> Callable[[DataFrame
     def transform(pairs: DataFrame) -> DataFrame:
         keep = [c for c in pairs.columns if not (c.endswith("_l") or c.endswith("_r"))
                 or c in ("record_id_l", "record_id_r")]
-        tf_cols = [F.col(f"{c.tf_column}_l").alias(f"tf_value_{c.name}")
-                   for c in comparisons if c.tf_column]
+        tf_cols = [(c.tf_value() if c.tf_value else F.col(f"{c.tf_column}_l"))
+                   .alias(f"tf_value_{c.name}")
+                   for c in comparisons if c.tf_column or c.tf_value]
         return pairs.select(*keep, *[c.level() for c in comparisons], *tf_cols)
 
     return transform

@@ -54,6 +54,9 @@ class FSModel:
     #: so that scoring builds the same levels (``comparisons.comparisons_named``); empty on
     #: models trained before any comparison had settings
     comparison_settings: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: comparison -> the term-frequency table its top level is weighed by, where that is
+    #: not its own (``email_name``: ``full_name``, the joint table of ``joint_tf``)
+    shared_tf: dict[str, str] = field(default_factory=dict)
 
     def bayes_factor(self, comparison: str, level: int) -> float:
         if level == MISSING or comparison in self.not_estimated:

@@ -30,7 +30,7 @@ TF_FLOOR = 1e-6
 IDENTIFIER_PREFIX = "idc_"
 MIN_ID_NEAR_LENGTH = 5
 BUILTIN = ("given_name", "middle_name", "family_name", "date_of_birth", "email", "phone",
-           "address", "loyalty_id", "gender")
+           "address", "loyalty_id", "gender", "email_name")
 
 Record = Mapping[str, Any]
 _DIGITS = re.compile("[^0-9]")
@@ -179,6 +179,43 @@ def email(l: Record, r: Record) -> int:  # noqa: E741
     return 0
 
 
+def _nameless_with_email(side: Record) -> bool:
+    return (side.get("given_name_norm") is None and side.get("family_name_norm") is None
+            and side.get("email_canonical") is not None)
+
+
+def _named(side: Record) -> bool:
+    return side.get("given_name_norm") is not None and side.get("family_name_norm") is not None
+
+
+def _email_and_named(l: Record, r: Record) -> tuple[Record, Record] | None:  # noqa: E741
+    """(the nameless record with an e-mail, the named one) of an ``email_name`` pair."""
+    if _nameless_with_email(l) and _named(r):
+        return l, r
+    if _nameless_with_email(r) and _named(l):
+        return r, l
+    return None
+
+
+def email_name(l: Record, r: Record) -> int:  # noqa: E741
+    """Twin of ``comparisons.email_name``."""
+    sides = _email_and_named(l, r)
+    if sides is None:
+        return MISSING
+    mail, named = sides
+    local = _LETTERS.sub("", str(mail["email_canonical"]).split("@", 1)[0])
+    given = _LETTERS.sub("", str(named["given_name_norm"]))
+    family = _LETTERS.sub("", str(named["family_name_norm"]))
+    return 1 if local in (given + family, family + given) else 0
+
+
+def email_name_value(l: Record, r: Record) -> str | None:  # noqa: E741
+    """The full name (``given|family``) whose frequency weighs ``email_name``."""
+    sides = _email_and_named(l, r)
+    return None if sides is None else (
+        f"{sides[1]['given_name_norm']}|{sides[1]['family_name_norm']}")
+
+
 def _phones(side: Record) -> list[str]:
     return [p for p in (side.get("phone_e164"), side.get("mobile_e164")) if p is not None]
 
@@ -260,8 +297,13 @@ LevelFn = Callable[[Record, Record], int]
 _LEVELS: dict[str, LevelFn] = {
     "given_name": given_name, "middle_name": middle_name, "family_name": family_name,
     "date_of_birth": date_of_birth, "email": email, "phone": phone, "address": address,
-    "loyalty_id": loyalty_id, "gender": gender,
+    "loyalty_id": loyalty_id, "gender": gender, "email_name": email_name,
 }
+#: the block method of records an ``email_name`` comparison can weigh
+#: (``blocking.email_name_keys``; ``serve.resolve.BlockKeys``)
+EMAIL_NAME_KEY = "email_name"
+#: the term-frequency value of comparisons whose value is not the left record's column
+_TF_VALUES: dict[str, Callable[[Record, Record], Any]] = {"email_name": email_name_value}
 
 
 def level_function(name: str, settings: Mapping[str, int] | None = None) -> LevelFn:
@@ -316,10 +358,11 @@ class PairScorer:
         # Comparisons whose top level is weighed by the value's frequency, with the floor a
         # value no one else holds gets (the rarer of the rarest value held and the level's u).
         self.rarest: dict[str, float] = {}
-        for c in model.tf_columns:
-            if c in tf and c not in model.not_estimated:
+        for c in [*model.tf_columns, *model.shared_tf]:
+            table = model.shared_tf.get(c, c)
+            if table in tf and c not in model.not_estimated:
                 u_top = model.u[c][model.top_levels[c]]
-                positive = [v for v in tf[c].values() if v > 0]
+                positive = [v for v in tf[table].values() if v > 0]
                 self.rarest[c] = min(min(positive), u_top) if positive else u_top
 
     def levels(self, left: Record, right: Record) -> dict[str, int]:
@@ -337,9 +380,11 @@ class PairScorer:
             level = levels[c]
             w = self.base[c].get(level)
             if c in self.rarest:
-                value = left.get(m.tf_columns[c])
+                value = (left.get(m.tf_columns[c]) if c in m.tf_columns
+                         else _TF_VALUES[c](left, right))
                 values[c] = value
-                held = self.tf[c].get(str(value)) if value is not None else None
+                held = (self.tf[m.shared_tf.get(c, c)].get(str(value)) if value is not None
+                        else None)
                 freq = max(held or 0.0, self.rarest[c], TF_FLOOR)
                 freqs[c] = freq
                 if level == m.top_levels[c]:

@@ -104,7 +104,6 @@ def _other_holders(present: DataFrame, key: Column, source: str,
         "value", (F.col("others") / F.col("total")).alias("tf"))
 
 
-FULL_NAME = "full_name"  # the joint term frequency of given and family name
 
 
 def joint_tf_table(records: DataFrame, columns: tuple[str, str],
@@ -154,7 +153,8 @@ def _weight_map(model: FSModel, comparison: str) -> Column:
 def weight_columns(model: FSModel, tf: dict[str, DataFrame] | None = None) -> Transform:
     """vectors -> adds ``w_<comparison>`` (log2 Bayes factor of the pair's level).
 
-    ``tf``: comparison name -> its :func:`tf_table`; the top level of those comparisons gets
+    ``tf``: comparison name -> its :func:`tf_table` (a comparison in ``model.shared_tf``
+    reads the table named there); the top level of those comparisons gets
     ``log2(m_top / tf(value))``. A value no one else holds (or one the table does not hold:
     a table frozen before the record arrived) counts as the rarer of one other holder and the
     level's u: an e-mail address is shared by chance far less often than once in the data
@@ -171,13 +171,14 @@ def weight_columns(model: FSModel, tf: dict[str, DataFrame] | None = None) -> Tr
         for c in model.comparisons:
             base = F.element_at(_weight_map(model, c), F.col(c))
             tf_col = f"tf_value_{c}"
-            if tf and c in tf and tf_col in vectors.columns and c not in model.not_estimated:
+            name = model.shared_tf.get(c, c)
+            if tf and name in tf and tf_col in vectors.columns and c not in model.not_estimated:
                 top = model.top_levels[c]
                 m_top = max(model.m[c][top], 1e-12)
-                table = F.broadcast(tf[c].select(F.col("value").alias(tf_col),
-                                                 F.col("tf").alias(f"_tf_{c}")))
+                table = F.broadcast(tf[name].select(F.col("value").alias(tf_col),
+                                                    F.col("tf").alias(f"_tf_{c}")))
                 u_top = F.lit(model.u[c][top])
-                rarest = F.broadcast(tf[c].filter(F.col("tf") > 0).agg(
+                rarest = F.broadcast(tf[name].filter(F.col("tf") > 0).agg(
                     F.least(F.min("tf"), u_top).alias(f"_rarest_{c}")))
                 out = out.join(table, tf_col, "left").crossJoin(rarest)
                 # least() skips the null min() of a table without a positive frequency

@@ -19,13 +19,13 @@ from pyspark.sql import functions as F
 
 from udp_spark.config import ModelSettings
 from udp_spark.matching.comparisons import (
+    FULL_NAME,
     Comparison,
     comparison_settings,
     comparison_vectors,
     pair_frame,
 )
 from udp_spark.matching.fellegi_sunter import MISSING, FSModel, estimate_u, fit_em, posteriors
-from udp_spark.matching.scoring import FULL_NAME
 
 log = logging.getLogger(__name__)
 
@@ -272,4 +272,6 @@ def train_fellegi_sunter(records: DataFrame, pairs: DataFrame, comparisons: Sequ
     model.comparison_settings = comparison_settings(comparisons)
     if {"given_name", "family_name"} <= set(tf_cols):
         model.joint_tf = {FULL_NAME: ["given_name", "family_name"]}
+    model.shared_tf = {c.name: c.tf_table for c in comparisons
+                       if c.tf_table and c.tf_table in model.joint_tf}
     return model

@@ -38,7 +38,12 @@ from pyarrow.dataset import ParquetReadOptions
 
 from udp_spark.config import BlockingSettings, IdentifierComparison, PipelineConfig
 from udp_spark.matching.fellegi_sunter import FSModel
-from udp_spark.matching.pairwise import IDENTIFIER_PREFIX, PairScore, PairScorer
+from udp_spark.matching.pairwise import (
+    EMAIL_NAME_KEY,
+    IDENTIFIER_PREFIX,
+    PairScore,
+    PairScorer,
+)
 from udp_spark.standardize.pure import PartyFields, identifier_value, party_fields
 
 log = logging.getLogger(__name__)
@@ -61,6 +66,7 @@ _SUBSTRING = re.compile(r"^substr(?:ing)?\(\s*`?([A-Za-z_]\w*)`?\s*,\s*(-?\d+)\s
                         r"(?:,\s*(\d+)\s*)?\)$", re.IGNORECASE)
 _SUBSTRING_INDEX = re.compile(r"^substring_index\(\s*`?([A-Za-z_]\w*)`?\s*,\s*'([^']*)'\s*,"
                               r"\s*(-?\d+)\s*\)$", re.IGNORECASE)
+_LETTERS = re.compile("[^a-z]")
 _IDENTIFIER = re.compile(r"""^identifiers\s*\[\s*(?:'([^']+)'|"([^"]+)")\s*\]$""")
 
 
@@ -140,6 +146,7 @@ class BlockKeys:
     rules: tuple[tuple[str, tuple[KeyFn, ...]], ...]
     columns: frozenset[str]
     skipped: tuple[str, ...]
+    email_names: bool = False
 
     @classmethod
     def from_settings(cls, settings: BlockingSettings) -> BlockKeys:
@@ -158,18 +165,37 @@ class BlockKeys:
         if skipped:
             log.warning("resolve: blocking %s use expressions only Spark evaluates: /resolve "
                         "finds no candidates through them", ", ".join(skipped))
-        return cls(tuple(keys), tuple(rules), frozenset(columns), tuple(skipped))
+        if settings.email_names:
+            columns.update(("given_name_norm", "family_name_norm", "email_canonical"))
+        return cls(tuple(keys), tuple(rules), frozenset(columns), tuple(skipped),
+                   settings.email_names)
 
     def blocks(self, record: Mapping[str, Any]) -> list[str]:
         out: list[str] = []
         for name, fns in self.keys:
             values = dict.fromkeys(v for f in fns if (v := _non_empty(f(record))) is not None)
             out += [f"key:{name}:{v}" for v in values]
+        if self.email_names:
+            out += [f"key:{EMAIL_NAME_KEY}:{v}" for v in _email_name_values(record)]
         for name, fns in self.rules:
             parts = [_non_empty(f(record)) for f in fns]
             if all(p is not None for p in parts):
                 out.append(f"rule:{name}:" + "|".join(p for p in parts if p is not None))
         return list(dict.fromkeys(out))
+
+
+def _email_name_values(record: Mapping[str, Any]) -> list[str]:
+    """``blocking.email_name_keys``'s values of one record."""
+    given, family = record.get("given_name_norm"), record.get("family_name_norm")
+    if given is None and family is None:
+        mail = record.get("email_canonical")
+        values = [] if mail is None else [_LETTERS.sub("", str(mail).split("@", 1)[0])]
+    elif given is None or family is None:
+        values = []
+    else:
+        g, f = _LETTERS.sub("", str(given)), _LETTERS.sub("", str(family))
+        values = [g + f, f + g]
+    return [v for v in dict.fromkeys(values) if v]
 
 
 def identifier_columns(identifiers: tuple[IdentifierComparison, ...]

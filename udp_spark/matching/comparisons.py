@@ -107,8 +107,8 @@ def _swapped() -> Column:
     thomas`` against Tommy Watson, ``sanchez ibanez / fernando`` against Fernando Sanchez).
 
     A swap that is not exact used to be no agreement at all: a first-name conflict that kept
-    one person's records apart (on 1,500 people with register sources, 40 such pairs, 39 of
-    one person)."""
+    one person's records apart (on 1,500 people with register sources, 40 candidate pairs
+    became swaps, all 40 of one person)."""
     g_l, f_l = L("given_name_norm"), L("family_name_norm")
     g_r, f_r = R("given_name_norm"), R("family_name_norm")
     cross_l, cross_r = g_l == f_r, f_l == g_r

@@ -16,7 +16,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from udp_spark.config import AttributeRule, SurvivorshipSettings
-from udp_spark.profile.survivorship import SurvivorshipError, golden_records
+from udp_spark.profile.survivorship import (
+    SurvivorshipError,
+    golden_records,
+    population_counts,
+)
 
 pytestmark = pytest.mark.usefixtures("interpreted")
 
@@ -309,7 +313,7 @@ def test_most_frequent_names_count_the_records_that_agree(spark: SparkSession) -
 def test_most_common_prefers_names_whose_words_other_customers_have(
         spark: SparkSession) -> None:
     """A typo and a swapped name make rare words: counted over every customer's records
-    (``population``), not just the customers transformed."""
+    (``population_counts``), not just the customers transformed."""
     people = [("Thomas", "Weber"), ("Thomas", "Klein"), ("Anna", "Weber"),
               ("Jacob", "Miller"), ("Jacob", "Stone")]
     others = [rec(f"crm:p{i}", customer_id=f"P{i}", given_name=g, family_name=f)
@@ -325,7 +329,7 @@ def test_most_common_prefers_names_whose_words_other_customers_have(
     ]
     name = AttributeRule(rule="most_frequent", tie_breakers=(
         "most_complete", "most_common", "most_recent", "source_priority"))
-    population = records(spark, rows + others)
+    population = population_counts(records(spark, rows + others))
     golden = records(spark, rows).transform(golden_records(
         SurvivorshipSettings(name=name), population)).localCheckpoint()
     _check(spark, golden, "given_name",

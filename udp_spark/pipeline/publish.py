@@ -33,7 +33,11 @@ from udp_spark.profile.households import (
     with_household_ids,
 )
 from udp_spark.profile.metrics import METRIC_COLUMNS
-from udp_spark.profile.survivorship import ATTRIBUTE_FIELDS, GOLDEN_COLUMNS
+from udp_spark.profile.survivorship import (
+    ATTRIBUTE_FIELDS,
+    GOLDEN_COLUMNS,
+    population_counts,
+)
 from udp_spark.profile.versioning import (
     HISTORY_EXTRA_COLUMNS,
     MEMBERSHIP_COLUMNS,
@@ -345,15 +349,17 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
         consent_events, consent_touched = _consent_inputs(
             ctx, records, xref, ch_consent, ch_events, at,
             None if last is None else last.timestamp)
-        # every customer's records: survivorship ranks a name by how common its words are
-        population = records.join(xref.select("record_id", "customer_id"), "record_id")
-        scope = None
+        scope = population = None
         if not is_full:
             scope = touched_customers(xref, ch_xref, ch_records, ch_inter,
                                       consent_touched).transform(io.checkpoint)
+            everyone = records.join(xref.select("record_id", "customer_id"), "record_id")
             xref = xref.join(scope, "customer_id", "left_semi")
             ids = xref.select("record_id")
             records = records.join(ids, "record_id", "left_semi")
+            # counted over every customer: survivorship ranks names by how common their
+            # words are, e-mails and phones by how many customers share them
+            population = population_counts(everyone, of=records).transform(io.checkpoint)
             interactions = interactions.join(ids, "record_id", "left_semi")
             progress.step("customers in scope")
         else:
@@ -372,7 +378,7 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
         # Predicates are checked here, while the plan is built: a bad one fails before work.
         built = build_profiles(records, xref, interactions, settings, as_of, consent=consent,
                                purposes=ctx.cfg.privacy.purposes,
-                               population=None if scope is None else population)
+                               population=population)
         profiles = (built.withColumn("run_id", F.lit(run.run_id))
                     .withColumn("published_at", F.lit(at))
                     .select(*PROFILE_COLUMNS)).transform(io.checkpoint)

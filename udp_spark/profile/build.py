@@ -49,8 +49,9 @@ def build_profiles(records: DataFrame, xref: DataFrame, interactions: DataFrame,
             (:func:`~udp_spark.privacy.consent.consent_states`); customers absent get each
             purpose's default.
         purposes: the configured purposes (``privacy.purposes``); none: an empty map.
-        population: every customer's party records with ``customer_id``, when ``records``
-            holds only some customers' (survivorship's ``most_common`` counts names in it).
+        population: :func:`~udp_spark.profile.survivorship.population_counts` of every
+            customer's records, when ``records`` holds only some customers' (survivorship's
+            ``most_common`` and ``least_shared`` rank by them).
 
     Raises:
         SurvivorshipError, SegmentError: a configured predicate does not work (raised while

@@ -45,11 +45,11 @@ ranks the candidates, its ``tie_breakers`` rank those the rule finds equal, and 
   'Gómez') counts one point more than the one without.
 - ``most_common`` (names): the name whose rarest word is most common in its role among all
   customers, then whose words are, summed (given words as given names, family words as
-  family names, counted in ``population``, by default the records given): a typo
+  family names, counted among all customers: ``population``): a typo
   ('Jacon'), or a given and family name swapped ('Weber Thomas'), makes a rare word.
-- ``least_shared`` (e-mails, phones): the value the fewest customers assert (counted in
-  ``population``): a shop's own phone number keyed in for its customers, or a household's
-  shared mailbox, ranks after the customer's own.
+- ``least_shared`` (e-mails, phones): the value the fewest customers assert (counted among
+  all customers: ``population``): a shop's own phone number keyed in for its customers, or
+  a household's shared mailbox, ranks after the customer's own.
 - ``mobile_first`` (phones): a mobile number (a record's mobile field, or a phone number
   whose kind is mobile) before a landline: it reaches the person, not the household, and
   it outlives a move.
@@ -87,6 +87,7 @@ __all__ = [
     "LINEAGE_TYPE",
     "SurvivorshipError",
     "golden_records",
+    "population_counts",
 ]
 
 
@@ -304,38 +305,36 @@ def _words(*cols: str) -> Column:
                     lambda w: w != F.lit(""))
 
 
-def _name_parts() -> Column:
-    """A record's name as ``given`` and ``middle`` (each word with its folded known forms),
-    ``first`` (the folded given and middle words) and ``family`` (folded words); null
-    without a name."""
-    def forms(words: Column) -> Column:
-        return F.transform(words, lambda w: F.struct(
-            _folded(w).alias("word"), F.transform(nickname_aliases(w), _folded).alias("forms")))
-
+def _name_parts(forms: str | None = "_given_aliases") -> Column:
+    """A record's name as folded words: ``given``, ``middle``, ``first`` (both) and
+    ``family``, and ``forms``, the folded known forms of its given name (the ``forms``
+    column, from ``nickname_aliases``; none when it is None); null without a name."""
     return F.when(F.col("given_name").isNotNull() | F.col("family_name").isNotNull(),
                   F.struct(
-                      forms(_words("given_name_norm")).alias("given"),
-                      forms(_words("middle_name_norm")).alias("middle"),
+                      F.transform(_words("given_name_norm"), _folded).alias("given"),
+                      F.transform(_words("middle_name_norm"), _folded).alias("middle"),
                       F.transform(_words("given_name_norm", "middle_name_norm"), _folded
                                   ).alias("first"),
-                      F.transform(_words("family_name_norm"), _folded).alias("family")))
+                      F.transform(_words("family_name_norm"), _folded).alias("family"),
+                      (F.transform(F.coalesce(F.col(forms), F.array().cast("array<string>")),
+                                   _folded) if forms else F.array().cast("array<string>")
+                       ).alias("forms")))
 
 
 def _agrees(b: Column, a: Column) -> Column:
     """Whether record name ``b`` agrees with candidate name ``a``: each of b's given words
-    is one of a's given or middle words, its initial or a known form of it; so is each of
-    b's middle words, unless a has no middle name; each of b's family words is one of a's
-    family (or middle) words or its initial."""
-    a_forms = F.flatten(F.transform(F.concat(a["given"], a["middle"]), lambda x: x["forms"]))
-    a_last = F.concat(a["family"], F.transform(a["middle"], lambda x: x["word"]))
+    is one of a's given or middle words or its initial, or the two given names are known
+    forms of one another; so is each of b's middle words, unless a has no middle name; each
+    of b's family words is one of a's family (or middle) words or its initial."""
+    a_last = F.concat(a["family"], a["middle"])
 
     def initial_of(word: Column, words: Column) -> Column:
         return (F.length(word) == 1) & F.exists(words, lambda y: y.startswith(word))
 
-    def first_ok(x: Column) -> Column:
-        return F.arrays_overlap(x["forms"], a_forms) | initial_of(x["word"], a["first"])
+    def first_ok(w: Column) -> Column:
+        return F.array_contains(a["first"], w) | initial_of(w, a["first"])
 
-    return (F.forall(b["given"], first_ok)
+    return ((F.forall(b["given"], first_ok) | F.arrays_overlap(b["forms"], a["forms"]))
             & ((F.size(a["middle"]) == 0) | F.forall(b["middle"], first_ok))
             & F.forall(b["family"], lambda w: F.array_contains(a_last, w)
                        | initial_of(w, a_last)))
@@ -349,45 +348,58 @@ def _with_name_support(base: DataFrame) -> DataFrame:
         F.size(F.filter(names, lambda b: _agrees(b, F.col("_name"))))))
 
 
-def _with_name_commonness(base: DataFrame, population: DataFrame) -> DataFrame:
-    """``_name_common``: ``rarest``, how common the rarest written-out word of the record's
-    name is, and ``total`` over all its words: log(1 + the number of customers in
-    ``population`` with the word in the same role, given or family). A typo or a swapped
-    name has a rare word; initials do not count."""
-    def role_words(df: DataFrame, key: str) -> DataFrame:
-        return df.select(key, F.explode(F.concat(
-            F.transform("_name.first", lambda w: F.struct(
-                F.lit("g").alias("role"), w.alias("word"))),
-            F.transform("_name.family", lambda w: F.struct(
-                F.lit("f").alias("role"), w.alias("word"))))).alias("w")
-        ).select(key, "w.role", "w.word").filter(F.length("word") > 1)
+def _role_words(name: Column) -> Column:
+    """``(kind, value)`` per written-out word of a name struct: kind ``g`` for given and
+    middle words, ``f`` for family words (initials left out)."""
+    return F.filter(F.concat(
+        F.transform(name["first"], lambda w: F.struct(F.lit("g").alias("kind"),
+                                                      w.alias("value"))),
+        F.transform(name["family"], lambda w: F.struct(F.lit("f").alias("kind"),
+                                                       w.alias("value")))),
+        lambda x: F.length(x["value"]) > 1)
 
-    counts = (population.select("customer_id", _name_parts().alias("_name"))
-              .filter(F.col("_name").isNotNull())
-              .transform(lambda df: role_words(df, "customer_id")).distinct()
-              .groupBy("role", "word").agg(F.count("*").alias("customers")))
+
+def _kind_values() -> Column:
+    """A record's ``(kind, value)`` pairs that :func:`population_counts` counts."""
+    c = F.col
+    contacts = F.array(
+        F.struct(F.lit("email").alias("kind"),
+                 F.coalesce(c("email_canonical"), F.lower(c("email"))).alias("value")),
+        F.struct(F.lit("phone").alias("kind"), c("phone_e164").alias("value")),
+        F.struct(F.lit("phone").alias("kind"), c("mobile_e164").alias("value")))
+    return F.filter(F.concat(contacts, F.coalesce(_role_words(_name_parts(None)), F.array().cast(
+        "array<struct<kind:string,value:string>>"))), lambda x: x["value"].isNotNull())
+
+
+def population_counts(population: DataFrame, of: DataFrame | None = None) -> DataFrame:
+    """``(kind, value, customers)``: how many customers of ``population`` (party records
+    with ``customer_id``) have each given (kind ``g``) and family (``f``) name word, e-mail
+    (``email``, keyed as its candidate) and phone number (``phone``): what ``most_common``
+    and ``least_shared`` rank by. With ``of`` (party records), only the values those
+    records hold are counted (all a publish of some customers needs)."""
+    values = population.select("customer_id", F.explode(_kind_values()).alias("v")).select(
+        "customer_id", "v.*")
+    if of is not None:
+        wanted = of.select(F.explode(_kind_values()).alias("v")).select("v.*").distinct()
+        values = values.join(F.broadcast(wanted), ["kind", "value"], "left_semi")
+    return values.groupBy("kind", "value").agg(
+        F.count_distinct("customer_id").alias("customers"))
+
+
+def _with_name_commonness(base: DataFrame, counts: DataFrame) -> DataFrame:
+    """``_name_common``: ``rarest``, how common the rarest written-out word of the record's
+    name is, and ``total`` over all its words: log(1 + the number of customers with the
+    word in the same role, given or family: ``counts``). A typo or a swapped name has a
+    rare word; initials do not count."""
     common = (base.filter(F.col("_name").isNotNull())
-              .transform(lambda df: role_words(df, "record_id"))
-              .join(counts, ["role", "word"], "left")
+              .select("record_id", F.explode(_role_words(F.col("_name"))).alias("w"))
+              .select("record_id", "w.*")
+              .join(counts, ["kind", "value"], "left")
               .withColumn("_log", F.log1p(F.coalesce(F.col("customers"), F.lit(0))))
               .groupBy("record_id")
               .agg(F.struct(F.min("_log").alias("rarest"), F.sum("_log").alias("total")
                             ).alias("_name_common")))
     return base.join(common, "record_id", "left")
-
-
-def _sharers(population: DataFrame) -> DataFrame:
-    """``(attribute, key, _sharers)``: how many customers assert each e-mail and phone
-    (keyed as their candidates are)."""
-    c = F.col
-    values = F.array(
-        F.struct(F.lit("email").alias("attribute"),
-                 F.coalesce(c("email_canonical"), F.lower(c("email"))).alias("key")),
-        F.struct(F.lit("phone").alias("attribute"), c("phone_e164").alias("key")),
-        F.struct(F.lit("phone").alias("attribute"), c("mobile_e164").alias("key")))
-    return (population.select("customer_id", F.explode(values).alias("v"))
-            .select("customer_id", "v.*").filter(c("key").isNotNull())
-            .groupBy("attribute", "key").agg(F.count_distinct("customer_id").alias("_sharers")))
 
 
 # --------------------------------------------------------------------------- golden
@@ -403,10 +415,10 @@ def golden_records(settings: SurvivorshipSettings,
 
     Args:
         settings: the rules per attribute.
-        population: the party records (with ``customer_id``) in which ``most_common`` counts
-            names and ``least_shared`` counts customers per value; by default the records
-            transformed. Give every customer's records when
-            transforming only some customers', so a name is chosen as in a full run.
+        population: :func:`population_counts` of every customer's records, by which
+            ``most_common`` and ``least_shared`` rank; by default those of the records
+            transformed. Give them when transforming only some customers' records, so the
+            values are chosen as in a full run.
 
     Raises:
         SurvivorshipError: a ``where`` predicate does not resolve or is not a condition.
@@ -415,18 +427,21 @@ def golden_records(settings: SurvivorshipSettings,
     name_rules = (specs["name"].rule, *specs["name"].tie_breakers) if "name" in specs else ()
 
     def transform(records: DataFrame) -> DataFrame:
+        def counts() -> DataFrame:
+            return population_counts(records) if population is None else population
+
         wheres = [_check_where(records, a, s.where).alias(f"_where_{a}")
                   for a, s in specs.items() if s.where]
         base = records.select(*_RECORD_COLUMNS, observed_at().alias("observed_at"),
                               source_time().alias("_source_time"),
                               nickname_aliases(F.col("given_name_norm")).alias("_given_aliases"),
-                              _name_parts().alias("_name"), *wheres)
+                              *wheres).withColumn("_name", _name_parts())
         if "most_frequent" in name_rules:
             base = base.transform(_with_name_support)
         else:
             base = base.withColumn("_name_support", F.lit(None).cast("int"))
         if "most_common" in name_rules:
-            base = _with_name_commonness(base, records if population is None else population)
+            base = _with_name_commonness(base, counts())
         else:
             base = base.withColumn("_name_common", F.lit(None).cast(
                 "struct<rarest:double,total:double>"))
@@ -443,9 +458,10 @@ def golden_records(settings: SurvivorshipSettings,
                                        ).withColumn("_place_source_time",
                                                     F.max("_source_time").over(at_place))
         if any("least_shared" in (s.rule, *s.tie_breakers) for s in specs.values()):
-            exploded = exploded.join(
-                _sharers(records if population is None else population),
-                ["attribute", "key"], "left")
+            sharers = counts().filter(F.col("kind").isin("email", "phone")).select(
+                F.col("kind").alias("attribute"), F.col("value").alias("key"),
+                F.col("customers").alias("_sharers"))
+            exploded = exploded.join(sharers, ["attribute", "key"], "left")
         else:
             exploded = exploded.withColumn("_sharers", F.lit(None).cast("long"))
         if any("most_frequent" in (s.rule, *s.tie_breakers) for s in specs.values()):

@@ -148,6 +148,24 @@ def test_repeated_source_key_takes_latest_non_null_per_field(spark: SparkSession
     assert r["_source_rows"] == 2
 
 
+def test_a_contact_keeps_the_validity_of_the_row_it_came_from(spark: SparkSession) -> None:
+    """A later row's mistyped phone and e-mail (nulled as invalid) do not mark the earlier
+    valid ones invalid: the record keeps them, flagged valid, as survivorship's valid_only
+    needs; a record that never gave a valid one is flagged invalid."""
+    bronze = _bronze(spark, [
+        ("7", "Ann", "Lee", None, "ann@x.com", "+1 415 555 2671", None, None,
+         "2024-01-01 00:00:00", None),
+        ("7", "Ann", "Lee", None, "ann@", "+1 415 555", None, None, "2025-01-01 00:00:00",
+         None),
+        ("8", "Bo", "Kim", None, "bo@", "12", None, None, "2025-01-01 00:00:00", None),
+    ])
+    out = bronze.transform(check_party(_source(), SETTINGS)).transform(party_records("r"))
+    got = {r["record_id"]: (r["email"], r["email_valid"], r["phone_e164"], r["phone_valid"],
+                            r["phone_kind"]) for r in out.collect()}
+    assert got == {"crm:7": ("ann@x.com", True, "+14155552671", True, "fixed_line_or_mobile"),
+                   "crm:8": (None, False, None, False, None)}
+
+
 def test_full_name_is_split(spark: SparkSession) -> None:
     src = SourceConfig(name="pos", format="parquet", path="x", trust_rank=2,
                        party={"source_key": "id", "full_name": "full"})

@@ -463,11 +463,23 @@ def _completeness() -> Column:
     return F.round(total / F.lit(len(parts)), 3)
 
 
+# Fields taken from one row together: a contact value with its verdict. The value is the
+# latest one given; its flag says whether any row gave a valid one (a later row's typo,
+# nulled as invalid, does not mark the earlier valid number invalid).
+_TOGETHER: tuple[tuple[str, ...], ...] = (
+    ("email", "email_canonical", "email_valid"),
+    ("phone_e164", "phone_valid", "phone_kind"),
+    ("mobile_e164", "mobile_valid"),
+)
+
+
 def party_records(run_id: str) -> Transform:
     """Checked rows -> usable party records, one per ``record_id``.
 
     A source may hold a record several times (re-exports, one row per support ticket): each
-    field takes its latest non-null value, ordered by ``updated_at`` then ingestion time.
+    field takes its latest non-null value, ordered by ``updated_at`` then ingestion time; an
+    e-mail or phone number comes with the validity of the row it came from (:data:`_TOGETHER`),
+    or the latest verdict when no row gave a valid one.
     """
 
     def transform(checked: DataFrame) -> DataFrame:
@@ -482,10 +494,18 @@ def party_records(run_id: str) -> Transform:
                 present = F.size(F.col(f)) > 0
             else:
                 present = F.col(f).isNotNull()
-            return F.max_by(F.col(f), F.when(present, F.col("_order"))).alias(f)
+            return F.max_by(F.col(f), F.when(present, F.col("_order")))
+
+        together = {f: group for group in _TOGETHER for f in group}
+
+        def with_its_row(f: str) -> Column:
+            value = together[f][0]
+            row = F.max_by(F.struct(*together[f]), F.when(F.col(value).isNotNull(),
+                                                           F.col("_order")))
+            return (F.coalesce(row[f], latest(f)) if f.endswith("_valid") else row[f]).alias(f)
 
         grouped = usable.groupBy("record_id", "source", "source_key", "source_rank").agg(
-            *[latest(f) for f in value_fields],
+            *[with_its_row(f) if f in together else latest(f).alias(f) for f in value_fields],
             F.sort_array(F.collect_set("_batch_id")).alias("_batch_ids"),
             F.count(F.lit(1)).cast("int").alias("_source_rows"),
             F.max("_ingested_at").alias("_ingested_at"),

@@ -203,6 +203,22 @@ def test_first_names_sharing_only_an_initial_letter_conflict(spark: SparkSession
     assert got == [False, False, True, True, False]
 
 
+def test_different_middle_names_conflict_where_asked(spark: SparkSession) -> None:
+    """Levels: same name (or a letter off) 2, same initial 1, different 0, one side without
+    a middle name MISSING: only 'different' keeps two records apart, and only when asked."""
+    pairs = spark.createDataFrame([
+        ("paul", "paul"), ("catherine", "katherine"), ("k", "kayla"), ("paul", "peter"),
+        ("paul", "j"), (None, "paul"),
+    ], "middle_name_norm_l string, middle_name_norm_r string").select(middle_name().level())
+    got = [(r[0], r[1], r[2]) for r in pairs.select(
+        "middle_name", conflict_flag(dob=False, given_name=False, loyalty_id=False,
+                                     middle_name=True).alias("asked"),
+        conflict_flag(dob=False, given_name=False, loyalty_id=False).alias("default")
+    ).collect()]
+    assert got == [(2, False, False), (2, False, False), (1, False, False), (0, True, False),
+                   (0, True, False), (MISSING, False, False)]
+
+
 def test_date_of_birth_levels(spark: SparkSession) -> None:
     schema = "date_of_birth_l date, date_of_birth_r date, birth_year_l int, birth_year_r int"
     d = dt.date

@@ -416,6 +416,9 @@ class ResolveSettings(_Model):
     conflict_on_dob: bool = True
     conflict_on_given_name: bool = True
     conflict_on_loyalty_id: bool = True
+    conflict_on_middle_name: bool = Field(
+        default=True, description="middle names both given that differ (beyond a letter), "
+        "or whose initials differ, keep two records apart: namesakes at one address")
     graph_backend: Literal["auto", "graphframes", "builtin", "driver"] = Field(
         default="auto",
         description="connected components: auto = in the driver up to driver_graph_max_edges "

@@ -27,7 +27,8 @@ SPLIT_SCHEMA = T.StructType([
 
 
 def conflict_flag(*, dob: bool = True, given_name: bool = True,
-                  loyalty_id: bool = True, identifiers: Sequence[str] = ()) -> Column:
+                  loyalty_id: bool = True, identifiers: Sequence[str] = (),
+                  middle_name: bool = False) -> Column:
     """True for a scored pair with strong evidence of two different people.
 
     Uses the pair's comparison levels: 0 means both values present and disagreeing beyond
@@ -35,9 +36,14 @@ def conflict_flag(*, dob: bool = True, given_name: bool = True,
     similar, nicknames of each other nor swapped, different loyalty cards). First names that
     share only their first letter (level 1: Anna/Andreas, Max/Moritz) are a conflict too:
     in one household with one family name they are siblings, twins or spouses, and the
-    address and family name they share would otherwise outvote them.
+    address and family name they share would otherwise outvote them. With ``middle_name``
+    (for scores that have the comparison), middle names both given that differ beyond a
+    letter, or whose initials differ, are a conflict: two people of one given and family
+    name at one address, a parent and a child, are often told apart by nothing else.
     """
     out = F.lit(False)
+    if middle_name:
+        out = out | (F.col("middle_name") == 0)
     if dob:
         out = out | (F.col("date_of_birth") == 0)
     if given_name:

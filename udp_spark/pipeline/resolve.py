@@ -49,7 +49,8 @@ MANUAL_WEIGHT = 1e6  # a manual link is merged before any scored one
 
 def cluster_records(records: DataFrame, scores: DataFrame, threshold: float, *,
                     dob: bool = True, given_name: bool = True, loyalty_id: bool = True,
-                    identifiers: Sequence[str] = (), backend: str = "auto",
+                    middle_name: bool = True, identifiers: Sequence[str] = (),
+                    backend: str = "auto",
                     driver_max_edges: int = DRIVER_MAX_EDGES,
                     manual: DataFrame | None = None) -> DataFrame:
     """``(record_id, cluster_id, component_id)`` for every record: components over accepted
@@ -61,8 +62,10 @@ def cluster_records(records: DataFrame, scores: DataFrame, threshold: float, *,
     override the matcher: a match is a link merged before any other (and not a conflict),
     a non-match is a conflict whatever the score.
     """
+    # (a model trained before the middle-name comparison scores without it)
     conflict = conflict_flag(dob=dob, given_name=given_name, loyalty_id=loyalty_id,
-                             identifiers=[i for i in identifiers if i in scores.columns])
+                             identifiers=[i for i in identifiers if i in scores.columns],
+                             middle_name=middle_name and "middle_name" in scores.columns)
     # Deterministic links: the same (canonical) email or loyalty card, unless conflicting.
     key_link = ((F.col("email") == email_cmp().top_level)
                 | (F.col("loyalty_id") == loyalty_cmp().top_level))
@@ -205,6 +208,7 @@ def run_resolve(ctx: StageContext, *, full: bool = False) -> ResolveReport:
         clusters = cluster_records(
             records, scores, rcfg.threshold, dob=rcfg.conflict_on_dob,
             given_name=rcfg.conflict_on_given_name, loyalty_id=rcfg.conflict_on_loyalty_id,
+            middle_name=rcfg.conflict_on_middle_name,
             identifiers=[i.name for i in ctx.cfg.matching.identifiers if i.conflict],
             backend=rcfg.graph_backend, driver_max_edges=rcfg.driver_graph_max_edges,
             manual=manual).transform(io.checkpoint)

@@ -47,7 +47,8 @@ PEOPLE = {
 def _model(prior: float) -> FSModel:
     names = list(pairwise.BUILTIN)
     tops = {"given_name": 5, "middle_name": 2, "family_name": 3, "date_of_birth": 5,
-            "email": 3, "phone": 2, "address": 5, "loyalty_id": 2, "gender": 1}
+            "email": 3, "phone": 2, "address": 5, "loyalty_id": 2, "gender": 1,
+            "email_name": 1}
     levels = {c: [MISSING, *range(tops[c] + 1)] for c in names}
     return FSModel(
         comparisons=names, levels=levels,

@@ -427,8 +427,8 @@ def golden_records(settings: SurvivorshipSettings,
     name_rules = (specs["name"].rule, *specs["name"].tie_breakers) if "name" in specs else ()
 
     def transform(records: DataFrame) -> DataFrame:
-        def counts() -> DataFrame:
-            return population_counts(records) if population is None else population
+        # one plan for both rules that read it (lazy: built only when a rule asks)
+        counts = population_counts(records) if population is None else population
 
         wheres = [_check_where(records, a, s.where).alias(f"_where_{a}")
                   for a, s in specs.items() if s.where]
@@ -441,7 +441,7 @@ def golden_records(settings: SurvivorshipSettings,
         else:
             base = base.withColumn("_name_support", F.lit(None).cast("int"))
         if "most_common" in name_rules:
-            base = _with_name_commonness(base, counts())
+            base = _with_name_commonness(base, counts)
         else:
             base = base.withColumn("_name_common", F.lit(None).cast(
                 "struct<rarest:double,total:double>"))
@@ -458,7 +458,7 @@ def golden_records(settings: SurvivorshipSettings,
                                        ).withColumn("_place_source_time",
                                                     F.max("_source_time").over(at_place))
         if any("least_shared" in (s.rule, *s.tie_breakers) for s in specs.values()):
-            sharers = counts().filter(F.col("kind").isin("email", "phone")).select(
+            sharers = counts.filter(F.col("kind").isin("email", "phone")).select(
                 F.col("kind").alias("attribute"), F.col("value").alias("key"),
                 F.col("customers").alias("_sharers"))
             exploded = exploded.join(sharers, ["attribute", "key"], "left")

@@ -163,6 +163,9 @@ def test_nickname_aliases(spark: SparkSession) -> None:
         # European short forms the nicknames package lacks
         ("basti", ["basti", "sebastian"]),
         ("lola", ["delores", "dolores", "lola"]),
+        # classic English forms the package lacks ('jack' is John's)
+        ("jack", ["jack", "jackson", "jacqueline", "john"]),
+        ("kitty", ["catherine", "katherine", "kitty"]),
         # a compound name stands for its parts too
         # (the nicknames package lists 'maria' under 'mariah' and 'marietta', and 'peter'
         # under 'patrick')

@@ -456,6 +456,9 @@ _ALIASES = {"first_name": "given_name", "last_name": "family_name", "name": "ful
             "zip": "postcode", "mobile": "phone", "address": "street", "line1": "street"}
 
 
+_MATCHABLE = ("given_name", "family_name", "email", "phone", "mobile", "loyalty_id")
+
+
 def _resolve_body(spec: dict[str, Any], schema: dict[str, Any], profile: dict[str, Any],
                   depth: int = 0) -> dict[str, Any]:
     """A request body for ``schema`` (OpenAPI, ``$ref`` followed) filled from a profile's
@@ -531,9 +534,10 @@ def api_leg(data: Path, lake: Path, work: Path, rate: float = 200.0,
 
         rng = random.Random(7)
         profiles = _delta_rows(lake / "gold" / "customer_profile",
-                               ["customer_id", "email", "given_name", "family_name",
-                                "full_name", "phone", "street", "city", "postcode", "country",
-                                "date_of_birth"])
+                               ["customer_id", "email", "given_name", "middle_name",
+                                "family_name", "full_name", "phone", "street", "city",
+                                "postcode", "country", "date_of_birth", "birth_year", "gender",
+                                "loyalty_id"])
         sample = rng.sample(profiles, min(2000, len(profiles)))
         by_id = [f"/v1/profiles/{urllib.parse.quote(p['customer_id'])}" for p in sample]
         by_email = [f"/v1/lookup?email={urllib.parse.quote(p['email'])}" for p in sample
@@ -555,6 +559,9 @@ def api_leg(data: Path, lake: Path, work: Path, rate: float = 200.0,
             schema = req.get("content", {}).get("application/json", {}).get("schema", {})
             bodies = [json.loads(json.dumps(_resolve_body(spec, schema, p), default=str))
                       for p in sample[:500]]
+            # A profile with nothing to match on (a till customer known by no name, contact
+            # or loyalty id) makes no query: the server rightly answers it 422.
+            bodies = [b for b in bodies if any(b.get(k) for k in _MATCHABLE)]
             # The server loads the matcher and its index after it starts answering: 503
             # "not loaded yet" until then (the time it took is resolve_ready_s).
             while True:
@@ -573,6 +580,7 @@ def api_leg(data: Path, lake: Path, work: Path, rate: float = 200.0,
                 run_load(base, all_key, [path], rate=20, seconds=2, method="POST",
                          bodies=bodies[:20])  # warm-up, not counted
                 result["resolve"] = {"status": "measured", "path": path,
+                                     "bodies": len(bodies),
                                      "probe_candidates": len(probe.json().get("candidates")
                                                              or []),
                                      **asdict(run_load(base, all_key, [path], rate=rate,

@@ -757,6 +757,11 @@ EXTRA_NICKNAMES: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "isabel": ("izzy", "issy"), "amanda": ("mandy",), "alexander": ("sasha", "xander"),
     "alexandra": ("sasha", "lexi", "lexie"), "theodore": ("theo",), "oliver": ("ollie",),
     "josephine": ("josie",), "johanna": ("jo", "hanna", "hanne"),
+    # classic English forms the package leaves out or ranks the wrong way round
+    "john": ("jack", "jock"), "margaret": ("greta",), "elizabeth": ("elsie",),
+    "robert": ("bert",), "charles": ("chas",), "katherine": ("kate", "kitty"),
+    "david": ("davy",), "helen": ("nell",), "albert": ("al",), "gertrude": ("gertie",),
+    "raymond": ("ray",),
     # German
     "sebastian": ("basti", "bastian"), "johannes": ("hans", "hannes", "jo"),
     "joseph": ("sepp", "seppi", "pepe", "beppe"), "josef": ("sepp", "seppi", "joe"),
@@ -771,7 +776,7 @@ EXTRA_NICKNAMES: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "maximilian": ("max", "maxi"), "jakob": ("jake", "kobi"), "elisabeth": ("lisa", "elli",
                                                                             "lisbeth", "sissi"),
     "elisabetta": ("betta", "lisa"), "margarete": ("grete", "gretel", "marga"),
-    "barbara": ("babsi", "barbi", "babs"), "annemarie": ("anne", "annemie"),
+    "barbara": ("babsi", "barbi", "babs", "barb"), "annemarie": ("anne", "annemie"),
     "heinrich": ("heinz", "heini", "hinnerk"), "konstantin": ("konny", "kosta"),
     "cornelia": ("conny", "nele"), "thomas": ("tom", "tommy", "thomy"),
     "michael": ("michi", "mike", "micha"), "michaela": ("michi", "ela"),
@@ -790,7 +795,8 @@ EXTRA_NICKNAMES: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "emmanuelle": ("manue", "manu"), "genevieve": ("ginette", "vivi"),
     "isabelle": ("isa", "babette"), "benjamin": ("ben", "benji"),
     "christophe": ("chris", "tof"), "sebastien": ("seb", "sebas"),
-    "stephane": ("steph",), "marguerite": ("margot", "guite"), "catherine": ("cathy", "cat"),
+    "stephane": ("steph",), "marguerite": ("margot", "guite"),
+    "catherine": ("cathy", "cat", "kate", "kitty"),
     "jacqueline": ("jacquie", "jackie"), "jacques": ("jacquot", "jacky"),
     "alexandrine": ("alex",), "alexandre": ("alex",), "valerie": ("val",), "aurelie": ("aure",),
     # Spanish and Portuguese

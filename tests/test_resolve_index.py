@@ -138,3 +138,81 @@ def test_resolver_loads_follows_versions_and_waits_for_frozen_frequencies(
     assert resolver.current.model_version == v2
     assert resolver.current.scorer is not None
     assert resolver.current.scorer.model.prior == pytest.approx(1e-5)
+
+
+def _by_block(state: Any) -> dict[str, set[str]]:
+    """block -> record ids, the way a request sees the index."""
+    ids = state.records.column("record_id").to_pylist()
+    return {b: {ids[i] for i in rows} for b, rows in state.by_block.items() if rows}
+
+
+def test_a_new_records_version_is_taken_in_from_the_change_feed_as_a_full_load_gives_it(
+        lake: dict[str, Any]) -> None:
+    """Records updated (moving blocks), deleted, inserted and written twice in later
+    commits: the index built from the change data feed finds, block for block and query
+    for query, what a full load of the same version finds; and it was built from the feed
+    (the replaced rows stay in the records table, unreferenced, until a full load)."""
+    from deltalake import DeltaTable
+
+    cfg = lake["cfg"]
+    given = ["Ann", "Bob", "Carl", "Dana", "Eve", "Finn", "Gail", "Hugo"]
+    family = ["Smith", "Jones", "Meyer", "Brown", "Novak"]
+    people = {f"crm:{i}": {"given_name": given[i % 8], "family_name": family[i % 5],
+                           "email": f"{given[i % 8].lower()}.{i}@example.com",
+                           "phone": f"(202) 555-{1000 + i % 17:04d}",
+                           "date_of_birth": date(1950 + i % 40, 1 + i % 12, 1 + i % 28)}
+              for i in range(80)}
+    write_deltalake(lake["records"], _records(people),
+                    configuration={"delta.enableChangeDataFeed": "true"})
+    label = f"{cfg.matching.model.registered_name}/{_register(lake, _model(1e-3))}"
+    write_deltalake(lake["tf"], _frozen(label, {"given_name": {"ann": 0.01}}))
+    resolver = Resolver(cfg, lake["records"], lake["tf"], "US", refresh_seconds=0.1)
+    resolver.refresh(force=True)
+    assert resolver.current.unavailable is None and resolver.current.stale_rows == 0
+
+    def merge(rows: dict[str, dict[str, Any]], delete: tuple[str, ...] = ()) -> None:
+        dt = DeltaTable(lake["records"])
+        source = _records(rows) if rows else pa.Table.from_pylist([], schema=SCHEMA)
+        (dt.merge(source, "t.record_id = s.record_id", source_alias="s", target_alias="t")
+         .when_matched_update_all().when_not_matched_insert_all().execute())
+        if delete:
+            ids = ", ".join(f"'{r}'" for r in delete)
+            DeltaTable(lake["records"]).delete(f"record_id IN ({ids})")
+
+    # 1. two moved e-mails and a new family name, two records gone, two new ones
+    moved = {"crm:3": {**people["crm:3"], "email": "ann.0@example.com"},
+             "crm:4": {**people["crm:4"], "family_name": "Novak"},
+             "crm:5": {**people["crm:5"], "phone": None},
+             "web:1": {"given_name": "Ann", "family_name": "Smith",
+                       "email": "ann.0@example.com"},
+             "web:2": {"given_name": "Ivo", "family_name": "Kral", "phone": "(202) 555-1003"}}
+    merge(moved, delete=("crm:6", "crm:7"))
+    # 2. a record written again (the later row wins) and one of the new ones deleted
+    merge({"crm:3": {**people["crm:3"], "email": "bob.1@example.com"}}, delete=("web:2",))
+    assert resolver.refresh()
+    state = resolver.current
+    assert state.stale_rows > 0  # taken in from the feed, not loaded again
+    assert state.records is not None and state.records.num_rows > len(state.row_of)
+
+    full = Resolver(cfg, lake["records"], lake["tf"], "US")
+    full.refresh(force=True)
+    assert full.current.stale_rows == 0
+    assert set(state.row_of) == set(full.current.row_of)
+    assert "crm:6" not in state.row_of and "web:2" not in state.row_of
+    assert _by_block(state) == _by_block(full.current)
+    for raw in [people["crm:0"], people["crm:3"], moved["web:2"], moved["crm:4"],
+                {"given_name": "Bob", "email": "bob.1@example.com"}]:
+        query = resolver.standardize(raw, TODAY).values
+        got = sorted((m.record_id, m.score.match_weight) for m in resolver.match(state, query))
+        want = sorted((m.record_id, m.score.match_weight)
+                      for m in full.match(full.current, query))
+        assert got == want and got, raw
+
+    # a change feed larger than a quarter of the index: loaded in full again
+    merge({f"crm:{i}": {**people[f"crm:{i}"], "email": f"x{i}@example.org"}
+           for i in range(10, 40)})
+    assert resolver.refresh()
+    assert resolver.current.stale_rows == 0
+    again = Resolver(cfg, lake["records"], lake["tf"], "US")
+    again.refresh(force=True)
+    assert _by_block(resolver.current) == _by_block(again.current)

@@ -412,6 +412,7 @@ class Resolver:
                 starting_version=old + 1, ending_version=new,
                 columns=[*records.column_names, "_change_type", "_commit_version"])
             ).read_all()
+            rows = feed.select(records.column_names).cast(records.schema)
         except Exception as exc:  # vacuumed change files, feed off: reload instead
             log.info("resolve: no change feed for party_records %d..%d (%s): full reload",
                      old + 1, new, type(exc).__name__)
@@ -430,7 +431,6 @@ class Resolver:
 
         kinds = feed.column("_change_type").to_pylist()
         versions = feed.column("_commit_version").to_pylist()
-        rows = feed.select(records.column_names).cast(records.schema)
         rids = rows.column("record_id").to_pylist()
         order = sorted(range(feed.num_rows), key=lambda i: (
             versions[i], kinds[i] not in ("delete", "update_preimage")))

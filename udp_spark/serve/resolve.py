@@ -459,9 +459,9 @@ class Resolver:
                 row_of[str(rid)] = records.num_rows + j
                 for block in blocks:
                     members(block).append(records.num_rows + j)
-            records = pa.concat_tables([records, added])
-            if records.column(0).num_chunks > 32:  # take() slows with many chunks
-                records = records.combine_chunks()
+            # one chunk: take() over several concatenates them all first (4 ms a request
+            # at 217k records against well under 0.1 ms)
+            records = pa.concat_tables([records, added]).combine_chunks()
         for block, m in touched.items():
             if m:
                 by_block[block] = tuple(m)
@@ -512,7 +512,7 @@ class Resolver:
                     records, by_block, row_of, stale = changed
                     how = "change feed"
                 else:
-                    records = read_columns(dt, wanted)
+                    records = read_columns(dt, wanted).combine_chunks()  # see _changed
                     (by_block, row_of), stale, how = self._index(records), 0, "full load"
             self.current = ResolverState(scorer, served, records, by_block, versions,
                                          unavailable if scorer is None or records is None

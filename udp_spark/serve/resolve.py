@@ -49,6 +49,7 @@ from udp_spark.matching.pairwise import (
     PairScore,
     PairScorer,
 )
+from udp_spark.serve.snapshot import settle_heap
 from udp_spark.standardize.pure import PartyFields, identifier_value, party_fields
 
 log = logging.getLogger(__name__)
@@ -517,6 +518,7 @@ class Resolver:
             self.current = ResolverState(scorer, served, records, by_block, versions,
                                          unavailable if scorer is None or records is None
                                          else None, version or None, row_of, stale)
+            settle_heap()
             log.info("resolve: index at %s by %s, model %s (%d records, %d blocks, %.0f ms)%s",
                      versions, how, version, len(row_of), len(by_block),
                      (time.perf_counter() - started) * 1000,

@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from udp_spark.config import PipelineConfig, SourceConfig
-from udp_spark.tables import TableRef
+from udp_spark.tables import DELETION_VECTOR_TABLES, TableRef
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -399,6 +399,9 @@ def commit_metadata(spark: SparkSession, info: Mapping[str, object]) -> Iterator
 
 
 def _writer_save(df: DataFrame, ref: TableRef, mode: str, **options: str) -> None:
+    if (ref.layer, ref.table) in DELETION_VECTOR_TABLES and not table_exists(
+            df.sparkSession, ref):
+        options = {**options, "delta.enableDeletionVectors": "true"}  # a table property
     writer = df.write.format("delta").mode(mode)
     for k, v in options.items():
         writer = writer.option(k, v)

@@ -49,7 +49,11 @@ from udp_spark.matching.pairwise import (
     PairScore,
     PairScorer,
 )
-from udp_spark.serve.snapshot import settle_heap
+from udp_spark.serve.snapshot import (
+    has_deletion_vectors,
+    read_with_deletion_vectors,
+    settle_heap,
+)
 from udp_spark.standardize.pure import PartyFields, identifier_value, party_fields
 
 log = logging.getLogger(__name__)
@@ -238,8 +242,8 @@ def read_columns(dt: DeltaTable, columns: list[str]) -> pa.Table:
     """The table's ``columns`` at its loaded version (Spark's INT96 times as microseconds,
     as ``snapshot.read_table``)."""
     present = [c for c in columns if c in {f.name for f in dt.schema().fields}]
-    if "deletionVectors" in (dt.protocol().reader_features or []):
-        return dt.to_pyarrow_table(columns=present)
+    if has_deletion_vectors(dt):
+        return read_with_deletion_vectors(dt, present)
     options = ParquetReadOptions(coerce_int96_timestamp_unit="us")
     return dt.to_pyarrow_dataset(parquet_read_options=options).to_table(columns=present)
 

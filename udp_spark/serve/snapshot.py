@@ -488,10 +488,26 @@ def read_table(dt: DeltaTable) -> pa.Table:
     """The table at its loaded version. Spark writes timestamps as Parquet INT96, which
     Arrow reads as nanoseconds by default and so cannot hold dates past 2262 (a consent
     expiring in 2999, a 9999-12-31 sentinel): they are read as microseconds instead."""
-    if "deletionVectors" in (dt.protocol().reader_features or []):
-        return dt.to_pyarrow_table()  # the kernel's reader applies deletion vectors
+    if has_deletion_vectors(dt):
+        return read_with_deletion_vectors(dt)
     options = ParquetReadOptions(coerce_int96_timestamp_unit="us")
     return dt.to_pyarrow_dataset(parquet_read_options=options).to_table()
+
+
+def has_deletion_vectors(dt: DeltaTable) -> bool:
+    return "deletionVectors" in (dt.protocol().reader_features or [])
+
+
+def read_with_deletion_vectors(dt: DeltaTable, columns: list[str] | None = None) -> pa.Table:
+    """The table at its loaded version through delta-rs' DataFusion reader, which applies
+    deletion vectors (``to_pyarrow_table`` and ``to_pyarrow_dataset`` of deltalake 1.6 refuse
+    such a table). Its timestamps are read as nanoseconds: the tables that have deletion
+    vectors (``tables.DELETION_VECTOR_TABLES``) hold none past 2262."""
+    from deltalake import QueryBuilder
+
+    cols = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+    reader = QueryBuilder().register("t", dt).execute(f"SELECT {cols} FROM t")
+    return pa.RecordBatchReader.from_stream(reader).read_all()
 
 
 _EMPTY: dict[str, Any] = {XREF: XrefIndex(), EVENTS: EventIndex(), SEGMENTS: SegmentIndex()}

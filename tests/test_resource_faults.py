@@ -86,9 +86,14 @@ def _can_mount_tmpfs(where: Path) -> bool:
     return probe.returncode == 0
 
 
-DUMP = ("import json, sys; from udp_spark.chaos import table_rows; "
+# Ends with os._exit once the file is written and closed: delta-rs' native threads can abort
+# the interpreter's shutdown ("terminate called without an active exception", SIGABRT), seen
+# once in a full-suite run on a busy machine, after the rows were read.
+DUMP = ("import json, os, sys; from udp_spark.chaos import table_rows; "
         "rows = table_rows(__import__('pathlib').Path(sys.argv[1])); "
-        "json.dump({t: sorted(c.elements()) for t, c in rows.items()}, open(sys.argv[2], 'w'))")
+        "f = open(sys.argv[2], 'w'); "
+        "json.dump({t: sorted(c.elements()) for t, c in rows.items()}, f); f.close(); "
+        "os._exit(0)")
 
 
 def test_disk_full_during_a_write(tmp_path: Path) -> None:

@@ -552,11 +552,12 @@ def delta_tables(lake: Path) -> dict[str, Path]:
 def _read(path: Path, version: int | None = None) -> list[dict[str, Any]]:
     from deltalake import DeltaTable
 
-    from udp_spark.serve.snapshot import has_deletion_vectors, read_with_deletion_vectors
-
     dt = DeltaTable(str(path), version=version) if version is not None else DeltaTable(
         str(path))
-    if has_deletion_vectors(dt):  # the pair tables (tables.DELETION_VECTOR_TABLES)
+    if "deletionVectors" in (dt.protocol().reader_features or []):
+        # the pair tables (tables.DELETION_VECTOR_TABLES): to_pyarrow_table refuses them
+        from udp_spark.serve.snapshot import read_with_deletion_vectors
+
         return read_with_deletion_vectors(dt).to_pylist()  # type: ignore[no-any-return]
     return dt.to_pyarrow_table().to_pylist()  # type: ignore[no-any-return]
 

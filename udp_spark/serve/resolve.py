@@ -374,8 +374,7 @@ class Resolver:
                 tf[comparison][value] = float(freq)
         return tf
 
-    def _block_rows(self, records: pa.Table, offset: int = 0
-                    ) -> list[tuple[str | None, list[str]]]:
+    def _block_rows(self, records: pa.Table) -> list[tuple[str | None, list[str]]]:
         """``(record_id, blocks)`` of each row of ``records``."""
         cols = {c: records.column(c).to_pylist() for c in records.column_names
                 if c in self.blocking.columns or c in ("identifiers", "record_id")}

@@ -10,6 +10,7 @@ from pyspark.sql import functions as F
 from udp_spark.config import BlockingKey, BlockingRule, BlockingSettings, LshSettings
 from udp_spark.matching.blocking import (
     BlockingConfigError,
+    block_cap,
     block_keys,
     candidate_pairs,
     check_blocking,
@@ -142,3 +143,36 @@ def test_an_e_mail_without_a_name_meets_the_names_it_spells(spark: SparkSession)
         BlockingRule(name="family", columns=("family_name_norm",)),)})
     assert {r["block"] for r in records.transform(block_keys(off)).collect()} == {
         "rule:family:ross", "rule:family:thomas"}
+
+
+def test_each_method_has_its_own_block_size_cap(spark: SparkSession) -> None:
+    """Four records share an e-mail, a family name and postcode, and the same LSH text: the
+    e-mail key capped at 3 and the LSH index capped at 3 expand nothing, the rule (the
+    global cap, 100) pairs all four; an LSH cap never exceeds the global one."""
+    rows = [(f"r{i}", "shop@x.com", None, None, "lee", "94107", "ann", "1 main st")
+            for i in range(4)]
+    settings = BlockingSettings(
+        keys=(BlockingKey(name="email", columns=("email_canonical",), max_block_size=3),),
+        replace_keys=True, email_names=False,
+        rules=(BlockingRule(name="fam_pc", columns=("family_name_norm", "postcode")),),
+        lsh=(LshSettings(name="text", columns=("given_name_norm", "street_norm"),
+                         max_block_size=3),),
+        max_block_size=100)
+    assert settings.block_caps() == {"key:email:": 3, "lsh:text:": 3}
+    assert settings.cap_of("lsh:text:2:-77") == 3 and settings.cap_of("rule:fam_pc:lee") == 100
+    keys = spark.createDataFrame(rows, SCHEMA).transform(block_keys(settings))
+    assert {r[0] for r in keys.select(_method_of("block")).collect()} == {
+        "key:email", "rule:fam_pc", "lsh:text"}
+    pairs = keys.transform(candidate_pairs(block_cap(settings)))
+    assert {(r[0], r[1], tuple(r[2])) for r in pairs.collect()} == {
+        (f"r{i}", f"r{j}", ("rule:fam_pc",)) for i in range(4) for j in range(i + 1, 4)}
+    big = oversized_blocks(keys, block_cap(settings)).select("method").distinct().collect()
+    assert sorted(r[0] for r in big) == ["key:email", "lsh:text"]
+    # the LSH default (20) is held to a smaller global cap
+    small = BlockingSettings(lsh=(LshSettings(),), max_block_size=10)
+    assert small.cap_of("lsh:name_address:0:1") == 10
+    assert BlockingSettings().cap_of("lsh:name_address:0:1") == 20
+
+
+def _method_of(c: str):
+    return F.regexp_extract(F.col(c), r"^([a-z]+:[a-z0-9_]+):", 1)

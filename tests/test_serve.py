@@ -299,9 +299,9 @@ def test_resolve_finds_the_customer_with_the_weights_udp_explain_gives(
     for r in _rows(s.path("silver", "block_keys"), ["block", "record_id"]):
         if not r["block"].startswith("lsh:"):
             members.setdefault(r["block"], set()).add(r["record_id"])
-    limit = s.ctx.cfg.matching.blocking.max_block_size
-    near = set().union(*(m for m in members.values()
-                         if query_id in m and len(m) <= limit))
+    cap = s.ctx.cfg.matching.blocking.cap_of
+    near = set().union(*(m for b, m in members.items()
+                         if query_id in m and len(m) <= cap(b)))
     by_customer: dict[str, list[str]] = {}
     for rid in near:
         by_customer.setdefault(xref[rid], []).append(rid)

@@ -2,14 +2,15 @@
 
 Every blocking method emits ``(record_id, block)`` rows, where ``block`` names the method and
 its key value. Records in the same block become candidate pairs, except in blocks larger than
-``max_block_size`` (a shop's generic phone, ``noemail@...``): those are reported by
-:func:`oversized_blocks` and not expanded. Pairs from all methods are unioned, each pair once
+their method's cap (:func:`block_cap`: ``max_block_size``, or a key's, rule's or LSH index's
+own; a shop's generic phone, ``noemail@...``, a band of a common street): those are reported
+by :func:`oversized_blocks` and not expanded. Pairs from all methods are unioned, each pair once
 (``record_id_l < record_id_r``), with the list of methods that proposed it.
 
 Example::
 
     keys = records.transform(block_keys(cfg.matching.blocking))
-    pairs = keys.transform(candidate_pairs(cfg.matching.blocking.max_block_size))
+    pairs = keys.transform(candidate_pairs(block_cap(cfg.matching.blocking)))
 """
 
 from __future__ import annotations
@@ -24,6 +25,17 @@ from udp_spark.config import BlockingSettings, LshSettings
 from udp_spark.matching.pairwise import EMAIL_NAME_KEY
 
 Transform = Callable[[DataFrame], DataFrame]
+#: a block-size cap: one number for every block, or a column over ``block`` (:func:`block_cap`)
+Cap = int | Column
+
+
+def block_cap(settings: BlockingSettings) -> Column:
+    """The largest size at which the ``block`` column's block is expanded into pairs: its
+    method's own cap (:meth:`BlockingSettings.block_caps`), else ``max_block_size``."""
+    cap = F.lit(settings.max_block_size)
+    for prefix, n in settings.block_caps().items():
+        cap = F.when(F.col("block").startswith(prefix), F.lit(n)).otherwise(cap)
+    return cap
 
 
 
@@ -168,12 +180,12 @@ def block_sizes(keys: DataFrame) -> DataFrame:
         "method", _method(F.col("block")))
 
 
-def oversized_blocks(keys: DataFrame, max_block_size: int) -> DataFrame:
+def oversized_blocks(keys: DataFrame, max_block_size: Cap) -> DataFrame:
     """Blocks too large to expand: shared placeholder values, generic numbers, common names."""
     return block_sizes(keys).filter(F.col("size") > max_block_size)
 
 
-def candidate_pairs(max_block_size: int) -> Transform:
+def candidate_pairs(max_block_size: Cap) -> Transform:
     """``(record_id, block)`` -> ``(record_id_l, record_id_r, methods)``, each pair once."""
 
     def transform(keys: DataFrame) -> DataFrame:
@@ -193,7 +205,7 @@ def candidate_pairs(max_block_size: int) -> Transform:
 #
 # The blocking index (``silver.block_keys``) holds ``(block, record_id, expanded)`` for every
 # record; ``expanded`` says whether the block was expanded into pairs when it last changed
-# (2 <= size <= max_block_size). When records change, only the blocks they leave or join
+# (2 <= size <= its cap). When records change, only the blocks they leave or join
 # change size; a pair can change only if one of its records changed, or if it lies in a
 # block whose ``expanded`` flipped (grown past the maximum, or shrunk below it). So the pairs
 # of the changed records and of the members of flipped blocks are computed again, against
@@ -201,7 +213,7 @@ def candidate_pairs(max_block_size: int) -> Transform:
 # record changed, this is the full blocking.
 
 
-def _expandable(size: Column, max_block_size: int) -> Column:
+def _expandable(size: Column, max_block_size: Cap) -> Column:
     return (size >= 2) & (size <= max_block_size)
 
 
@@ -217,7 +229,7 @@ def updated_index(index: DataFrame | None, changed: DataFrame, new_keys: DataFra
 
 
 def touched_blocks(index: DataFrame | None, changed: DataFrame, new_keys: DataFrame,
-                   after: DataFrame, max_block_size: int) -> DataFrame:
+                   after: DataFrame, max_block_size: Cap) -> DataFrame:
     """``(block, size, expanded, was_expanded)`` for every block a changed record left or
     joined: its size and status after the change and its status before."""
     blocks = new_keys.select("block")
@@ -244,7 +256,7 @@ def records_to_pair(changed: DataFrame, after: DataFrame, touched: DataFrame) ->
     return changed.select("record_id").unionByName(members).distinct()
 
 
-def pairs_of(records: DataFrame, after: DataFrame, max_block_size: int, *,
+def pairs_of(records: DataFrame, after: DataFrame, max_block_size: Cap, *,
              all_records: bool = False) -> DataFrame:
     """``(record_id_l, record_id_r, methods)`` of every pair with at least one end in
     ``records`` (``record_id``), from the expandable blocks of index ``after``.

@@ -13,6 +13,7 @@ from udp_spark import io
 from udp_spark.changes import changes_since, fingerprint, save_watermarks
 from udp_spark.faults import crash_point
 from udp_spark.matching.blocking import (
+    block_cap,
     block_keys,
     check_blocking,
     pairs_of,
@@ -74,7 +75,7 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
     ``full``), with the blocking index ``silver.block_keys``.
 
     A changed record's blocks are replaced in the index; the pairs of changed records and of
-    the members of blocks that crossed ``max_block_size`` are computed again against the
+    the members of blocks that crossed their size cap are computed again against the
     whole index, and those pairs that no longer exist are deleted. Pairs between unchanged
     records are never recomputed. Commits: pairs, then index, then the watermark.
     """
@@ -93,7 +94,7 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
         check_blocking(settings, records)
         run.input_versions[str(rec_ref)] = ch.version or 0
         n_records = records.count()
-        top = settings.max_block_size
+        top = block_cap(settings)
         if ch.empty:
             log.info("block: no record changed since the last run")
             run.metrics.update({"records_changed": 0.0, "full": 0.0})

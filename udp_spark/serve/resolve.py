@@ -291,6 +291,7 @@ class Resolver:
         self.blocking = BlockKeys.from_settings(cfg.matching.blocking)
         self.with_ids = identifier_columns(cfg.matching.identifiers)
         self.max_block = cfg.matching.blocking.max_block_size
+        self.block_caps = tuple(cfg.matching.blocking.block_caps().items())
         self.current = ResolverState()
         self._tables: dict[str, DeltaTable] = {}
         self._model: tuple[str, FSModel | None, str | None] | None = None  # version, model, why
@@ -572,12 +573,19 @@ class Resolver:
         return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()
                               ).hexdigest()
 
+    def _cap(self, block: str) -> int:
+        """The block stage's size cap of ``block`` (BlockingSettings.cap_of)."""
+        for prefix, cap in self.block_caps:
+            if block.startswith(prefix):
+                return cap
+        return self.max_block
+
     def candidates(self, state: ResolverState, record: Mapping[str, Any]) -> list[int]:
         """Rows sharing a block with ``record``, smallest blocks first, at most
         MAX_CANDIDATE_RECORDS."""
         # blocks the block stage would expand with one more record
         blocks = sorted((m for b in self.blocking.blocks(record)
-                         if len(m := state.by_block.get(b, ())) < self.max_block), key=len)
+                         if len(m := state.by_block.get(b, ())) < self._cap(b)), key=len)
         rows: dict[int, None] = {}
         for members in blocks:
             rows.update(dict.fromkeys(members))

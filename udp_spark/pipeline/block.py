@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from udp_spark import io
+from udp_spark import io, progress
 from udp_spark.changes import changes_since, fingerprint, save_watermarks
 from udp_spark.faults import crash_point
 from udp_spark.matching.blocking import (
@@ -95,6 +95,7 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
         run.input_versions[str(rec_ref)] = ch.version or 0
         n_records = records.count()
         top = block_cap(settings)
+        progress.step("changes read", rows=n_records)
         if ch.empty:
             log.info("block: no record changed since the last run")
             run.metrics.update({"records_changed": 0.0, "full": 0.0})
@@ -102,20 +103,39 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
             # the same metrics as a run that wrote pairs (`udp block` prints the ratio)
             return BlockReport(run.run_id, n_records, n_pairs, 0, [],
                                _pair_metrics(n_records, n_pairs), False)
+        index = None if ch.full else io.read_table(spark, index_ref)
         if ch.full:
             log.info("block: all records (%s)", ch.reason)
-            changed, old_index = records.select("record_id"), None
+            changed = records.select("record_id")
         else:
             changed = ch.keys("record_id").transform(io.checkpoint)
-            old_index = io.read_table(spark, index_ref).transform(io.checkpoint)
         new_keys = records.join(changed, "record_id", "left_semi").transform(
             block_keys(settings)).transform(io.checkpoint)
+        old_index = None
+        if index is not None:
+            # Every row of the blocks a changed record leaves or joins: the only blocks
+            # whose members or status can change, and all that the rest of the run reads.
+            blocks = new_keys.select("block").unionByName(
+                index.join(changed, "record_id", "left_semi").select("block")).distinct()
+            old_index = index.join(blocks, "block", "left_semi").transform(io.checkpoint)
+            progress.step("blocking index read")
         after = updated_index(old_index, changed, new_keys)
         touched = touched_blocks(old_index, changed, new_keys, after, top).transform(io.checkpoint)
         redo = changed if ch.full else records_to_pair(changed, after, touched).transform(
             io.checkpoint)
-        pairs = (_with_pair_hash(pairs_of(redo, after, top, all_records=ch.full), records)
+        pair_index = after
+        if index is not None:
+            # Members of a block whose status flipped pair again through all their blocks:
+            # those no changed record touched are as the index holds them.
+            others = (index.join(redo.join(changed, "record_id", "left_anti"), "record_id",
+                                 "left_semi").select("block")
+                      .join(touched.select("block"), "block", "left_anti").distinct())
+            pair_index = after.unionByName(
+                index.join(others, "block", "left_semi").select("block", "record_id"))
+        progress.step("blocks of the changed records")
+        pairs = (_with_pair_hash(pairs_of(redo, pair_index, top, all_records=ch.full), records)
                  .withColumn("_run_id", F.lit(run.run_id)).transform(io.checkpoint))
+        progress.step("pairs computed")
         retired = 0
         if ch.full:
             res = io.overwrite(pairs, pairs_ref)
@@ -135,6 +155,7 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
             written = res.metric("numTargetRowsInserted") + res.metric("numTargetRowsUpdated")
             retired = res.metric("numTargetRowsDeleted")
         run.output_versions[str(pairs_ref)] = res.version or 0
+        progress.step("candidate pairs written", rows=written)
         crash_point("block:after_candidate_pairs")
         # The index: every row of a touched block with its status now; rows of changed
         # records that left a block are deleted. Written after the pairs (see module doc of
@@ -149,6 +170,7 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
             io.merge_changes(rows.withColumn("_action", F.lit("upsert")).unionByName(
                 gone.withColumn("_action", F.lit("delete"))).transform(io.checkpoint),
                 index_ref, ["block", "record_id"], INDEX_COLUMNS, change_col="expanded")
+        progress.step("blocking index written")
         crash_point("block:after_block_keys")
         save_watermarks(run, {str(rec_ref): ch.version}, params=params)
 

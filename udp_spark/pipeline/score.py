@@ -8,7 +8,7 @@ from functools import reduce
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from udp_spark import io
+from udp_spark import io, progress
 from udp_spark.changes import changes_since, save_watermarks
 from udp_spark.faults import crash_point
 from udp_spark.matching.fellegi_sunter import FSModel
@@ -93,8 +93,10 @@ def run_score(ctx: StageContext, *, full: bool = False) -> dict[str, float]:
             log.info("score: no candidate pair changed since the last run")
             return {"pairs_scored": 0.0, "pairs_deleted": 0.0, "model_version": float(version),
                     "full": 0.0}
+        progress.step("model loaded, changes found")
         records = party_records(ctx)
         tf = frozen_tf_tables(ctx, records, model, label)
+        progress.step("term frequencies")
         if ch.full:
             log.info("score: every pair (%s)", ch.reason)
             todo = io.read_table(spark, pairs_ref, version=ch.version)
@@ -106,6 +108,7 @@ def run_score(ctx: StageContext, *, full: bool = False) -> dict[str, float]:
             # only the records of these pairs are read for the comparisons
             ids = todo.select(F.explode(F.array(*SCORE_KEYS)).alias("record_id")).distinct()
             records = records.join(ids, "record_id", "left_semi")
+            progress.step("changed pairs read")
         scored = score_pairs(records, todo.select(*SCORE_KEYS, "methods"), model,
                              checkpoint=True, tf=tf)
         out = scored.select(
@@ -126,6 +129,7 @@ def run_score(ctx: StageContext, *, full: bool = False) -> dict[str, float]:
             res = io.merge_changes(changes, scores_ref, list(SCORE_KEYS), columns)
             n_scored = res.metric("numTargetRowsInserted") + res.metric("numTargetRowsUpdated")
             deleted = res.metric("numTargetRowsDeleted")
+        progress.step("scores written", rows=n_scored)
         crash_point("score:after_match_scores")
         save_watermarks(run, {str(pairs_ref): ch.version}, params=label)
         run.row_counts.update({"silver.match_scores": n_scored, "scores_deleted": deleted})

@@ -93,6 +93,11 @@ def source_fingerprint(ctx: StageContext, source: SourceConfig) -> str:
         mode="json"))
 
 
+def _has_inserts(ch: Changes) -> bool:
+    assert ch.rows is not None
+    return not ch.rows.filter(F.col("_change_type") == "insert").isEmpty()
+
+
 def rows_to_standardize(bronze: DataFrame, source: SourceConfig, ch: Changes) -> DataFrame:
     """The bronze rows whose silver rows the changes ``ch`` affect.
 
@@ -155,7 +160,9 @@ def run_standardize(ctx: StageContext, sources: list[str] | None = None, *,
             if ch.version is not None:
                 run.input_versions[str(ref)] = ch.version
             done[str(ref)] = (ch.version, params)
-            if ch.empty:
+            # Rows deleted from bronze (an erasure, retention) were taken out of silver by
+            # the job that deleted them: only landed rows are standardized.
+            if ch.empty or (not ch.full and not _has_inserts(ch)):
                 unchanged.append(name)
                 continue
             if ch.full:

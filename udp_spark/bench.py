@@ -408,7 +408,10 @@ def main(argv: list[str] | None = None) -> None:
         leg_results: dict[str, Any] = {}
         for i in range(args.repeats):
             lake = Path(args.work) / f"lake-{size}-{i}"
-            run_data = Path(args.work) / f"data-{size}-run"
+            # A repetition's own folder: a kept lakehouse's bronze batch ids name its files
+            # by path, so its data stays where it was landed from (renamed, every file
+            # would be a new batch to the next run on it).
+            run_data = Path(args.work) / f"data-{size}-run-{i}"
             for d in (lake, run_data):
                 if d.exists():
                     shutil.rmtree(d)
@@ -440,12 +443,10 @@ def main(argv: list[str] | None = None) -> None:
                     sys.stderr.write(json.dumps({"size": size, "leg": leg,
                                                  **leg_results[leg]}, default=str) + "\n")
             if args.keep and i == 0:
-                for d in (lake, run_data):
-                    kept = d.with_name(d.name + "-kept")
-                    shutil.rmtree(kept, ignore_errors=True)
-                    d.rename(kept)
-            shutil.rmtree(lake, ignore_errors=True)
-            shutil.rmtree(run_data, ignore_errors=True)
+                sys.stderr.write(f"kept {lake} and its data {run_data}\n")
+            else:
+                shutil.rmtree(lake, ignore_errors=True)
+                shutil.rmtree(run_data, ignore_errors=True)
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         row = {"target_source_rows": size, "noise": args.noise,
                "party_records": report.party_records,

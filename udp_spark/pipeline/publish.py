@@ -353,6 +353,15 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
         if not is_full:
             scope = touched_customers(xref, ch_xref, ch_records, ch_inter,
                                       consent_touched).transform(io.checkpoint)
+            if ch_events.empty and scope.isEmpty():
+                log.info("publish: no customer changed since the last run")
+                save_watermarks(run, {ch.table: ch.version for ch in chs}, params=params,
+                                saved=marks)
+                customers = io.read_table(spark, lake.ref(GOLD_CUSTOMER_PROFILE)).count()
+                run.metrics.update({"full": 0.0, "customers": float(customers),
+                                    "as_of_yyyymmdd": float(as_of.strftime("%Y%m%d"))})
+                return PublishReport(run.run_id, as_of, customers, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                     full=False)
             everyone = records.join(xref.select("record_id", "customer_id"), "record_id")
             xref = xref.join(scope, "customer_id", "left_semi")
             ids = xref.select("record_id")

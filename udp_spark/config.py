@@ -285,9 +285,9 @@ class LshSettings(_Model):
     min_shingles: int = Field(default=6, ge=1)
     # A band is a similarity hint, not a shared value: one held by more records than this
     # is a shared street and city or a common name, not one person's typos. Measured at 1M
-    # source rows (docs/bench.md "Blocking"): bands over 20 records made 77% of all
-    # candidate pairs; without them pair completeness went from 0.845 to 0.840 and the
-    # linkable true pairs reachable through candidate pairs from 0.99975 to 0.99964.
+    # source rows (docs/bench.md "Blocking at 1M source rows"): bands over 20 records made
+    # 77% of all candidate pairs; without them pair completeness went from 0.845 to 0.840
+    # and the linkable true pairs reachable through candidate pairs from 0.99975 to 0.99964.
     max_block_size: int | None = Field(default=LSH_MAX_BLOCK_SIZE, ge=2, description=(
         "bands shared by more records are not expanded (null: blocking.max_block_size)"))
 
@@ -337,6 +337,11 @@ class BlockingSettings(_Model):
     max_block_size: int = Field(default=300, ge=2,
                                 description="keys shared by more records are reported, "
                                             "not expanded into pairs")
+    email_names: bool = Field(default=True, description="a record with an e-mail and no "
+                              "name meets the records whose full name the e-mail's local "
+                              "part spells (blocks key:email_name:<letters>; see the "
+                              "email_name comparison)")
+
     def block_caps(self) -> dict[str, int]:
         """Block prefix (``lsh:name_address:``) -> the largest block of that method expanded
         into pairs, for the methods whose cap is not ``max_block_size`` (an LSH index's cap
@@ -354,11 +359,6 @@ class BlockingSettings(_Model):
             if block.startswith(prefix):
                 return cap
         return self.max_block_size
-
-    email_names: bool = Field(default=True, description="a record with an e-mail and no "
-                              "name meets the records whose full name the e-mail's local "
-                              "part spells (blocks key:email_name:<letters>; see the "
-                              "email_name comparison)")
 
     @model_validator(mode="before")
     @classmethod

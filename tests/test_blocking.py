@@ -12,6 +12,7 @@ from udp_spark.matching.blocking import (
     BlockingConfigError,
     block_cap,
     block_keys,
+    block_sizes,
     candidate_pairs,
     check_blocking,
     oversized_blocks,
@@ -161,7 +162,7 @@ def test_each_method_has_its_own_block_size_cap(spark: SparkSession) -> None:
     assert settings.block_caps() == {"key:email:": 3, "lsh:text:": 3}
     assert settings.cap_of("lsh:text:2:-77") == 3 and settings.cap_of("rule:fam_pc:lee") == 100
     keys = spark.createDataFrame(rows, SCHEMA).transform(block_keys(settings))
-    assert {r[0] for r in keys.select(_method_of("block")).collect()} == {
+    assert {r[0] for r in block_sizes(keys).select("method").collect()} == {
         "key:email", "rule:fam_pc", "lsh:text"}
     pairs = keys.transform(candidate_pairs(block_cap(settings)))
     assert {(r[0], r[1], tuple(r[2])) for r in pairs.collect()} == {
@@ -172,7 +173,3 @@ def test_each_method_has_its_own_block_size_cap(spark: SparkSession) -> None:
     small = BlockingSettings(lsh=(LshSettings(),), max_block_size=10)
     assert small.cap_of("lsh:name_address:0:1") == 10
     assert BlockingSettings().cap_of("lsh:name_address:0:1") == 20
-
-
-def _method_of(c: str):
-    return F.regexp_extract(F.col(c), r"^([a-z]+:[a-z0-9_]+):", 1)

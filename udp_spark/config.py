@@ -352,10 +352,10 @@ class BlockingSettings(_Model):
                  for i in self.lsh if i.max_block_size}
         return {p: c for p, c in caps.items() if c != self.max_block_size}
 
-    def cap_of(self, block: str) -> int:
-        """The largest size at which ``block`` (``lsh:name_address:3:123``) is expanded."""
-        caps = self.block_caps()
-        for prefix, cap in caps.items():
+    def cap_of(self, block: str, caps: dict[str, int] | None = None) -> int:
+        """The largest size at which ``block`` (``lsh:name_address:3:123``) is expanded;
+        ``caps``: :meth:`block_caps`, computed once by a caller that asks for many blocks."""
+        for prefix, cap in (self.block_caps() if caps is None else caps).items():
             if block.startswith(prefix):
                 return cap
         return self.max_block_size

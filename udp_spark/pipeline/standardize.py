@@ -93,24 +93,24 @@ def source_fingerprint(ctx: StageContext, source: SourceConfig) -> str:
         mode="json"))
 
 
-def _has_inserts(ch: Changes) -> bool:
-    assert ch.rows is not None
-    return not ch.rows.filter(F.col("_change_type") == "insert").isEmpty()
-
-
-def rows_to_standardize(bronze: DataFrame, source: SourceConfig, ch: Changes) -> DataFrame:
-    """The bronze rows whose silver rows the changes ``ch`` affect.
+def rows_to_standardize(bronze: DataFrame, source: SourceConfig, ch: Changes
+                        ) -> DataFrame | None:
+    """The bronze rows whose silver rows the changes ``ch`` affect, or None when no row
+    was landed since the watermark.
 
     A full change set: all of bronze. Otherwise the rows landed since the watermark, plus
     every earlier row sharing a key with one of them (a record is the merge of all its rows:
     each field takes its latest non-null value), so the result equals standardizing all of
-    bronze, for the keys that changed.
+    bronze, for the keys that changed. Rows deleted from bronze (an erasure, retention) were
+    taken out of silver by the job that deleted them: only landed rows count.
     """
     if ch.full:
         return bronze
     assert ch.rows is not None
     new = ch.rows.filter(F.col("_change_type") == "insert").drop(*CDF_COLUMNS)
     batches = sorted(r[0] for r in new.select("_batch_id").distinct().collect())
+    if not batches:
+        return None
     hit = F.col("_batch_id").isin(*batches)
     out = bronze
     for i, key in enumerate(row_keys(source)):
@@ -160,15 +160,13 @@ def run_standardize(ctx: StageContext, sources: list[str] | None = None, *,
             if ch.version is not None:
                 run.input_versions[str(ref)] = ch.version
             done[str(ref)] = (ch.version, params)
-            # Rows deleted from bronze (an erasure, retention) were taken out of silver by
-            # the job that deleted them: only landed rows are standardized.
-            if ch.empty or (not ch.full and not _has_inserts(ch)):
+            bronze = None if ch.empty else rows_to_standardize(
+                io.read_table(spark, ref, version=ch.version), source, ch)
+            if bronze is None:
                 unchanged.append(name)
                 continue
             if ch.full:
                 full_sources.append(name)
-            bronze = rows_to_standardize(io.read_table(spark, ref, version=ch.version),
-                                         source, ch)
             if source.party is not None:
                 checked = bronze.transform(check_party(source, cfg.standardize)).persist(
                     StorageLevel.MEMORY_AND_DISK)

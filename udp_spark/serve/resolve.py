@@ -23,6 +23,7 @@ than a reload, and when a quarter of the loaded rows have been replaced since th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -290,8 +291,9 @@ class Resolver:
         self.refresh_seconds = refresh_seconds
         self.blocking = BlockKeys.from_settings(cfg.matching.blocking)
         self.with_ids = identifier_columns(cfg.matching.identifiers)
-        self.max_block = cfg.matching.blocking.max_block_size
-        self.block_caps = tuple(cfg.matching.blocking.block_caps().items())
+        # the block stage's size cap of a block (the caps computed once, not per request)
+        self.cap_of = functools.partial(cfg.matching.blocking.cap_of,
+                                        caps=cfg.matching.blocking.block_caps())
         self.current = ResolverState()
         self._tables: dict[str, DeltaTable] = {}
         self._model: tuple[str, FSModel | None, str | None] | None = None  # version, model, why
@@ -573,19 +575,12 @@ class Resolver:
         return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()
                               ).hexdigest()
 
-    def _cap(self, block: str) -> int:
-        """The block stage's size cap of ``block`` (BlockingSettings.cap_of)."""
-        for prefix, cap in self.block_caps:
-            if block.startswith(prefix):
-                return cap
-        return self.max_block
-
     def candidates(self, state: ResolverState, record: Mapping[str, Any]) -> list[int]:
         """Rows sharing a block with ``record``, smallest blocks first, at most
         MAX_CANDIDATE_RECORDS."""
         # blocks the block stage would expand with one more record
         blocks = sorted((m for b in self.blocking.blocks(record)
-                         if len(m := state.by_block.get(b, ())) < self._cap(b)), key=len)
+                         if len(m := state.by_block.get(b, ())) < self.cap_of(b)), key=len)
         rows: dict[int, None] = {}
         for members in blocks:
             rows.update(dict.fromkeys(members))

@@ -208,7 +208,8 @@ class Child:
         return _tree_rss_mib(self.proc.pid)
 
     def tail(self, lines: int = 15) -> str:
-        self._log.flush()
+        if not self._log.closed:  # after stop() the log file is closed and complete
+            self._log.flush()
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self, sig: int = signal.SIGINT, wait: float = 180.0) -> int | None:

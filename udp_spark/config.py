@@ -504,6 +504,11 @@ class MlflowSettings(_Model):
     tracking_uri: str = "sqlite:///mlflow.db"
     registry_uri: str | None = None
     experiment: str = "udp-spark-matcher"
+    artifact_location: str | None = Field(
+        default=None, description="where a new experiment keeps its runs' artifacts and "
+        "models; default: a folder mlruns beside a sqlite tracking file (the whole store in "
+        "one place, whatever the working directory), else the tracking server's default. "
+        "An existing experiment keeps the location it was created with")
     dfs_tmpdir: str | None = Field(default=None, description="where Spark ML models are "
                                    "written and read by the executors on their way to and "
                                    "from MLflow (a folder/URI every executor reaches); "

@@ -42,7 +42,7 @@ import phonenumbers
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from udp_spark import io
+from udp_spark import io, progress
 from udp_spark.audit import new_run_id
 from udp_spark.config import SourceConfig
 from udp_spark.faults import crash_point
@@ -187,7 +187,10 @@ def _delete(ctx: StageContext, report: ErasureReport, t: tuple[str, str] | Table
         with _REPORT_LOCK:
             report.rows_removed.setdefault(str(ref), 0)
         return
+    started = time.perf_counter()
     res = io.merge_delete(keys, ref, on)
+    log.info("erase: %s: %d rows deleted in %.1fs", ref, res.metric("numTargetRowsDeleted"),
+             time.perf_counter() - started)
     with _REPORT_LOCK:  # deletes of different tables run in parallel threads
         report.rows_removed[str(ref)] = report.rows_removed.get(str(ref), 0) + res.metric(
             "numTargetRowsDeleted")
@@ -281,6 +284,7 @@ def _erase(ctx: StageContext, subject_type: str, value: str, request_id: str,
     with audited_run(ctx, "erase") as run, io.commit_metadata(
             spark, {"run_id": run.run_id, "stage": "erase", "request_id": request_id}):
         rids, custs = _subject_records(ctx, subject_type, value)
+        progress.step("subject found")
         # what earlier, unfinished requests for this subject were erasing, then this
         # request's ids recorded before anything is deleted
         earlier = _unfinished(ctx, subject_hash, request_id)
@@ -308,6 +312,7 @@ def _erase(ctx: StageContext, subject_type: str, value: str, request_id: str,
                                    request_id=request_id)
             io.merge_upsert(sup, lake.ref(PRIVACY_SUPPRESSIONS), ["hash"], change_col=None,
                             insert_only=True)
+        progress.step("suppression list written")
 
         ids_df = spark.createDataFrame([(r,) for r in rids], "record_id string")
         workers = cfg.privacy.erasure.parallel_deletes
@@ -333,6 +338,7 @@ def _erase(ctx: StageContext, subject_type: str, value: str, request_id: str,
 
         raw_texts: set[str] = set().union(*io.in_parallel(
             [partial(bronze_delete, n, s) for n, s in sorted(cfg.sources.items())], workers))
+        progress.step("bronze deleted")
 
         # silver, and the consent ledger: what to delete first (the quarantine scan needs
         # the interaction ids and raw texts), then every table's delete at once
@@ -376,6 +382,7 @@ def _erase(ctx: StageContext, subject_type: str, value: str, request_id: str,
             deletes.append((ref, ce.filter(subj), ["event_id"]))
         io.in_parallel([partial(_delete, ctx, report, t, rows, on) for t, rows, on in deletes],
                        workers)
+        progress.step("silver deleted")
         # audit rows that quote a value in an error message
         ref, runs = _table(ctx, AUDIT_RUNS)
         if runs is not None and values:
@@ -389,11 +396,13 @@ def _erase(ctx: StageContext, subject_type: str, value: str, request_id: str,
         # a request cut short finds the subject again as it was; after, by the ids above.
         _delete(ctx, report, SILVER_PARTY_RECORDS, mine, ["record_id"])
         crash_point("erase:after_party_records")
+        progress.step("party records deleted")
 
         # 4. the change-driven stages take the deletes in (resolve re-clusters what the
         # records held together), so that no stage's watermark is left behind the versions
         # the purge below removes the change data of
         catch_up(ctx)
+        progress.step("stages caught up")
         if whole_person and custs:
             gold: list[Callable[[], None]] = []
             for t, key in ((GOLD_IDENTITY_XREF, ["record_id"]),
@@ -414,6 +423,7 @@ def _erase(ctx: StageContext, subject_type: str, value: str, request_id: str,
                            if "related_customer_id" in df.columns else F.lit(False))))
                 gold.append(partial(_delete, ctx, report, ref, sel, key))
             io.in_parallel(gold, workers)
+            progress.step("gold deleted")
         elif rids:
             # one record: the customer stays; its history rows built from that record go
             ref, hist = _table(ctx, GOLD_CUSTOMER_PROFILE_HISTORY)
@@ -427,10 +437,12 @@ def _erase(ctx: StageContext, subject_type: str, value: str, request_id: str,
             from udp_spark.pipeline.publish import run_publish
 
             run_publish(ctx)
+            progress.step("published")
         # 5. purge earlier versions of every table
         report.files_purged.update(io.vacuum_all(
             spark, lakehouse_tables(ctx), cfg.privacy.erasure.vacuum_retain_hours,
             purge_deletion_vectors=True, workers=cfg.privacy.erasure.parallel_purge))
+        progress.step("earlier versions purged")
         # Spark's own checkpoint files hold copies of intermediate rows: remove the files,
         # keep the folders (the session's checkpoint directory stays usable)
         ckpt = Path(checkpoint_dir(cfg).removeprefix("file:"))

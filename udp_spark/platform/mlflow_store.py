@@ -23,6 +23,7 @@ import mlflow
 import mlflow.pyfunc
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from udp_spark.config import MlflowSettings
 from udp_spark.faults import crash_point
@@ -107,8 +108,28 @@ def configure(settings: MlflowSettings) -> None:
     mlflow.set_tracking_uri(settings.tracking_uri)
     if settings.registry_uri:
         mlflow.set_registry_uri(settings.registry_uri)
+    client = MlflowClient()
+    if client.get_experiment_by_name(settings.experiment) is None:
+        try:
+            client.create_experiment(settings.experiment,
+                                     artifact_location=artifact_location(settings))
+        except MlflowException as exc:  # another process created it meanwhile
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
     experiment = mlflow.set_experiment(settings.experiment)
     close_abandoned_runs(experiment.experiment_id)
+
+
+def artifact_location(settings: MlflowSettings) -> str | None:
+    """Where a new experiment's artifacts go: the configured location, else ``mlruns``
+    beside a SQLite tracking file (MLflow's own default is ``./mlruns`` of whatever the
+    working directory is, which splits one store over two places), else the server's."""
+    if settings.artifact_location:
+        return settings.artifact_location
+    if settings.tracking_uri.startswith("sqlite:///"):
+        db = Path(settings.tracking_uri.removeprefix("sqlite:///"))
+        return str(db.resolve().parent / "mlruns")
+    return None
 
 
 def _process_tags() -> dict[str, str]:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 
+from udp_spark.bench import MemorySampler, _tree_memory_kb
 from udp_spark.bench_legs import (
     commit_phases,
     delta_commits,
@@ -54,3 +59,29 @@ def test_latency_summary_nearest_rank() -> None:
     assert s == {"n": 3, "p50_s": 20.0, "p95_s": 30.0, "max_s": 30.0}
     s = latency_summary(float(x) for x in range(1, 21))
     assert (s["p50_s"], s["p95_s"], s["max_s"]) == (10.0, 19.0, 20.0)
+
+
+def test_tree_memory_counts_the_pages_forked_processes_share_once() -> None:
+    """PySpark's Python workers are forked from one daemon: an RSS sum over the tree counts
+    the pages they share once per process, PSS once in all."""
+    code = ("import os, sys, time\n"
+            "buf = b'x' * (200 * 2**20)\n"  # 200 MiB written by the parent
+            "for _ in range(3):\n"
+            "    if os.fork() == 0:\n"
+            "        time.sleep(60); os._exit(0)\n"
+            "print('ready', flush=True); time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        time.sleep(0.5)  # the forks have started
+        rss, pss = (kb / 1024 for kb in _tree_memory_kb(proc.pid))
+        sampler = MemorySampler(proc.pid, interval=0.1)
+        sampler.phase("held")
+        sampler.stop()
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert rss > 4 * 190, rss  # four processes map the 200 MiB
+    assert 190 < pss < 300, pss  # held once
+    assert 190 < sampler.phase_pss_mib["held"] < 300 and sampler.peak_rss_mib > 4 * 190

@@ -85,11 +85,16 @@ def test_blocks_crossing_their_cap_match_a_full_run(spark: SparkSession, tmp_pat
     assert report.pairs_retired == 3
     _same_as_full(spark, ctx, tmp_path / "full1")
 
-    # f4 leaves: the block is expanded again
+    # f4 leaves (an erasure deletes the record and leaves the rest to block): its index
+    # rows go and the block is expanded again
+    f4_rows = {r for r in _index(ctx) if r[1] == "f4"}
+    assert f4_rows
     io.delta_table(spark, ctx.lakehouse.ref(SILVER_PARTY_RECORDS)).delete(
         F.col("record_id") == "f4")
     report = run_block(ctx)
     assert not report.full and report.pairs_written == 3
+    assert report.index_rows_retired == len(f4_rows)
+    assert not {r for r in _index(ctx) if r[1] == "f4"}
     assert _pairs(ctx) == three
     _same_as_full(spark, ctx, tmp_path / "full2")
 

@@ -40,50 +40,95 @@ from typing import Any
 ROWS_PER_PERSON = 12.26  # source rows per generated person at default settings (measured)
 
 
-def _tree_rss_kb(root_pid: int) -> int:
-    """Resident memory of a process and all its descendants (Linux /proc)."""
+def _tree_memory_kb(root_pid: int) -> tuple[int, int]:
+    """``(rss, pss)`` of a process and all its descendants, in kB (Linux /proc).
+
+    RSS counts a page shared by several processes once in each: PySpark's Python workers are
+    forked from one daemon and share most of its pages, so an RSS sum over the tree counts
+    them once per worker alive at that moment (which varies from run to run). PSS divides
+    each shared page among its sharers: its sum is what the tree holds.
+    """
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
-            with open(f"/proc/{entry.name}/status") as fh:
-                status = fh.read()
-        except OSError:
+            with open(f"/proc/{entry.name}/stat") as fh:
+                # pid (comm) state ppid ...: comm may hold spaces, ppid follows its ')'
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
             continue
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        pid, ppid = int(entry.name), int(fields.get("PPid", "0").strip() or 0)
-        children.setdefault(ppid, []).append(pid)
-        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0]) if "VmRSS" in fields else 0
-    total, stack = 0, [root_pid]
+        children.setdefault(ppid, []).append(int(entry.name))
+    rss = pss = 0
+    stack = [root_pid]
     while stack:
         pid = stack.pop()
-        total += rss.get(pid, 0)
         stack.extend(children.get(pid, []))
-    return total
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as fh:
+                fields = dict(line.split(":", 1) for line in fh if ":" in line)
+        except OSError:
+            continue  # gone meanwhile (a Python worker ending)
+        rss += int(fields.get("Rss", "0 kB").split()[0])
+        pss += int(fields.get("Pss", "0 kB").split()[0])
+    return rss, pss
 
 
-def _run_measured(cmd: list[str], env: dict[str, str]) -> tuple[dict[str, Any], float]:
-    """Run ``cmd``; return its JSON result (last stdout line) and peak tree RSS in MiB."""
+class MemorySampler:
+    """Peak memory of a process tree, sampled every ``interval`` seconds on a thread, overall
+    and per phase (:meth:`phase` names the phase the next samples belong to); MiB."""
+
+    def __init__(self, pid: int, interval: float = 0.5) -> None:
+        self.pid, self.interval = pid, interval
+        self.peak_rss_mib = self.peak_pss_mib = 0.0
+        self.phase_pss_mib: dict[str, float] = {}
+        self._phase: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def phase(self, name: str | None) -> None:
+        self._phase = name
+        if name is not None:
+            self.sample()
+
+    def sample(self) -> None:
+        rss, pss = (kb / 1024 for kb in _tree_memory_kb(self.pid))
+        self.peak_rss_mib, self.peak_pss_mib = max(self.peak_rss_mib, rss), max(
+            self.peak_pss_mib, pss)
+        if self._phase is not None:
+            self.phase_pss_mib[self._phase] = max(self.phase_pss_mib.get(self._phase, 0.0),
+                                                  pss)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclasses.dataclass(frozen=True)
+class Peak:
+    """A child's peak memory (MiB): ``pss`` what its process tree held, ``rss`` the sum of
+    its processes' resident sets (counts shared pages once per process; earlier benches)."""
+
+    pss: float
+    rss: float
+
+
+def _run_measured(cmd: list[str], env: dict[str, str]) -> tuple[dict[str, Any], Peak]:
+    """Run ``cmd``; return its JSON result (last stdout line) and its tree's peak memory."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, text=True)
-    peak = 0
-    stop = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not stop.is_set():
-            peak = max(peak, _tree_rss_kb(proc.pid))
-            stop.wait(0.5)
-
-    t = threading.Thread(target=sample, daemon=True)
-    t.start()
+    sampler = MemorySampler(proc.pid)
     out, _ = proc.communicate()
-    stop.set()
-    t.join()
+    sampler.stop()
     if proc.returncode != 0:
         raise SystemExit(f"benchmark step failed ({proc.returncode}): {' '.join(cmd)}")
-    return json.loads(out.strip().splitlines()[-1]), peak / 1024
+    return json.loads(out.strip().splitlines()[-1]), Peak(round(sampler.peak_pss_mib),
+                                                          round(sampler.peak_rss_mib))
 
 
 def _pipeline_once(data_dir: str, lakehouse: str, stages: str) -> None:
@@ -112,9 +157,17 @@ def _pipeline_once(data_dir: str, lakehouse: str, stages: str) -> None:
     timings["spark_start"] = time.perf_counter() - t0
     ctx = StageContext(spark, cfg)
 
+    # Each stage's peak memory (PSS of this process tree: the driver's Python, its JVM and
+    # the Python workers); the JVM's heap only grows within a run, so a later stage's peak
+    # includes what an earlier one left the heap at.
+    memory = MemorySampler(os.getpid())
+
     def timed(stage: str, fn: Any, *args: Any) -> Any:
         t0 = time.perf_counter()
+        memory.phase(stage)
         out = fn(ctx, *args)
+        memory.sample()
+        memory.phase(None)
         timings[stage] = time.perf_counter() - t0
         return out
 
@@ -154,6 +207,8 @@ def _pipeline_once(data_dir: str, lakehouse: str, stages: str) -> None:
             result["incremental"] = id_churn(before, io.read_table(spark, xref))
             result["incremental_publish"] = dataclasses.asdict(
                 timed("incremental_publish", run_publish))
+    memory.stop()
+    result["stage_peak_pss_mib"] = {k: round(v) for k, v in memory.phase_pss_mib.items()}
     spark.stop()
     sys.stdout.write(json.dumps(result, default=str) + "\n")
 
@@ -249,6 +304,8 @@ def identity_comparison(runs: list[dict[str, float]], extras: list[dict[str, Any
         if ta and tb:
             ratios[f"{a}/{b}"] = {k: round(ta[k] / tb[k], 2) if tb[k] else None for k in keys}
     return {"engines": engines, "ratios": ratios,
+            "splink_peak_pss_mib": [e["splink"].get("peak_pss_mib") for e in extras
+                                    if "splink" in e],
             "splink_peak_rss_mib": [e["splink"]["peak_rss_mib"] for e in extras
                                     if "splink" in e]}
 
@@ -311,11 +368,11 @@ def format_legs(legs: dict[str, Any]) -> str:
             if "start_to_first_batch_s" in r:
                 out.append(f"  stream: start to first (no-op) micro-batch "
                            f"{r['start_to_first_batch_s']} s, peak memory "
-                           f"{r.get('stream_peak_rss_mib')} MiB\n")
+                           f"{r.get('stream_peak_pss_mib')} MiB\n")
             if "error" in r:
                 out.append(f"  stream: failed: {str(r['error']).splitlines()[0]}\n")
         elif name == "api":
-            out.append(f"  api: started in {r.get('startup_s')} s, {r.get('server_peak_rss_mib')}"
+            out.append(f"  api: started in {r.get('startup_s')} s, {r.get('server_peak_pss_mib')}"
                        f" MiB peak; {r.get('rate_per_s')} req/s for {r.get('seconds_per_load')} s"
                        f" each, {r.get('note')}\n")
             for k in ("lookup_by_id", "lookup_by_email", "resolve"):
@@ -403,7 +460,7 @@ def main(argv: list[str] | None = None) -> None:
                           noise=args.noise)
         gen_s = time.perf_counter() - t0
         runs: list[dict[str, float]] = []
-        peaks: list[float] = []
+        peaks: list[Peak] = []
         extras: list[dict[str, Any]] = []
         leg_results: dict[str, Any] = {}
         for i in range(args.repeats):
@@ -431,10 +488,12 @@ def main(argv: list[str] | None = None) -> None:
                     [sys.executable, "-m", "udp_spark.bench", "--_splink", str(run_data),
                      str(lake), str(result["party_records_version"]), splink],
                     dict(os.environ))
-                extras[-1]["splink"] = {**splink_result, "peak_rss_mib": round(splink_peak)}
+                extras[-1]["splink"] = {**splink_result, "peak_pss_mib": splink_peak.pss,
+                                        "peak_rss_mib": splink_peak.rss}
             # Each repetition as it ends, so a long run stopped early still reports something.
-            sys.stderr.write(json.dumps({"size": size, "repeat": i, "peak_rss_mib": round(peak),
-                                         **extras[-1]}, default=str) + "\n")
+            sys.stderr.write(json.dumps({"size": size, "repeat": i, "peak_pss_mib": peak.pss,
+                                         "peak_rss_mib": peak.rss, **extras[-1]},
+                                        default=str) + "\n")
             if i == 0:
                 for leg in legs:  # in LEG_ORDER: the erasure last, it changes the lakehouse
                     leg_results[leg] = run_leg(leg, run_data, lake,
@@ -453,8 +512,12 @@ def main(argv: list[str] | None = None) -> None:
                "source_rows": report.source_rows, "people": report.people,
                "generate_s": round(gen_s, 1), "repeats": args.repeats,
                "median_s": {k: round(v, 1) for k, v in med.items()},
-               "all_runs_s": runs, "peak_rss_mib_median": round(statistics.median(peaks)),
-               "peak_rss_mib_all": [round(p) for p in peaks],
+               "all_runs_s": runs,
+               "peak_pss_mib_median": round(statistics.median(p.pss for p in peaks)),
+               "peak_pss_mib_all": [p.pss for p in peaks],
+               "peak_rss_mib_median": round(statistics.median(p.rss for p in peaks)),
+               "peak_rss_mib_all": [p.rss for p in peaks],
+               "stage_peak_pss_mib": [e.get("stage_peak_pss_mib") for e in extras],
                "source_rows_per_s_ingest_standardize": round(
                    report.source_rows / (med["ingest"] + med["standardize"])),
                "accuracy": extras[0].get("accuracy"),
@@ -478,9 +541,12 @@ def main(argv: list[str] | None = None) -> None:
         m = r["median_s"]
         sys.stdout.write(f"\n{r['source_rows']:,} source rows, {r['party_records']:,} party "
                          f"records, noise {r['noise']}: median of {r['repeats']}, peak memory "
-                         f"{r['peak_rss_mib_median']:,} MiB (process tree)\n")
+                         f"{r['peak_pss_mib_median']:,} MiB (process tree's PSS; RSS summed "
+                         f"over its processes {r['peak_rss_mib_median']:,} MiB)\n")
+        stage_mem = r["stage_peak_pss_mib"][0] or {}
         for stage, secs in m.items():
-            sys.stdout.write(f"  {stage:26s} {secs:8.1f} s\n")
+            mem = f"  peak {stage_mem[stage]:,} MiB" if stage in stage_mem else ""
+            sys.stdout.write(f"  {stage:26s} {secs:8.1f} s{mem}\n")
         if not r["repeats_agree"]:
             sys.stdout.write("  WARNING: the repetitions' results differ (see the JSON)\n")
         acc = r.get("accuracy") or {}

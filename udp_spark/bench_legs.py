@@ -161,10 +161,10 @@ def latency_summary(seconds: Iterable[float | None]) -> dict[str, Any]:
 
 # --- processes ---------------------------------------------------------------------------
 
-def _tree_rss_mib(pid: int) -> float:
-    from udp_spark.bench import _tree_rss_kb
+def _tree_pss_mib(pid: int) -> float:
+    from udp_spark.bench import _tree_memory_kb
 
-    return _tree_rss_kb(pid) / 1024
+    return _tree_memory_kb(pid)[1] / 1024
 
 
 def udp_command(command: str, data: Path, lake: Path, *args: str) -> list[str]:
@@ -195,17 +195,17 @@ class Child:
         self.proc = subprocess.Popen(
             cmd, env=env, cwd=REPO, stdout=subprocess.PIPE if stdout_pipe else self._log,
             stderr=self._log, start_new_session=True, text=stdout_pipe or None)
-        self.peak_rss_mib = 0.0
-        self._stop = threading.Event()
-        threading.Thread(target=self._sample, daemon=True).start()
+        from udp_spark.bench import MemorySampler
 
-    def _sample(self) -> None:
-        while not self._stop.is_set() and self.proc.poll() is None:
-            self.peak_rss_mib = max(self.peak_rss_mib, _tree_rss_mib(self.proc.pid))
-            self._stop.wait(1.0)
+        self.memory = MemorySampler(self.proc.pid, interval=1.0)
 
-    def rss_mib(self) -> float:
-        return _tree_rss_mib(self.proc.pid)
+    @property
+    def peak_pss_mib(self) -> float:
+        """Peak memory of its process tree (PSS: see ``udp_spark.bench._tree_memory_kb``)."""
+        return self.memory.peak_pss_mib
+
+    def pss_mib(self) -> float:
+        return _tree_pss_mib(self.proc.pid)
 
     def tail(self, lines: int = 15) -> str:
         if not self._log.closed:  # after stop() the log file is closed and complete
@@ -221,7 +221,7 @@ class Child:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(30)
-        self._stop.set()
+        self.memory.stop()
         self._log.close()
         return self.proc.returncode
 
@@ -431,9 +431,9 @@ def stream_leg(data: Path, lake: Path, work: Path, landings: int = 10,
                                                      if r["rows"] == n)
                              for n in STREAM_BATCH_SIZES}
     finally:
-        rss = child.peak_rss_mib
+        peak = child.peak_pss_mib
         rc = child.stop(signal.SIGINT)
-        result.update(stream_exit=rc, stream_peak_rss_mib=round(rss),
+        result.update(stream_exit=rc, stream_peak_pss_mib=round(peak),
                       log=str(child.log))
         shutil.rmtree(feed.staging, ignore_errors=True)
     return result
@@ -529,7 +529,7 @@ def api_leg(data: Path, lake: Path, work: Path, rate: float = 200.0,
         if up is None:
             raise RuntimeError(f"udp serve did not answer /health in 900 s:\n{child.tail()}")
         result["startup_s"] = round(up - child.started, 1)
-        result["rss_after_start_mib"] = round(child.rss_mib())
+        result["pss_after_start_mib"] = round(child.pss_mib())
         health = httpx.get(base + "/health", timeout=5).json()
         result["table_versions"] = health.get("tables")
 
@@ -547,7 +547,7 @@ def api_leg(data: Path, lake: Path, work: Path, rate: float = 200.0,
         for name, paths in (("lookup_by_id", by_id), ("lookup_by_email", by_email)):
             result[name] = asdict(run_load(base, support_key, paths, rate=rate,
                                            seconds=seconds))
-        result["rss_after_lookups_mib"] = round(child.rss_mib())
+        result["pss_after_lookups_mib"] = round(child.pss_mib())
 
         spec = httpx.get(base + "/openapi.json", timeout=10).json()
         path = next((p for p, ops in spec.get("paths", {}).items()
@@ -587,9 +587,9 @@ def api_leg(data: Path, lake: Path, work: Path, rate: float = 200.0,
                                      **asdict(run_load(base, all_key, [path], rate=rate,
                                                        seconds=seconds, method="POST",
                                                        bodies=bodies))}
-                result["rss_after_resolve_mib"] = round(child.rss_mib())
+                result["pss_after_resolve_mib"] = round(child.pss_mib())
     finally:
-        result["server_peak_rss_mib"] = round(child.peak_rss_mib)
+        result["server_peak_pss_mib"] = round(child.peak_pss_mib)
         result["server_exit"] = child.stop(signal.SIGINT, wait=30)
         result["log"] = str(child.log)
     return result

@@ -11,6 +11,7 @@ import functools
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -504,17 +505,21 @@ def _vacuum_settings(spark: SparkSession, retain_hours: float) -> Iterator[None]
 
 def _vacuum_one(spark: SparkSession, ref: TableRef, retain_hours: float,
                 purge_deletion_vectors: bool) -> int:
+    started = time.perf_counter()
     dt = delta_table(spark, ref)
     if purge_deletion_vectors:
         props = dt.detail().select("properties").first()
         if props and (props[0] or {}).get("delta.enableDeletionVectors") == "true":
             target = f"delta.`{ref.path}`" if ref.path else ref.name
             spark.sql(f"REORG TABLE {target} APPLY (PURGE)")
+    reorg = time.perf_counter() - started
     dt.vacuum(retain_hours)
     last = dt.history(1).select("operation", "operationMetrics").first()
-    if last is None or last["operation"] != "VACUUM END":
-        return 0
-    return int((last["operationMetrics"] or {}).get("numDeletedFiles", 0))
+    n = (int((last["operationMetrics"] or {}).get("numDeletedFiles", 0))
+         if last is not None and last["operation"] == "VACUUM END" else 0)
+    log.info("%s: %d files vacuumed in %.1fs (purge of deletion vectors %.1fs)", ref, n,
+             time.perf_counter() - started, reorg)
+    return n
 
 
 def vacuum(spark: SparkSession, ref: TableRef, retain_hours: float, *,

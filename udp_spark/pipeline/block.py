@@ -44,6 +44,7 @@ class BlockReport:
     records_changed: int = 0
     pairs_written: int = 0  # pairs inserted or rewritten by this run
     pairs_retired: int = 0
+    index_rows_retired: int = 0  # blocking index rows of records that left a block
 
 
 def _pair_metrics(n_records: int, n_pairs: int) -> dict[str, float]:
@@ -161,15 +162,18 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
         # records that left a block are deleted. Written after the pairs (see module doc of
         # udp_spark.changes): a run that dies in between recomputes the same pairs.
         rows = after.join(touched.select("block", "expanded"), "block").select(*INDEX_COLUMNS)
+        index_retired = 0
         if ch.full:
             io.overwrite(rows, index_ref)
         else:
             assert old_index is not None
             gone = (old_index.join(changed, "record_id", "left_semi")
                     .join(after, ["block", "record_id"], "left_anti").select(*INDEX_COLUMNS))
-            io.merge_changes(rows.withColumn("_action", F.lit("upsert")).unionByName(
-                gone.withColumn("_action", F.lit("delete"))).transform(io.checkpoint),
-                index_ref, ["block", "record_id"], INDEX_COLUMNS, change_col="expanded")
+            index_retired = io.merge_changes(
+                rows.withColumn("_action", F.lit("upsert")).unionByName(
+                    gone.withColumn("_action", F.lit("delete"))).transform(io.checkpoint),
+                index_ref, ["block", "record_id"], INDEX_COLUMNS, change_col="expanded",
+            ).metric("numTargetRowsDeleted")
         progress.step("blocking index written")
         crash_point("block:after_block_keys")
         save_watermarks(run, {str(rec_ref): ch.version}, params=params)
@@ -187,4 +191,4 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
                                "pairs_retired": retired, "records_changed": n_changed})
         return BlockReport(run.run_id, n_records, n_pairs, int(largest or 0),
                            [(r["block"], int(r["size"])) for r in big], metrics, ch.full,
-                           n_changed, written, retired)
+                           n_changed, written, retired, index_retired)

@@ -47,6 +47,7 @@ from udp_spark.audit import new_run_id
 from udp_spark.config import SourceConfig
 from udp_spark.faults import crash_point
 from udp_spark.lease import PIPELINE, Lease
+from udp_spark.pipeline.block import BlockReport
 from udp_spark.pipeline.context import StageContext, audited_run, checkpoint_dir
 from udp_spark.pipeline.maintain import lakehouse_tables
 from udp_spark.privacy.erasure import (
@@ -356,16 +357,15 @@ def _erase(ctx: StageContext, subject_type: str, value: str, request_id: str,
                                       | contains_any(F.col("raw_row"), needles)
                                       | contains_any(F.col("raw_value"), needles))
             deletes.append((q_ref, hit_q, ["quarantine_id"]))
+        # Candidate pairs, scores and the blocking index are left to the catch-up below:
+        # block retires the records' index rows and pairs (it must see the blocks they
+        # leave, or a block falling back under its size cap would not be expanded), score
+        # their scores. Labels are no stage's output: deleted here.
         either = (F.col("record_id_l").isin(*rids) | F.col("record_id_r").isin(*rids)
                   ) if rids else F.lit(False)
-        for t, key in ((SILVER_CANDIDATE_PAIRS, ["record_id_l", "record_id_r"]),
-                       (SILVER_MATCH_SCORES, ["record_id_l", "record_id_r"]),
-                       (SILVER_MATCH_LABELS, ["record_id_l", "record_id_r", "label_source"])):
-            ref, df = _table(ctx, t)
-            deletes.append((ref, None if df is None else df.filter(either), key))
-        ref, bk = _table(ctx, SILVER_BLOCK_KEYS)
-        deletes.append((ref, None if bk is None else bk.join(ids_df, "record_id", "left_semi"),
-                        ["block", "record_id"]))
+        ref, labels = _table(ctx, SILVER_MATCH_LABELS)
+        deletes.append((ref, None if labels is None else labels.filter(either),
+                        ["record_id_l", "record_id_r", "label_source"]))
         # term frequencies: the values only this subject held
         ref, tf = _table(ctx, SILVER_MATCH_TERM_FREQUENCIES)
         if tf is not None and values:
@@ -401,7 +401,14 @@ def _erase(ctx: StageContext, subject_type: str, value: str, request_id: str,
         # 4. the change-driven stages take the deletes in (resolve re-clusters what the
         # records held together), so that no stage's watermark is left behind the versions
         # the purge below removes the change data of
-        catch_up(ctx)
+        caught = catch_up(ctx)
+        block, scored = caught.get(SILVER_CANDIDATE_PAIRS), caught.get(SILVER_MATCH_SCORES)
+        if isinstance(block, BlockReport):
+            report.rows_removed[str(lake.ref(SILVER_CANDIDATE_PAIRS))] = block.pairs_retired
+            report.rows_removed[str(lake.ref(SILVER_BLOCK_KEYS))] = block.index_rows_retired
+        if isinstance(scored, dict):
+            report.rows_removed[str(lake.ref(SILVER_MATCH_SCORES))] = int(
+                scored.get("pairs_deleted", 0))
         progress.step("stages caught up")
         if whole_person and custs:
             gold: list[Callable[[], None]] = []
@@ -459,9 +466,10 @@ def _erase(ctx: StageContext, subject_type: str, value: str, request_id: str,
         return report
 
 
-def catch_up(ctx: StageContext) -> None:
+def catch_up(ctx: StageContext) -> dict[tuple[str, str], object]:
     """Run standardize, block, score, resolve and publish on what changed (each where its
-    output exists), before a purge removes the change data their watermarks point into."""
+    output exists), before a purge removes the change data their watermarks point into.
+    Returns each stage's report by its output table."""
     from udp_spark.pipeline.block import run_block
     from udp_spark.pipeline.publish import run_publish
     from udp_spark.pipeline.resolve import run_resolve
@@ -469,11 +477,12 @@ def catch_up(ctx: StageContext) -> None:
     from udp_spark.pipeline.standardize import run_standardize
 
     lake, spark = ctx.lakehouse, ctx.spark
-    for table, stage in ((SILVER_PARTY_RECORDS, run_standardize),
-                         (SILVER_CANDIDATE_PAIRS, run_block), (SILVER_MATCH_SCORES, run_score),
-                         (GOLD_IDENTITY_XREF, run_resolve), (GOLD_CUSTOMER_PROFILE, run_publish)):
-        if io.table_exists(spark, lake.ref(table)):
-            stage(ctx)
+    stages: tuple[tuple[tuple[str, str], Callable[[StageContext], object]], ...] = (
+        (SILVER_PARTY_RECORDS, run_standardize), (SILVER_CANDIDATE_PAIRS, run_block),
+        (SILVER_MATCH_SCORES, run_score), (GOLD_IDENTITY_XREF, run_resolve),
+        (GOLD_CUSTOMER_PROFILE, run_publish))
+    return {table: stage(ctx) for table, stage in stages
+            if io.table_exists(spark, lake.ref(table))}
 
 
 def erase_pending(ctx: StageContext) -> list[ErasureReport]:

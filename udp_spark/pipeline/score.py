@@ -123,9 +123,12 @@ def run_score(ctx: StageContext, *, full: bool = False) -> dict[str, float]:
         else:
             assert gone is not None
             columns = out.columns
+            # a delete row needs only its keys (the MERGE deletes what matches them): no
+            # pass over the scores table to fetch the rest
             changes = out.withColumn("_action", F.lit("upsert")).unionByName(
-                gone.join(io.read_table(spark, scores_ref), list(SCORE_KEYS))
-                .select(*columns).withColumn("_action", F.lit("delete")))
+                gone.select(*[F.col(c) if c in SCORE_KEYS
+                              else F.lit(None).cast(out.schema[c].dataType).alias(c)
+                              for c in columns]).withColumn("_action", F.lit("delete")))
             res = io.merge_changes(changes, scores_ref, list(SCORE_KEYS), columns)
             n_scored = res.metric("numTargetRowsInserted") + res.metric("numTargetRowsUpdated")
             deleted = res.metric("numTargetRowsDeleted")

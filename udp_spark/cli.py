@@ -345,12 +345,15 @@ def demo(
         "data/demo"),
     lakehouse: LakehouseOpt = None,
     fresh: Annotated[bool, typer.Option(help="delete the demo lakehouse first")] = False,
+    challenger: Annotated[bool, typer.Option(
+        help="also train a supervised challenger on 30% of the candidate pairs labelled "
+        "from the generator's truth and compare it with the champion")] = False,
 ) -> None:
     """Generate demo data (if missing) and run every stage end to end, with a summary."""
     from udp_spark.pipeline.demo import run_demo
 
     run_demo(config=config, people=people, seed=seed, noise=noise, data_dir=data_dir,
-             lakehouse=lakehouse, fresh=fresh, echo=typer.echo)
+             lakehouse=lakehouse, fresh=fresh, echo=typer.echo, challenger=challenger)
 
 
 @app.command()

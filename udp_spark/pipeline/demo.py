@@ -57,8 +57,10 @@ def _ensure_demo_data(data_dir: Path, people: int, seed: int, noise: float,
 
 
 def run_demo(*, config: Path, people: int, seed: int, noise: float, data_dir: Path,
-             lakehouse: str | None, fresh: bool, echo: Callable[[str], None]) -> None:
-    """Generate (if needed), ingest, standardize, and print rows, quarantine and timings."""
+             lakehouse: str | None, fresh: bool, echo: Callable[[str], None],
+             challenger: bool = False) -> None:
+    """Generate (if needed), run every stage, and print rows, quarantine, accuracy, the
+    publish and timings; with ``challenger``, also a supervised challenger's comparison."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     regenerated = _ensure_demo_data(data_dir, people, seed, noise, echo)
@@ -95,7 +97,8 @@ def run_demo(*, config: Path, people: int, seed: int, noise: float, data_dir: Pa
     res = timed("resolve", run_resolve, ctx)
     metrics = timed("evaluate", run_evaluate, ctx, truth)
 
-    challenger = timed("supervised", _train_challenger, ctx, truth)
+    trained_challenger = (timed("supervised", _train_challenger, ctx, truth) if challenger
+                          else None)
 
     from udp_spark.pipeline.publish import run_publish
 
@@ -145,14 +148,15 @@ def run_demo(*, config: Path, people: int, seed: int, noise: float, data_dir: Pa
             echo(f"  {attr:8s} {metrics[f'golden_{attr}_accuracy']:.4f}  "
                  f"{metrics[f'golden_{attr}_attainable_accuracy']:.4f}  "
                  f"{metrics[f'golden_{attr}_coverage']:.4f}")
-    m = challenger.metrics
-    echo(f"\nsupervised challenger (model version {challenger.model_version}, alias "
-         f"@{CHALLENGER_ALIAS}, trained on {CHALLENGER_LABEL_SHARE:.0%} of candidate pairs "
-         "labelled from the truth); on the same held-out pairs:")
-    for prefix, label in (("holdout", "supervised"), ("fs_holdout", "fellegi-sunter")):
-        if f"{prefix}_f1" in m:
-            echo(f"  {label:16s} precision {m[f'{prefix}_precision']:.4f}  recall "
-                 f"{m[f'{prefix}_recall']:.4f}  F1 {m[f'{prefix}_f1']:.4f}")
+    if trained_challenger is not None:
+        m = trained_challenger.metrics
+        echo(f"\nsupervised challenger (model version {trained_challenger.model_version}, "
+             f"alias @{CHALLENGER_ALIAS}, trained on {CHALLENGER_LABEL_SHARE:.0%} of candidate "
+             "pairs labelled from the truth); on the same held-out pairs:")
+        for prefix, label in (("holdout", "supervised"), ("fs_holdout", "fellegi-sunter")):
+            if f"{prefix}_f1" in m:
+                echo(f"  {label:16s} precision {m[f'{prefix}_precision']:.4f}  recall "
+                     f"{m[f'{prefix}_recall']:.4f}  F1 {m[f'{prefix}_f1']:.4f}")
     _print_publish(ctx, published, echo)
     echo("\ntime per stage")
     for stage, secs in timings.items():

@@ -188,6 +188,7 @@ def run_standardize(ctx: StageContext, sources: list[str] | None = None, *,
         p_ins = p_upd = i_ins = i_upd = q_ins = c_ins = 0
         try:
             all_rejected = _all_rejected(to_check)
+            progress.step("sources checked")
             party_df = _union(parties)
             if party_df is not None:
                 res = io.merge_upsert(party_df, lake.ref(SILVER_PARTY_RECORDS), ["record_id"])

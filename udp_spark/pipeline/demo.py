@@ -91,7 +91,7 @@ def run_demo(*, config: Path, people: int, seed: int, noise: float, data_dir: Pa
     from udp_spark.pipeline.train import run_train
 
     truth = str(data_dir / "truth" / "records.csv")
-    blk = timed("block", run_block, ctx, truth)
+    blk = timed("block", run_block, ctx)  # its truth metrics come with evaluate's
     trained = timed("train", run_train, ctx)
     timed("score", run_score, ctx)
     res = timed("resolve", run_resolve, ctx)
@@ -122,8 +122,9 @@ def run_demo(*, config: Path, people: int, seed: int, noise: float, data_dir: Pa
         for r in rows:
             echo(f"  {r['source']:20s} {r['reason']:30s} {r['action']:18s} {r['n']:>8,}")
     echo(f"\nblocking: {blk.records:,} records -> {blk.candidate_pairs:,} candidate pairs; "
-         f"pair completeness {blk.metrics.get('pair_completeness', float('nan')):.4f} "
-         f"(reachable {blk.metrics.get('reachable_pair_completeness', float('nan')):.4f})")
+         f"pair completeness {metrics.get('blocking_pair_completeness', float('nan')):.4f} "
+         f"(reachable "
+         f"{metrics.get('blocking_reachable_pair_completeness', float('nan')):.4f})")
     for name, size in blk.oversized_blocks[:5]:
         echo(f"  oversized block not expanded: {name} ({size:,} records)")
     echo(f"matcher: model version {trained.model_version}, {trained.summary}")

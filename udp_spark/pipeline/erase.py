@@ -7,11 +7,14 @@ One request, in order (docs/privacy.md):
 2. Put salted hashes of their record ids and e-mails on ``privacy.suppressions``: ingest
    quarantines a later row carrying one (reason ``erased subject``, no values kept).
 3. Delete their rows from bronze (party rows and interactions pointing at them), silver
-   (interactions, quarantine, pairs, scores, labels, blocking index, the term frequencies
-   only they held) and the consent ledger, then their party records last. Deletes are
-   MERGEs keyed on a frame of keys, so the Delta log holds no value.
-4. Re-resolve and re-publish what that touched (the change-driven stages: other customers
-   keep their ids), then delete the subject's gold rows the stages keep as history
+   (interactions, quarantine, labels, the term frequencies only they held) and the consent
+   ledger, then their party records last. Deletes are MERGEs keyed on a frame of keys, so
+   the Delta log holds no value.
+4. Run the change-driven stages on that: block retires the records' blocking-index rows
+   and pairs (and expands a block that falls back under its cap, which it could not if
+   the index rows were gone first), score their scores, resolve and publish re-cluster and
+   re-publish what it touched (other customers keep their ids); then delete the subject's
+   gold rows the stages keep as history
    (profile history, segment spells, profile and identity events) and any household still
    listing them (publish has already rebuilt the households without them).
 5. Purge: deletion vectors rewritten, every touched table VACUUMed with

@@ -92,6 +92,10 @@ class MemorySampler:
         if name is not None:
             self.sample()
 
+    def current_pss_mib(self) -> float:
+        """The tree's memory now (PSS, MiB), outside the sampling."""
+        return _tree_memory_kb(self.pid)[1] / 1024
+
     def sample(self) -> None:
         rss, pss = (kb / 1024 for kb in _tree_memory_kb(self.pid))
         self.peak_rss_mib, self.peak_pss_mib = max(self.peak_rss_mib, rss), max(

@@ -161,12 +161,6 @@ def latency_summary(seconds: Iterable[float | None]) -> dict[str, Any]:
 
 # --- processes ---------------------------------------------------------------------------
 
-def _tree_pss_mib(pid: int) -> float:
-    from udp_spark.bench import _tree_memory_kb
-
-    return _tree_memory_kb(pid)[1] / 1024
-
-
 def udp_command(command: str, data: Path, lake: Path, *args: str) -> list[str]:
     """``udp <command>`` on the bench's config, data and lakehouse."""
     return [sys.executable, "-m", "udp_spark.cli", command, *args, "--config",
@@ -205,7 +199,7 @@ class Child:
         return self.memory.peak_pss_mib
 
     def pss_mib(self) -> float:
-        return _tree_pss_mib(self.proc.pid)
+        return self.memory.current_pss_mib()
 
     def tail(self, lines: int = 15) -> str:
         if not self._log.closed:  # after stop() the log file is closed and complete

@@ -76,7 +76,9 @@ def _alternation(words: Sequence[str]) -> str:
 
 
 def _null_if_empty(col: Column) -> Column:
-    return F.when(col != F.lit(""), col)
+    # nullif evaluates its input once; F.when(col != "", col) computed a chain of regexes
+    # twice (Spark does not share a subexpression between a condition and its branch)
+    return F.nullif(col, F.lit(""))
 
 
 def _let(value: Column, body: Callable[[Column], Column]) -> Column:
@@ -402,8 +404,8 @@ def normalize_postcode(col: Column, country: Column | None = None) -> Column:
     code = _null_if_empty(F.regexp_replace(F.upper(clean_text(col)), r"[^\p{L}\p{N}]", ""))
     if country is None:
         return code
-    return F.when((country == "US") & code.rlike("^[0-9]{3,4}$"), F.lpad(code, 5, "0")
-                  ).otherwise(code)
+    return _let(code, lambda code: F.when(
+        (country == "US") & code.rlike("^[0-9]{3,4}$"), F.lpad(code, 5, "0")).otherwise(code))
 
 
 def normalize_country(col: Column, default: str | Column | None = None) -> Column:
@@ -434,9 +436,9 @@ def normalize_country(col: Column, default: str | Column | None = None) -> Colum
         fallback = F.lit(None).cast("string")
     else:
         fallback = default
-    key = _null_if_empty(_lookup_key(col))
-    found = F.try_element_at(_map_literal(table, "string"), key)
-    return F.when(key.isNull(), fallback).otherwise(found)
+    # The key once (_let): as a condition and a branch, its regexes ran four times a row.
+    return _let(_null_if_empty(_lookup_key(col)), lambda key: F.when(
+        key.isNull(), fallback).otherwise(F.try_element_at(_map_literal(table, "string"), key)))
 
 
 # --------------------------------------------------------------------------------------------

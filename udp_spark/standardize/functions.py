@@ -75,6 +75,11 @@ def _alternation(words: Sequence[str]) -> str:
     return "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
 
 
+# the whole value one of reference.PLACEHOLDER_TOKENS, in any case (Unicode case folding,
+# as F.lower: the Kelvin sign is a 'k')
+_PLACEHOLDER_RE = "(?iu)^(?:" + _alternation([t for t in ref.PLACEHOLDER_TOKENS if t]) + r")\z"
+
+
 def _null_if_empty(col: Column) -> Column:
     # nullif evaluates its input once; F.when(col != "", col) computed a chain of regexes
     # twice (Spark does not share a subexpression between a condition and its branch)
@@ -144,7 +149,9 @@ def clean_text(col: Column) -> Column:
     text = F.regexp_replace(col, _WHITESPACE_RE, " ")
     text = F.trim(F.regexp_replace(text, _CONTROL_RE, ""))
     text = F.regexp_replace(text, " {2,}", " ")
-    return F.when(~in_set(F.lower(text), ref.PLACEHOLDER_TOKENS), text)
+    # A placeholder becomes '' and '' null, so the text above is worked out once a row: as
+    # F.when(~in_set(lower(text), ...), text) it ran twice (condition and branch).
+    return _null_if_empty(F.regexp_replace(text, _PLACEHOLDER_RE, ""))
 
 
 def fold_accents(col: Column) -> Column:

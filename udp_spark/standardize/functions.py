@@ -81,8 +81,7 @@ _PLACEHOLDER_RE = "(?iu)^(?:" + _alternation([t for t in ref.PLACEHOLDER_TOKENS 
 
 
 def _null_if_empty(col: Column) -> Column:
-    # nullif evaluates its input once; F.when(col != "", col) computed a chain of regexes
-    # twice (Spark does not share a subexpression between a condition and its branch)
+    # nullif evaluates its input once (see _let on conditions and branches)
     return F.nullif(col, F.lit(""))
 
 
@@ -90,7 +89,9 @@ def _let(value: Column, body: Callable[[Column], Column]) -> Column:
     """``body(value)`` with ``value`` computed once: a one-element array and ``transform``
     bind it to a lambda variable. Without it, a body that uses its input in many CASE
     branches inlines the whole input expression into each one and the generated Java code
-    outgrows the 64 KB method limit."""
+    outgrows the 64 KB method limit; and since Spark shares no subexpression between a CASE
+    condition and its branch, an input used in both is computed twice a row (a chain of
+    regexes in ``normalize_country`` ran four times)."""
     return F.element_at(F.transform(F.array(value), body), 1)
 
 
@@ -149,8 +150,7 @@ def clean_text(col: Column) -> Column:
     text = F.regexp_replace(col, _WHITESPACE_RE, " ")
     text = F.trim(F.regexp_replace(text, _CONTROL_RE, ""))
     text = F.regexp_replace(text, " {2,}", " ")
-    # A placeholder becomes '' and '' null, so the text above is worked out once a row: as
-    # F.when(~in_set(lower(text), ...), text) it ran twice (condition and branch).
+    # a placeholder becomes '' and '' null: the text above is used once (see _let)
     return _null_if_empty(F.regexp_replace(text, _PLACEHOLDER_RE, ""))
 
 
@@ -411,8 +411,9 @@ def normalize_postcode(col: Column, country: Column | None = None) -> Column:
     code = _null_if_empty(F.regexp_replace(F.upper(clean_text(col)), r"[^\p{L}\p{N}]", ""))
     if country is None:
         return code
-    return _let(code, lambda code: F.when(
-        (country == "US") & code.rlike("^[0-9]{3,4}$"), F.lpad(code, 5, "0")).otherwise(code))
+    return _let(code, lambda value: F.when(
+        (country == "US") & value.rlike("^[0-9]{3,4}$"), F.lpad(value, 5, "0")
+    ).otherwise(value))
 
 
 def normalize_country(col: Column, default: str | Column | None = None) -> Column:
@@ -443,7 +444,6 @@ def normalize_country(col: Column, default: str | Column | None = None) -> Colum
         fallback = F.lit(None).cast("string")
     else:
         fallback = default
-    # The key once (_let): as a condition and a branch, its regexes ran four times a row.
     return _let(_null_if_empty(_lookup_key(col)), lambda key: F.when(
         key.isNull(), fallback).otherwise(F.try_element_at(_map_literal(table, "string"), key)))
 

@@ -12,10 +12,13 @@ from udp_spark.matching.blocking import (
     BlockingConfigError,
     block_cap,
     block_keys,
+    block_methods,
     block_sizes,
     candidate_pairs,
     check_blocking,
+    lsh_keys,
     oversized_blocks,
+    pairs_of,
     shingles,
 )
 
@@ -85,6 +88,35 @@ def test_lsh_pairs_similar_text_and_not_dissimilar(spark: SparkSession) -> None:
     got = {(r[0], r[1]) for r in pairs.collect()}
     assert ("a", "b") in got
     assert ("a", "c") not in got and ("b", "c") not in got
+
+
+def test_lsh_band_keys_are_the_minhash_of_each_record_s_shingles(spark: SparkSession) -> None:
+    """The band keys are those of the signature's definition, computed record by record:
+    band ``b`` is ``b:xxhash64(m[b*rows]..m[(b+1)*rows-1])`` with ``m[s]`` the least
+    ``xxhash64(s, shingle)``. Blocking indexes already written hold keys made this way, and
+    new records must meet them."""
+    index = LshSettings(columns=("given_name_norm", "family_name_norm", "street_norm"),
+                        bands=4, rows=3, min_shingles=6)
+    recs = spark.createDataFrame([
+        ("a", None, None, None, "johnson", None, "katherine", "12 willow brook lane"),
+        ("b", None, None, None, "nguyen", None, "bao", "400 industrial pkwy"),
+        ("c", None, None, None, "li", None, "al", None),  # too few shingles: no band
+    ], SCHEMA)
+    got = {(r[0], r[1]) for r in recs.transform(lsh_keys(index)).collect()}
+
+    text = F.concat_ws(" ", *[F.coalesce(F.col(c), F.lit("")) for c in index.columns])
+    sh = shingles(F.trim(F.regexp_replace(text, r"\s+", " ")), 3)
+
+    def hashed(seed: int):
+        return lambda x: F.xxhash64(F.lit(seed), x)
+
+    mins = [F.array_min(F.transform(sh, hashed(s))) for s in range(12)]
+    bands = F.array(*[F.concat(F.lit(f"lsh:name_address:{b}:"),
+                               F.xxhash64(*mins[3 * b:3 * b + 3]).cast("string"))
+                      for b in range(4)])
+    want = {(r[0], r[1]) for r in recs.filter(F.size(sh) >= 6).select(
+        "record_id", F.explode(bands)).collect()}
+    assert len(want) == 8 and got == want
 
 
 def test_expressions_block_on_derived_values_and_identifiers(spark: SparkSession) -> None:
@@ -173,3 +205,31 @@ def test_each_method_has_its_own_block_size_cap(spark: SparkSession) -> None:
     small = BlockingSettings(lsh=(LshSettings(),), max_block_size=10)
     assert small.cap_of("lsh:name_address:0:1") == 10
     assert BlockingSettings().cap_of("lsh:name_address:0:1") == 20
+
+
+def test_pairs_from_the_index_name_their_methods_as_the_blocks_do(spark: SparkSession) -> None:
+    """The block stage's pairs (methods as bits) equal the plain form's (``collect_set``),
+    from every record or from some; a block of a method the settings do not name fails
+    instead of losing its method."""
+    settings = BlockingSettings(
+        keys=(BlockingKey(name="email", columns=("email_canonical",)),
+              BlockingKey(name="phone", columns=("phone_e164", "mobile_e164"))),
+        replace_keys=True,
+        rules=(BlockingRule(name="fam_pc", columns=("family_name_norm", "postcode")),),
+        lsh=(LshSettings(columns=("given_name_norm", "family_name_norm", "street_norm"),
+                         min_shingles=3),))
+    keys = _records(spark).transform(block_keys(settings))
+    index = keys.select("block", "record_id")
+    methods = block_methods(settings)
+    plain = keys.transform(candidate_pairs(100))
+    assert plain.filter(F.size("methods") > 1).count() >= 2  # pairs of several methods
+    assert_df_equality(pairs_of(index.select("record_id"), index, 100, methods,
+                                all_records=True), plain, ignore_row_order=True,
+                       ignore_nullable=True)
+    some = spark.createDataFrame([("c",)], "record_id string")
+    assert_df_equality(pairs_of(some, index, 100, methods),
+                       plain.filter("record_id_l = 'c' or record_id_r = 'c'"),
+                       ignore_row_order=True, ignore_nullable=True)
+    with pytest.raises(Exception, match="not in the blocking settings: rule:fam_pc"):
+        pairs_of(some, index, 100, [m for m in methods if m != "rule:fam_pc"]).collect()
+

@@ -16,7 +16,7 @@ Example::
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -77,23 +77,29 @@ def shingles(text: Column, size: int) -> Column:
     ).otherwise(F.array().cast("array<string>"))
 
 
-def minhash_band_keys(sh: Column, bands: int, rows: int) -> Column:
-    """``bands`` band keys (array<string>) of a MinHash signature of shingle set ``sh``.
+def minhash_band_keys(shingled: DataFrame, bands: int, rows: int) -> DataFrame:
+    """``(record_id, _sh)`` -> ``(record_id, _band)``: the ``bands`` band keys of the MinHash
+    signature of each record's shingle set ``_sh``.
 
     Each of the ``bands * rows`` hash functions is ``xxhash64(seed, shingle)``; a band key is
     the hash of its band index and its ``rows`` minima, so records share a band only if all
     ``rows`` minima agree (the AND within a band that Spark ML's MinHashLSH lacks).
-    """
-    def hashed(seed: int) -> Callable[[Column], Column]:
-        # A factory, not `lambda x, s=seed: ...`: Spark reads a two-argument lambda as
-        # (element, index) and would hash with the index instead of the seed.
-        return lambda x: F.xxhash64(F.lit(seed), x)
 
-    mins = [F.array_min(F.transform(sh, hashed(seed))) for seed in range(bands * rows)]
-    return F.array(*[
-        F.concat_ws(":", F.lit(b), F.xxhash64(*mins[b * rows:(b + 1) * rows]).cast("string"))
+    The minima are taken over the exploded shingles by one aggregation (generated code; the
+    partial aggregate leaves one row per record before the shuffle), not by an
+    ``array_min(transform(...))`` per hash function: Spark evaluates higher-order functions
+    interpreted, element by element, and at 1M source rows those took 40 s of the block
+    stage against 13 s this way, for the same keys (docs/bench.md, "Block at 1M").
+    """
+    n = bands * rows
+    mins = shingled.select("record_id", F.explode("_sh").alias("_s")).groupBy("record_id").agg(
+        *[F.min(F.xxhash64(F.lit(seed), F.col("_s"))).alias(f"_m{seed}") for seed in range(n)])
+    keys = F.array(*[
+        F.concat_ws(":", F.lit(b), F.xxhash64(*[F.col(f"_m{seed}") for seed in
+                                                range(b * rows, (b + 1) * rows)]).cast("string"))
         for b in range(bands)
     ])
+    return mins.select("record_id", F.explode(keys).alias("_band"))
 
 
 def lsh_keys(settings: LshSettings) -> Transform:
@@ -106,12 +112,9 @@ def lsh_keys(settings: LshSettings) -> Transform:
         sh = shingles(text, settings.shingle_size)
         with_sh = records.select("record_id", sh.alias("_sh")).filter(
             F.size("_sh") >= settings.min_shingles)
-        return with_sh.select(
-            "record_id",
-            F.explode(minhash_band_keys(F.col("_sh"), settings.bands, settings.rows))
-            .alias("_band"),
-        ).select("record_id", F.concat(F.lit(f"lsh:{settings.name}:"), F.col("_band"))
-                 .alias("block"))
+        return minhash_band_keys(with_sh, settings.bands, settings.rows).select(
+            "record_id", F.concat(F.lit(f"lsh:{settings.name}:"), F.col("_band"))
+            .alias("block"))
 
     return transform
 
@@ -256,10 +259,40 @@ def records_to_pair(changed: DataFrame, after: DataFrame, touched: DataFrame) ->
     return changed.select("record_id").unionByName(members).distinct()
 
 
-def pairs_of(records: DataFrame, after: DataFrame, max_block_size: Cap, *,
-             all_records: bool = False) -> DataFrame:
+def block_methods(settings: BlockingSettings) -> tuple[str, ...]:
+    """Every method name (``key:email``, ``lsh:name_address``) :func:`block_keys` can emit."""
+    return (*(f"key:{k.name}" for k in settings.keys), *(f"rule:{r.name}" for r in settings.rules),
+            *((f"key:{EMAIL_NAME_KEY}",) if settings.email_names else ()),
+            *(f"lsh:{i.name}" for i in settings.lsh if i.enabled))
+
+
+def _methods_agg(block: Column, methods: Sequence[str]) -> tuple[Column, Callable[[], Column]]:
+    """``(aggregate, result)``: the sorted distinct methods of a pair's blocks, as a bit per
+    method OR-ed together (an ordinary hash aggregate in generated code) and read back as
+    names. ``collect_set`` needs the object hash aggregate, which falls back to sorting once
+    a task holds more than 128 pairs: at 1M source rows the pairs took 24-34 s with it, 17-19 s
+    this way (docs/bench.md, "Block at 1M"). A block of a method not listed fails the query."""
+    names = sorted(set(methods))
+    if len(names) > 63:  # more methods than bits in a long: the general form
+        return (F.sort_array(F.collect_set(_method(block))).alias("methods"),
+                lambda: F.col("methods"))
+    listed = F.array(*[F.lit(m) for m in names])
+
+    def bit(i: Column) -> Column:  # F.shiftleft takes a constant shift only
+        return F.call_function("shiftleft", F.lit(1).cast("long"), i)
+
+    pos = F.array_position(listed, _method(block)).cast("int")
+    known = F.when(pos > 0, bit(pos - 1)).otherwise(F.raise_error(
+        F.concat(F.lit("block of a method not in the blocking settings: "), block)))
+    return (F.bit_or(known).alias("_methods"),
+            lambda: F.filter(listed, lambda _m, i: F.col("_methods").bitwiseAND(bit(i)) != 0))
+
+
+def pairs_of(records: DataFrame, after: DataFrame, max_block_size: Cap, methods: Sequence[str],
+             *, all_records: bool = False) -> DataFrame:
     """``(record_id_l, record_id_r, methods)`` of every pair with at least one end in
-    ``records`` (``record_id``), from the expandable blocks of index ``after``.
+    ``records`` (``record_id``), from the expandable blocks of index ``after``; ``methods``
+    names every method the blocks can be of (:func:`block_methods`).
 
     ``all_records``: ``records`` is every record (a full run), so each pair is found from
     its smaller end only.
@@ -276,6 +309,7 @@ def pairs_of(records: DataFrame, after: DataFrame, max_block_size: Cap, *,
     joined = mine.join(other, "block")
     joined = joined.filter(F.col("_a") < F.col("_b")) if all_records else joined.filter(
         F.col("_a") != F.col("_b"))
+    agg, result = _methods_agg(F.col("block"), methods)
     return joined.groupBy(F.least("_a", "_b").alias("record_id_l"),
-                          F.greatest("_a", "_b").alias("record_id_r")).agg(
-        F.sort_array(F.collect_set(_method(F.col("block")))).alias("methods"))
+                          F.greatest("_a", "_b").alias("record_id_r")).agg(agg).select(
+        "record_id_l", "record_id_r", result().alias("methods"))

@@ -15,6 +15,7 @@ from udp_spark.faults import crash_point
 from udp_spark.matching.blocking import (
     block_cap,
     block_keys,
+    block_methods,
     check_blocking,
     pairs_of,
     records_to_pair,
@@ -134,7 +135,8 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
             pair_index = after.unionByName(
                 index.join(others, "block", "left_semi").select("block", "record_id"))
         progress.step("blocks of the changed records")
-        pairs = (_with_pair_hash(pairs_of(redo, pair_index, top, all_records=ch.full), records)
+        pairs = (_with_pair_hash(pairs_of(redo, pair_index, top, block_methods(settings),
+                                           all_records=ch.full), records)
                  .withColumn("_run_id", F.lit(run.run_id)).transform(io.checkpoint))
         progress.step("pairs computed")
         retired = 0

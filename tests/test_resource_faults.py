@@ -96,12 +96,13 @@ DUMP = ("import json, os, sys; from udp_spark.chaos import table_rows; "
         "os._exit(0)")
 
 
-def test_disk_full_during_a_write(tmp_path: Path) -> None:
+def test_disk_full_during_a_write(spark: SparkSession, tmp_path: Path) -> None:
     """standardize with its lakehouse on a nearly full 64 MB tmpfs: it fails naming the
     table it was writing and that nothing of it was committed; every table is then either
     untouched or whole (as an uninterrupted run wrote it); with space freed the next run
     leaves the lakehouse as the uninterrupted run did."""
     from udp_spark.chaos import Harness
+    from udp_spark.pipeline.standardize import run_standardize
 
     lake = tmp_path / "lake"
     lake.mkdir()
@@ -114,20 +115,24 @@ def test_disk_full_during_a_write(tmp_path: Path) -> None:
     udp = f"'{py}' -m udp_spark.cli {{}} --config '{cfg}' --data-root '{data}' --lakehouse '{lake}'"
     out = tmp_path / "out"
     out.mkdir()
-    # The uninterrupted run, on the ordinary disk, same paths.
-    for stage in ("ingest", "standardize"):
-        subprocess.run(udp.format(stage), shell=True, check=True, cwd=tmp_path,
-                       capture_output=True)
+    # The uninterrupted run, in this process, on the ordinary disk, same paths; the
+    # lakehouse after ingest is what the tmpfs starts from.
+    ctx = StageContext(spark, lakehouse_config(tmp_path, as_of=date(2026, 6, 30)))
+    run_ingest(ctx)
+    ingested = tmp_path / "ingested"
+    shutil.copytree(lake, ingested)
+    run_standardize(ctx)
     subprocess.run([py, "-c", DUMP, str(lake), str(out / "reference.json")], check=True)
     party = lake / "silver" / "party_records"
     room = sum(p.stat().st_size // 4096 * 4096 + 4096 for p in party.rglob("*") if p.is_file())
     shutil.rmtree(lake)
     lake.mkdir()
-    # The same on a tmpfs filled up to leave room for about one table's files.
+    # The same standardize, in a new process, on a tmpfs filled up to leave room for about
+    # one table's files.
     script = f"""
 set -u
 mount -t tmpfs -o size=64m tmpfs '{lake}' || exit 90
-{udp.format('ingest')} > '{out}/ingest.log' 2>&1 || exit 91
+cp -r '{ingested}/.' '{lake}/' || exit 91
 '{py}' -c "import os, sys; s = os.statvfs(sys.argv[1]); free = s.f_bavail * s.f_frsize
 open(sys.argv[1] + '/filler', 'wb').write(bytes(max(0, free - int(sys.argv[2]))))" '{lake}' {room}
 {udp.format('standardize')} > '{out}/full.log' 2>&1; echo $? > '{out}/full.rc'

@@ -89,7 +89,8 @@ def minhash_band_keys(shingled: DataFrame, bands: int, rows: int) -> DataFrame:
     partial aggregate leaves one row per record before the shuffle), not by an
     ``array_min(transform(...))`` per hash function: Spark evaluates higher-order functions
     interpreted, element by element, and at 1M source rows those took 40 s of the block
-    stage against 13 s this way, for the same keys (docs/bench.md, "Block at 1M").
+    stage against 13 s this way, for the same keys (docs/bench.md, "Block and resolve at 1M
+    source rows").
     """
     n = bands * rows
     mins = shingled.select("record_id", F.explode("_sh").alias("_s")).groupBy("record_id").agg(
@@ -270,8 +271,9 @@ def _methods_agg(block: Column, methods: Sequence[str]) -> tuple[Column, Callabl
     """``(aggregate, result)``: the sorted distinct methods of a pair's blocks, as a bit per
     method OR-ed together (an ordinary hash aggregate in generated code) and read back as
     names. ``collect_set`` needs the object hash aggregate, which falls back to sorting once
-    a task holds more than 128 pairs: at 1M source rows the pairs took 24-34 s with it, 17-19 s
-    this way (docs/bench.md, "Block at 1M"). A block of a method not listed fails the query."""
+    a task holds more than 128 pairs: at 1M source rows the pairs took 24-34 s with it,
+    17-19 s this way (docs/bench.md, "Block and resolve at 1M source rows"). A block of a
+    method not listed fails the query."""
     names = sorted(set(methods))
     if len(names) > 63:  # more methods than bits in a long: the general form
         return (F.sort_array(F.collect_set(_method(block))).alias("methods"),

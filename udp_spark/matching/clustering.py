@@ -95,9 +95,10 @@ def _greedy_split(pdf: pd.DataFrame) -> pd.DataFrame:
 
 
 def _split_partition(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-    """Every component of a partition (all its rows are in it) in one pass: a pandas frame
-    per component costs about a millisecond, and at 1M source rows there are some 100,000
-    components (the clustering step took 111 s that way; docs/bench.md "Resolve at 1M")."""
+    """Every component of a partition (all its rows are in it) in one pass. A pandas frame
+    per component (``applyInPandas``) costs about a millisecond, and there are tens of
+    thousands of components: at 1M source rows the clustering step took 111 s that way,
+    31 s this way (docs/bench.md, "Block and resolve at 1M source rows")."""
     frames = [b for b in batches if len(b)]
     if frames:
         yield _greedy_split(pd.concat(frames, ignore_index=True))

@@ -448,7 +448,7 @@ def golden_records(settings: SurvivorshipSettings,
         exploded = base.select(
             "customer_id", "record_id", "source", "source_rank", "completeness",
             "observed_at", "_source_time", *[f"_where_{a}" for a, s in specs.items() if s.where],
-            F.explode_outer(_candidates()).alias("c"),
+            F.posexplode_outer(_candidates()).alias("_pos", "c"),
         ).select("*", "c.*").drop("c")
         # most_recent: when the customer's records last asserted the value (an address:
         # the place, however written), so a newer record that leaves out the postcode does
@@ -472,7 +472,10 @@ def golden_records(settings: SurvivorshipSettings,
 
         golden = exploded.groupBy("customer_id").agg(
             *[_chosen(attr, spec).alias(f"_g_{attr}") for attr, spec in specs.items()],
-            F.count_distinct("record_id").cast("int").alias("record_count"),
+            # a record's first candidate (or its one row without any) counts it: a distinct
+            # count would aggregate every candidate twice, by record and then by customer
+            F.count(F.when(F.coalesce("_pos", F.lit(0)) == 0, True)).cast("int").alias(
+                "record_count"),
             F.sort_array(F.collect_set("source")).alias("sources"),
             F.min("observed_at").alias("first_seen_at"),
             F.max("_source_time").alias("last_updated_at"),

@@ -267,7 +267,7 @@ def block_methods(settings: BlockingSettings) -> tuple[str, ...]:
             *(f"lsh:{i.name}" for i in settings.lsh if i.enabled))
 
 
-def _methods_agg(block: Column, methods: Sequence[str]) -> tuple[Column, Callable[[], Column]]:
+def _methods_agg(block: Column, methods: Sequence[str]) -> tuple[Column, Column]:
     """``(aggregate, result)``: the sorted distinct methods of a pair's blocks, as a bit per
     method OR-ed together (an ordinary hash aggregate in generated code) and read back as
     names. ``collect_set`` needs the object hash aggregate, which falls back to sorting once
@@ -276,8 +276,8 @@ def _methods_agg(block: Column, methods: Sequence[str]) -> tuple[Column, Callabl
     method not listed fails the query."""
     names = sorted(set(methods))
     if len(names) > 63:  # more methods than bits in a long: the general form
-        return (F.sort_array(F.collect_set(_method(block))).alias("methods"),
-                lambda: F.col("methods"))
+        return (F.sort_array(F.collect_set(_method(block))).alias("_methods"),
+                F.col("_methods"))
     listed = F.array(*[F.lit(m) for m in names])
 
     def bit(i: Column) -> Column:  # F.shiftleft takes a constant shift only
@@ -287,7 +287,7 @@ def _methods_agg(block: Column, methods: Sequence[str]) -> tuple[Column, Callabl
     known = F.when(pos > 0, bit(pos - 1)).otherwise(F.raise_error(
         F.concat(F.lit("block of a method not in the blocking settings: "), block)))
     return (F.bit_or(known).alias("_methods"),
-            lambda: F.filter(listed, lambda _m, i: F.col("_methods").bitwiseAND(bit(i)) != 0))
+            F.filter(listed, lambda _m, i: F.col("_methods").bitwiseAND(bit(i)) != 0))
 
 
 def pairs_of(records: DataFrame, after: DataFrame, max_block_size: Cap, methods: Sequence[str],
@@ -314,4 +314,4 @@ def pairs_of(records: DataFrame, after: DataFrame, max_block_size: Cap, methods:
     agg, result = _methods_agg(F.col("block"), methods)
     return joined.groupBy(F.least("_a", "_b").alias("record_id_l"),
                           F.greatest("_a", "_b").alias("record_id_r")).agg(agg).select(
-        "record_id_l", "record_id_r", result().alias("methods"))
+        "record_id_l", "record_id_r", result.alias("methods"))

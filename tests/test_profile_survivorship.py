@@ -341,6 +341,40 @@ def test_most_common_prefers_names_whose_words_other_customers_have(
                                         ("C2", "Jacon", "crm:2", "most_frequent")])
 
 
+def test_most_common_prefers_e_mails_at_domains_other_customers_use(
+        spark: SparkSession) -> None:
+    """Between e-mails the records assert equally often, a misspelt provider and a company's
+    domain rank after the provider most customers use (domains counted over everyone)."""
+    others = [rec(f"crm:p{i}", customer_id=f"P{i}", email=f"someone{i}@gmail.com")
+              for i in range(4)] + [rec("crm:p9", customer_id="P9", email="x@initech.com")]
+    rows = [
+        # C1: the newer record has the typo'd domain
+        rec("support_tickets:1", email="lola762@gmail.con", updated_at=day(2026, 5, 1)),
+        rec("email_subscribers:1", email="lola762@gmail.com", updated_at=day(2025, 3, 1)),
+        # C2: the newer record has the work address
+        rec("app_users:2", customer_id="C2", email="carol@initech.com",
+            updated_at=day(2026, 5, 1)),
+        rec("webshop_customers:2", customer_id="C2", email="carol.h@gmail.com",
+            updated_at=day(2018, 4, 1)),
+    ]
+    email = AttributeRule(rule="most_frequent", valid_only=True, tie_breakers=(
+        "least_shared", "most_common", "most_recent", "source_priority"))
+    population = population_counts(records(spark, rows + others))
+    golden = records(spark, rows).transform(golden_records(
+        SurvivorshipSettings(email=email), population)).localCheckpoint()
+    _check(spark, golden, "email",
+           [("C1", "lola762@gmail.com", "email_subscribers:1", "most_frequent"),
+            ("C2", "carol.h@gmail.com", "webshop_customers:2", "most_frequent")])
+    # Without most_common, recency picks the typo and the work address.
+    recent = _golden(spark, rows, email=AttributeRule(
+        rule="most_frequent", valid_only=True,
+        tie_breakers=("least_shared", "most_recent", "source_priority")))
+    _check(spark, recent, "email",
+           [("C1", "lola762@gmail.con", "support_tickets:1", "most_frequent"),
+            ("C2", "carol@initech.com", "app_users:2", "most_frequent")])
+    assert SurvivorshipSettings().email == email  # the shipped rule
+
+
 # --------------------------------------------------------------------------- contacts, places
 
 
@@ -465,7 +499,7 @@ def test_rule_settings_are_checked_at_load() -> None:
         AttributeRule(rule="most_recent", tie_breakers=("most_recent",))
     with pytest.raises(ValidationError):
         AttributeRule(rule="newest")  # type: ignore[arg-type]
-    with pytest.raises(ValidationError, match=r"email: 'most_common' ranks name values only"):
-        SurvivorshipSettings(email=AttributeRule(rule="most_common"))
+    with pytest.raises(ValidationError, match=r"phone: 'most_common' ranks name and email"):
+        SurvivorshipSettings(phone=AttributeRule(rule="most_common"))
     with pytest.raises(ValidationError, match=r"'least_shared' ranks email and phone"):
         SurvivorshipSettings(name=AttributeRule(rule="least_shared"))

@@ -626,7 +626,8 @@ SurvivorshipRuleName = Literal["source_priority", "most_recent", "most_frequent"
                                "most_common", "mobile_first", "least_shared"]
 # Rules that rank some attributes' values only (udp_spark.profile.survivorship).
 ATTRIBUTE_ONLY_RULES: dict[str, tuple[str, ...]] = {
-    "most_common": ("name",), "mobile_first": ("phone",), "least_shared": ("email", "phone")}
+    "most_common": ("name", "email"), "mobile_first": ("phone",),
+    "least_shared": ("email", "phone")}
 
 # Attributes with a validity check that ``valid_only`` can use (see udp_spark.profile).
 VALIDATED_ATTRIBUTES = ("email", "phone", "address")
@@ -674,7 +675,8 @@ class SurvivorshipSettings(_Model):
         rule="most_frequent",
         tie_breakers=("most_complete", "most_common", "most_recent", "source_priority"))
     email: AttributeRule = AttributeRule(
-        rule="most_frequent", tie_breakers=("least_shared", "most_recent", "source_priority"),
+        rule="most_frequent",
+        tie_breakers=("least_shared", "most_common", "most_recent", "source_priority"),
         valid_only=True)
     phone: AttributeRule = AttributeRule(
         rule="most_frequent",

@@ -47,6 +47,9 @@ ranks the candidates, its ``tie_breakers`` rank those the rule finds equal, and 
   customers, then whose words are, summed (given words as given names, family words as
   family names, counted among all customers: ``population``): a typo
   ('Jacon'), or a given and family name swapped ('Weber Thomas'), makes a rare word.
+  (E-mails): the address whose domain most customers use (``population``): a misspelt
+  provider ('gmail.con') is rare, and so is a company's domain (a work address) beside the
+  big providers of personal ones.
 - ``least_shared`` (e-mails, phones): the value the fewest customers assert (counted among
   all customers: ``population``): a shop's own phone number keyed in for its customers, or
   a household's shared mailbox, ranks after the customer's own.
@@ -220,7 +223,8 @@ def _candidates() -> Column:
                    common_total="_name_common.total"),
         # the same mailbox: case, a +tag and gmail's dots aside
         _candidate("email", {"email": "email"}, "email IS NOT NULL",
-                   "coalesce(email_canonical, lower(email))", "email_valid", "1"),
+                   "coalesce(email_canonical, lower(email))", "email_valid", "1",
+                   common="_email_common"),
         _candidate("phone", {"phone": "phone_e164"}, "phone_e164 IS NOT NULL", "phone_e164",
                    "phone_valid", "1", mobile="phone_kind = 'mobile'"),
         _candidate("phone", {"phone": "mobile_e164"}, "mobile_e164 IS NOT NULL",
@@ -365,6 +369,7 @@ def _kind_values() -> Column:
     contacts = F.array(
         F.struct(F.lit("email").alias("kind"),
                  F.coalesce(c("email_canonical"), F.lower(c("email"))).alias("value")),
+        F.struct(F.lit("email_domain").alias("kind"), _email_domain().alias("value")),
         F.struct(F.lit("phone").alias("kind"), c("phone_e164").alias("value")),
         F.struct(F.lit("phone").alias("kind"), c("mobile_e164").alias("value")))
     return F.filter(F.concat(contacts, F.coalesce(_role_words(_name_parts(None)), F.array().cast(
@@ -374,7 +379,8 @@ def _kind_values() -> Column:
 def population_counts(population: DataFrame, of: DataFrame | None = None) -> DataFrame:
     """``(kind, value, customers)``: how many customers of ``population`` (party records
     with ``customer_id``) have each given (kind ``g``) and family (``f``) name word, e-mail
-    (``email``, keyed as its candidate) and phone number (``phone``): what ``most_common``
+    (``email``, keyed as its candidate), e-mail domain (``email_domain``) and phone number
+    (``phone``): what ``most_common``
     and ``least_shared`` rank by. With ``of`` (party records), only the values those
     records hold are counted (all a publish of some customers needs)."""
     values = population.select("customer_id", F.explode(_kind_values()).alias("v")).select(
@@ -400,6 +406,24 @@ def _with_name_commonness(base: DataFrame, counts: DataFrame) -> DataFrame:
               .agg(F.struct(F.min("_log").alias("rarest"), F.sum("_log").alias("total")
                             ).alias("_name_common")))
     return base.join(common, "record_id", "left")
+
+
+def _email_domain() -> Column:
+    """The domain of a record's e-mail as its candidate keys it; null without one."""
+    return F.nullif(F.substring_index(F.coalesce(F.col("email_canonical"),
+                                                 F.lower(F.col("email"))), "@", -1),
+                    F.lit(""))
+
+
+def _with_email_commonness(base: DataFrame, counts: DataFrame) -> DataFrame:
+    """``_email_common``: how common the domain of the record's e-mail is, log(1 + the
+    number of customers with an address there: ``counts``). A misspelt provider
+    ('gmail.con', 'hotmial.com') is a rare domain."""
+    domains = counts.filter(F.col("kind") == "email_domain").select(
+        F.col("value").alias("_email_domain"),
+        F.log1p(F.col("customers")).alias("_email_common"))
+    return (base.withColumn("_email_domain", _email_domain())
+            .join(domains, "_email_domain", "left").drop("_email_domain"))
 
 
 # --------------------------------------------------------------------------- golden
@@ -445,6 +469,11 @@ def golden_records(settings: SurvivorshipSettings,
         else:
             base = base.withColumn("_name_common", F.lit(None).cast(
                 "struct<rarest:double,total:double>"))
+        if "email" in specs and "most_common" in (specs["email"].rule,
+                                                   *specs["email"].tie_breakers):
+            base = _with_email_commonness(base, counts)
+        else:
+            base = base.withColumn("_email_common", F.lit(None).cast("double"))
         exploded = base.select(
             "customer_id", "record_id", "source", "source_rank", "completeness",
             "observed_at", "_source_time", *[f"_where_{a}" for a, s in specs.items() if s.where],

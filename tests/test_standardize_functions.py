@@ -238,6 +238,11 @@ def test_normalize_street(spark: SparkSession) -> None:
         ("42 rue de la Paix", "42 rue de la paix"),
         ("C/ Mayor, 3", "calle mayor 3"),
         ("Avenida de Mayo 1", "avda de mayo 1"),
+        ("Cl. Santiago, 33, 7º B", "calle santiago 33 7º b"),
+        ("Pza. Mayor 1", "pl mayor 1"),
+        ("Plaza Mayor 1", "pl mayor 1"),
+        ("19 R. de l'Église", "19 rue de leglise"),
+        ("4 ch. des Vignes", "4 ch des vignes"),
         ("Strand", "strand"),  # whole words only
         ("n/a", None),
         (None, None),
@@ -264,12 +269,16 @@ def test_normalize_city_and_postcode(spark: SparkSession) -> None:
 
 
 def test_us_zip_codes_get_their_leading_zeros_back(spark: SparkSession) -> None:
-    """A spreadsheet reads '02131' as the number 2131; a US record gets the zeros back
-    (others keep theirs as written), and the API's twin agrees."""
+    """A spreadsheet reads '02131' as the number 2131; a record of a country with five-digit
+    codes gets the zeros back (a four-digit country's code stays as written), the old
+    European country prefix goes, and the API's twin agrees."""
     from udp_spark.standardize import pure
 
     rows = [("2131", "US", "02131"), ("501", "US", "00501"), ("02131", "US", "02131"),
-            ("2131", "DE", "2131"), ("12", "US", "12"), ("2131-0001", "US", "21310001"),
+            ("4246", "DE", "04246"), ("1000", "FR", "01000"), ("501", "DE", "501"),
+            ("2131", "AT", "2131"), ("2131", "CH", "2131"), ("2131", None, "2131"),
+            ("D-22752", "DE", "22752"), ("F-75001", "FR", "75001"), ("D-22752", "FR", "D22752"),
+            ("12", "US", "12"), ("2131-0001", "US", "21310001"),
             ("sw1a 1aa", "GB", "SW1A1AA"), (None, "US", None)]
     df = spark.createDataFrame(rows, "value string, country string, want string")
     got = df.select("want", sf.normalize_postcode(F.col("value"), F.col("country")).alias(

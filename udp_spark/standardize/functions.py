@@ -405,15 +405,27 @@ def normalize_city(col: Column) -> Column:
 def normalize_postcode(col: Column, country: Column | None = None) -> Column:
     """Upper-case, letters and digits only: 'sw1a 1aa' -> 'SW1A1AA'; nothing left -> null.
 
-    With ``country``, a US ZIP code that lost its leading zeros (a spreadsheet read it as a
-    number: '2131', '501') gets them back: '02131', '00501'.
+    With ``country``, a five-digit code that lost its leading zeros (a spreadsheet read it as
+    a number) gets them back: a US ZIP code '2131' or '501' -> '02131', '00501'; a German,
+    French, Spanish or Italian '4246' -> '04246' (codes there have five digits, where
+    Austria's, Switzerland's or Belgium's have four and stay as written). The old European
+    country prefix goes: German 'D-22752' -> '22752', French 'F-75001' -> '75001'.
     """
     code = _null_if_empty(F.regexp_replace(F.upper(clean_text(col)), r"[^\p{L}\p{N}]", ""))
     if country is None:
         return code
-    return _let(code, lambda value: F.when(
-        (country == "US") & value.rlike("^[0-9]{3,4}$"), F.lpad(value, 5, "0")
-    ).otherwise(value))
+    five = country.isin(*ref.POSTCODE_PREFIXES)
+
+    def fix(value: Column) -> Column:
+        return (F.when((country == "US") & value.rlike("^[0-9]{3,4}$"), F.lpad(value, 5, "0"))
+                .when(five & value.rlike("^[0-9]{4}$"), F.lpad(value, 5, "0"))
+                .when(five & value.rlike("^[A-Z][0-9]{5}$")
+                      & (F.substring(value, 1, 1) == F.element_at(
+                          _map_literal(ref.POSTCODE_PREFIXES, "string"), country)),
+                      F.substring(value, 2, 5))
+                .otherwise(value))
+
+    return _let(code, fix)
 
 
 def normalize_country(col: Column, default: str | Column | None = None) -> Column:

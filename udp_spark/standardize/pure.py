@@ -167,9 +167,16 @@ def normalize_postcode(value: str | None, country: str | None = None) -> str | N
     """Twin of ``functions.normalize_postcode``."""
     text = clean_text(value)
     code = None if text is None else _none_if_empty(_NOT_LETTER_DIGIT.sub("", text.upper()))
-    if country == "US" and code is not None and code.isascii() and code.isdigit() \
-            and 3 <= len(code) <= 4:
+    if code is None or not code.isascii():
+        return code
+    if country == "US" and code.isdigit() and 3 <= len(code) <= 4:
         return code.rjust(5, "0")
+    prefix = ref.POSTCODE_PREFIXES.get(country or "")
+    if prefix is not None:
+        if code.isdigit() and len(code) == 4:
+            return code.rjust(5, "0")
+        if len(code) == 6 and code[0] == prefix and code[1:].isdigit():
+            return code[1:]
     return code
 
 

@@ -140,11 +140,24 @@ STREET_TYPES: Mapping[str, str] = MappingProxyType({
     "parkway": "pkwy", "pkwy": "pkwy",
     "circle": "cir", "cir": "cir",
     "crescent": "cres", "cres": "cres",
-    "calle": "calle",
-    "avenida": "avda", "avda": "avda",
+    # Spanish (Correos) and French (La Poste) abbreviations: 'Cl. Mayor', 'Pza. Mayor',
+    # 'R. de la Paix', 'ch. des Vignes', 'imp. Rameau'
+    "calle": "calle", "cl": "calle", "cll": "calle",
+    "avenida": "avda", "avda": "avda", "avd": "avda",
+    "plaza": "pl", "pza": "pl",
+    "rue": "rue", "r": "rue",
+    "chemin": "ch", "ch": "ch",
+    "impasse": "imp", "imp": "imp",
     "apartment": "apt", "apt": "apt", "appt": "apt",
     "north": "n", "south": "s", "east": "e", "west": "w",
     "northeast": "ne", "northwest": "nw", "southeast": "se", "southwest": "sw",
+})
+
+#: Countries whose postcodes have five digits (so a four-digit one lost its leading zero to
+#: a spreadsheet), each with the letter its postcodes were written after until the 1990s
+#: ('D-22752', 'F-75001').
+POSTCODE_PREFIXES: Mapping[str, str] = MappingProxyType({
+    "DE": "D", "FR": "F", "ES": "E", "IT": "I",
 })
 
 #: Street types also written glued to the name (German): 'hauptstrasse' -> 'haupt str'.

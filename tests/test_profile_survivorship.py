@@ -25,10 +25,14 @@ from udp_spark.profile.survivorship import (
 pytestmark = pytest.mark.usefixtures("interpreted")
 
 
-def _golden(spark: SparkSession, rows: list[dict], **rules: AttributeRule) -> DataFrame:
+def _golden(spark: SparkSession, rows: list[dict], others: list[dict] | None = None,
+            **rules: AttributeRule) -> DataFrame:
+    """The golden rows of ``rows``' customers; with ``others``, ranked as in a run over
+    ``rows`` and ``others`` (``population_counts`` of both), as a partial publish does."""
+    population = None if others is None else population_counts(records(spark, rows + others))
     # Computed once per scenario; the checks below only read the result.
     return records(spark, rows).transform(
-        golden_records(SurvivorshipSettings(**rules))).localCheckpoint()
+        golden_records(SurvivorshipSettings(**rules), population)).localCheckpoint()
 
 
 def _chosen(golden: DataFrame, field: str) -> DataFrame:
@@ -329,9 +333,7 @@ def test_most_common_prefers_names_whose_words_other_customers_have(
     ]
     name = AttributeRule(rule="most_frequent", tie_breakers=(
         "most_complete", "most_common", "most_recent", "source_priority"))
-    population = population_counts(records(spark, rows + others))
-    golden = records(spark, rows).transform(golden_records(
-        SurvivorshipSettings(name=name), population)).localCheckpoint()
+    golden = _golden(spark, rows, others, name=name)
     _check(spark, golden, "given_name",
            [("C1", "Thomas", "webshop_customers:1", "most_frequent"),
             ("C2", "Jacob", "app_users:2", "most_frequent")])
@@ -359,9 +361,7 @@ def test_most_common_prefers_e_mails_at_domains_other_customers_use(
     ]
     email = AttributeRule(rule="most_frequent", valid_only=True, tie_breakers=(
         "least_shared", "most_common", "most_recent", "source_priority"))
-    population = population_counts(records(spark, rows + others))
-    golden = records(spark, rows).transform(golden_records(
-        SurvivorshipSettings(email=email), population)).localCheckpoint()
+    golden = _golden(spark, rows, others, email=email)
     _check(spark, golden, "email",
            [("C1", "lola762@gmail.com", "email_subscribers:1", "most_frequent"),
             ("C2", "carol.h@gmail.com", "webshop_customers:2", "most_frequent")])

@@ -420,7 +420,7 @@ def normalize_postcode(col: Column, country: Column | None = None) -> Column:
         return (F.when((country == "US") & value.rlike("^[0-9]{3,4}$"), F.lpad(value, 5, "0"))
                 .when(five & value.rlike("^[0-9]{4}$"), F.lpad(value, 5, "0"))
                 .when(five & value.rlike("^[A-Z][0-9]{5}$")
-                      & (F.substring(value, 1, 1) == F.element_at(
+                      & (F.substring(value, 1, 1) == F.try_element_at(
                           _map_literal(ref.POSTCODE_PREFIXES, "string"), country)),
                       F.substring(value, 2, 5))
                 .otherwise(value))

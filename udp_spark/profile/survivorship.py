@@ -209,6 +209,10 @@ def _candidate(attribute: str, values: dict[str, str], present: str, key: str, v
             f"'place', CASE WHEN {present} THEN coalesce({place or key}, {key}) END)")
 
 
+# An e-mail's key: the same mailbox, case, a +tag and gmail's dots aside.
+_EMAIL_KEY = "coalesce(email_canonical, lower(email))"
+
+
 def _candidates() -> Column:
     """One candidate struct per attribute a record asserts (two for its phone numbers).
 
@@ -221,10 +225,8 @@ def _candidates() -> Column:
                    _key("given_name_norm", "middle_name_norm", "family_name_norm"), "true",
                    _NAME_FILL, support="_name_support", common="_name_common.rarest",
                    common_total="_name_common.total"),
-        # the same mailbox: case, a +tag and gmail's dots aside
-        _candidate("email", {"email": "email"}, "email IS NOT NULL",
-                   "coalesce(email_canonical, lower(email))", "email_valid", "1",
-                   common="_email_common"),
+        _candidate("email", {"email": "email"}, "email IS NOT NULL", _EMAIL_KEY, "email_valid",
+                   "1", common="_email_common"),
         _candidate("phone", {"phone": "phone_e164"}, "phone_e164 IS NOT NULL", "phone_e164",
                    "phone_valid", "1", mobile="phone_kind = 'mobile'"),
         _candidate("phone", {"phone": "mobile_e164"}, "mobile_e164 IS NOT NULL",
@@ -368,7 +370,7 @@ def _kind_values() -> Column:
     c = F.col
     contacts = F.array(
         F.struct(F.lit("email").alias("kind"),
-                 F.coalesce(c("email_canonical"), F.lower(c("email"))).alias("value")),
+                 F.expr(_EMAIL_KEY).alias("value")),
         F.struct(F.lit("email_domain").alias("kind"), _email_domain().alias("value")),
         F.struct(F.lit("phone").alias("kind"), c("phone_e164").alias("value")),
         F.struct(F.lit("phone").alias("kind"), c("mobile_e164").alias("value")))
@@ -410,9 +412,7 @@ def _with_name_commonness(base: DataFrame, counts: DataFrame) -> DataFrame:
 
 def _email_domain() -> Column:
     """The domain of a record's e-mail as its candidate keys it; null without one."""
-    return F.nullif(F.substring_index(F.coalesce(F.col("email_canonical"),
-                                                 F.lower(F.col("email"))), "@", -1),
-                    F.lit(""))
+    return F.expr(f"nullif(substring_index({_EMAIL_KEY}, '@', -1), '')")
 
 
 def _with_email_commonness(base: DataFrame, counts: DataFrame) -> DataFrame:

@@ -414,14 +414,13 @@ def normalize_postcode(col: Column, country: Column | None = None) -> Column:
     code = _null_if_empty(F.regexp_replace(F.upper(clean_text(col)), r"[^\p{L}\p{N}]", ""))
     if country is None:
         return code
-    five = country.isin(*ref.POSTCODE_PREFIXES)
+    # null unless the country's codes have five digits
+    prefix = F.try_element_at(_map_literal(ref.POSTCODE_PREFIXES, "string"), country)
 
     def fix(value: Column) -> Column:
         return (F.when((country == "US") & value.rlike("^[0-9]{3,4}$"), F.lpad(value, 5, "0"))
-                .when(five & value.rlike("^[0-9]{4}$"), F.lpad(value, 5, "0"))
-                .when(five & value.rlike("^[A-Z][0-9]{5}$")
-                      & (F.substring(value, 1, 1) == F.try_element_at(
-                          _map_literal(ref.POSTCODE_PREFIXES, "string"), country)),
+                .when(prefix.isNotNull() & value.rlike("^[0-9]{4}$"), F.lpad(value, 5, "0"))
+                .when(value.rlike("^[A-Z][0-9]{5}$") & (F.substring(value, 1, 1) == prefix),
                       F.substring(value, 2, 5))
                 .otherwise(value))
 

@@ -360,7 +360,7 @@ def test_most_common_prefers_e_mails_at_domains_other_customers_use(
             updated_at=day(2018, 4, 1)),
     ]
     email = AttributeRule(rule="most_frequent", valid_only=True, tie_breakers=(
-        "least_shared", "most_common", "most_recent", "source_priority"))
+        "least_shared", "most_common", "spells_name", "most_recent", "source_priority"))
     golden = _golden(spark, rows, others, email=email)
     _check(spark, golden, "email",
            [("C1", "lola762@gmail.com", "email_subscribers:1", "most_frequent"),
@@ -373,6 +373,54 @@ def test_most_common_prefers_e_mails_at_domains_other_customers_use(
            [("C1", "lola762@gmail.con", "support_tickets:1", "most_frequent"),
             ("C2", "carol@initech.com", "app_users:2", "most_frequent")])
     assert SurvivorshipSettings().email == email  # the shipped rule
+
+
+def test_spells_name_prefers_the_e_mail_that_spells_more_of_the_name(
+        spark: SparkSession) -> None:
+    """Between e-mails that tie on everything before it, a typo in the local part breaks a
+    word of the name the address spells, and a relay address (Apple's Hide My Email) spells
+    none and counts as a rare domain however many customers have one."""
+    others = [rec(f"app_users:p{i}", customer_id=f"P{i}",
+                  email=f"x{i}q7@privaterelay.appleid.com") for i in range(4)]
+    rows = [
+        # C1: the newer record drops a letter of the family name
+        rec("crm:1", given_name="Rachel", family_name="McCarthy",
+            email="rachel.mccarth82@gmail.com", updated_at=day(2026, 5, 1)),
+        rec("email_subscribers:1", given_name="Rachel", family_name=None,
+            email="rachel.mccarthy82@gmail.com", updated_at=day(2025, 3, 1)),
+        # C2: the newer record is the app's relay address
+        rec("app_users:2", customer_id="C2", given_name="Jon", family_name="Farnwell",
+            email="4khbec7qno@privaterelay.appleid.com", updated_at=day(2026, 5, 1)),
+        rec("webshop_customers:2", customer_id="C2", given_name="J", family_name="Farnwell",
+            email="jfarnwell@live.com", updated_at=day(2021, 4, 1)),
+        # C3: the newer record drops a letter ('mueller' spells 'Müller', which standardize
+        # writes 'muller')
+        rec("crm:3", customer_id="C3", given_name="Jörg", family_name="Müller",
+            given_name_norm="jorg", family_name_norm="muller", email="joerg.mueller@web.de",
+            updated_at=day(2024, 1, 1)),
+        rec("app_users:3", customer_id="C3", given_name="Jorg", family_name="Muller",
+            email="joerg.muler@web.de", updated_at=day(2026, 1, 1)),
+    ]
+    email = AttributeRule(rule="most_frequent", valid_only=True, tie_breakers=(
+        "least_shared", "most_common", "spells_name", "most_recent", "source_priority"))
+    _check(spark, _golden(spark, rows, others, email=email), "email",
+           [("C1", "rachel.mccarthy82@gmail.com", "email_subscribers:1", "most_frequent"),
+            ("C2", "jfarnwell@live.com", "webshop_customers:2", "most_frequent"),
+            ("C3", "joerg.mueller@web.de", "crm:3", "most_frequent")])
+    # Without spells_name, recency picks the typos; the relay still loses on its domain.
+    recent = _golden(spark, rows, others, email=AttributeRule(
+        rule="most_frequent", valid_only=True,
+        tie_breakers=("least_shared", "most_common", "most_recent", "source_priority")))
+    _check(spark, recent, "email",
+           [("C1", "rachel.mccarth82@gmail.com", "crm:1", "most_frequent"),
+            ("C2", "jfarnwell@live.com", "webshop_customers:2", "most_frequent"),
+            ("C3", "joerg.muler@web.de", "app_users:3", "most_frequent")])
+    # Without most_common, spells_name alone puts the relay address last as well.
+    by_name = _golden(spark, rows, others, email=AttributeRule(
+        rule="most_frequent", valid_only=True,
+        tie_breakers=("least_shared", "spells_name", "most_recent", "source_priority")))
+    _check(spark, by_name.filter("customer_id = 'C2'"), "email",
+           [("C2", "jfarnwell@live.com", "webshop_customers:2", "most_frequent")])
 
 
 # --------------------------------------------------------------------------- contacts, places
@@ -503,3 +551,5 @@ def test_rule_settings_are_checked_at_load() -> None:
         SurvivorshipSettings(phone=AttributeRule(rule="most_common"))
     with pytest.raises(ValidationError, match=r"'least_shared' ranks email and phone"):
         SurvivorshipSettings(name=AttributeRule(rule="least_shared"))
+    with pytest.raises(ValidationError, match=r"phone: 'spells_name' ranks email values"):
+        SurvivorshipSettings(phone=AttributeRule(rule="spells_name"))

@@ -623,11 +623,11 @@ class MatchingSettings(_Model):
 # --------------------------------------------------------------------------- publish
 
 SurvivorshipRuleName = Literal["source_priority", "most_recent", "most_frequent", "most_complete",
-                               "most_common", "mobile_first", "least_shared"]
+                               "most_common", "mobile_first", "least_shared", "spells_name"]
 # Rules that rank some attributes' values only (udp_spark.profile.survivorship).
 ATTRIBUTE_ONLY_RULES: dict[str, tuple[str, ...]] = {
     "most_common": ("name", "email"), "mobile_first": ("phone",),
-    "least_shared": ("email", "phone")}
+    "least_shared": ("email", "phone"), "spells_name": ("email",)}
 
 # Attributes with a validity check that ``valid_only`` can use (see udp_spark.profile).
 VALIDATED_ATTRIBUTES = ("email", "phone", "address")
@@ -676,7 +676,8 @@ class SurvivorshipSettings(_Model):
         tie_breakers=("most_complete", "most_common", "most_recent", "source_priority"))
     email: AttributeRule = AttributeRule(
         rule="most_frequent",
-        tie_breakers=("least_shared", "most_common", "most_recent", "source_priority"),
+        tie_breakers=("least_shared", "most_common", "spells_name", "most_recent",
+                      "source_priority"),
         valid_only=True)
     phone: AttributeRule = AttributeRule(
         rule="most_frequent",

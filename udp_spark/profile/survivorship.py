@@ -49,7 +49,13 @@ ranks the candidates, its ``tie_breakers`` rank those the rule finds equal, and 
   ('Jacon'), or a given and family name swapped ('Weber Thomas'), makes a rare word.
   (E-mails): the address whose domain most customers use (``population``): a misspelt
   provider ('gmail.con') is rare, and so is a company's domain (a work address) beside the
-  big providers of personal ones.
+  big providers of personal ones; a relay address (Apple's Hide My Email and the like:
+  ``RELAY_EMAIL_DOMAINS``) counts as the rarest, however many customers have one.
+- ``spells_name`` (e-mails): the address whose local part spells most of the customer's
+  name words (the given and family name words of any of its records, three letters or
+  more, accents folded: 'joerg.mueller' spells Jörg Müller twice): a typo in the address
+  breaks a word of the name ('rachel.mccarth82' spells one, 'rachel.mccarthy82' two), and
+  a relay address spells none.
 - ``least_shared`` (e-mails, phones): the value the fewest customers assert (counted among
   all customers: ``population``): a shop's own phone number keyed in for its customers, or
   a household's shared mailbox, ranks after the customer's own.
@@ -79,7 +85,7 @@ from pyspark.sql.window import Window
 from udp_spark.config import AttributeRule, SurvivorshipSettings
 from udp_spark.profile.functions import observed_at, predicate_problem, source_time
 from udp_spark.standardize.functions import nickname_aliases
-from udp_spark.standardize.reference import STREET_TYPES
+from udp_spark.standardize.reference import RELAY_EMAIL_DOMAINS, STREET_TYPES
 
 Transform = Callable[[DataFrame], DataFrame]
 
@@ -189,8 +195,8 @@ _PLACE = (
 
 def _candidate(attribute: str, values: dict[str, str], present: str, key: str, valid: str,
                fill: str, slot: int = 0, *, support: str = "NULL", common: str = "0",
-               common_total: str = "0", mobile: str = "false", place: str | None = None
-               ) -> str:
+               common_total: str = "0", mobile: str = "false", place: str | None = None,
+               spells: str = "0") -> str:
     """``slot``: which of a record's own fields for the attribute it is (its phone 0, its
     mobile 1): the last tie-breaker, so that equal candidates of one record never leave the
     choice to the order rows happen to arrive in. ``support``: the records agreeing with it
@@ -205,7 +211,7 @@ def _candidate(attribute: str, values: dict[str, str], present: str, key: str, v
             f"'fill', CAST({fill} AS INT), 'slot', {slot}, "
             f"'support', CAST({support} AS INT), 'common', CAST({common} AS DOUBLE), "
             f"'common_total', CAST({common_total} AS DOUBLE), "
-            f"'mobile', coalesce({mobile}, false), "
+            f"'mobile', coalesce({mobile}, false), 'spells', coalesce(CAST({spells} AS INT), 0), "
             f"'place', CASE WHEN {present} THEN coalesce({place or key}, {key}) END)")
 
 
@@ -226,7 +232,7 @@ def _candidates() -> Column:
                    _NAME_FILL, support="_name_support", common="_name_common.rarest",
                    common_total="_name_common.total"),
         _candidate("email", {"email": "email"}, "email IS NOT NULL", _EMAIL_KEY, "email_valid",
-                   "1", common="_email_common"),
+                   "1", common="_email_common", spells="_email_spells"),
         _candidate("phone", {"phone": "phone_e164"}, "phone_e164 IS NOT NULL", "phone_e164",
                    "phone_valid", "1", mobile="phone_kind = 'mobile'"),
         _candidate("phone", {"phone": "mobile_e164"}, "mobile_e164 IS NOT NULL",
@@ -268,6 +274,7 @@ _RANK_KEYS: dict[str, tuple[str, ...]] = {
     "most_common": ("-coalesce(common, 0.0)", "-coalesce(common_total, 0.0)"),
     "mobile_first": ("CAST(NOT mobile AS DOUBLE)",),
     "least_shared": ("CAST(coalesce(_sharers, 1) AS DOUBLE)",),
+    "spells_name": ("-CAST(spells AS DOUBLE)",),
 }
 
 
@@ -421,9 +428,27 @@ def _with_email_commonness(base: DataFrame, counts: DataFrame) -> DataFrame:
     ('gmail.con', 'hotmial.com') is a rare domain."""
     domains = counts.filter(F.col("kind") == "email_domain").select(
         F.col("value").alias("_email_domain"),
-        F.log1p(F.col("customers")).alias("_email_common"))
+        # a relay address forwards to the person's own: as rare as a misspelt provider
+        F.when(~F.col("value").isin(*RELAY_EMAIL_DOMAINS), F.log1p(F.col("customers")))
+        .alias("_email_common"))
     return (base.withColumn("_email_domain", _email_domain())
             .join(domains, "_email_domain", "left").drop("_email_domain"))
+
+
+def _with_email_spelling(base: DataFrame) -> DataFrame:
+    """``_email_spells``: how many of the customer's name words the local part of the
+    record's e-mail holds (given and family name words of any of its records, 3 letters or
+    more, folded as names are; the local part's letters folded alike); null without one."""
+    no_words = F.array().cast("array<string>")
+    own = F.filter(F.concat(F.coalesce(F.col("_name.given"), no_words),
+                            F.coalesce(F.col("_name.family"), no_words)),
+                   lambda w: F.length(w) >= 3)
+    local = _folded(F.regexp_replace(F.expr(f"substring_index({_EMAIL_KEY}, '@', 1)"),
+                                     "[^a-z]", ""))
+    words = F.array_distinct(F.flatten(F.collect_list(own).over(
+        Window.partitionBy("customer_id"))))
+    return base.withColumn("_email_spells", F.when(
+        F.col("email").isNotNull(), F.size(F.filter(words, lambda w: F.instr(local, w) > 0))))
 
 
 # --------------------------------------------------------------------------- golden
@@ -474,6 +499,11 @@ def golden_records(settings: SurvivorshipSettings,
             base = _with_email_commonness(base, counts)
         else:
             base = base.withColumn("_email_common", F.lit(None).cast("double"))
+        if "email" in specs and "spells_name" in (specs["email"].rule,
+                                                   *specs["email"].tie_breakers):
+            base = base.transform(_with_email_spelling)
+        else:
+            base = base.withColumn("_email_spells", F.lit(None).cast("int"))
         exploded = base.select(
             "customer_id", "record_id", "source", "source_rank", "completeness",
             "observed_at", "_source_time", *[f"_where_{a}" for a, s in specs.items() if s.where],

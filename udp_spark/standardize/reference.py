@@ -118,6 +118,15 @@ GENDER_BY_KEY: Mapping[str, str] = MappingProxyType({
 #: Domains where dots in the local part are ignored; all are folded to the first one.
 GMAIL_DOMAINS: tuple[str, ...] = ("gmail.com", "googlemail.com")
 
+#: Domains of forwarding (masked) addresses: a relay made for one app or shop that forwards
+#: to the person's own mailbox (Apple's Hide My Email, Firefox Relay, DuckDuckGo's e-mail
+#: protection, Amazon's marketplace buyer addresses). Deliverable, but not the person's
+#: address: survivorship ranks them after one that is.
+RELAY_EMAIL_DOMAINS: tuple[str, ...] = (
+    "privaterelay.appleid.com", "mozmail.com", "duck.com", "marketplace.amazon.com",
+    "marketplace.amazon.co.uk", "marketplace.amazon.de", "marketplace.amazon.fr",
+    "marketplace.amazon.es", "marketplace.amazon.it")
+
 # --------------------------------------------------------------------------------------------
 # Addresses
 # --------------------------------------------------------------------------------------------

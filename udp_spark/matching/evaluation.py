@@ -51,7 +51,7 @@ def blocking_metrics(pairs: DataFrame, truth: DataFrame, n_records: int) -> dict
         F.col("record_id_l").alias("src"), F.col("record_id_r").alias("dst"))
     vertices = tp_edges.select(F.col("src").alias("id")).unionByName(
         tp_edges.select(F.col("dst").alias("id"))).distinct()
-    comps = connected_components(vertices, tp_edges, backend="builtin")
+    comps = connected_components(vertices, tp_edges, backend="auto")
     reachable = one_row(comps.groupBy("component").count().select(
         F.sum(_pairs_of("count")).alias("r")))["r"] or 0.0
     return {
@@ -109,7 +109,7 @@ def linkable_truth(records: DataFrame, truth: DataFrame) -> DataFrame:
     from udp_spark.graph import connected_components
 
     comps = connected_components(t.select(F.col("record_id").alias("id")), edges,
-                                 backend="builtin")
+                                 backend="auto")
     return t.join(comps.withColumnRenamed("id", "record_id"), "record_id", "left").select(
         "record_id", F.concat_ws("#", "entity_id", F.coalesce("component", "record_id"))
         .alias("entity_id"))

@@ -41,8 +41,12 @@ class LocalKafka:
     """Start with :meth:`start` (or ``with``), stop with :meth:`stop`."""
 
     def __init__(self, workdir: Path, *, port: int | None = None, heap: str = "512m",
-                 startup_timeout: float = 90.0) -> None:
+                 startup_timeout: float = 90.0, cluster_id: str | None = None) -> None:
+        """``cluster_id``: the KRaft cluster id (22 URL-safe base64 characters, Kafka's
+        ``Uuid``); a random one by default."""
         self.workdir = Path(workdir)
+        self.cluster_id = cluster_id or base64.urlsafe_b64encode(
+            uuid.uuid4().bytes).decode().rstrip("=")
         self.port = port or free_port()
         self.controller_port = free_port()
         self.heap = heap
@@ -93,9 +97,10 @@ class LocalKafka:
             raise KafkaUnavailableError("java is not on PATH")
         self.workdir.mkdir(parents=True, exist_ok=True)
         cp, config = self._classpath(), self._config()
-        cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        # '=' binds the value: a random id starts with '-' once in 64 and would otherwise
+        # be read as an option ("argument --cluster-id/-t: expected one argument")
         fmt = subprocess.run([java, "-Xmx256m", "-cp", cp, "kafka.tools.StorageTool", "format",
-                              "-t", cluster, "-c", str(config)],
+                              f"--cluster-id={self.cluster_id}", f"--config={config}"],
                              capture_output=True, text=True, timeout=120)
         if fmt.returncode != 0:
             raise KafkaUnavailableError(f"formatting the broker's storage failed: "

@@ -84,7 +84,7 @@ from pyspark.sql.window import Window
 
 from udp_spark.config import AttributeRule, SurvivorshipSettings
 from udp_spark.profile.functions import observed_at, predicate_problem, source_time
-from udp_spark.standardize.functions import nickname_aliases
+from udp_spark.standardize.functions import in_set, nickname_aliases
 from udp_spark.standardize.reference import RELAY_EMAIL_DOMAINS, STREET_TYPES
 
 Transform = Callable[[DataFrame], DataFrame]
@@ -417,6 +417,11 @@ def _with_name_commonness(base: DataFrame, counts: DataFrame) -> DataFrame:
     return base.join(common, "record_id", "left")
 
 
+def _email_local() -> Column:
+    """The local part of a record's e-mail as its candidate keys it (before the '@')."""
+    return F.expr(f"substring_index({_EMAIL_KEY}, '@', 1)")
+
+
 def _email_domain() -> Column:
     """The domain of a record's e-mail as its candidate keys it; null without one."""
     return F.expr(f"nullif(substring_index({_EMAIL_KEY}, '@', -1), '')")
@@ -429,7 +434,7 @@ def _with_email_commonness(base: DataFrame, counts: DataFrame) -> DataFrame:
     domains = counts.filter(F.col("kind") == "email_domain").select(
         F.col("value").alias("_email_domain"),
         # a relay address forwards to the person's own: as rare as a misspelt provider
-        F.when(~F.col("value").isin(*RELAY_EMAIL_DOMAINS), F.log1p(F.col("customers")))
+        F.when(~in_set(F.col("value"), RELAY_EMAIL_DOMAINS), F.log1p(F.col("customers")))
         .alias("_email_common"))
     return (base.withColumn("_email_domain", _email_domain())
             .join(domains, "_email_domain", "left").drop("_email_domain"))
@@ -443,8 +448,7 @@ def _with_email_spelling(base: DataFrame) -> DataFrame:
     own = F.filter(F.concat(F.coalesce(F.col("_name.given"), no_words),
                             F.coalesce(F.col("_name.family"), no_words)),
                    lambda w: F.length(w) >= 3)
-    local = _folded(F.regexp_replace(F.expr(f"substring_index({_EMAIL_KEY}, '@', 1)"),
-                                     "[^a-z]", ""))
+    local = _folded(F.regexp_replace(_email_local(), "[^a-z]", ""))
     words = F.array_distinct(F.flatten(F.collect_list(own).over(
         Window.partitionBy("customer_id"))))
     return base.withColumn("_email_spells", F.when(

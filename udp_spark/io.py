@@ -221,6 +221,33 @@ def checkpoint(df: DataFrame) -> DataFrame:
         cached.unpersist()
 
 
+@contextlib.contextmanager
+def released_blocks(spark: SparkSession) -> Iterator[None]:
+    """Unpersist, when the block ends, every RDD persisted inside it that is still held:
+    the blocks of :func:`checkpoint` (local checkpoints live in the block manager until
+    their RDD is unpersisted) and anything cached and not released.
+
+    A stage's frames die with it, but the JVM only frees their blocks after a garbage
+    collection finds them unreachable (Spark's ContextCleaner), so a long process (the
+    stream, a test session, ``udp run``) held the checkpoints of every stage it had run
+    and ran out of heap building a small broadcast. Nothing persisted inside the block may
+    be used after it. Spark Connect (no SparkContext) is left to the server.
+    """
+    try:
+        jsc = spark.sparkContext._jsc
+        before = set(jsc.getPersistentRDDs().keySet()) if jsc is not None else None
+    except Exception:  # Spark Connect
+        before = None
+    try:
+        yield
+    finally:
+        if before is not None and jsc is not None:
+            for rdd_id, rdd in jsc.getPersistentRDDs().items():
+                if rdd_id not in before:
+                    with contextlib.suppress(Exception):  # a stopped context
+                        rdd.unpersist(False)
+
+
 def _hadoop_path(spark: SparkSession, uri: str) -> tuple[Any, Any]:
     """``(FileSystem, Path)`` of a URI, through the session's Hadoop configuration."""
     jvm = spark.sparkContext._jvm

@@ -111,10 +111,14 @@ def _record(ctx: StageContext, run: audit.RunRecord, status: str, error: str | N
 
 @contextlib.contextmanager
 def audited_run(ctx: StageContext, stage: str) -> Iterator[audit.RunRecord]:
-    """Run a stage, then append its record to ``audit.runs`` (also when it fails)."""
+    """Run a stage, then append its record to ``audit.runs`` (also when it fails).
+
+    The blocks the stage persisted (its checkpoints) are released when it ends
+    (:func:`udp_spark.io.released_blocks`), so a process running stage after stage holds
+    only the current stage's."""
     run = audit.RunRecord(stage=stage, config_hash=ctx.cfg.config_hash)
     log.info("%s run %s started", stage, run.run_id)  # a long stage never looks hung
-    with progress.tracking(ctx.spark, stage) as tracker:
+    with io.released_blocks(ctx.spark), progress.tracking(ctx.spark, stage) as tracker:
         try:
             yield run
         except BaseException as exc:

@@ -11,6 +11,7 @@ first as ``previous`` (stable ids), the same rebuilt only around the changed cus
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ from udp_spark.config import ConfigError, HouseholdSettings, load_config
 from udp_spark.profile.households import (
     HOUSEHOLD_COLUMNS,
     build_households,
+    household_input_changes,
     looks_like_placeholder_phone,
     with_household_ids,
 )
@@ -404,3 +406,24 @@ def test_bad_settings_name_the_key(tmp_path: Path) -> None:
     assert "publish.households.max_address_customers: Input should be greater than or " \
            "equal to 2" in text
     assert "publish.households.max_phone: unknown key" in text
+
+
+def test_only_changes_of_what_households_are_built_from_count(spark: SparkSession) -> None:
+    """A publish rebuilds households only around customers created, vanished, or changed in
+    family name, birth date or year, addresses or phones: the rest (a purchase, a new
+    e-mail) cannot move a household."""
+    before = [person("IN-C1", "Lee", [MAIN]), person("IN-C2", "Ray", [ELM]),
+              person("IN-C3", "Kim", phones=[number(300)]), person("IN-C4", "Park", [home(40)]),
+              person("IN-C5", "Dunn", [home(41)], dob=date(1990, 1, 1))]
+    after = [person("IN-C1", "Lee", [MAIN]),                       # the same
+             person("IN-C2", "Ray", [ELM, home(42)]),              # moved
+             person("IN-C3", "Kim", phones=[number(301)]),         # new number
+             person("IN-C5", "Dunn", [home(41)], dob=date(1991, 1, 1)),  # birth date fixed
+             person("IN-C6", "Ives", [MAIN])]                      # created; C4 vanished
+    frame = functools.partial(spark.createDataFrame, schema=PROFILE_SCHEMA)
+    # columns outside the household inputs (orders, e-mail) do not count
+    current = frame(before).withColumn("orders", F.lit(1))
+    built = frame(after).withColumn("orders", F.lit(2))
+    changed = {r["customer_id"] for r in household_input_changes(built, current).collect()}
+    assert changed == {"IN-C2", "IN-C3", "IN-C4", "IN-C5", "IN-C6"}
+    assert household_input_changes(frame(before), current.drop("orders")).isEmpty()

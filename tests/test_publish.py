@@ -188,6 +188,10 @@ def test_one_changed_source_value_changes_exactly_one_customer(story: Story) -> 
     changed = {c for c in after if after[c] != before[c]}
     assert changed == {"C2"}
     assert after["C2"]["email"] == "new@x.com" and after["C2"]["run_id"] == r.run_id
+    # an e-mail is nothing households are built from: none was rebuilt, ids stay
+    assert r.households == {} and story.reports[3].households != {}
+    assert {c: p["household_id"] for c, p in after.items()} == {
+        c: p["household_id"] for c, p in before.items()}
     # The untouched customers keep the run that last changed them.
     assert after["C1"]["run_id"] == story.reports[0].run_id
     new_rows = set(story.history[2]) - set(story.history[1])

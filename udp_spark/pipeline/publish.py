@@ -30,6 +30,7 @@ from udp_spark.profile.households import (
     HOUSEHOLD_INPUT_COLUMNS,
     Households,
     build_households,
+    household_input_changes,
     with_household_ids,
 )
 from udp_spark.profile.metrics import METRIC_COLUMNS
@@ -224,7 +225,7 @@ def _profile_committed_by_finished_run(ctx: StageContext) -> bool:
 
 def _households(ctx: StageContext, profiles: DataFrame, scope: DataFrame | None,
                 current: DataFrame | None, as_of: date, run_id: str, at: datetime
-                ) -> tuple[Households, DataFrame] | None:
+                ) -> tuple[Households | None, DataFrame] | None:
     """Households, and the profiles to publish with their ``household_id``.
 
     The population is the profiles just built plus, in an incremental publish, every
@@ -235,7 +236,10 @@ def _households(ctx: StageContext, profiles: DataFrame, scope: DataFrame | None,
     which gives what a whole rebuild gives (docs/households.md). A customer outside the
     scope whose ``household_id`` moves (a new member took the household's id) is published
     again with the new id. None when nothing can have changed (an incremental publish with
-    no customer in scope and the table already there).
+    no customer in scope and the table already there); ``(None, profiles)`` with their
+    current ``household_id`` when no customer in scope changed in anything households are
+    built from (:func:`~udp_spark.profile.households.household_input_changes`: a purchase,
+    a new e-mail), so no household is rebuilt.
     """
     spark, lake = ctx.spark, ctx.lakehouse
     hh_ref = lake.ref(GOLD_HOUSEHOLDS)
@@ -250,8 +254,12 @@ def _households(ctx: StageContext, profiles: DataFrame, scope: DataFrame | None,
     changed = None
     if (scope is not None and current is not None and previous is not None
             and _profile_committed_by_finished_run(ctx)):
-        changed = scope
-        before = current.join(scope, "customer_id", "left_semi").select(
+        in_scope = current.join(scope, "customer_id", "left_semi")
+        changed = household_input_changes(profiles, in_scope).transform(io.checkpoint)
+        if changed.isEmpty():  # everyone in scope keeps the household they have
+            return None, profiles.transform(with_household_ids(
+                in_scope.select("customer_id", "household_id")))
+        before = in_scope.join(changed, "customer_id", "left_semi").select(
             *HOUSEHOLD_INPUT_COLUMNS)
     hh = build_households(population, previous, ctx.cfg.publish.households, as_of, run_id,
                           changed=changed, before=before)
@@ -260,6 +268,13 @@ def _households(ctx: StageContext, profiles: DataFrame, scope: DataFrame | None,
                                    "household_id")
     hh = Households(households, assignment, hh.blocked.transform(io.checkpoint),
                     hh.customers, hh.replaced)
+    if hh.customers is not None and scope is not None and current is not None:
+        # customers in scope outside the rebuild (their household inputs did not change)
+        # keep their household
+        assignment = assignment.unionByName(
+            current.join(scope, "customer_id", "left_semi")
+            .join(hh.customers, "customer_id", "left_anti")
+            .select("customer_id", "household_id"))
     out = profiles.transform(with_household_ids(assignment))
     if others is not None:
         if hh.customers is not None:  # the others outside the rebuild keep theirs
@@ -405,7 +420,7 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
             if hh is not None:
                 households, with_ids = hh
                 profiles = with_ids.transform(io.checkpoint)
-                if scope is not None:
+                if scope is not None and households is not None:
                     scope = scope.unionByName(profiles.select("customer_id")).distinct(
                     ).transform(io.checkpoint)
                 progress.step("households built")

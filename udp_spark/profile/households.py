@@ -69,6 +69,7 @@ __all__ = [
     "build_households",
     "household_edges",
     "household_evidence",
+    "household_input_changes",
     "households_to_rebuild",
     "looks_like_placeholder_phone",
     "member_role",
@@ -276,6 +277,21 @@ def _stable_ids(components: DataFrame, previous: DataFrame | None,
                 "_kept", F.when(F.col("_taken"), F.concat(F.lit("H"), F.substring(F.sha2(
                     F.concat_ws("|", "_minted", "component"), 256), 1, 15)))
                 .otherwise(F.col("_minted"))).alias("household_id")))
+
+
+def household_input_changes(profiles: DataFrame, current: DataFrame) -> DataFrame:
+    """``customer_id`` of the customers whose households may have changed: created (in
+    ``profiles`` only), vanished (in ``current`` only) or with other
+    :data:`HOUSEHOLD_INPUT_COLUMNS` (family name, birth date or year, addresses, phones with
+    their times and records) in ``profiles`` (just built) than in ``current`` (their
+    published rows). A customer whose profile changed in nothing households are built from
+    (new orders, a new e-mail) holds the same keys as before, so its household cannot move.
+    """
+    cols = [c for c in HOUSEHOLD_INPUT_COLUMNS if c != "customer_id"]
+    new = profiles.select("customer_id", content_hash(cols).alias("_new"))
+    old = current.select("customer_id", content_hash(cols).alias("_old"))
+    return (new.join(old, "customer_id", "full")
+            .filter(~F.col("_new").eqNullSafe(F.col("_old"))).select("customer_id"))
 
 
 def households_to_rebuild(evidence: DataFrame, previous: DataFrame, changed: DataFrame,

@@ -70,7 +70,9 @@ def test_released_blocks_frees_what_was_persisted_inside_and_keeps_the_rest(
         assert cached.count() == 10 and inside.count() == 100
         assert len(persisted() - held) >= 2
     time.sleep(0.5)  # unpersist is asynchronous on the executors, not in the registry
-    assert persisted() == held  # only what was persisted before the block is still held
+    # nothing persisted inside is held (Spark's cleaner may free earlier ones meanwhile),
+    # and what was persisted before still reads
+    assert persisted() <= held
     assert outside.agg(F.sum("x")).first()[0] == 2 * sum(range(50))
     with pytest.raises(Exception, match="CHECKPOINT_RDD_BLOCK_ID_NOT_FOUND"):
         inside.agg(F.sum("y")).first()

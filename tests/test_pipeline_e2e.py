@@ -295,13 +295,14 @@ def test_identity_resolution_is_accurate_and_ids_are_stable(demo: StageContext,
         "record_id_l", "record_id_r", F.col("match_weight").alias("old_weight")
     ).localCheckpoint(eager=True)
     assert release(Path(cfg.data_root))
-    held = ctx.spark.sparkContext._jsc.getPersistentRDDs().size()
+    held = set(ctx.spark.sparkContext._jsc.getPersistentRDDs().keySet())
     run_ingest(ctx)
     run_standardize(ctx)
     run_block(ctx)
     run_score(ctx)
-    # each stage frees the checkpoints it made (audited_run): only the test's own are held
-    assert ctx.spark.sparkContext._jsc.getPersistentRDDs().size() == held
+    # each stage frees the checkpoints it made (audited_run): nothing persisted since is
+    # held (Spark's cleaner may free some of the earlier ones meanwhile)
+    assert set(ctx.spark.sparkContext._jsc.getPersistentRDDs().keySet()) <= held
     # Term frequencies are frozen with the model version: a pair of records the new batch
     # did not touch keeps its weight to the last bit.
     untouched = io.read_table(ctx.spark, records_ref).join(

@@ -59,20 +59,17 @@ def test_released_blocks_frees_what_was_persisted_inside_and_keeps_the_rest(
         spark: SparkSession) -> None:
     """A stage's checkpoints are freed when it ends (audited_run wraps every stage in
     io.released_blocks): a long process does not hold every earlier stage's blocks."""
-    def persisted() -> set[int]:
-        return set(spark.sparkContext._jsc.getPersistentRDDs().keySet())
-
     outside = spark.range(50).withColumn("x", F.col("id") * 2).localCheckpoint(eager=True)
-    held = persisted()
+    held = io.persisted_rdd_ids(spark)
     with io.released_blocks(spark):
         inside = io.checkpoint(spark.range(100).withColumn("y", F.col("id") + 1))
         cached = spark.range(10).cache()
         assert cached.count() == 10 and inside.count() == 100
-        assert len(persisted() - held) >= 2
+        assert len(io.persisted_rdd_ids(spark) - held) >= 2
     time.sleep(0.5)  # unpersist is asynchronous on the executors, not in the registry
     # nothing persisted inside is held (Spark's cleaner may free earlier ones meanwhile),
     # and what was persisted before still reads
-    assert persisted() <= held
+    assert io.persisted_rdd_ids(spark) <= held
     assert outside.agg(F.sum("x")).first()[0] == 2 * sum(range(50))
     with pytest.raises(Exception, match="CHECKPOINT_RDD_BLOCK_ID_NOT_FOUND"):
         inside.agg(F.sum("y")).first()

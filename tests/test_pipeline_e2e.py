@@ -295,14 +295,14 @@ def test_identity_resolution_is_accurate_and_ids_are_stable(demo: StageContext,
         "record_id_l", "record_id_r", F.col("match_weight").alias("old_weight")
     ).localCheckpoint(eager=True)
     assert release(Path(cfg.data_root))
-    held = set(ctx.spark.sparkContext._jsc.getPersistentRDDs().keySet())
+    held = io.persisted_rdd_ids(ctx.spark)
     run_ingest(ctx)
     run_standardize(ctx)
     run_block(ctx)
     run_score(ctx)
     # each stage frees the checkpoints it made (audited_run): nothing persisted since is
     # held (Spark's cleaner may free some of the earlier ones meanwhile)
-    assert set(ctx.spark.sparkContext._jsc.getPersistentRDDs().keySet()) <= held
+    assert io.persisted_rdd_ids(ctx.spark) <= held
     # Term frequencies are frozen with the model version: a pair of records the new batch
     # did not touch keeps its weight to the last bit.
     untouched = io.read_table(ctx.spark, records_ref).join(

@@ -234,18 +234,22 @@ def released_blocks(spark: SparkSession) -> Iterator[None]:
     be used after it. Spark Connect (no SparkContext) is left to the server.
     """
     try:
-        jsc = spark.sparkContext._jsc
-        before = set(jsc.getPersistentRDDs().keySet()) if jsc is not None else None
+        before = persisted_rdd_ids(spark)
     except Exception:  # Spark Connect
         before = None
     try:
         yield
     finally:
-        if before is not None and jsc is not None:
-            for rdd_id, rdd in jsc.getPersistentRDDs().items():
+        if before is not None:
+            for rdd_id, rdd in spark.sparkContext._jsc.getPersistentRDDs().items():
                 if rdd_id not in before:
                     with contextlib.suppress(Exception):  # a stopped context
                         rdd.unpersist(False)
+
+
+def persisted_rdd_ids(spark: SparkSession) -> set[int]:
+    """Ids of the RDDs the session's SparkContext holds persisted (checkpoints, caches)."""
+    return set(spark.sparkContext._jsc.getPersistentRDDs().keySet())
 
 
 def _hadoop_path(spark: SparkSession, uri: str) -> tuple[Any, Any]:

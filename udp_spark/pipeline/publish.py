@@ -251,7 +251,7 @@ def _households(ctx: StageContext, profiles: DataFrame, scope: DataFrame | None,
         others = current.join(scope, "customer_id", "left_anti").select(*PROFILE_COLUMNS)
         population = population.unionByName(others.select(*HOUSEHOLD_INPUT_COLUMNS))
     previous, _ = _current(ctx, GOLD_HOUSEHOLDS)
-    changed = None
+    changed = in_scope = None
     if (scope is not None and current is not None and previous is not None
             and _profile_committed_by_finished_run(ctx)):
         in_scope = current.join(scope, "customer_id", "left_semi")
@@ -268,12 +268,11 @@ def _households(ctx: StageContext, profiles: DataFrame, scope: DataFrame | None,
                                    "household_id")
     hh = Households(households, assignment, hh.blocked.transform(io.checkpoint),
                     hh.customers, hh.replaced)
-    if hh.customers is not None and scope is not None and current is not None:
+    if in_scope is not None and hh.customers is not None:
         # customers in scope outside the rebuild (their household inputs did not change)
         # keep their household
         assignment = assignment.unionByName(
-            current.join(scope, "customer_id", "left_semi")
-            .join(hh.customers, "customer_id", "left_anti")
+            in_scope.join(hh.customers, "customer_id", "left_anti")
             .select("customer_id", "household_id"))
     out = profiles.transform(with_household_ids(assignment))
     if others is not None:

@@ -167,6 +167,31 @@ def _pick(s: Served) -> dict[str, Any]:
     return (with_loyalty or full)[0]
 
 
+def test_a_deletion_vector_table_reads_times_past_2262(spark: SparkSession,
+                                                       tmp_path: Path) -> None:
+    """The golden profile has deletion vectors and may hold a consent expiring in 2999: the
+    DataFusion reader delta-rs needs for such a table reads Spark's INT96 times as
+    microseconds (its default turned 2999 into 1829 without an error), applies the deleted
+    rows, and filters by customer id."""
+    from udp_spark.serve.snapshot import has_deletion_vectors, read_with_deletion_vectors
+
+    path = str(tmp_path / "t")
+    spark.sql("SELECT concat('C', id) AS customer_id, timestamp'2999-01-01 00:00:00' AS "
+              "expires_at, timestamp'2026-05-05 10:00:00' AS seen_at FROM range(6)").write.format(
+        "delta").option("delta.enableDeletionVectors", "true").save(path)
+    spark.sql(f"DELETE FROM delta.`{path}` WHERE customer_id = 'C3'")
+    dt = DeltaTable(path)
+    assert has_deletion_vectors(dt)
+    rows = {r["customer_id"]: r for r in read_table(dt).to_pylist()}
+    assert sorted(rows) == ["C0", "C1", "C2", "C4", "C5"]
+    assert {r["expires_at"] for r in rows.values()} == {datetime(2999, 1, 1, tzinfo=UTC)}
+    assert {r["seen_at"] for r in rows.values()} == {datetime(2026, 5, 5, 10, tzinfo=UTC)}
+    some = read_with_deletion_vectors(dt, ["customer_id", "expires_at"],
+                                      customer_ids=["C1", "C3", "C5", "it's"])
+    assert sorted(some.column("customer_id").to_pylist()) == ["C1", "C5"]
+    assert read_with_deletion_vectors(dt, customer_ids=[]).num_rows == 0
+
+
 # --- tests in file order: the publish and merge ones change the lakehouse ----------------
 
 def test_health_and_authentication(served: Served) -> None:

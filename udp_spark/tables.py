@@ -67,13 +67,17 @@ PRIVACY_CONSENT_EVENTS = ("privacy", "consent_events")  # append-only consent de
 PRIVACY_ERASURE_REQUESTS = ("privacy", "erasure_requests")  # right-to-erasure requests
 PRIVACY_SUPPRESSIONS = ("privacy", "suppressions")  # salted hashes of erased identifiers
 
-#: Tables created with deletion vectors: the large pair tables a change-driven run MERGEs a
-#: few rows into. A record's pairs lie in every file (no order a change could follow), so
-#: without them each MERGE rewrites nearly the whole table (at 1M source rows, 16.8M pairs:
-#: 79 s and 94 s to delete one customer's pairs and scores). With them a MERGE writes the
+#: Tables created with deletion vectors: the tables a change-driven run MERGEs a few rows
+#: into. A record's pairs lie in every file of the pair tables (no order a change could
+#: follow), so without them each MERGE rewrites nearly the whole table (at 1M source rows,
+#: 16.8M pairs: 79 s and 94 s to delete one customer's pairs and scores); the golden
+#: profile and its history are rewritten file by file for a few changed customers (at 1M,
+#: a MERGE of 1.9k changed profiles copied the other 94k rows). With them a MERGE writes the
 #: changed rows and marks the old ones deleted. An erasure purges them (REORG ... APPLY
 #: (PURGE), then VACUUM) before the files of earlier versions go. Read them with Spark or with
 #: ``udp_spark.serve.snapshot.read_table`` (delta-rs' DataFusion reader applies deletion
-#: vectors; its ``to_pyarrow_*`` refuse such a table).
+#: vectors; its ``to_pyarrow_*`` refuse such a table). Only new tables get them: an existing
+#: table keeps its protocol (``docs/incremental.md``).
 DELETION_VECTOR_TABLES = frozenset({SILVER_CANDIDATE_PAIRS, SILVER_MATCH_SCORES,
-                                    SILVER_BLOCK_KEYS})
+                                    SILVER_BLOCK_KEYS, GOLD_CUSTOMER_PROFILE,
+                                    GOLD_CUSTOMER_PROFILE_HISTORY})

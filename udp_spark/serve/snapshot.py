@@ -368,12 +368,13 @@ def update_profiles(prev: ProfileIndex, dt: DeltaTable, old: int, new: int) -> P
     if feed.num_rows > max(1000, len(rows) // 5):
         raise FullReload(f"{feed.num_rows} changes")
     touched = sorted({str(c) for c in feed.column("customer_id").to_pylist() if c})
-    if "deletionVectors" in (dt.protocol().reader_features or []):
-        raise FullReload("deletion vectors")
-    options = ParquetReadOptions(coerce_int96_timestamp_unit="us")
     try:
-        current = dt.to_pyarrow_dataset(parquet_read_options=options).to_table(
-            columns=list(prev.columns), filter=pc.field("customer_id").isin(touched))
+        if has_deletion_vectors(dt):
+            current = read_with_deletion_vectors(dt, list(prev.columns), customer_ids=touched)
+        else:
+            options = ParquetReadOptions(coerce_int96_timestamp_unit="us")
+            current = dt.to_pyarrow_dataset(parquet_read_options=options).to_table(
+                columns=list(prev.columns), filter=pc.field("customer_id").isin(touched))
         added = current.cast(rows.table.schema)
     except (KeyError, ValueError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise FullReload(f"schema changed: {exc}") from None
@@ -498,16 +499,49 @@ def has_deletion_vectors(dt: DeltaTable) -> bool:
     return "deletionVectors" in (dt.protocol().reader_features or [])
 
 
-def read_with_deletion_vectors(dt: DeltaTable, columns: list[str] | None = None) -> pa.Table:
+def read_with_deletion_vectors(dt: DeltaTable, columns: list[str] | None = None, *,
+                               customer_ids: list[str] | None = None) -> pa.Table:
     """The table at its loaded version through delta-rs' DataFusion reader, which applies
     deletion vectors (``to_pyarrow_table`` and ``to_pyarrow_dataset`` of deltalake 1.6 refuse
-    such a table). Its timestamps are read as nanoseconds: the tables that have deletion
-    vectors (``tables.DELETION_VECTOR_TABLES``) hold none past 2262."""
+    such a table); with ``customer_ids``, only their rows. Spark's INT96 timestamps are read
+    as microseconds, as :func:`read_table` does: DataFusion's default, nanoseconds, turns a
+    consent expiring in 2999 into a date in 1829 without an error."""
     from deltalake import QueryBuilder
 
     cols = ", ".join(f'"{c}"' for c in columns) if columns else "*"
-    reader = QueryBuilder().register("t", dt).execute(f"SELECT {cols} FROM t")
-    return pa.RecordBatchReader.from_stream(reader).read_all()
+    sql = f"SELECT {cols} FROM t"
+    if customer_ids is not None:
+        if not customer_ids:
+            sql += " WHERE false"
+        else:
+            quoted = ", ".join("'" + c.replace("'", "''") + "'" for c in customer_ids)
+            sql += f" WHERE customer_id IN ({quoted})"
+    reader = QueryBuilder(INT96_AS_MICROS).register("t", dt).execute(sql)
+    table = pa.RecordBatchReader.from_stream(reader).read_all()
+    return table.cast(pa.schema([f.with_type(_without_views(f.type)) for f in table.schema]))
+
+
+def _without_views(t: pa.DataType) -> pa.DataType:
+    """``t`` with DataFusion's string and binary views as the plain types the Parquet reader
+    gives (Arrow's compute kernels lack many view kernels, e.g. ``utf8_trim_whitespace``)."""
+    if pa.types.is_string_view(t):
+        return pa.string()
+    if pa.types.is_binary_view(t):
+        return pa.binary()
+    if pa.types.is_struct(t):
+        return pa.struct([t.field(i).with_type(_without_views(t.field(i).type))
+                          for i in range(t.num_fields)])
+    if pa.types.is_map(t):
+        return pa.map_(t.key_field.with_type(_without_views(t.key_type)),
+                       t.item_field.with_type(_without_views(t.item_type)))
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        make = pa.list_ if pa.types.is_list(t) else pa.large_list
+        return make(t.value_field.with_type(_without_views(t.value_type)))
+    return t
+
+
+#: DataFusion session setting: Spark's INT96 timestamps read as microseconds.
+INT96_AS_MICROS = {"datafusion.execution.parquet.coerce_int96": "us"}
 
 
 _EMPTY: dict[str, Any] = {XREF: XrefIndex(), EVENTS: EventIndex(), SEGMENTS: SegmentIndex()}

@@ -49,3 +49,15 @@ def test_blocking_metrics(spark: SparkSession) -> None:
     assert m2["reachable_pair_completeness"] == pytest.approx(1.0)  # a-c through b
     assert m["reduction_ratio"] == pytest.approx(1 - 2 / 6)
     assert m["pairs_per_true_match"] == 2
+    # The same pass against a linkable truth that holds c apart (it shares nothing): one
+    # linkable pair, a-b, found; the chain's a-c and b-c are true but not linkable.
+    linkable = spark.createDataFrame([("a", "P#1"), ("b", "P#1"), ("c", "P#2"), ("d", "Q")],
+                                     "record_id string, entity_id string")
+    m3 = blocking_metrics(chain, truth, n_records=4, linkable=linkable)
+    assert {k: v for k, v in m3.items() if not k.startswith("linkable_")} == m2
+    assert (m3["linkable_true_pairs"], m3["linkable_pair_completeness"],
+            m3["linkable_reachable_pair_completeness"]) == (1, 1.0, 1.0)
+    m4 = blocking_metrics(pairs.filter("record_id_r = 'd'"), truth, n_records=4,
+                          linkable=linkable)
+    assert (m4["linkable_pair_completeness"], m4["linkable_reachable_pair_completeness"]) == (
+        0.0, 0.0)

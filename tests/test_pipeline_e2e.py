@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -248,8 +249,8 @@ def test_users_own_sources_get_clusters_with_only_yaml(spark: SparkSession,
     assert m["pairwise_recall"] > 0.9 and m["pairwise_precision"] > 0.95, m
 
 
-def test_identity_resolution_is_accurate_and_ids_are_stable(demo: StageContext,
-                                                            tmp_path: Path) -> None:
+def test_identity_resolution_is_accurate_and_ids_are_stable(
+        demo: StageContext, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from udp_spark.pipeline.block import run_block
     from udp_spark.pipeline.evaluate import run_evaluate
     from udp_spark.pipeline.resolve import run_resolve
@@ -280,6 +281,18 @@ def test_identity_resolution_is_accurate_and_ids_are_stable(demo: StageContext,
     for attr in ("name", "email", "phone", "address", "birth"):
         assert metrics[f"golden_{attr}_attainable_accuracy"] > 0.85, (attr, metrics)
         assert 0.3 < metrics[f"golden_{attr}_coverage"] <= 1.0, (attr, metrics)
+    # After a publish of these clusters evaluate scores the published golden values: the
+    # same figures as the ones it built from the records
+    from udp_spark.pipeline.publish import published_profiles, run_publish
+
+    assert published_profiles(ctx) is None  # nothing published yet
+    run_publish(ctx)
+    assert published_profiles(ctx) is not None
+    golden = {k: v for k, v in metrics.items() if k.startswith("golden_")}
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="udp_spark.pipeline.evaluate"):
+        assert {k: v for k, v in run_evaluate(ctx, truth).items() if k in golden} == golden
+    assert "golden values built from the records" not in caplog.text
     again = run_resolve(ctx)
     assert again.ids_changed == 0 and again.events == {}
 
@@ -313,6 +326,7 @@ def test_identity_resolution_is_accurate_and_ids_are_stable(demo: StageContext,
     assert moved.count() > 100
     assert moved.filter(F.col("match_weight") != F.col("old_weight")).count() == 0
     run_resolve(ctx)
+    assert published_profiles(ctx) is None  # the clusters moved since that publish
     churn = id_churn(before, io.read_table(ctx.spark, xref_ref))
     assert churn["new_records"] > 0 and churn["clusters_touched"] > 0
     assert churn["ids_changed_outside_touched"] == 0, churn

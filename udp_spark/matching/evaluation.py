@@ -1,7 +1,8 @@
 """Accuracy against a truth mapping ``(record_id, entity_id)``: blocking and clustering.
 
-Computed from contingency counts with aggregations only: no pair is materialized and
-nothing data-sized reaches the driver (each function returns one small dict).
+Computed from contingency counts with aggregations only: nothing data-sized reaches the
+driver (each function returns one small dict); the blocking figures cache the labelled
+candidate pairs while they are taken.
 """
 
 from __future__ import annotations
@@ -24,46 +25,77 @@ def _f1(p: float, r: float) -> float:
     return 2 * p * r / (p + r) if p + r else 0.0
 
 
-def blocking_metrics(pairs: DataFrame, truth: DataFrame, n_records: int) -> dict[str, float]:
+def _true_pairs(truth: DataFrame, entity: str = "entity_id") -> float:
+    return float(one_row(truth.groupBy(entity).count().select(
+        F.sum(_pairs_of("count")).alias("t")))["t"] or 0.0)
+
+
+def _reachable_pairs(labelled: DataFrame, left: str, right: str) -> float:
+    """True pairs joined by a chain of true candidate pairs (``left`` = ``right``): the
+    recall clustering can reach, since it is transitive."""
+    from udp_spark.graph import connected_components
+
+    tp_edges = labelled.filter(F.col(left) == F.col(right)).select(
+        F.col("record_id_l").alias("src"), F.col("record_id_r").alias("dst"))
+    vertices = tp_edges.select(F.col("src").alias("id")).unionByName(
+        tp_edges.select(F.col("dst").alias("id"))).distinct()
+    comps = connected_components(vertices, tp_edges, backend="auto")
+    return float(one_row(comps.groupBy("component").count().select(
+        F.sum(_pairs_of("count")).alias("r")))["r"] or 0.0)
+
+
+def blocking_metrics(pairs: DataFrame, truth: DataFrame, n_records: int, *,
+                     linkable: DataFrame | None = None) -> dict[str, float]:
     """Pair completeness, reduction ratio and pairs per true match of candidate ``pairs``.
 
     Args:
         pairs: ``(record_id_l, record_id_r)``.
         truth: ``(record_id, entity_id)`` for the records being blocked.
         n_records: number of records blocked (for the reduction ratio).
+        linkable: :func:`linkable_truth` of the same records: adds ``linkable_true_pairs``,
+            ``linkable_pair_completeness`` and ``linkable_reachable_pair_completeness``,
+            from the same pass over the pairs.
     """
-    true_pairs = one_row(truth.groupBy("entity_id").count().select(
-        F.sum(_pairs_of("count")).alias("t")))["t"] or 0.0
+    true_pairs = _true_pairs(truth)
     t = truth.select("record_id", "entity_id")
-    labelled = (pairs.join(t.withColumnsRenamed({"record_id": "record_id_l",
-                                                  "entity_id": "e_l"}), "record_id_l")
-                .join(t.withColumnsRenamed({"record_id": "record_id_r", "entity_id": "e_r"}),
-                      "record_id_r"))
-    row = one_row(labelled.agg(F.count("*").alias("n"),
-                               F.sum((F.col("e_l") == F.col("e_r")).cast("long")).alias("tp")))
-    n_pairs, found = float(pairs.count()), float(row["tp"] or 0)
-    all_pairs = n_records * (n_records - 1) / 2
-    # Clustering is transitive: a true pair never compared directly is still recoverable when
-    # a chain of true candidate pairs joins them. This is the recall blocking allows.
-    from udp_spark.graph import connected_components
-
-    tp_edges = labelled.filter(F.col("e_l") == F.col("e_r")).select(
-        F.col("record_id_l").alias("src"), F.col("record_id_r").alias("dst"))
-    vertices = tp_edges.select(F.col("src").alias("id")).unionByName(
-        tp_edges.select(F.col("dst").alias("id"))).distinct()
-    comps = connected_components(vertices, tp_edges, backend="auto")
-    reachable = one_row(comps.groupBy("component").count().select(
-        F.sum(_pairs_of("count")).alias("r")))["r"] or 0.0
-    return {
-        "candidate_pairs": n_pairs,
-        "true_pairs": float(true_pairs),
-        "true_pairs_found": found,
-        "pair_completeness": _ratio(found, true_pairs),
-        "reachable_pair_completeness": _ratio(float(reachable), true_pairs),
-        "pair_quality": _ratio(found, n_pairs),
-        "pairs_per_true_match": _ratio(n_pairs, found),
-        "reduction_ratio": 1 - _ratio(n_pairs, all_pairs),
-    }
+    if linkable is not None:
+        t = t.join(linkable.select("record_id", F.col("entity_id").alias("link_id")),
+                   "record_id", "left")
+    labelled = (pairs.select("record_id_l", "record_id_r")
+                .join(t.withColumnsRenamed({c: f"{c}_l" for c in t.columns}), "record_id_l")
+                .join(t.withColumnsRenamed({c: f"{c}_r" for c in t.columns}), "record_id_r")
+                .persist())  # counted, then its true pairs clustered (once per truth)
+    try:
+        found_cols = [F.sum((F.col("entity_id_l") == F.col("entity_id_r")).cast("long"))
+                      .alias("tp")]
+        if linkable is not None:
+            found_cols.append(F.sum(F.coalesce(F.col("link_id_l") == F.col("link_id_r"),
+                                               F.lit(False)).cast("long")).alias("ltp"))
+        row = one_row(labelled.agg(*found_cols))
+        n_pairs, found = float(pairs.count()), float(row["tp"] or 0)
+        all_pairs = n_records * (n_records - 1) / 2
+        out = {
+            "candidate_pairs": n_pairs,
+            "true_pairs": true_pairs,
+            "true_pairs_found": found,
+            "pair_completeness": _ratio(found, true_pairs),
+            "reachable_pair_completeness": _ratio(
+                _reachable_pairs(labelled, "entity_id_l", "entity_id_r"), true_pairs),
+            "pair_quality": _ratio(found, n_pairs),
+            "pairs_per_true_match": _ratio(n_pairs, found),
+            "reduction_ratio": 1 - _ratio(n_pairs, all_pairs),
+        }
+        if linkable is not None:
+            link_pairs = _true_pairs(linkable)
+            out.update({
+                "linkable_true_pairs": link_pairs,
+                "linkable_pair_completeness": _ratio(float(row["ltp"] or 0), link_pairs),
+                "linkable_reachable_pair_completeness": _ratio(
+                    _reachable_pairs(labelled, "link_id_l", "link_id_r"), link_pairs),
+            })
+        return out
+    finally:
+        labelled.unpersist()
 
 
 def _shared_evidence() -> F.Column:
@@ -125,10 +157,7 @@ def attainable_metrics(full: dict[str, float], clusters: DataFrame, truth: DataF
             by the caller, so its precision is not computed twice).
     """
     part = cluster_metrics(clusters, linkable)
-    true_pairs = one_row(truth.groupBy("entity_id").count().select(
-        F.sum(_pairs_of("count")).alias("t")))["t"] or 0.0
-    linkable_pairs = one_row(linkable.groupBy("entity_id").count().select(
-        F.sum(_pairs_of("count")).alias("t")))["t"] or 0.0
+    true_pairs, linkable_pairs = _true_pairs(truth), _true_pairs(linkable)
     p, r = full["pairwise_precision"], part["pairwise_recall"]
     bp, br = full["bcubed_precision"], part["bcubed_recall"]
     return {

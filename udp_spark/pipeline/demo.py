@@ -95,14 +95,15 @@ def run_demo(*, config: Path, people: int, seed: int, noise: float, data_dir: Pa
     trained = timed("train", run_train, ctx)
     timed("score", run_score, ctx)
     res = timed("resolve", run_resolve, ctx)
-    metrics = timed("evaluate", run_evaluate, ctx, truth)
-
-    trained_challenger = (timed("supervised", _train_challenger, ctx, truth) if challenger
-                          else None)
 
     from udp_spark.pipeline.publish import run_publish
 
     published = timed("publish", run_publish, ctx)
+    # After publish: evaluate scores the published golden values instead of building them
+    metrics = timed("evaluate", run_evaluate, ctx, truth)
+
+    trained_challenger = (timed("supervised", _train_challenger, ctx, truth) if challenger
+                          else None)
 
     lake = ctx.lakehouse
     echo("\nrows per table")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from pyspark.sql import functions as F
@@ -16,6 +17,7 @@ from udp_spark.matching.evaluation import (
 )
 from udp_spark.pipeline.context import StageContext, audited_run
 from udp_spark.pipeline.inputs import party_records, read_truth
+from udp_spark.pipeline.publish import published_profiles
 from udp_spark.profile.evaluation import golden_value_accuracy
 from udp_spark.profile.survivorship import golden_records
 from udp_spark.tables import (
@@ -23,12 +25,16 @@ from udp_spark.tables import (
     SILVER_CANDIDATE_PAIRS,
 )
 
+log = logging.getLogger(__name__)
+
 
 def run_evaluate(ctx: StageContext, truth: str, log_to_mlflow: bool = True
                  ) -> dict[str, float]:
     """Clusters in ``gold.identity_xref`` (and blocking) against a truth file; with the
     true people beside it (``people.parquet`` in the truth file's folder, as the generator
-    writes it), the golden values survivorship picks for those clusters too."""
+    writes it), the golden values survivorship picks for those clusters too: the published
+    profiles when they are those of the current clusters and settings (evaluate after
+    publish), else built from the records here."""
     with audited_run(ctx, "evaluate") as run:
         t = read_truth(ctx, truth)
         xref = io.read_table(ctx.spark, ctx.lakehouse.ref(GOLD_IDENTITY_XREF))
@@ -41,16 +47,17 @@ def run_evaluate(ctx: StageContext, truth: str, log_to_mlflow: bool = True
         if io.table_exists(ctx.spark, pairs_ref):
             pairs = io.read_table(ctx.spark, pairs_ref)
             n = int(metrics["records"])
-            b = blocking_metrics(pairs, t, n)
+            b = blocking_metrics(pairs, t, n, linkable=linkable)
             metrics.update({f"blocking_{k}": v for k, v in b.items()})
-            lb = blocking_metrics(pairs, linkable, n)
-            metrics.update({f"blocking_linkable_{k}": lb[k] for k in (
-                "true_pairs", "pair_completeness", "reachable_pair_completeness")})
         people = Path(truth.removeprefix("file:")).parent / "people.parquet"
         if people.is_file():
             records = party_records(ctx).join(xref.select("record_id", "customer_id"),
                                               "record_id")
-            golden = records.transform(golden_records(ctx.cfg.publish.survivorship))
+            golden = published_profiles(ctx)
+            if golden is None:
+                log.info("evaluate: golden values built from the records (the published "
+                         "profiles are not those of the current clusters and settings)")
+                golden = records.transform(golden_records(ctx.cfg.publish.survivorship))
             metrics.update(golden_value_accuracy(golden, records, t,
                                                  ctx.spark.read.parquet(str(people))))
         if log_to_mlflow:

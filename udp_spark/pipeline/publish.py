@@ -142,6 +142,29 @@ def publish_fingerprint(ctx: StageContext, as_of: date) -> str:
                        ctx.cfg.privacy.model_dump(mode="json")["purposes"])
 
 
+def published_profiles(ctx: StageContext) -> DataFrame | None:
+    """``gold.customer_profile`` when it is what a publish would build now: the last
+    successful publish read the current versions of the clusters (``gold.identity_xref``)
+    and the records, with today's publish settings and ``as_of`` day. Otherwise None (no
+    publish yet, or the input moved since): build the profiles instead.
+    """
+    spark, lake = ctx.spark, ctx.lakehouse
+    profile_ref = lake.ref(GOLD_CUSTOMER_PROFILE)
+    if not io.table_exists(spark, profile_ref) or not _profile_committed_by_finished_run(ctx):
+        return None
+    marks = stage_watermarks(ctx, "publish")
+    inter_ref = lake.ref(SILVER_INTERACTIONS)
+    interactions = (io.read_table(spark, inter_ref) if io.table_exists(spark, inter_ref)
+                    else spark.createDataFrame([], _EMPTY_INTERACTIONS))
+    params = publish_fingerprint(ctx, resolve_as_of(ctx, interactions.select(
+        *INTERACTION_FIELDS)))
+    for table in (GOLD_IDENTITY_XREF, SILVER_PARTY_RECORDS):
+        ref = lake.ref(table)
+        if marks.get(str(ref)) != (io.table_version(spark, ref), params):
+            return None
+    return io.read_table(spark, profile_ref)
+
+
 def _consent_inputs(ctx: StageContext, records: DataFrame, xref: DataFrame,
                     ch_consent: Changes, ch_events: Changes, at: datetime,
                     since: datetime | None) -> tuple[DataFrame | None, DataFrame | None]:

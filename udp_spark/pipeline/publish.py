@@ -142,6 +142,14 @@ def publish_fingerprint(ctx: StageContext, as_of: date) -> str:
                        ctx.cfg.privacy.model_dump(mode="json")["purposes"])
 
 
+def _all_interactions(ctx: StageContext) -> DataFrame:
+    """``silver.interactions`` (empty, with its columns, before any was standardized)."""
+    ref = ctx.lakehouse.ref(SILVER_INTERACTIONS)
+    if io.table_exists(ctx.spark, ref):
+        return io.read_table(ctx.spark, ref)
+    return ctx.spark.createDataFrame([], _EMPTY_INTERACTIONS)
+
+
 def published_profiles(ctx: StageContext) -> DataFrame | None:
     """``gold.customer_profile`` when it is what a publish would build now: the last
     successful publish read the current versions of the clusters (``gold.identity_xref``)
@@ -153,10 +161,7 @@ def published_profiles(ctx: StageContext) -> DataFrame | None:
     if not io.table_exists(spark, profile_ref) or not _profile_committed_by_finished_run(ctx):
         return None
     marks = stage_watermarks(ctx, "publish")
-    inter_ref = lake.ref(SILVER_INTERACTIONS)
-    interactions = (io.read_table(spark, inter_ref) if io.table_exists(spark, inter_ref)
-                    else spark.createDataFrame([], _EMPTY_INTERACTIONS))
-    params = publish_fingerprint(ctx, resolve_as_of(ctx, interactions.select(
+    params = publish_fingerprint(ctx, resolve_as_of(ctx, _all_interactions(ctx).select(
         *INTERACTION_FIELDS)))
     for table in (GOLD_IDENTITY_XREF, SILVER_PARTY_RECORDS):
         ref = lake.ref(table)
@@ -359,8 +364,7 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
         with io.commit_metadata(spark, {"run_id": run.run_id, "stage": "publish"}):
             discarded = discard_uncommitted_profile_events(ctx)
         inter_ref = lake.ref(SILVER_INTERACTIONS)
-        all_interactions = (io.read_table(spark, inter_ref) if io.table_exists(spark, inter_ref)
-                            else spark.createDataFrame([], _EMPTY_INTERACTIONS))
+        all_interactions = _all_interactions(ctx)
         as_of = resolve_as_of(ctx, all_interactions.select(*INTERACTION_FIELDS))
         params = publish_fingerprint(ctx, as_of)
         marks = stage_watermarks(ctx, "publish")

@@ -40,7 +40,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable
-from pyarrow.dataset import ParquetReadOptions
 
 from udp_spark.config import BlockingSettings, IdentifierComparison, PipelineConfig
 from udp_spark.matching.fellegi_sunter import FSModel
@@ -50,11 +49,7 @@ from udp_spark.matching.pairwise import (
     PairScore,
     PairScorer,
 )
-from udp_spark.serve.snapshot import (
-    has_deletion_vectors,
-    read_with_deletion_vectors,
-    settle_heap,
-)
+from udp_spark.serve.snapshot import read_table, settle_heap
 from udp_spark.standardize.pure import PartyFields, identifier_value, party_fields
 
 log = logging.getLogger(__name__)
@@ -243,10 +238,7 @@ def read_columns(dt: DeltaTable, columns: list[str]) -> pa.Table:
     """The table's ``columns`` at its loaded version (Spark's INT96 times as microseconds,
     as ``snapshot.read_table``)."""
     present = [c for c in columns if c in {f.name for f in dt.schema().fields}]
-    if has_deletion_vectors(dt):
-        return read_with_deletion_vectors(dt, present)
-    options = ParquetReadOptions(coerce_int96_timestamp_unit="us")
-    return dt.to_pyarrow_dataset(parquet_read_options=options).to_table(columns=present)
+    return read_table(dt, present)
 
 
 @dataclass(frozen=True)

@@ -369,12 +369,7 @@ def update_profiles(prev: ProfileIndex, dt: DeltaTable, old: int, new: int) -> P
         raise FullReload(f"{feed.num_rows} changes")
     touched = sorted({str(c) for c in feed.column("customer_id").to_pylist() if c})
     try:
-        if has_deletion_vectors(dt):
-            current = read_with_deletion_vectors(dt, list(prev.columns), customer_ids=touched)
-        else:
-            options = ParquetReadOptions(coerce_int96_timestamp_unit="us")
-            current = dt.to_pyarrow_dataset(parquet_read_options=options).to_table(
-                columns=list(prev.columns), filter=pc.field("customer_id").isin(touched))
+        current = read_table(dt, list(prev.columns), customer_ids=touched)
         added = current.cast(rows.table.schema)
     except (KeyError, ValueError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise FullReload(f"schema changed: {exc}") from None
@@ -485,14 +480,20 @@ def settle_heap() -> None:
     gc.freeze()
 
 
-def read_table(dt: DeltaTable) -> pa.Table:
-    """The table at its loaded version. Spark writes timestamps as Parquet INT96, which
-    Arrow reads as nanoseconds by default and so cannot hold dates past 2262 (a consent
-    expiring in 2999, a 9999-12-31 sentinel): they are read as microseconds instead."""
+def read_table(dt: DeltaTable, columns: list[str] | None = None, *,
+               customer_ids: list[str] | None = None) -> pa.Table:
+    """The table at its loaded version (``columns`` of it; with ``customer_ids``, only their
+    rows), with or without deletion vectors. Spark writes timestamps as Parquet INT96,
+    which Arrow reads as nanoseconds by default and so cannot hold dates past 2262 (a
+    consent expiring in 2999, a 9999-12-31 sentinel): they are read as microseconds
+    instead."""
     if has_deletion_vectors(dt):
-        return read_with_deletion_vectors(dt)
+        return read_with_deletion_vectors(dt, columns, customer_ids=customer_ids)
     options = ParquetReadOptions(coerce_int96_timestamp_unit="us")
-    return dt.to_pyarrow_dataset(parquet_read_options=options).to_table()
+    rows = (None if customer_ids is None
+            else pc.field("customer_id").isin(customer_ids))
+    return dt.to_pyarrow_dataset(parquet_read_options=options).to_table(
+        columns=columns, filter=rows)
 
 
 def has_deletion_vectors(dt: DeltaTable) -> bool:

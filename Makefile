@@ -26,11 +26,13 @@ $(STAMP): pyproject.toml requirements.lock
 demo: setup
 	$(UDP) demo --people $(PEOPLE)
 
+# --no-loadscope-reorder: pytest-xdist would otherwise hand out files by their number of
+# tests, not in the longest-first order tests/conftest.py sets.
 test: setup
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=30
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=30
 
 test-fast: setup
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not slow"
 
 bench: setup
 	$(PY) -m udp_spark.bench

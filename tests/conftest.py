@@ -55,12 +55,11 @@ def workdir(tmp_path: Path) -> Path:
         os.chdir(old)
 
 
-# The longest files, longest first: seconds of one worker, fresh clone, 2 workers on 2 cores,
-# 2026-12-06 (file start to the next file's start; fixtures included): workflows ~415,
-# privacy ~410, incremental ~370, chaos ~360, serve ~330, end-to-end ~280, resource faults
-# ~260, bad input ~250, publish and supervised ~130 each, the Splink one ~45. Handed out
-# first (`make test` passes --no-loadscope-reorder: xdist otherwise orders files by their
-# number of tests), so that no long file starts last and runs alone.
+# The longest files, longest first, by their `--durations` on a fresh clone (docs/testing.md:
+# privacy at least 550 s, workflows 517, incremental 380, chaos 372, resource faults 247,
+# end-to-end at least 219, bad input at least 166; serve, publish, supervised and the Splink
+# one after). Handed out first (`make test` passes --no-loadscope-reorder: xdist otherwise
+# orders files by their number of tests), so that no long file starts last and runs alone.
 LONGEST_FIRST = ("test_workflows.py", "test_privacy.py", "test_incremental.py",
                  "test_chaos.py", "test_serve.py", "test_pipeline_e2e.py",
                  "test_resource_faults.py", "test_bad_input.py", "test_publish.py",

@@ -13,9 +13,11 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
+from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 from udp_spark.config import SparkProfile
@@ -49,6 +51,41 @@ LOCAL_DEFAULTS: dict[str, str] = {
     # than running it (measured: 142,907 JVM calls, 38.9 s of 46 s on 40 people).
     "spark.python.sql.dataFrameDebugging.enabled": "false",
 }
+
+
+def cache_jvm_function_lookups() -> bool:
+    """Make PySpark look up each JVM column function once per process instead of per call.
+
+    Every ``F.col``, ``F.when``, ``F.regexp_replace`` ... resolves
+    ``org.apache.spark.sql.functions`` and then the function's name on the JVM: two py4j
+    round trips before the call itself. Standardize builds about 12,000 such expressions
+    per run; on 30 people (warm JVM) the lookups were 2.4 of its 21.8 s (cProfile), and
+    caching them took a warm standardize from 18.4-21.8 s to 16.2-18.2 s. The cached handle
+    is the same py4j object PySpark would build (a static method reference holding no JVM
+    object), kept per JVM gateway view; Spark Connect does not take this path. Returns
+    whether the cache is in place (False if this PySpark has no such function).
+    """
+    from pyspark.sql.functions import builtin
+
+    lookup = getattr(builtin, "_get_jvm_function", None)
+    if lookup is None:
+        return False
+    if getattr(lookup, "_udp_cached", False):
+        return True
+    cache: dict[str, tuple[object, Callable[..., Any]]] = {}
+
+    def cached(name: str, sc: SparkContext) -> Callable[..., Any]:
+        jvm = sc._jvm
+        hit = cache.get(name)
+        if hit is not None and hit[0] is jvm:  # same gateway view: the handle is valid
+            return hit[1]
+        fn = lookup(name, sc)
+        cache[name] = (jvm, fn)
+        return fn
+
+    cached._udp_cached = True  # type: ignore[attr-defined]
+    builtin._get_jvm_function = cached
+    return True
 
 
 class SessionError(RuntimeError):
@@ -99,6 +136,7 @@ def get_session(profile: SparkProfile | None = None,
     Raises:
         SessionError: Java or the Delta jars are missing, with what to run.
     """
+    cache_jvm_function_lookups()
     active = SparkSession.getActiveSession()
     if active is not None:
         return active

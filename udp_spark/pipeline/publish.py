@@ -394,7 +394,12 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
         if not is_full:
             scope = touched_customers(xref, ch_xref, ch_records, ch_inter,
                                       consent_touched).transform(io.checkpoint)
-            if ch_events.empty and scope.isEmpty():
+            # Identity events announce merges and splits (inserted rows); rows deleted
+            # from the table (an erasure, retention) change no profile.
+            new_identity_events = not ch_events.empty and (
+                ch_events.rows is None
+                or not ch_events.rows.filter(F.col("_change_type") == "insert").isEmpty())
+            if not new_identity_events and scope.isEmpty():
                 log.info("publish: no customer changed since the last run")
                 save_watermarks(run, {ch.table: ch.version for ch in chs}, params=params,
                                 saved=marks)

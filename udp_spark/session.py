@@ -60,7 +60,8 @@ def cache_jvm_function_lookups() -> bool:
     ``org.apache.spark.sql.functions`` and then the function's name on the JVM: two py4j
     round trips before the call itself. Standardize builds about 12,000 such expressions
     per run; on 30 people (warm JVM) the lookups were 2.4 of its 21.8 s (cProfile), and
-    caching them took a warm standardize from 18.4-21.8 s to 16.2-18.2 s. The cached handle
+    caching them took a warm standardize from 22.4 to 19.7 s (medians of 3,
+    docs/testing.md). The cached handle
     is the same py4j object PySpark would build (a static method reference holding no JVM
     object), kept per JVM gateway view; Spark Connect does not take this path. Returns
     whether the cache is in place (False if this PySpark has no such function).

@@ -390,16 +390,16 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
         consent_events, consent_touched = _consent_inputs(
             ctx, records, xref, ch_consent, ch_events, at,
             None if last is None else last.timestamp)
+        # merged / split events of the resolve runs since the last publish: the inserted
+        # rows; rows deleted from the table (an erasure, retention) change no profile
+        identity = (ch_events.rows.filter(F.col("_change_type") == "insert")
+                    if ch_events.rows is not None and not ch_events.empty else None)
         scope = population = None
         if not is_full:
             scope = touched_customers(xref, ch_xref, ch_records, ch_inter,
                                       consent_touched).transform(io.checkpoint)
-            # Identity events announce merges and splits (inserted rows); rows deleted
-            # from the table (an erasure, retention) change no profile.
-            new_identity_events = not ch_events.empty and (
-                ch_events.rows is None
-                or not ch_events.rows.filter(F.col("_change_type") == "insert").isEmpty())
-            if not new_identity_events and scope.isEmpty():
+            if scope.isEmpty() and (ch_events.empty
+                                    or (identity is not None and identity.isEmpty())):
                 log.info("publish: no customer changed since the last run")
                 save_watermarks(run, {ch.table: ch.version for ch in chs}, params=params,
                                 saved=marks)
@@ -469,9 +469,6 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
             progress.step("profiles and segments compared")
 
             # Events first (an outbox, see discard_uncommitted_profile_events).
-            # merged / split events of the resolve runs since the last publish
-            identity = (ch_events.rows.filter(F.col("_change_type") == "insert")
-                        if ch_events.rows is not None and not ch_events.empty else None)
             if identity is not None and io.table_exists(spark, lake.ref(GOLD_PROFILE_EVENTS)):
                 # a repeated publish (killed after its profiles, before its watermarks)
                 # reads them again: announced once

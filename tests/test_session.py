@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
 
+import pytest
+from _lakehouse import REPO, lakehouse_config
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.functions import builtin
 
+from udp_spark.config import INTERPRETED_EXPRESSIONS, SparkProfile, load_config
+from udp_spark.pipeline.context import StageContext, audited_run
 from udp_spark.session import cache_jvm_function_lookups
 
 
@@ -45,3 +51,45 @@ def test_column_functions_cost_one_round_trip_once_looked_up(spark: SparkSession
     got = df.select(F.regexp_replace(F.col("s"), "a", "o").alias("t"),
                     F.when(F.col("s").isNull(), F.lit("none")).alias("u")).collect()
     assert [tuple(r) for r in got] == [("bonono", None), (None, "none")]
+
+
+def test_stage_settings_hold_for_the_run_and_are_restored(spark: SparkSession,
+                                                          tmp_path: Path) -> None:
+    """``spark.stage_conf`` is set when a stage's run starts, reaches its plans, and is put
+    back when the run ends, failed or not; a key that was not set is unset again."""
+    cfg = lakehouse_config(tmp_path, as_of=date(2026, 6, 30))
+    cfg = cfg.model_copy(update={"spark": cfg.spark.model_copy(update={"stage_conf": {
+        "probe": {"spark.sql.shuffle.partitions": "5", "spark.sql.udp.probe": "on"}}})})
+    ctx = StageContext(spark, cfg)
+    partitions = str(spark.conf.get("spark.sql.shuffle.partitions"))
+    assert partitions != "5" and spark.conf.get("spark.sql.udp.probe", None) is None
+
+    def shuffle_partitions() -> int:
+        return spark.range(20).repartition("id").rdd.getNumPartitions()
+
+    with audited_run(ctx, "probe"):
+        assert spark.conf.get("spark.sql.udp.probe") == "on"
+        assert shuffle_partitions() == 5
+        with audited_run(ctx, "other"):  # a stage inside another: its own settings only
+            assert shuffle_partitions() == 5
+    assert spark.conf.get("spark.sql.shuffle.partitions") == partitions
+    assert spark.conf.get("spark.sql.udp.probe", None) is None
+    assert shuffle_partitions() == int(partitions)
+    with pytest.raises(RuntimeError, match="stage failed"), audited_run(ctx, "probe"):
+        raise RuntimeError("stage failed")
+    assert spark.conf.get("spark.sql.shuffle.partitions") == partitions
+    assert spark.conf.get("spark.sql.udp.probe", None) is None
+    runs = spark.read.format("delta").load(str(tmp_path / "lake" / "audit" / "runs"))
+    assert sorted(r["status"] for r in runs.filter("stage = 'probe'").collect()) == [
+        "failed", "succeeded"]
+
+
+def test_shipped_stage_settings_interpret_standardize_and_compile_block() -> None:
+    """The measured choice (docs/bench.md): standardize's expressions are interpreted, block's
+    and score's compiled; a YAML ``stage_conf`` replaces the default whole."""
+    cfg = load_config(REPO / "conf" / "pipeline.yaml")
+    assert cfg.spark.stage_conf["standardize"] == INTERPRETED_EXPRESSIONS
+    assert "block" not in cfg.spark.stage_conf and "score" not in cfg.spark.stage_conf
+    assert SparkProfile.model_validate({"stage_conf": {}}).stage_conf == {}
+    only = SparkProfile.model_validate({"stage_conf": {"block": INTERPRETED_EXPRESSIONS}})
+    assert list(only.stage_conf) == ["block"]

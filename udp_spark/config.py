@@ -214,12 +214,36 @@ class LakehouseConfig(_Model):
     )
 
 
+#: SQL settings for evaluating expressions without generated Java code: each operator
+#: interprets its expressions row by row instead of compiling the plan first.
+INTERPRETED_EXPRESSIONS: dict[str, str] = {
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+}
+
+
+def _default_stage_conf() -> dict[str, dict[str, str]]:
+    # Measured (docs/bench.md, "Compiled or interpreted expressions, per stage"):
+    # standardize's plans hold hundreds of string expressions whose generated methods are
+    # too large for the JIT to compile, so interpreting them is faster at every size (1M
+    # source rows: 148 and 154 s against 183 and 176 s; the demo: 59.8 s against 79.0 s).
+    # Publish and evaluate gain at the demo's size and publish did not lose at 1M; block
+    # and score lose (joins and aggregates over many pairs) and keep generated code.
+    return {stage: dict(INTERPRETED_EXPRESSIONS) for stage in ("standardize", "publish",
+                                                                "evaluate")}
+
+
 class SparkProfile(_Model):
-    """Settings for a locally built session; ignored when a session already exists."""
+    """Settings for a locally built session (``app_name``, ``master``, ``conf``: ignored when
+    a session already exists), and per-stage SQL settings (``stage_conf``: applied whatever
+    the session, set when the stage starts and restored when it ends)."""
 
     app_name: str = "udp-spark"
     master: str = "local[*]"
     conf: dict[str, str] = Field(default_factory=dict)
+    # stage name (as in audit.runs) -> runtime SQL settings for that stage's run; replaces
+    # the default whole (``stage_conf: {}`` turns it off)
+    stage_conf: dict[str, dict[str, str]] = Field(default_factory=_default_stage_conf)
 
 
 class StandardizeSettings(_Model):

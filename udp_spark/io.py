@@ -420,6 +420,23 @@ def discard_uncommitted_outbox(spark: SparkSession, outbox: TableRef, state: Tab
 
 
 @contextlib.contextmanager
+def session_conf(spark: SparkSession, settings: Mapping[str, str]) -> Iterator[None]:
+    """Set runtime SQL ``settings`` for the block, then put back what was there (a key that
+    was not set is unset again)."""
+    before: dict[str, str | None] = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, old in before.items():
+            if old is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, old)
+
+
+@contextlib.contextmanager
 def commit_metadata(spark: SparkSession, info: Mapping[str, object]) -> Iterator[None]:
     """Tag the Delta commits made inside the block with ``info`` (JSON in userMetadata)."""
     key = "spark.databricks.delta.commitInfo.userMetadata"
@@ -521,17 +538,8 @@ def _vacuum_settings(spark: SparkSession, retain_hours: float) -> Iterator[None]
         max(2, spark.sparkContext.defaultParallelism))}
     if retain_hours < 168:
         settings["spark.databricks.delta.retentionDurationCheck.enabled"] = "false"
-    old = {k: spark.conf.get(k, None) for k in settings}
-    for k, v in settings.items():
-        spark.conf.set(k, v)
-    try:
+    with session_conf(spark, settings):
         yield
-    finally:
-        for k, prev in old.items():
-            if prev is None:
-                spark.conf.unset(k)
-            else:
-                spark.conf.set(k, prev)
 
 
 def _vacuum_one(spark: SparkSession, ref: TableRef, retain_hours: float,

@@ -115,10 +115,13 @@ def audited_run(ctx: StageContext, stage: str) -> Iterator[audit.RunRecord]:
 
     The blocks the stage persisted (its checkpoints) are released when it ends
     (:func:`udp_spark.io.released_blocks`), so a process running stage after stage holds
-    only the current stage's."""
+    only the current stage's. The stage's SQL settings (``spark.stage_conf``) hold for the
+    run and are restored after it."""
     run = audit.RunRecord(stage=stage, config_hash=ctx.cfg.config_hash)
     log.info("%s run %s started", stage, run.run_id)  # a long stage never looks hung
-    with io.released_blocks(ctx.spark), progress.tracking(ctx.spark, stage) as tracker:
+    stage_conf = ctx.cfg.spark.stage_conf.get(stage, {})
+    with io.released_blocks(ctx.spark), io.session_conf(ctx.spark, stage_conf), \
+            progress.tracking(ctx.spark, stage) as tracker:
         try:
             yield run
         except BaseException as exc:

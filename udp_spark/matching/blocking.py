@@ -236,16 +236,15 @@ def touched_blocks(index: DataFrame | None, changed: DataFrame, new_keys: DataFr
                    after: DataFrame, max_block_size: Cap) -> DataFrame:
     """``(block, size, expanded, was_expanded)`` for every block a changed record left or
     joined: its size and status after the change and its status before."""
-    blocks = new_keys.select("block")
-    if index is not None:
-        blocks = blocks.unionByName(index.join(changed, "record_id", "left_semi")
-                                    .select("block"))
-    blocks = blocks.distinct()
+    if index is None:  # everything is new: ``after`` is ``new_keys``, every block touched
+        return (after.groupBy("block").agg(F.count("record_id").alias("size"))
+                .withColumn("expanded", _expandable(F.col("size"), max_block_size))
+                .withColumn("was_expanded", F.lit(False)))
+    blocks = new_keys.select("block").unionByName(
+        index.join(changed, "record_id", "left_semi").select("block")).distinct()
     sizes = after.join(blocks, "block", "right").groupBy("block").agg(
         F.count("record_id").alias("size"))
     status = sizes.withColumn("expanded", _expandable(F.col("size"), max_block_size))
-    if index is None:
-        return status.withColumn("was_expanded", F.lit(False))
     before = index.join(blocks, "block", "left_semi").groupBy("block").agg(
         F.max(F.col("expanded").cast("int")).cast("boolean").alias("was_expanded"))
     return status.join(before, "block", "left").withColumn(

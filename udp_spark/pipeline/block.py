@@ -117,8 +117,9 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
             changed = records.select("record_id")
         else:
             changed = ch.keys("record_id").transform(io.checkpoint)
-        new_keys = records.join(changed, "record_id", "left_semi").transform(
-            block_keys(settings)).transform(io.checkpoint)
+        # (a full run keys every record: no join of the records with their own ids)
+        new_keys = (records if ch.full else records.join(changed, "record_id", "left_semi")
+                    ).transform(block_keys(settings)).transform(io.checkpoint)
         old_index = None
         if index is not None:
             # Every row of the blocks a changed record leaves or joins: the only blocks

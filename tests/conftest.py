@@ -12,7 +12,7 @@ from pyspark.sql import SparkSession
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
-    from udp_spark.config import SparkProfile
+    from udp_spark.config import INTERPRETED_EXPRESSIONS, SparkProfile
     from udp_spark.session import get_session
 
     base = tmp_path_factory.mktemp("spark")
@@ -32,9 +32,8 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
         "spark.driver.memory": "2g",
         # Tests run many small plans once each: compiling generated Java for every plan cost
         # more than running it. Interpreted evaluation took a 40-person batch run from 69 s
-        # to 41 s (measured); `make demo`, `make bench` and the cluster test keep codegen.
-        "spark.sql.codegen.wholeStage": "false",
-        "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+        # to 41 s (measured). Elsewhere only the stages that gain do it (spark.stage_conf).
+        **INTERPRETED_EXPRESSIONS,
     }
     # Two cores even when `make test` runs two test processes: measured, one core each made
     # the long end-to-end files slower (1622 s against 1277 s for the suite).

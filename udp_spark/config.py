@@ -224,11 +224,11 @@ INTERPRETED_EXPRESSIONS: dict[str, str] = {
 
 def _default_stage_conf() -> dict[str, dict[str, str]]:
     # Measured (docs/bench.md, "Compiled or interpreted expressions, per stage"):
-    # standardize's plans hold hundreds of string expressions whose generated methods are
-    # too large for the JIT to compile, so interpreting them is faster at every size (1M
-    # source rows: 148 and 154 s against 183 and 176 s; the demo: 59.8 s against 79.0 s).
-    # Publish and evaluate gain at the demo's size and publish did not lose at 1M; block
-    # and score lose (joins and aggregates over many pairs) and keep generated code.
+    # standardize's and publish's plans hold hundreds of string, array and struct
+    # expressions, and interpreting them was faster at the demo's size and at 1M source
+    # rows (standardize 148 / 154 s against 183 / 176 s, publish 126 / 119 against
+    # 177 / 144); evaluate gained on the demo. Block and score lost (joins and aggregates
+    # over many pairs) and keep generated code.
     return {stage: dict(INTERPRETED_EXPRESSIONS) for stage in ("standardize", "publish",
                                                                 "evaluate")}
 

@@ -73,3 +73,35 @@ def test_released_blocks_frees_what_was_persisted_inside_and_keeps_the_rest(
     assert outside.agg(F.sum("x")).first()[0] == 2 * sum(range(50))
     with pytest.raises(Exception, match="CHECKPOINT_RDD_BLOCK_ID_NOT_FOUND"):
         inside.agg(F.sum("y")).first()
+
+
+@pytest.mark.parametrize("limit", [io.DELETE_BY_KEYS_MAX, 1])  # a DELETE, then the MERGE
+def test_merge_delete_removes_the_keys_nulls_included_and_logs_no_value(
+        spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        limit: int) -> None:
+    """Erasure deletes through merge_delete: the rows whose keys match go (a null key
+    matches a null), nothing else does, the change feed has them, and the commit log holds
+    none of the deleted values; with more keys than the DELETE takes, a MERGE does it."""
+    monkeypatch.setattr(io, "DELETE_BY_KEYS_MAX", limit)
+    ref = TableRef("t", "keyed", path=str(tmp_path / "keyed"))
+    rows = [("zebulon-a", "1", 1), ("zebulon-a", None, 2), ("other", "1", 3),
+            ("zebulon-b", "2", 4), ("keep", "2", 5)]
+    schema = "a string, b string, v int"
+    io.overwrite(spark.createDataFrame(rows, schema), ref)
+    spark.sql(f"ALTER TABLE delta.`{ref.path}` SET TBLPROPERTIES "
+              "(delta.enableChangeDataFeed = true, delta.enableDeletionVectors = true)")
+    keys = spark.createDataFrame([("zebulon-a", None), ("zebulon-b", "2"),
+                                  ("zebulon-b", "2"), ("absent", "9")], "a string, b string")
+    res = io.merge_delete(keys, ref, ["a", "b"])
+    assert res.metric("numTargetRowsDeleted") == 2
+    assert res.operation == ("DELETE" if limit > 1 else "MERGE")
+    assert sorted(r["v"] for r in io.read_table(spark, ref).collect()) == [1, 3, 5]
+    feed = (spark.read.format("delta").option("readChangeFeed", "true")
+            .option("startingVersion", res.version).load(ref.path))
+    assert sorted((r["v"], r["_change_type"]) for r in feed.collect()) == [
+        (2, "delete"), (4, "delete")]
+    log_text = "".join(p.read_text() for p in (tmp_path / "keyed" / "_delta_log").glob("*.json"))
+    assert "zebulon" not in log_text.lower()
+    # keys that match nothing: no commit
+    again = io.merge_delete(keys, ref, ["a", "b"])
+    assert again.metric("numTargetRowsDeleted") == 0 and again.version is None

@@ -157,14 +157,23 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
                                                "left_semi")).distinct())
             stale = mine.join(pairs.select("record_id_l", "record_id_r"),
                               ["record_id_l", "record_id_r"], "left_anti")
-            changes = (pairs.withColumn("_action", F.lit("upsert"))
-                       .unionByName(stale.select(*PAIR_COLUMNS).withColumn(
-                           "_action", F.lit("delete")))).transform(io.checkpoint)
-            res = io.merge_changes(changes, pairs_ref, ["record_id_l", "record_id_r"],
-                                   PAIR_COLUMNS, change_col="_row_hash")
-            written = res.metric("numTargetRowsInserted") + res.metric("numTargetRowsUpdated")
+            if pairs.isEmpty():
+                # records that went (an erasure, a retention purge): only deletes, which a
+                # DELETE does in one pass where a MERGE joins the table twice
+                res = io.merge_delete(stale.transform(io.checkpoint), pairs_ref,
+                                      ["record_id_l", "record_id_r"])
+                written = 0
+            else:
+                changes = (pairs.withColumn("_action", F.lit("upsert"))
+                           .unionByName(stale.select(*PAIR_COLUMNS).withColumn(
+                               "_action", F.lit("delete")))).transform(io.checkpoint)
+                res = io.merge_changes(changes, pairs_ref, ["record_id_l", "record_id_r"],
+                                       PAIR_COLUMNS, change_col="_row_hash")
+                written = (res.metric("numTargetRowsInserted")
+                           + res.metric("numTargetRowsUpdated"))
             retired = res.metric("numTargetRowsDeleted")
-        run.output_versions[str(pairs_ref)] = res.version or 0
+        if res.version is not None:
+            run.output_versions[str(pairs_ref)] = res.version
         progress.step("candidate pairs written", rows=written)
         crash_point("block:after_candidate_pairs")
         # The index: every row of a touched block with its status now; rows of changed
@@ -178,11 +187,19 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
             assert old_index is not None
             gone = (old_index.join(changed, "record_id", "left_semi")
                     .join(after, ["block", "record_id"], "left_anti").select(*INDEX_COLUMNS))
-            index_retired = io.merge_changes(
-                rows.withColumn("_action", F.lit("upsert")).unionByName(
-                    gone.withColumn("_action", F.lit("delete"))).transform(io.checkpoint),
-                index_ref, ["block", "record_id"], INDEX_COLUMNS, change_col="expanded",
-            ).metric("numTargetRowsDeleted")
+            # only rows the index does not hold as they are now (old_index has every row of
+            # the touched blocks): with none, the retired rows go by a one-pass DELETE
+            upserts = rows.join(old_index, ["block", "record_id", "expanded"], "left_anti"
+                                ).transform(io.checkpoint)
+            if upserts.isEmpty():
+                res = io.merge_delete(gone.transform(io.checkpoint), index_ref,
+                                      ["block", "record_id"])
+            else:
+                res = io.merge_changes(
+                    upserts.withColumn("_action", F.lit("upsert")).unionByName(
+                        gone.withColumn("_action", F.lit("delete"))).transform(io.checkpoint),
+                    index_ref, ["block", "record_id"], INDEX_COLUMNS, change_col="expanded")
+            index_retired = res.metric("numTargetRowsDeleted")
         progress.step("blocking index written")
         crash_point("block:after_block_keys")
         save_watermarks(run, {str(rec_ref): ch.version}, params=params)

@@ -154,9 +154,15 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
             existing = io.read_table(spark, pairs_ref)
             mine = (existing.join(redo.toDF("record_id_l"), "record_id_l", "left_semi")
                     .unionByName(existing.join(redo.toDF("record_id_r"), "record_id_r",
-                                               "left_semi")).distinct())
+                                               "left_semi")).distinct()
+                    ).transform(io.checkpoint)
             stale = mine.join(pairs.select("record_id_l", "record_id_r"),
                               ["record_id_l", "record_id_r"], "left_anti")
+            # pairs the table holds as they are now are no change (a MERGE would match them
+            # and write nothing): only new and changed ones go in
+            pairs = pairs.join(mine.select("record_id_l", "record_id_r", "_row_hash"),
+                               ["record_id_l", "record_id_r", "_row_hash"], "left_anti"
+                               ).transform(io.checkpoint)
             if pairs.isEmpty():
                 # records that went (an erasure, a retention purge): only deletes, which a
                 # DELETE does in one pass where a MERGE joins the table twice

@@ -75,31 +75,42 @@ def test_released_blocks_frees_what_was_persisted_inside_and_keeps_the_rest(
         inside.agg(F.sum("y")).first()
 
 
-@pytest.mark.parametrize("limit", [io.DELETE_BY_KEYS_MAX, 1])  # a DELETE, then the MERGE
+@pytest.mark.parametrize(("dv", "limit", "operation"), [
+    (True, None, "DELETE"), (True, 1, "MERGE"), (False, None, "MERGE")])
 def test_merge_delete_removes_the_keys_nulls_included_and_logs_no_value(
         spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        limit: int) -> None:
+        dv: bool, limit: int | None, operation: str) -> None:
     """Erasure deletes through merge_delete: the rows whose keys match go (a null key
-    matches a null), nothing else does, the change feed has them, and the commit log holds
-    none of the deleted values; with more keys than the DELETE takes, a MERGE does it."""
-    monkeypatch.setattr(io, "DELETE_BY_KEYS_MAX", limit)
+    matches a null), in every file, nothing else does, the change feed has them, and the
+    commit log holds none of the deleted values. A DELETE on a table with deletion vectors,
+    a MERGE with more keys than the DELETE takes or without deletion vectors."""
+    if limit is not None:
+        monkeypatch.setattr(io, "DELETE_BY_KEYS_MAX", limit)
     ref = TableRef("t", "keyed", path=str(tmp_path / "keyed"))
     rows = [("zebulon-a", "1", 1), ("zebulon-a", None, 2), ("other", "1", 3),
             ("zebulon-b", "2", 4), ("keep", "2", 5)]
-    schema = "a string, b string, v int"
-    io.overwrite(spark.createDataFrame(rows, schema), ref)
+    rows += [(f"zebulon-{i}", str(i % 3), 10 + i) for i in range(40)]  # spread over files
+    rows += [(f"bystander-{i}", "0", 100 + i) for i in range(400)]
+    df = spark.createDataFrame(rows, "a string, b string, v int").repartition(4)
+    io.overwrite(df, ref)
+    assert len(list((tmp_path / "keyed").glob("*.parquet"))) == 4
     spark.sql(f"ALTER TABLE delta.`{ref.path}` SET TBLPROPERTIES "
-              "(delta.enableChangeDataFeed = true, delta.enableDeletionVectors = true)")
-    keys = spark.createDataFrame([("zebulon-a", None), ("zebulon-b", "2"),
-                                  ("zebulon-b", "2"), ("absent", "9")], "a string, b string")
+              f"(delta.enableChangeDataFeed = true, delta.enableDeletionVectors = {str(dv).lower()})")
+    keys = spark.createDataFrame([("zebulon-a", None), ("zebulon-b", "2"), ("zebulon-b", "2"),
+                                  ("absent", "9"), *[(f"zebulon-{i}", str(i % 3))
+                                                     for i in range(40)]],
+                                 "a string, b string")
     res = io.merge_delete(keys, ref, ["a", "b"])
-    assert res.metric("numTargetRowsDeleted") == 2
-    assert res.operation == ("DELETE" if limit > 1 else "MERGE")
-    assert sorted(r["v"] for r in io.read_table(spark, ref).collect()) == [1, 3, 5]
+    assert (res.operation, res.metric("numTargetRowsDeleted")) == (operation, 42)
+    left = io.read_table(spark, ref)
+    # ("zebulon-a", "1") is not a key: a null matches only a null
+    assert [r["v"] for r in left.filter(F.col("a").startswith("zebulon")).collect()] == [1]
+    assert left.count() == len(rows) - 42
+    assert sorted(r["v"] for r in left.filter(F.col("v") < 10).collect()) == [1, 3, 5]
     feed = (spark.read.format("delta").option("readChangeFeed", "true")
             .option("startingVersion", res.version).load(ref.path))
-    assert sorted((r["v"], r["_change_type"]) for r in feed.collect()) == [
-        (2, "delete"), (4, "delete")]
+    assert sorted(r["v"] for r in feed.collect() if r["_change_type"] == "delete") == [
+        2, 4, *range(10, 50)]
     log_text = "".join(p.read_text() for p in (tmp_path / "keyed" / "_delta_log").glob("*.json"))
     assert "zebulon" not in log_text.lower()
     # keys that match nothing: no commit

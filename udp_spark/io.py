@@ -522,27 +522,42 @@ def _key_set_condition(keys: Sequence[str], on: Sequence[str]) -> Column:
     return in_key_set(F.to_json(F.struct(*[F.col(c) for c in on])))  # type: ignore[no-any-return]
 
 
+def has_deletion_vectors(spark: SparkSession, ref: TableRef) -> bool:
+    """Whether the table writes deletion vectors (``delta.enableDeletionVectors``)."""
+    props = delta_table(spark, ref).detail().select("properties").first()
+    return bool(props) and (props[0] or {}).get("delta.enableDeletionVectors") == "true"
+
+
 def merge_delete(keys: DataFrame, ref: TableRef, on: Sequence[str]) -> WriteResult:
     """DELETE the rows of ``ref`` whose ``on`` columns match a row of ``keys`` (nulls match
     nulls), in one commit that never records the values: erasure must not copy what it
     erases into the commit log, which a ``DELETE WHERE col IN (...)`` would.
 
-    Up to :data:`DELETE_BY_KEYS_MAX` keys: they are collected and a DELETE tests each row
-    against them in a pandas UDF (the log names the UDF): one pass over the table, deletion
-    vectors where the table has them. Measured on ``silver.match_scores`` at 1M source rows
-    (4M rows, 283 keys): 6 s against 14-20 s for the MERGE, which joins the table with the
-    keys twice. More keys: that MERGE (the log records its join condition). The result's
+    On a table with deletion vectors and up to :data:`DELETE_BY_KEYS_MAX` keys, the keys are
+    collected and a DELETE tests each row against them in a pandas UDF (the log names the
+    UDF): one pass that writes deletion vectors. Measured on ``silver.match_scores`` at 1M
+    source rows (4M rows, 283 keys): 6 s against 14-20 s for the MERGE, which joins the
+    table with the keys twice. Otherwise that MERGE (the log records its join condition):
+    on a table without deletion vectors, Delta 4.4's copy-on-write DELETE with this
+    condition was measured to keep 5 of 10 matching rows of ``silver.party_records`` (1M
+    source rows), so it is not used there (likely cause: that DELETE finds the files to
+    rewrite by ``input_file_name()``, which a Python UDF in the same plan can leave empty;
+    the deletion-vector DELETE reads the file and row index from the scan). The result's
     ``numTargetRowsDeleted`` is the rows deleted either way; ``version`` None if the table
     did not change.
     """
     spark = keys.sparkSession
-    encoded = keys.select(F.to_json(F.struct(*[F.col(c) for c in on])).alias("k")).distinct()
-    wanted = [r[0] for r in encoded.limit(DELETE_BY_KEYS_MAX + 1).collect()]
     before = _commit_info(spark, ref)
-    if not wanted:
-        return WriteResult(str(ref), None, "DELETE", {"numTargetRowsDeleted": 0})
-    with writing(ref):
+    wanted: list[str] | None = None
+    if has_deletion_vectors(spark, ref):
+        encoded = keys.select(F.to_json(F.struct(*[F.col(c) for c in on])).alias("k"))
+        wanted = [r[0] for r in encoded.distinct().limit(DELETE_BY_KEYS_MAX + 1).collect()]
+        if not wanted:
+            return WriteResult(str(ref), None, "DELETE", {"numTargetRowsDeleted": 0})
         if len(wanted) > DELETE_BY_KEYS_MAX:
+            wanted = None
+    with writing(ref):
+        if wanted is None:
             cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in on)
             (delta_table(spark, ref).alias("t").merge(
                 keys.select(*on).distinct().alias("s"), cond).whenMatchedDelete().execute())
@@ -587,11 +602,9 @@ def _vacuum_one(spark: SparkSession, ref: TableRef, retain_hours: float,
                 purge_deletion_vectors: bool) -> int:
     started = time.perf_counter()
     dt = delta_table(spark, ref)
-    if purge_deletion_vectors:
-        props = dt.detail().select("properties").first()
-        if props and (props[0] or {}).get("delta.enableDeletionVectors") == "true":
-            target = f"delta.`{ref.path}`" if ref.path else ref.name
-            spark.sql(f"REORG TABLE {target} APPLY (PURGE)")
+    if purge_deletion_vectors and has_deletion_vectors(spark, ref):
+        target = f"delta.`{ref.path}`" if ref.path else ref.name
+        spark.sql(f"REORG TABLE {target} APPLY (PURGE)")
     reorg = time.perf_counter() - started
     dt.vacuum(retain_hours)
     last = dt.history(1).select("operation", "operationMetrics").first()

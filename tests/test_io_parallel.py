@@ -94,8 +94,8 @@ def test_merge_delete_removes_the_keys_nulls_included_and_logs_no_value(
     df = spark.createDataFrame(rows, "a string, b string, v int").repartition(4)
     io.overwrite(df, ref)
     assert len(list((tmp_path / "keyed").glob("*.parquet"))) == 4
-    spark.sql(f"ALTER TABLE delta.`{ref.path}` SET TBLPROPERTIES "
-              f"(delta.enableChangeDataFeed = true, delta.enableDeletionVectors = {str(dv).lower()})")
+    spark.sql(f"ALTER TABLE delta.`{ref.path}` SET TBLPROPERTIES (delta.enableChangeDataFeed"
+              f" = true, delta.enableDeletionVectors = {str(dv).lower()})")
     keys = spark.createDataFrame([("zebulon-a", None), ("zebulon-b", "2"), ("zebulon-b", "2"),
                                   ("absent", "9"), *[(f"zebulon-{i}", str(i % 3))
                                                      for i in range(40)]],

@@ -524,8 +524,9 @@ def _key_set_condition(keys: Sequence[str], on: Sequence[str]) -> Column:
 
 def has_deletion_vectors(spark: SparkSession, ref: TableRef) -> bool:
     """Whether the table writes deletion vectors (``delta.enableDeletionVectors``)."""
-    props = delta_table(spark, ref).detail().select("properties").first()
-    return bool(props) and (props[0] or {}).get("delta.enableDeletionVectors") == "true"
+    row = delta_table(spark, ref).detail().select("properties").first()
+    props = (row[0] if row is not None else None) or {}
+    return props.get("delta.enableDeletionVectors") == "true"
 
 
 def merge_delete(keys: DataFrame, ref: TableRef, on: Sequence[str]) -> WriteResult:

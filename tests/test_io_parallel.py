@@ -116,3 +116,42 @@ def test_merge_delete_removes_the_keys_nulls_included_and_logs_no_value(
     # keys that match nothing: no commit
     again = io.merge_delete(keys, ref, ["a", "b"])
     assert again.metric("numTargetRowsDeleted") == 0 and again.version is None
+
+
+def test_replace_by_keys_deletes_then_appends_where_the_table_has_deletion_vectors(
+        spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A change set as a DELETE of its keys and an append of its upserts: the table ends as
+    a MERGE would leave it, the crash point runs between the two commits, and a table
+    without deletion vectors (or too many keys) is left to the caller's MERGE."""
+    schema = "k string, v int"
+    start = [(f"k{i}", i) for i in range(30)]
+    changes = spark.createDataFrame(
+        [("k1", 100, "upsert"), ("k2", 200, "upsert"), ("new", 7, "upsert"),
+         ("k3", None, "delete"), ("k4", None, "delete")], "k string, v int, _action string")
+    expected = sorted([(k, v) for k, v in start if k not in ("k1", "k2", "k3", "k4")]
+                      + [("k1", 100), ("k2", 200), ("new", 7)])
+    plain = TableRef("t", "plain", path=str(tmp_path / "plain"))
+    io.overwrite(spark.createDataFrame(start, schema).repartition(3), plain)
+    assert io.replace_by_keys(changes, plain, ["k"], ["k", "v"]) is None
+    assert io.read_table(spark, plain).count() == 30  # untouched: the caller MERGEs
+
+    ref = TableRef("t", "dv", path=str(tmp_path / "dv"))
+    io.overwrite(spark.createDataFrame(start, schema).repartition(3), ref)
+    spark.sql(f"ALTER TABLE delta.`{ref.path}` SET TBLPROPERTIES (delta.enableChangeDataFeed"
+              " = true, delta.enableDeletionVectors = true)")
+    seen: list[int] = []
+    monkeypatch.setattr(io, "DELETE_BY_KEYS_MAX", 4)
+    assert io.replace_by_keys(changes, ref, ["k"], ["k", "v"]) is None  # 5 keys
+    monkeypatch.setattr(io, "DELETE_BY_KEYS_MAX", 5)
+    res = io.replace_by_keys(
+        changes, ref, ["k"], ["k", "v"],
+        between=lambda: seen.append(io.read_table(spark, ref).count()))
+    assert res is not None and seen == [26]  # between: the five keys' rows gone
+    assert (res.metric("numTargetRowsInserted"), res.metric("numTargetRowsDeleted"),
+            res.metric("numRowsDeleted")) == (3, 2, 4)
+    assert sorted((r["k"], r["v"]) for r in io.read_table(spark, ref).collect()) == expected
+    feed = (spark.read.format("delta").option("readChangeFeed", "true")
+            .option("startingVersion", res.version - 1).load(ref.path))
+    assert sorted((r["k"], r["_change_type"]) for r in feed.collect()) == sorted(
+        [("k1", "delete"), ("k2", "delete"), ("k3", "delete"), ("k4", "delete"),
+         ("k1", "insert"), ("k2", "insert"), ("new", "insert")])

@@ -642,6 +642,9 @@ def erase_leg(data: Path, lake: Path, work: Path) -> dict[str, Any]:
     left = [r for r in _delta_rows(lake / "silver" / "party_records", ["record_id"])
             if r["record_id"] in set(rids)]
     result["records_left_in_silver"] = len(left)
+    if left:  # an erasure that leaves the subject behind is a failed leg, not a timing
+        result["error"] = (f"{len(left)} of the subject's {len(rids)} records still in "
+                           "silver.party_records after the erasure")
     return result
 
 

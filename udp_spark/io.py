@@ -574,6 +574,47 @@ def merge_delete(keys: DataFrame, ref: TableRef, on: Sequence[str]) -> WriteResu
                        {**res.metrics, "numTargetRowsDeleted": res.metric("numDeletedRows")})
 
 
+def replace_by_keys(changes: DataFrame, ref: TableRef, keys: Sequence[str],
+                    columns: Sequence[str], *, action_col: str = "_action",
+                    between: Callable[[], None] | None = None) -> WriteResult | None:
+    """Apply a change set (``upsert`` and ``delete`` rows, as :func:`merge_changes`) as two
+    commits: :func:`merge_delete` of every key it names, then an append of its upserts.
+
+    On a table with deletion vectors the DELETE is one pass writing deletion vectors, where
+    a MERGE joins the whole table with the changes twice: measured on
+    ``silver.match_scores`` at 1M source rows (4M rows; 172 upserts, 198 deletes) 12.4 and
+    14.9 s against 36.7 and 47.6 s for :func:`merge_changes` (alternating, beside another
+    job). Pass only upserts that differ from the table's rows (there is no ``change_col``).
+
+    Between the two commits the upserted keys are absent, so only a writer whose next run
+    recomputes the same change set from the table after a crash there may use it (``between``
+    runs after the DELETE: the crash point). None, with nothing written, when the table has
+    no deletion vectors or the change set names more than :data:`DELETE_BY_KEYS_MAX` keys:
+    the caller MERGEs. Metrics: ``numTargetRowsInserted`` the rows appended,
+    ``numTargetRowsDeleted`` the change set's delete rows, ``numRowsDeleted`` every row the
+    DELETE removed (the upserts' earlier rows too).
+    """
+    spark = changes.sparkSession
+    if not table_exists(spark, ref) or not has_deletion_vectors(spark, ref):
+        return None
+    changes = checkpoint(changes)  # read four times below
+    counts = {r[0]: int(r[1]) for r in changes.groupBy(action_col).count().collect()}
+    if changes.select(*keys).distinct().count() > DELETE_BY_KEYS_MAX:
+        return None
+    removed = merge_delete(changes.select(*keys), ref, keys)
+    if between is not None:
+        between()
+    res = removed
+    if counts.get("upsert"):
+        _writer_save(changes.filter(F.col(action_col) == "upsert").select(*columns), ref,
+                     "append")
+        res = _last_commit(spark, ref)
+    return WriteResult(str(ref), res.version if res.version is not None else removed.version,
+                       "DELETE+WRITE", {"numTargetRowsInserted": counts.get("upsert", 0),
+                                        "numTargetRowsDeleted": counts.get("delete", 0),
+                                        "numRowsDeleted": removed.metric("numTargetRowsDeleted")})
+
+
 def in_parallel(tasks: Sequence[Callable[[], R]], workers: int) -> list[R]:
     """Run independent actions (each on its own table) from ``workers`` threads; results in
     the tasks' order. Small Delta actions are mostly driver work (planning, reading the log,

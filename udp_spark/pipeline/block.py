@@ -173,8 +173,13 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
                 changes = (pairs.withColumn("_action", F.lit("upsert"))
                            .unionByName(stale.select(*PAIR_COLUMNS).withColumn(
                                "_action", F.lit("delete")))).transform(io.checkpoint)
-                res = io.merge_changes(changes, pairs_ref, ["record_id_l", "record_id_r"],
-                                       PAIR_COLUMNS, change_col="_row_hash")
+                # a DELETE and an append where the table allows (a run that dies between
+                # them recomputes the same pairs against the table), else one MERGE
+                res = io.replace_by_keys(
+                    changes, pairs_ref, ["record_id_l", "record_id_r"], PAIR_COLUMNS,
+                    between=lambda: crash_point("block:after_candidate_pairs_deleted")
+                ) or io.merge_changes(changes, pairs_ref, ["record_id_l", "record_id_r"],
+                                      PAIR_COLUMNS, change_col="_row_hash")
                 written = (res.metric("numTargetRowsInserted")
                            + res.metric("numTargetRowsUpdated"))
             retired = res.metric("numTargetRowsDeleted")

@@ -135,7 +135,12 @@ def run_score(ctx: StageContext, *, full: bool = False) -> dict[str, float]:
                 gone.select(*[F.col(c) if c in SCORE_KEYS
                               else F.lit(None).cast(out.schema[c].dataType).alias(c)
                               for c in columns]).withColumn("_action", F.lit("delete")))
-            res = io.merge_changes(changes, scores_ref, list(SCORE_KEYS), columns)
+            # a DELETE and an append where the table allows (a run that dies between them
+            # reads the same pair changes again and scores them again), else one MERGE
+            res = io.replace_by_keys(
+                changes, scores_ref, list(SCORE_KEYS), columns,
+                between=lambda: crash_point("score:after_match_scores_deleted")
+            ) or io.merge_changes(changes, scores_ref, list(SCORE_KEYS), columns)
             n_scored = res.metric("numTargetRowsInserted") + res.metric("numTargetRowsUpdated")
             deleted = res.metric("numTargetRowsDeleted")
         progress.step("scores written", rows=n_scored)

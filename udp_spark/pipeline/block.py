@@ -85,7 +85,9 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
     A changed record's blocks are replaced in the index; the pairs of changed records and of
     the members of blocks that crossed their size cap are computed again against the
     whole index, and those pairs that no longer exist are deleted. Pairs between unchanged
-    records are never recomputed. Commits: pairs, then index, then the watermark.
+    records are never recomputed. Commits: pairs (a DELETE of the changed keys and an
+    append, or one MERGE: :func:`udp_spark.io.replace_by_keys`), then index, then the
+    watermark.
     """
     settings = ctx.cfg.matching.blocking
     spark, lake = ctx.spark, ctx.lakehouse

@@ -182,7 +182,8 @@ def _subject_records(ctx: StageContext, subject_type: str, subject: str
 
 def _delete(ctx: StageContext, report: ErasureReport, t: tuple[str, str] | TableRef,
             rows: DataFrame | None, on: list[str]) -> None:
-    """MERGE-delete ``rows`` (keyed on ``on``) from the table; counts what went."""
+    """Delete ``rows`` (keyed on ``on``) from the table (:func:`udp_spark.io.merge_delete`:
+    no value reaches the commit log); counts what went."""
     ref = t if isinstance(t, TableRef) else ctx.lakehouse.ref(t)
     if rows is None:
         return

@@ -15,8 +15,9 @@ the model version, the threshold...). A run asks :func:`changes_since` for each 
 The stage writes its outputs, then its audit row with the new watermarks (last): a run
 that dies in between finds the same changes again, and the stage's writes are MERGEs that
 are no-ops the second time (or, for the pair and score tables, a DELETE of the changed keys
-and an append, which a second run recomputes from the table as it finds it). Change data feed is on for every table this project creates
-(session default, and :func:`enable_change_feed` for tables created before it was).
+and an append, which a second run recomputes from the table as it finds it). Change data
+feed is on for every table this project creates (session default, and
+:func:`enable_change_feed` for tables created before it was).
 
 Example::
 

@@ -547,10 +547,15 @@ def merge_delete(keys: DataFrame, ref: TableRef, on: Sequence[str]) -> WriteResu
     ``numTargetRowsDeleted`` is the rows deleted either way; ``version`` None if the table
     did not change.
     """
+    return _delete_keys(keys, ref, on, has_deletion_vectors(keys.sparkSession, ref))
+
+
+def _delete_keys(keys: DataFrame, ref: TableRef, on: Sequence[str],
+                 deletion_vectors: bool) -> WriteResult:
     spark = keys.sparkSession
     before = _commit_info(spark, ref)
     wanted: list[str] | None = None
-    if has_deletion_vectors(spark, ref):
+    if deletion_vectors:
         encoded = keys.select(F.to_json(F.struct(*[F.col(c) for c in on])).alias("k"))
         wanted = [r[0] for r in encoded.distinct().limit(DELETE_BY_KEYS_MAX + 1).collect()]
         if not wanted:
@@ -591,28 +596,31 @@ def replace_by_keys(changes: DataFrame, ref: TableRef, keys: Sequence[str],
     runs after the DELETE: the crash point). None, with nothing written, when the table has
     no deletion vectors or the change set names more than :data:`DELETE_BY_KEYS_MAX` keys:
     the caller MERGEs. Metrics: ``numTargetRowsInserted`` the rows appended,
-    ``numTargetRowsDeleted`` the change set's delete rows, ``numRowsDeleted`` every row the
-    DELETE removed (the upserts' earlier rows too).
+    ``numTargetRowsDeleted`` the change set's delete rows (with no upserts, the rows the
+    DELETE removed), ``numRowsDeleted`` every row the DELETE removed (the upserts' earlier
+    rows too).
     """
     spark = changes.sparkSession
     if not table_exists(spark, ref) or not has_deletion_vectors(spark, ref):
         return None
-    changes = checkpoint(changes)  # read four times below
+    changes = checkpoint(changes)  # read three times below
     counts = {r[0]: int(r[1]) for r in changes.groupBy(action_col).count().collect()}
-    if changes.select(*keys).distinct().count() > DELETE_BY_KEYS_MAX:
+    if sum(counts.values()) > DELETE_BY_KEYS_MAX:  # one row per key in a change set
         return None
-    removed = merge_delete(changes.select(*keys), ref, keys)
+    removed = _delete_keys(changes.select(*keys), ref, keys, deletion_vectors=True)
     if between is not None:
         between()
-    res = removed
-    if counts.get("upsert"):
+    res, upserts = removed, counts.get("upsert", 0)
+    if upserts:
         _writer_save(changes.filter(F.col(action_col) == "upsert").select(*columns), ref,
                      "append")
         res = _last_commit(spark, ref)
     return WriteResult(str(ref), res.version if res.version is not None else removed.version,
-                       "DELETE+WRITE", {"numTargetRowsInserted": counts.get("upsert", 0),
-                                        "numTargetRowsDeleted": counts.get("delete", 0),
-                                        "numRowsDeleted": removed.metric("numTargetRowsDeleted")})
+                       "DELETE+WRITE", {
+                           "numTargetRowsInserted": upserts,
+                           "numTargetRowsDeleted": counts.get("delete", 0) if upserts
+                           else removed.metric("numTargetRowsDeleted"),
+                           "numRowsDeleted": removed.metric("numTargetRowsDeleted")})
 
 
 def in_parallel(tasks: Sequence[Callable[[], R]], workers: int) -> list[R]:

@@ -163,27 +163,18 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
             # pairs the table holds as they are now are no change (a MERGE would match them
             # and write nothing): only new and changed ones go in
             pairs = pairs.join(mine.select("record_id_l", "record_id_r", "_row_hash"),
-                               ["record_id_l", "record_id_r", "_row_hash"], "left_anti"
-                               ).transform(io.checkpoint)
-            if pairs.isEmpty():
-                # records that went (an erasure, a retention purge): only deletes, which a
-                # DELETE does in one pass where a MERGE joins the table twice
-                res = io.merge_delete(stale.transform(io.checkpoint), pairs_ref,
-                                      ["record_id_l", "record_id_r"])
-                written = 0
-            else:
-                changes = (pairs.withColumn("_action", F.lit("upsert"))
-                           .unionByName(stale.select(*PAIR_COLUMNS).withColumn(
-                               "_action", F.lit("delete")))).transform(io.checkpoint)
-                # a DELETE and an append where the table allows (a run that dies between
-                # them recomputes the same pairs against the table), else one MERGE
-                res = io.replace_by_keys(
-                    changes, pairs_ref, ["record_id_l", "record_id_r"], PAIR_COLUMNS,
-                    between=lambda: crash_point("block:after_candidate_pairs_deleted")
-                ) or io.merge_changes(changes, pairs_ref, ["record_id_l", "record_id_r"],
-                                      PAIR_COLUMNS, change_col="_row_hash")
-                written = (res.metric("numTargetRowsInserted")
-                           + res.metric("numTargetRowsUpdated"))
+                               ["record_id_l", "record_id_r", "_row_hash"], "left_anti")
+            changes = (pairs.withColumn("_action", F.lit("upsert"))
+                       .unionByName(stale.select(*PAIR_COLUMNS).withColumn(
+                           "_action", F.lit("delete")))).transform(io.checkpoint)
+            # a DELETE and an append where the table allows (a run that dies between them
+            # recomputes the same pairs against the table), else one MERGE
+            res = io.replace_by_keys(
+                changes, pairs_ref, ["record_id_l", "record_id_r"], PAIR_COLUMNS,
+                between=lambda: crash_point("block:after_candidate_pairs_deleted")
+            ) or io.merge_changes(changes, pairs_ref, ["record_id_l", "record_id_r"],
+                                  PAIR_COLUMNS, change_col="_row_hash")
+            written = res.metric("numTargetRowsInserted") + res.metric("numTargetRowsUpdated")
             retired = res.metric("numTargetRowsDeleted")
         if res.version is not None:
             run.output_versions[str(pairs_ref)] = res.version

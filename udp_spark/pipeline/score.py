@@ -120,12 +120,6 @@ def run_score(ctx: StageContext, *, full: bool = False) -> dict[str, float]:
         if ch.full:
             res = io.overwrite(out, scores_ref)
             n_scored = res.metric("numOutputRows")
-        elif todo.isEmpty():
-            # pairs that went and none to score (an erasure, a retention purge): a one-pass
-            # DELETE where a MERGE joins the table twice
-            assert gone is not None
-            res = io.merge_delete(gone, scores_ref, list(SCORE_KEYS))
-            n_scored, deleted = 0, res.metric("numTargetRowsDeleted")
         else:
             assert gone is not None
             columns = out.columns

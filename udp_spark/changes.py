@@ -80,6 +80,30 @@ class Changes:
         assert self.rows is not None, "a full change set has no rows"
         return self.rows.select(*cols).distinct()
 
+    def content_changed(self, key: str) -> DataFrame:
+        """Distinct ``key`` of the rows whose content differs between before the changes
+        and after them: inserted, deleted, or updated in a column whose name does not start
+        with ``_``. A row rewritten with only its lineage changed (``_batch_ids``,
+        ``_row_hash``, ``_ingested_at``: the same rows landed again in a file of another
+        name) is not in it, nor is one changed and changed back.
+
+        Before is the key's first change row in the window (its pre-image or deleted row; an
+        insert means it was absent), after its last (post-image or insert; a delete means
+        absent). Contents are compared by a 64-bit hash of their JSON.
+        """
+        assert self.rows is not None, "a full change set has no rows"
+        kind = F.col("_change_type")
+        old, new = kind.isin("update_preimage", "delete"), kind.isin("insert", "update_postimage")
+        content = F.xxhash64(F.to_json(F.struct(*[
+            F.col(c) for c in self.rows.columns if not c.startswith("_")])))
+        states = self.rows.groupBy(key).agg(
+            # within one commit a MERGE's delete and insert of a key: the delete is first
+            F.min_by(F.when(old, content), F.struct(
+                "_commit_version", F.when(old, 0).otherwise(1))).alias("_before"),
+            F.max_by(F.when(new, content), F.struct(
+                "_commit_version", F.when(new, 1).otherwise(0))).alias("_after"))
+        return states.filter(~F.col("_before").eqNullSafe(F.col("_after"))).select(key)
+
     def latest_rows(self, keys: Sequence[str]) -> DataFrame:
         """The last change of each key: its post-image, or the deleted row (``_change_type``
         tells which)."""

@@ -6,10 +6,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from udp_spark import io, progress
+from udp_spark.audit import RunRecord
 from udp_spark.changes import changes_since, fingerprint, save_watermarks
 from udp_spark.faults import crash_point
 from udp_spark.matching.blocking import (
@@ -25,7 +26,12 @@ from udp_spark.matching.blocking import (
 from udp_spark.matching.evaluation import blocking_metrics
 from udp_spark.pipeline.context import StageContext, audited_run, stage_watermarks
 from udp_spark.pipeline.inputs import party_records, read_truth
-from udp_spark.tables import SILVER_BLOCK_KEYS, SILVER_CANDIDATE_PAIRS, SILVER_PARTY_RECORDS
+from udp_spark.tables import (
+    SILVER_BLOCK_KEYS,
+    SILVER_CANDIDATE_PAIRS,
+    SILVER_PARTY_RECORDS,
+    TableRef,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +82,16 @@ def _with_pair_hash(pairs: DataFrame, records: DataFrame) -> DataFrame:
                     F.lpad(F.hex(digest), 16, "0").alias("_row_hash")))
 
 
+def _unchanged(spark: SparkSession, run: RunRecord, pairs_ref: TableRef, n_records: int
+               ) -> BlockReport:
+    """The report of a run that found no record to block again (the same metrics as a run
+    that wrote pairs: `udp block` prints the ratio)."""
+    run.metrics.update({"records_changed": 0.0, "full": 0.0})
+    n_pairs = io.read_table(spark, pairs_ref).count()
+    return BlockReport(run.run_id, n_records, n_pairs, 0, [], _pair_metrics(n_records, n_pairs),
+                       False)
+
+
 def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
               ) -> BlockReport:
     """Candidate pairs into ``silver.candidate_pairs``, for the records that changed since
@@ -108,17 +124,19 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
         progress.step("changes read", rows=n_records)
         if ch.empty:
             log.info("block: no record changed since the last run")
-            run.metrics.update({"records_changed": 0.0, "full": 0.0})
-            n_pairs = io.read_table(spark, pairs_ref).count()
-            # the same metrics as a run that wrote pairs (`udp block` prints the ratio)
-            return BlockReport(run.run_id, n_records, n_pairs, 0, [],
-                               _pair_metrics(n_records, n_pairs), False)
+            return _unchanged(spark, run, pairs_ref, n_records)
         index = None if ch.full else io.read_table(spark, index_ref)
         if ch.full:
             log.info("block: all records (%s)", ch.reason)
             changed = records.select("record_id")
         else:
-            changed = ch.keys("record_id").transform(io.checkpoint)
+            # records whose content changed: one landed again in a file of another name
+            # changes only its lineage, and its keys and pairs with it stay as they are
+            changed = ch.content_changed("record_id").transform(io.checkpoint)
+            if changed.isEmpty():
+                log.info("block: records changed only in lineage since the last run")
+                save_watermarks(run, {str(rec_ref): ch.version}, params=params)
+                return _unchanged(spark, run, pairs_ref, n_records)
         # (a full run keys every record: no join of the records with their own ids)
         new_keys = (records if ch.full else records.join(changed, "record_id", "left_semi")
                     ).transform(block_keys(settings)).transform(io.checkpoint)

@@ -303,7 +303,7 @@ def run_resolve(ctx: StageContext, *, full: bool = False) -> ResolveReport:
 def _touched_records(ch_scores: Changes, ch_records: Changes, ch_labels: Changes,
                      labels_ref: TableRef, ctx: StageContext) -> DataFrame:
     """``record_id`` of records whose edges may have changed: ends of changed scores and
-    labels, and changed records (new, updated, deleted)."""
+    labels, and records new, deleted or changed in content."""
     parts: list[DataFrame] = []
     for ch in (ch_scores, ch_labels):
         if ch.rows is not None and not ch.empty:
@@ -314,7 +314,9 @@ def _touched_records(ch_scores: Changes, ch_records: Changes, ch_labels: Changes
         parts += [labels.select(F.col("record_id_l").alias("record_id")),
                   labels.select(F.col("record_id_r").alias("record_id"))]
     if ch_records.rows is not None and not ch_records.empty:
-        parts.append(ch_records.keys("record_id"))
+        # (a record changed only in lineage, landed again under another file name, moves
+        # no edge and no conflict rule)
+        parts.append(ch_records.content_changed("record_id"))
     if not parts:
         return ctx.spark.createDataFrame([], "record_id string")
     return reduce(DataFrame.unionByName, parts).distinct()

@@ -104,6 +104,13 @@ class Changes:
                 "_commit_version", F.when(new, 1).otherwise(0))).alias("_after"))
         return states.filter(~F.col("_before").eqNullSafe(F.col("_after"))).select(key)
 
+    def prior_keys(self, key: str) -> DataFrame:
+        """Distinct ``key`` of the rows that existed before their changes in the window (an
+        update's pre-image or a deleted row); an inserted row's key is not in it."""
+        assert self.rows is not None, "a full change set has no rows"
+        return self.rows.filter(F.col("_change_type").isin("update_preimage", "delete")
+                                ).select(key).distinct()
+
     def latest_rows(self, keys: Sequence[str]) -> DataFrame:
         """The last change of each key: its post-image, or the deleted row (``_change_type``
         tells which)."""

@@ -137,16 +137,27 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
                 log.info("block: records changed only in lineage since the last run")
                 save_watermarks(run, {str(rec_ref): ch.version}, params=params)
                 return _unchanged(spark, run, pairs_ref, n_records)
-        # (a full run keys every record: no join of the records with their own ids)
+        # (a full run keys every record: no join of the records with their own ids; an
+        # incremental one materialises its few records first, which each key, rule and LSH
+        # index reads again)
         new_keys = (records if ch.full else records.join(changed, "record_id", "left_semi")
-                    ).transform(block_keys(settings)).transform(io.checkpoint)
+                    .transform(io.checkpoint)).transform(block_keys(settings)).transform(
+            io.checkpoint)
         old_index = None
         if index is not None:
             # Every row of the blocks a changed record leaves or joins: the only blocks
             # whose members or status can change, and all that the rest of the run reads.
-            blocks = new_keys.select("block").unionByName(
-                index.join(changed, "record_id", "left_semi").select("block")).distinct()
-            old_index = index.join(blocks, "block", "left_semi").transform(io.checkpoint)
+            blocks = new_keys.select("block")
+            # Only a record that existed at the last run has index rows in blocks it may
+            # have left: an inserted one has none, or (a run killed after its index commit)
+            # exactly its new keys. New records alone need no lookup by record id.
+            prior = ch.prior_keys("record_id").join(changed, "record_id", "left_semi"
+                                                     ).transform(io.checkpoint)
+            if not prior.isEmpty():
+                blocks = blocks.unionByName(
+                    index.join(prior, "record_id", "left_semi").select("block"))
+            old_index = index.join(blocks.distinct(), "block", "left_semi").transform(
+                io.checkpoint)
             progress.step("blocking index read")
         after = updated_index(old_index, changed, new_keys)
         touched = touched_blocks(old_index, changed, new_keys, after, top).transform(io.checkpoint)
@@ -156,11 +167,12 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
         if index is not None:
             # Members of a block whose status flipped pair again through all their blocks:
             # those no changed record touched are as the index holds them.
-            others = (index.join(redo.join(changed, "record_id", "left_anti"), "record_id",
-                                 "left_semi").select("block")
-                      .join(touched.select("block"), "block", "left_anti").distinct())
-            pair_index = after.unionByName(
-                index.join(others, "block", "left_semi").select("block", "record_id"))
+            members = redo.join(changed, "record_id", "left_anti").transform(io.checkpoint)
+            if not members.isEmpty():  # (no block flipped: nothing more to read)
+                others = (index.join(members, "record_id", "left_semi").select("block")
+                          .join(touched.select("block"), "block", "left_anti").distinct())
+                pair_index = after.unionByName(
+                    index.join(others, "block", "left_semi").select("block", "record_id"))
         progress.step("blocks of the changed records")
         pairs = (_with_pair_hash(pairs_of(redo, pair_index, top, block_methods(settings),
                                            all_records=ch.full), records)
@@ -172,9 +184,12 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
             written = res.metric("numOutputRows")
         else:
             existing = io.read_table(spark, pairs_ref)
-            mine = (existing.join(redo.toDF("record_id_l"), "record_id_l", "left_semi")
-                    .unionByName(existing.join(redo.toDF("record_id_r"), "record_id_r",
-                                               "left_semi")).distinct()
+            # the pairs with an end in redo, in one pass over the table (redo is distinct)
+            mine = (existing.join(redo.select(F.col("record_id").alias("record_id_l"),
+                                              F.lit(True).alias("_l")), "record_id_l", "left")
+                    .join(redo.select(F.col("record_id").alias("record_id_r"),
+                                      F.lit(True).alias("_r")), "record_id_r", "left")
+                    .filter(F.col("_l") | F.col("_r")).select(*existing.columns)
                     ).transform(io.checkpoint)
             stale = mine.join(pairs.select("record_id_l", "record_id_r"),
                               ["record_id_l", "record_id_r"], "left_anti")

@@ -210,11 +210,11 @@ def candidate_pairs(max_block_size: Cap) -> Transform:
 # The blocking index (``silver.block_keys``) holds ``(block, record_id, expanded)`` for every
 # record; ``expanded`` says whether the block was expanded into pairs when it last changed
 # (2 <= size <= its cap). When records change, only the blocks they leave or join
-# change size; a pair can change only if one of its records changed, or if it lies in a
-# block whose ``expanded`` flipped (grown past the maximum, or shrunk below it). So the pairs
-# of the changed records and of the members of flipped blocks are computed again, against
-# the whole index, and every other pair stays as it is. From an empty index with every
-# record changed, this is the full blocking.
+# change size; a pair can change only if one of its records changed, or if both its records
+# lie in a block whose ``expanded`` flipped (grown past the maximum, or shrunk below it). So
+# the pairs of the changed records are computed again against the touched blocks, and the
+# pairs within flipped blocks against all their shared blocks; every other pair stays as it
+# is. From an empty index with every record changed, this is the full blocking.
 
 
 def _expandable(size: Column, max_block_size: Cap) -> Column:
@@ -251,12 +251,41 @@ def touched_blocks(index: DataFrame | None, changed: DataFrame, new_keys: DataFr
         "was_expanded", F.coalesce("was_expanded", F.lit(False)))
 
 
-def records_to_pair(changed: DataFrame, after: DataFrame, touched: DataFrame) -> DataFrame:
-    """``record_id`` of every record whose pairs must be computed again: the changed ones
-    and the members of blocks whose expanded status flipped."""
+def flipped_members(changed: DataFrame, after: DataFrame, touched: DataFrame) -> DataFrame:
+    """``record_id`` of the unchanged members of blocks whose expanded status flipped: the
+    only records, besides the changed ones, some of whose pairs can change."""
     flipped = touched.filter(F.col("expanded") != F.col("was_expanded")).select("block")
-    members = after.join(flipped, "block", "left_semi").select("record_id")
-    return changed.select("record_id").unionByName(members).distinct()
+    return (after.join(flipped, "block", "left_semi").select("record_id")
+            .join(changed, "record_id", "left_anti").distinct())
+
+
+def flipped_block_candidates(members: DataFrame, after: DataFrame, touched: DataFrame
+                             ) -> DataFrame:
+    """``(record_id_l, record_id_r)`` of every two ``members`` (:func:`flipped_members`)
+    sharing a flipped block: the only pairs between unchanged records that can change (a
+    pair of unchanged records sharing no flipped block keeps every block it had, each with
+    its status). The table's rows of them are replaced by :func:`candidate_pairs_now`."""
+    flipped = touched.filter(F.col("expanded") != F.col("was_expanded")).select("block")
+    held = after.join(flipped, "block", "left_semi").join(members, "record_id", "left_semi")
+    return (held.select("block", F.col("record_id").alias("record_id_l"))
+            .join(held.select("block", F.col("record_id").alias("record_id_r")), "block")
+            .filter(F.col("record_id_l") < F.col("record_id_r"))
+            .select("record_id_l", "record_id_r").distinct())
+
+
+def candidate_pairs_now(candidates: DataFrame, members: DataFrame, touched: DataFrame,
+                        index: DataFrame, methods: Sequence[str]) -> DataFrame:
+    """``(record_id_l, record_id_r, methods)`` of the ``candidates``
+    (:func:`flipped_block_candidates`) that are pairs now: with every shared block expanded
+    now (a touched block's status from ``touched``, any other's as ``index`` holds it)."""
+    now = touched.select("block", F.col("expanded").alias("_now"))
+    rows = (index.join(members, "record_id", "left_semi").join(now, "block", "left")
+            .filter(F.coalesce("_now", "expanded")).select("block", "record_id"))
+    shared = (candidates.join(rows.toDF("block", "record_id_l"), "record_id_l")
+              .join(rows.toDF("block", "record_id_r"), ["record_id_r", "block"]))
+    agg, result = _methods_agg(F.col("block"), methods)
+    return shared.groupBy("record_id_l", "record_id_r").agg(agg).select(
+        "record_id_l", "record_id_r", result.alias("methods"))
 
 
 def block_methods(settings: BlockingSettings) -> tuple[str, ...]:

@@ -17,9 +17,11 @@ from udp_spark.matching.blocking import (
     block_cap,
     block_keys,
     block_methods,
+    candidate_pairs_now,
     check_blocking,
+    flipped_block_candidates,
+    flipped_members,
     pairs_of,
-    records_to_pair,
     touched_blocks,
     updated_index,
 )
@@ -98,10 +100,11 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
     the last run (all records the first time, when the blocking settings change, or with
     ``full``), with the blocking index ``silver.block_keys``.
 
-    A changed record's blocks are replaced in the index; the pairs of changed records and of
-    the members of blocks that crossed their size cap are computed again against the
-    whole index, and those pairs that no longer exist are deleted. Pairs between unchanged
-    records are never recomputed. Commits: pairs (a DELETE of the changed keys and an
+    A changed record's blocks are replaced in the index; the pairs of changed records are
+    computed again against the blocks they touch, and the pairs of unchanged records
+    sharing a block that crossed its size cap against all their shared blocks; those pairs
+    that no longer exist are deleted. No other pair between unchanged records is
+    recomputed. Commits: pairs (a DELETE of the changed keys and an
     append, or one MERGE: :func:`udp_spark.io.replace_by_keys`), then index, then the
     watermark.
     """
@@ -161,22 +164,22 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
             progress.step("blocking index read")
         after = updated_index(old_index, changed, new_keys)
         touched = touched_blocks(old_index, changed, new_keys, after, top).transform(io.checkpoint)
-        redo = changed if ch.full else records_to_pair(changed, after, touched).transform(
-            io.checkpoint)
-        pair_index = after
+        methods = block_methods(settings)
+        pairs = pairs_of(changed, after, top, methods, all_records=ch.full)
+        candidates = None
         if index is not None:
-            # Members of a block whose status flipped pair again through all their blocks:
-            # those no changed record touched are as the index holds them.
-            members = redo.join(changed, "record_id", "left_anti").transform(io.checkpoint)
-            if not members.isEmpty():  # (no block flipped: nothing more to read)
-                others = (index.join(members, "record_id", "left_semi").select("block")
-                          .join(touched.select("block"), "block", "left_anti").distinct())
-                pair_index = after.unionByName(
-                    index.join(others, "block", "left_semi").select("block", "record_id"))
+            # Unchanged records sharing a block whose status flipped: their pairs with each
+            # other, through all their blocks (those outside the touched ones as the index
+            # holds them)
+            members = flipped_members(changed, after, touched).transform(io.checkpoint)
+            if not members.isEmpty():
+                candidates = flipped_block_candidates(members, after, touched).transform(
+                    io.checkpoint)
+                pairs = pairs.unionByName(candidate_pairs_now(candidates, members, touched,
+                                                              index, methods))
         progress.step("blocks of the changed records")
-        pairs = (_with_pair_hash(pairs_of(redo, pair_index, top, block_methods(settings),
-                                           all_records=ch.full), records)
-                 .withColumn("_run_id", F.lit(run.run_id)).transform(io.checkpoint))
+        pairs = (_with_pair_hash(pairs, records).withColumn("_run_id", F.lit(run.run_id))
+                 .transform(io.checkpoint))
         progress.step("pairs computed")
         retired = 0
         if ch.full:
@@ -184,13 +187,19 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
             written = res.metric("numOutputRows")
         else:
             existing = io.read_table(spark, pairs_ref)
-            # the pairs with an end in redo, in one pass over the table (redo is distinct)
-            mine = (existing.join(redo.select(F.col("record_id").alias("record_id_l"),
-                                              F.lit(True).alias("_l")), "record_id_l", "left")
-                    .join(redo.select(F.col("record_id").alias("record_id_r"),
-                                      F.lit(True).alias("_r")), "record_id_r", "left")
-                    .filter(F.col("_l") | F.col("_r")).select(*existing.columns)
-                    ).transform(io.checkpoint)
+            # what the table holds of them: the pairs with a changed end and the candidates,
+            # in one pass over the table (changed and candidates are distinct)
+            mine = existing.join(changed.select(F.col("record_id").alias("record_id_l"),
+                                                F.lit(True).alias("_l")), "record_id_l", "left"
+                                 ).join(changed.select(F.col("record_id").alias("record_id_r"),
+                                                       F.lit(True).alias("_r")), "record_id_r",
+                                        "left")
+            hit = F.col("_l") | F.col("_r")
+            if candidates is not None:
+                mine = mine.join(candidates.withColumn("_c", F.lit(True)),
+                                 ["record_id_l", "record_id_r"], "left")
+                hit = hit | F.col("_c")
+            mine = mine.filter(hit).select(*existing.columns).transform(io.checkpoint)
             stale = mine.join(pairs.select("record_id_l", "record_id_r"),
                               ["record_id_l", "record_id_r"], "left_anti")
             # pairs the table holds as they are now are no change (a MERGE would match them

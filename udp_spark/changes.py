@@ -46,6 +46,9 @@ from udp_spark.tables import AUDIT_RUNS, Lakehouse, TableRef
 log = logging.getLogger(__name__)
 
 CDF_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
+# change rows showing a key's state before a commit, and after it
+BEFORE_IMAGES = ("update_preimage", "delete")
+AFTER_IMAGES = ("insert", "update_postimage")
 
 
 def fingerprint(*parts: object) -> str:
@@ -93,7 +96,7 @@ class Changes:
         """
         assert self.rows is not None, "a full change set has no rows"
         kind = F.col("_change_type")
-        old, new = kind.isin("update_preimage", "delete"), kind.isin("insert", "update_postimage")
+        old, new = kind.isin(*BEFORE_IMAGES), kind.isin(*AFTER_IMAGES)
         content = F.xxhash64(F.to_json(F.struct(*[
             F.col(c) for c in self.rows.columns if not c.startswith("_")])))
         states = self.rows.groupBy(key).agg(
@@ -108,8 +111,8 @@ class Changes:
         """Distinct ``key`` of the rows that existed before their changes in the window (an
         update's pre-image or a deleted row); an inserted row's key is not in it."""
         assert self.rows is not None, "a full change set has no rows"
-        return self.rows.filter(F.col("_change_type").isin("update_preimage", "delete")
-                                ).select(key).distinct()
+        return self.rows.filter(F.col("_change_type").isin(*BEFORE_IMAGES)).select(
+            key).distinct()
 
     def latest_rows(self, keys: Sequence[str]) -> DataFrame:
         """The last change of each key: its post-image, or the deleted row (``_change_type``

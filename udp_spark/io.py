@@ -603,12 +603,12 @@ def replace_by_keys(changes: DataFrame, ref: TableRef, keys: Sequence[str],
     the caller MERGEs. Metrics: ``numTargetRowsInserted`` the rows appended,
     ``numTargetRowsDeleted`` the change set's delete rows (with no upserts, the rows the
     DELETE removed), ``numRowsDeleted`` every row the DELETE removed (the upserts' earlier
-    rows too).
+    rows too). ``changes`` is read three times: pass it materialised (:func:`checkpoint`),
+    as the MERGE the caller falls back to wants it too.
     """
     spark = changes.sparkSession
     if not table_exists(spark, ref) or not has_deletion_vectors(spark, ref):
         return None
-    changes = checkpoint(changes)  # read three times below
     counts = {r[0]: int(r[1]) for r in changes.groupBy(action_col).count().collect()}
     if sum(counts.values()) > DELETE_BY_KEYS_MAX:  # one row per key in a change set
         return None

@@ -251,11 +251,15 @@ def touched_blocks(index: DataFrame | None, changed: DataFrame, new_keys: DataFr
         "was_expanded", F.coalesce("was_expanded", F.lit(False)))
 
 
+def _flipped(touched: DataFrame) -> DataFrame:
+    """``block`` of the touched blocks whose expanded status flipped."""
+    return touched.filter(F.col("expanded") != F.col("was_expanded")).select("block")
+
+
 def flipped_members(changed: DataFrame, after: DataFrame, touched: DataFrame) -> DataFrame:
     """``record_id`` of the unchanged members of blocks whose expanded status flipped: the
     only records, besides the changed ones, some of whose pairs can change."""
-    flipped = touched.filter(F.col("expanded") != F.col("was_expanded")).select("block")
-    return (after.join(flipped, "block", "left_semi").select("record_id")
+    return (after.join(_flipped(touched), "block", "left_semi").select("record_id")
             .join(changed, "record_id", "left_anti").distinct())
 
 
@@ -265,8 +269,8 @@ def flipped_block_candidates(members: DataFrame, after: DataFrame, touched: Data
     sharing a flipped block: the only pairs between unchanged records that can change (a
     pair of unchanged records sharing no flipped block keeps every block it had, each with
     its status). The table's rows of them are replaced by :func:`candidate_pairs_now`."""
-    flipped = touched.filter(F.col("expanded") != F.col("was_expanded")).select("block")
-    held = after.join(flipped, "block", "left_semi").join(members, "record_id", "left_semi")
+    held = after.join(_flipped(touched), "block", "left_semi").join(members, "record_id",
+                                                                   "left_semi")
     return (held.select("block", F.col("record_id").alias("record_id_l"))
             .join(held.select("block", F.col("record_id").alias("record_id_r")), "block")
             .filter(F.col("record_id_l") < F.col("record_id_r"))

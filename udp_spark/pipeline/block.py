@@ -84,6 +84,25 @@ def _with_pair_hash(pairs: DataFrame, records: DataFrame) -> DataFrame:
                     F.lpad(F.hex(digest), 16, "0").alias("_row_hash")))
 
 
+def _held_pairs(existing: DataFrame, changed: DataFrame, candidates: DataFrame | None
+                ) -> DataFrame:
+    """The rows of ``existing`` (the pairs table) a run recomputes: pairs with an end in
+    ``changed`` (``record_id``) and the ``candidates`` (``record_id_l, record_id_r``), in
+    one pass over the table (both are distinct, so the left joins add no rows)."""
+    def ends(side: str) -> DataFrame:
+        return changed.select(F.col("record_id").alias(f"record_id_{side}"),
+                              F.lit(True).alias(f"_{side}"))
+
+    held = existing.join(ends("l"), "record_id_l", "left").join(ends("r"), "record_id_r",
+                                                                 "left")
+    hit = F.col("_l") | F.col("_r")
+    if candidates is not None:
+        held = held.join(candidates.withColumn("_c", F.lit(True)),
+                         ["record_id_l", "record_id_r"], "left")
+        hit = hit | F.col("_c")
+    return held.filter(hit).select(*existing.columns)
+
+
 def _unchanged(spark: SparkSession, run: RunRecord, pairs_ref: TableRef, n_records: int
                ) -> BlockReport:
     """The report of a run that found no record to block again (the same metrics as a run
@@ -104,9 +123,8 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
     computed again against the blocks they touch, and the pairs of unchanged records
     sharing a block that crossed its size cap against all their shared blocks; those pairs
     that no longer exist are deleted. No other pair between unchanged records is
-    recomputed. Commits: pairs (a DELETE of the changed keys and an
-    append, or one MERGE: :func:`udp_spark.io.replace_by_keys`), then index, then the
-    watermark.
+    recomputed. Commits: pairs (a DELETE of the changed keys and an append, or one MERGE:
+    :func:`udp_spark.io.replace_by_keys`), then index, then the watermark.
     """
     settings = ctx.cfg.matching.blocking
     spark, lake = ctx.spark, ctx.lakehouse
@@ -187,19 +205,7 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
             written = res.metric("numOutputRows")
         else:
             existing = io.read_table(spark, pairs_ref)
-            # what the table holds of them: the pairs with a changed end and the candidates,
-            # in one pass over the table (changed and candidates are distinct)
-            mine = existing.join(changed.select(F.col("record_id").alias("record_id_l"),
-                                                F.lit(True).alias("_l")), "record_id_l", "left"
-                                 ).join(changed.select(F.col("record_id").alias("record_id_r"),
-                                                       F.lit(True).alias("_r")), "record_id_r",
-                                        "left")
-            hit = F.col("_l") | F.col("_r")
-            if candidates is not None:
-                mine = mine.join(candidates.withColumn("_c", F.lit(True)),
-                                 ["record_id_l", "record_id_r"], "left")
-                hit = hit | F.col("_c")
-            mine = mine.filter(hit).select(*existing.columns).transform(io.checkpoint)
+            mine = _held_pairs(existing, changed, candidates).transform(io.checkpoint)
             stale = mine.join(pairs.select("record_id_l", "record_id_r"),
                               ["record_id_l", "record_id_r"], "left_anti")
             # pairs the table holds as they are now are no change (a MERGE would match them

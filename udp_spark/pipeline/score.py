@@ -128,7 +128,8 @@ def run_score(ctx: StageContext, *, full: bool = False) -> dict[str, float]:
             changes = out.withColumn("_action", F.lit("upsert")).unionByName(
                 gone.select(*[F.col(c) if c in SCORE_KEYS
                               else F.lit(None).cast(out.schema[c].dataType).alias(c)
-                              for c in columns]).withColumn("_action", F.lit("delete")))
+                              for c in columns]).withColumn("_action", F.lit("delete"))
+            ).transform(io.checkpoint)
             # a DELETE and an append where the table allows (a run that dies between them
             # reads the same pair changes again and scores them again), else one MERGE
             res = io.replace_by_keys(

@@ -11,12 +11,14 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from tests._lakehouse import lakehouse_config
 from udp_spark import io
 from udp_spark.config import BlockingKey, BlockingRule
+from udp_spark.faults import CRASH_AT, InjectedCrash
 from udp_spark.pipeline.block import run_block
 from udp_spark.pipeline.context import StageContext
 from udp_spark.tables import SILVER_BLOCK_KEYS, SILVER_CANDIDATE_PAIRS, SILVER_PARTY_RECORDS
@@ -64,8 +66,14 @@ def _same_as_full(spark: SparkSession, ctx: StageContext, base: Path) -> None:
     assert _index(ctx) == _index(full)
 
 
-def test_blocks_crossing_their_cap_match_a_full_run(spark: SparkSession, tmp_path: Path
-                                                   ) -> None:
+def _operation(ctx: StageContext, table: tuple[str, str]) -> str:
+    last = io.last_commit_info(ctx.spark, ctx.lakehouse.ref(table))
+    assert last is not None
+    return last.operation
+
+
+def test_blocks_crossing_their_cap_match_a_full_run(spark: SparkSession, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     ctx = _ctx(spark, tmp_path / "inc")
     fam, mail = ("rule:family",), ("key:email",)
     _write(ctx, [("f1", "a@x.com", "lee", "ann"), ("f2", "b@x.com", "lee", "bob"),
@@ -130,3 +138,25 @@ def test_blocks_crossing_their_cap_match_a_full_run(spark: SparkSession, tmp_pat
     report = run_block(ctx)
     assert report.records_changed == 1 and report.pairs_retired == 2  # x2's with f1, f2
     _same_as_full(spark, ctx, tmp_path / "full5")
+
+    # new records that join blocks without taking them over their cap (a stream's usual
+    # batch): pairs and index rows are only appended, and a run killed after either append
+    # finds its rows there when it runs again and writes nothing twice
+    _write(ctx, [("n1", "c@x.com", "moon", "ed"), ("n2", None, "moon", "flo")])
+    pairs_before = _pairs(ctx)
+    for point in ("block:after_candidate_pairs", "block:after_block_keys"):
+        monkeypatch.setenv(CRASH_AT, point)
+        with pytest.raises(InjectedCrash):
+            run_block(ctx)
+        monkeypatch.delenv(CRASH_AT)
+        assert _operation(ctx, SILVER_CANDIDATE_PAIRS) == "WRITE"  # an append
+    assert _operation(ctx, SILVER_BLOCK_KEYS) == "WRITE"
+    pairs_version = io.table_version(spark, pairs_ref)
+    index_version = io.table_version(spark, ctx.lakehouse.ref(SILVER_BLOCK_KEYS))
+    report = run_block(ctx)
+    assert report.records_changed == 2 and report.pairs_written == 0
+    assert io.table_version(spark, pairs_ref) == pairs_version
+    assert io.table_version(spark, ctx.lakehouse.ref(SILVER_BLOCK_KEYS)) == index_version
+    assert _pairs(ctx) - pairs_before == {("n1", "x2", mail), ("n1", "n2", fam)}
+    assert len(_pairs(ctx)) == len(pairs_before) + 2  # once each
+    _same_as_full(spark, ctx, tmp_path / "full6")

@@ -628,6 +628,34 @@ def replace_by_keys(changes: DataFrame, ref: TableRef, keys: Sequence[str],
                            "numRowsDeleted": removed.metric("numTargetRowsDeleted")})
 
 
+def append_inserts(changes: DataFrame, ref: TableRef, columns: Sequence[str], *,
+                   action_col: str = "_action") -> WriteResult:
+    """Apply a change set that only inserts as one append commit: no ``delete`` row, and no
+    ``upsert`` of a key the table holds. Only a caller that read the table's rows of every
+    key its change set can name knows that (block: the pairs and index rows of the records
+    it re-pairs); the append then writes what a MERGE or :func:`replace_by_keys` would,
+    without their pass over the table. Idempotent for such a caller: a run that dies after
+    the append finds the rows in the table and has nothing left to write. No commit for an
+    empty change set. Metrics: ``numTargetRowsInserted``."""
+    rows = changes.filter(F.col(action_col) == "upsert").select(*columns)
+    if rows.isEmpty():  # nothing to write: no commit
+        return WriteResult(str(ref), None, "NONE", {"numTargetRowsInserted": 0})
+    _writer_save(rows, ref, "append")
+    res = _last_commit(changes.sparkSession, ref)
+    return WriteResult(res.table, res.version, res.operation,
+                       {"numTargetRowsInserted": res.metric("numOutputRows")})
+
+
+def only_new_keys(changes: DataFrame, held: DataFrame, keys: Sequence[str], *,
+                  action_col: str = "_action") -> bool:
+    """True when ``changes`` (``upsert`` / ``delete`` rows) deletes nothing and upserts no key
+    of ``held`` (the table's rows of every key the change set can name): then
+    :func:`append_inserts` applies it."""
+    if not changes.filter(F.col(action_col) != "upsert").isEmpty():
+        return False
+    return changes.select(*keys).join(held.select(*keys), list(keys), "left_semi").isEmpty()
+
+
 def in_parallel(tasks: Sequence[Callable[[], R]], workers: int) -> list[R]:
     """Run independent actions (each on its own table) from ``workers`` threads; results in
     the tasks' order. Small Delta actions are mostly driver work (planning, reading the log,

@@ -208,17 +208,20 @@ def candidate_pairs(max_block_size: Cap) -> Transform:
 # --------------------------------------------------------------------------- incremental
 #
 # The blocking index (``silver.block_keys``) holds ``(block, record_id, expanded)`` for every
-# record; ``expanded`` says whether the block was expanded into pairs when it last changed
-# (2 <= size <= its cap). When records change, only the blocks they leave or join
-# change size; a pair can change only if one of its records changed, or if both its records
-# lie in a block whose ``expanded`` flipped (grown past the maximum, or shrunk below it). So
+# record; ``expanded`` says whether the block was within its cap (size <= cap) when it last
+# changed. A block of one record makes no pair either way; counting it expandable means that a
+# record joining it (a stream's usual new record, whose e-mail or phone block held one
+# record) flips nothing, so the index only gains rows. When records change, only the blocks
+# they leave or join change size; a pair can change only if one of its records changed, or if
+# both its records lie in a block whose ``expanded`` flipped (grown past the maximum, or
+# shrunk back under it). So
 # the pairs of the changed records are computed again against the touched blocks, and the
 # pairs within flipped blocks against all their shared blocks; every other pair stays as it
 # is. From an empty index with every record changed, this is the full blocking.
 
 
 def _expandable(size: Column, max_block_size: Cap) -> Column:
-    return (size >= 2) & (size <= max_block_size)
+    return size <= max_block_size
 
 
 def updated_index(index: DataFrame | None, changed: DataFrame, new_keys: DataFrame
@@ -245,10 +248,13 @@ def touched_blocks(index: DataFrame | None, changed: DataFrame, new_keys: DataFr
     sizes = after.join(blocks, "block", "right").groupBy("block").agg(
         F.count("record_id").alias("size"))
     status = sizes.withColumn("expanded", _expandable(F.col("size"), max_block_size))
+    # the status before, from the size before (what the index's flag says for a block
+    # written since blocks of one count as expandable; an older index says False for them)
     before = index.join(blocks, "block", "left_semi").groupBy("block").agg(
-        F.max(F.col("expanded").cast("int")).cast("boolean").alias("was_expanded"))
+        F.count("record_id").alias("_before"))
     return status.join(before, "block", "left").withColumn(
-        "was_expanded", F.coalesce("was_expanded", F.lit(False)))
+        "was_expanded", _expandable(F.coalesce("_before", F.lit(0)), max_block_size)
+    ).drop("_before")
 
 
 def _flipped(touched: DataFrame) -> DataFrame:
@@ -337,7 +343,7 @@ def pairs_of(records: DataFrame, after: DataFrame, max_block_size: Cap, methods:
         mine_rows = after.join(records, "record_id", "left_semi")
         members = after.join(mine_rows.select("block").distinct(), "block", "left_semi")
     sizes = members.groupBy("block").agg(F.count("*").alias("_n")).filter(
-        _expandable(F.col("_n"), max_block_size)).select("block")
+        (F.col("_n") >= 2) & _expandable(F.col("_n"), max_block_size)).select("block")
     mine = mine_rows.join(sizes, "block").select("block", F.col("record_id").alias("_a"))
     other = members.join(sizes, "block").select("block", F.col("record_id").alias("_b"))
     joined = mine.join(other, "block")

@@ -215,13 +215,20 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
             changes = (pairs.withColumn("_action", F.lit("upsert"))
                        .unionByName(stale.select(*PAIR_COLUMNS).withColumn(
                            "_action", F.lit("delete")))).transform(io.checkpoint)
-            # a DELETE and an append where the table allows (a run that dies between them
-            # recomputes the same pairs against the table), else one MERGE
-            res = io.replace_by_keys(
-                changes, pairs_ref, ["record_id_l", "record_id_r"], PAIR_COLUMNS,
-                between=lambda: crash_point("block:after_candidate_pairs_deleted")
-            ) or io.merge_changes(changes, pairs_ref, ["record_id_l", "record_id_r"],
-                                  PAIR_COLUMNS, change_col="_row_hash")
+            # Only new pairs (new records, no flipped block, nothing retired: a stream's
+            # usual batch): one append, as ``mine`` holds the table's row of any pair the
+            # change set names. Else a DELETE and an append where the table allows (a run
+            # that dies between them recomputes the same pairs against the table), else one
+            # MERGE.
+            keys = ["record_id_l", "record_id_r"]
+            if io.only_new_keys(changes, mine, keys):
+                res = io.append_inserts(changes, pairs_ref, PAIR_COLUMNS)
+            else:
+                res = io.replace_by_keys(
+                    changes, pairs_ref, keys, PAIR_COLUMNS,
+                    between=lambda: crash_point("block:after_candidate_pairs_deleted")
+                ) or io.merge_changes(changes, pairs_ref, keys, PAIR_COLUMNS,
+                                      change_col="_row_hash")
             written = res.metric("numTargetRowsInserted") + res.metric("numTargetRowsUpdated")
             retired = res.metric("numTargetRowsDeleted")
         if res.version is not None:
@@ -243,9 +250,15 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
             # the touched blocks): with none, the retired rows go by a one-pass DELETE
             upserts = rows.join(old_index, ["block", "record_id", "expanded"], "left_anti"
                                 ).transform(io.checkpoint)
+            gone = gone.transform(io.checkpoint)
             if upserts.isEmpty():
-                res = io.merge_delete(gone.transform(io.checkpoint), index_ref,
-                                      ["block", "record_id"])
+                res = io.merge_delete(gone, index_ref, ["block", "record_id"])
+            elif gone.isEmpty() and upserts.join(old_index, ["block", "record_id"],
+                                                 "left_semi").isEmpty():
+                # only rows of blocks' new members (no status flipped, no record left a
+                # block): one append, the index staying whole at every commit
+                res = io.append_inserts(upserts.withColumn("_action", F.lit("upsert")),
+                                        index_ref, INDEX_COLUMNS)
             else:
                 res = io.merge_changes(
                     upserts.withColumn("_action", F.lit("upsert")).unionByName(

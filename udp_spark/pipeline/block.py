@@ -123,8 +123,10 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
     computed again against the blocks they touch, and the pairs of unchanged records
     sharing a block that crossed its size cap against all their shared blocks; those pairs
     that no longer exist are deleted. No other pair between unchanged records is
-    recomputed. Commits: pairs (a DELETE of the changed keys and an append, or one MERGE:
-    :func:`udp_spark.io.replace_by_keys`), then index, then the watermark.
+    recomputed. Commits: pairs (one append when the change set only adds:
+    :func:`udp_spark.io.append_inserts`; else a DELETE of the changed keys and an append, or
+    one MERGE: :func:`udp_spark.io.replace_by_keys`), then index (an append when it only
+    adds, else a MERGE), then the watermark.
     """
     settings = ctx.cfg.matching.blocking
     spark, lake = ctx.spark, ctx.lakehouse
@@ -251,19 +253,18 @@ def run_block(ctx: StageContext, truth: str | None = None, *, full: bool = False
             upserts = rows.join(old_index, ["block", "record_id", "expanded"], "left_anti"
                                 ).transform(io.checkpoint)
             gone = gone.transform(io.checkpoint)
+            index_keys = ["block", "record_id"]
             if upserts.isEmpty():
-                res = io.merge_delete(gone, index_ref, ["block", "record_id"])
-            elif gone.isEmpty() and upserts.join(old_index, ["block", "record_id"],
-                                                 "left_semi").isEmpty():
-                # only rows of blocks' new members (no status flipped, no record left a
-                # block): one append, the index staying whole at every commit
-                res = io.append_inserts(upserts.withColumn("_action", F.lit("upsert")),
-                                        index_ref, INDEX_COLUMNS)
+                res = io.merge_delete(gone, index_ref, index_keys)
             else:
-                res = io.merge_changes(
-                    upserts.withColumn("_action", F.lit("upsert")).unionByName(
-                        gone.withColumn("_action", F.lit("delete"))).transform(io.checkpoint),
-                    index_ref, ["block", "record_id"], INDEX_COLUMNS, change_col="expanded")
+                index_changes = (upserts.withColumn("_action", F.lit("upsert")).unionByName(
+                    gone.withColumn("_action", F.lit("delete"))).transform(io.checkpoint))
+                # only rows of blocks' new members (no status flipped, no record left a
+                # block): one append, the index whole at every commit; else one MERGE
+                res = (io.append_inserts(index_changes, index_ref, INDEX_COLUMNS)
+                       if io.only_new_keys(index_changes, old_index, index_keys)
+                       else io.merge_changes(index_changes, index_ref, index_keys,
+                                             INDEX_COLUMNS, change_col="expanded"))
             index_retired = res.metric("numTargetRowsDeleted")
         progress.step("blocking index written")
         crash_point("block:after_block_keys")

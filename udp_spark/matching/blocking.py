@@ -242,7 +242,7 @@ def touched_blocks(index: DataFrame | None, changed: DataFrame, new_keys: DataFr
     if index is None:  # everything is new: ``after`` is ``new_keys``, every block touched
         return (after.groupBy("block").agg(F.count("record_id").alias("size"))
                 .withColumn("expanded", _expandable(F.col("size"), max_block_size))
-                .withColumn("was_expanded", F.lit(False)))
+                .withColumn("was_expanded", _expandable(F.lit(0), max_block_size)))
     blocks = new_keys.select("block").unionByName(
         index.join(changed, "record_id", "left_semi").select("block")).distinct()
     sizes = after.join(blocks, "block", "right").groupBy("block").agg(

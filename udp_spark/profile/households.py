@@ -151,16 +151,20 @@ def household_evidence(settings: HouseholdSettings) -> Transform:
              else F.array().cast("array<struct<e:struct<value:string,"
                                  "first_seen_at:timestamp,last_seen_at:timestamp>,"
                                  "until:timestamp>>")).alias("_phones"))
-        addr = base.select("customer_id", "_family", "anchor",
-                           F.explode("_addresses").alias("s"))
-        street = sf.normalize_street(F.col("s.e.street"))
-        place = F.coalesce(sf.normalize_postcode(F.col("s.e.postcode")),
-                           sf.normalize_city(F.col("s.e.city")))
-        key = F.when(street.isNotNull() & place.isNotNull(), F.concat_ws(
-            "|", street, place, F.coalesce(F.upper(F.col("s.e.country")), F.lit(""))))
-        addresses = addr.select(
-            "customer_id", F.lit("address").alias("kind"), key.alias("key"),
-            F.when(F.col("_family").isNotNull(), F.concat_ws("|", key, F.col("_family"))
+        # One projection per step: a regex chain referenced twice in the next step (the
+        # key's condition and its value, the key in the link key) is computed once, since
+        # Spark does not collapse a projection into one that would repeat an expensive
+        # expression (four times each before: 10-14 s for 96k customers at 1M rows).
+        addr = base.select(
+            "customer_id", "_family", "anchor", F.explode("_addresses").alias("s")).select(
+            "*", sf.normalize_street(F.col("s.e.street")).alias("_street"),
+            F.coalesce(sf.normalize_postcode(F.col("s.e.postcode")),
+                       sf.normalize_city(F.col("s.e.city"))).alias("_place"))
+        key = F.when(F.col("_street").isNotNull() & F.col("_place").isNotNull(), F.concat_ws(
+            "|", "_street", "_place", F.coalesce(F.upper(F.col("s.e.country")), F.lit(""))))
+        addresses = addr.withColumn("key", key).select(
+            "customer_id", F.lit("address").alias("kind"), "key",
+            F.when(F.col("_family").isNotNull(), F.concat_ws("|", "key", F.col("_family"))
                    ).alias("link_key"),
             F.struct(*[F.col(f"s.e.{f}").alias(f) for f in _ADDRESS_FIELDS]).alias("address"),
             F.col("s.e.first_seen_at").alias("valid_from"), F.col("s.until").alias("until"),

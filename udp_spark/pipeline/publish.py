@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import reduce
@@ -172,19 +173,26 @@ def published_profiles(ctx: StageContext) -> DataFrame | None:
 
 def _consent_inputs(ctx: StageContext, records: DataFrame, xref: DataFrame,
                     ch_consent: Changes, ch_events: Changes, at: datetime,
-                    since: datetime | None) -> tuple[DataFrame | None, DataFrame | None]:
-    """The consent events resolved to today's customers, and the customers whose consent
-    may have changed since the last publish: subjects of new events, and grants that expired
-    in between (``since`` .. ``at``)."""
+                    since: datetime | None
+                    ) -> tuple[Callable[[DataFrame, DataFrame], DataFrame] | None,
+                               DataFrame | None]:
+    """How to resolve the consent events to today's customers (given the party records and
+    cross-reference to resolve against: those of the customers being published), and the
+    customers whose consent may have changed since the last publish: subjects of new
+    events, and grants that expired in between (``since`` .. ``at``)."""
     if ch_consent.version is None:
         return None, None
     spark, lake = ctx.spark, ctx.lakehouse
     events = io.read_table(spark, lake.ref(PRIVACY_CONSENT_EVENTS), version=ch_consent.version)
     identity = (io.read_table(spark, lake.ref(GOLD_IDENTITY_EVENTS), version=ch_events.version)
                 if ch_events.version is not None else None)
-    resolved = resolve_subjects(events, records, xref, identity)
+
+    def resolve(of_records: DataFrame, of_xref: DataFrame) -> DataFrame:
+        return resolve_subjects(events, of_records, of_xref, identity)
+
     if ch_consent.full:
-        return resolved, None
+        return resolve, None
+    resolved = resolve(records, xref)
     parts = []
     if not ch_consent.empty and ch_consent.rows is not None:
         new = ch_consent.rows.filter(F.col("_change_type") == "insert").select(
@@ -194,7 +202,7 @@ def _consent_inputs(ctx: StageContext, records: DataFrame, xref: DataFrame,
         parts.append(resolved.filter(F.col("expires_at").between(F.lit(since), F.lit(at)))
                      .select("customer_id"))
     touched = reduce(DataFrame.unionByName, parts).distinct() if parts else None
-    return resolved, touched
+    return resolve, touched
 
 
 def touched_customers(xref: DataFrame, ch_xref: Changes, ch_records: Changes,
@@ -387,7 +395,7 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
                         if ch_inter.version is not None else all_interactions)
         at = datetime.now(UTC).replace(microsecond=0)
         last = io.last_commit_info(spark, lake.ref(GOLD_CUSTOMER_PROFILE)) if state else None
-        consent_events, consent_touched = _consent_inputs(
+        resolve_consent, consent_touched = _consent_inputs(
             ctx, records, xref, ch_consent, ch_events, at,
             None if last is None else last.timestamp)
         # merged / split events of the resolve runs since the last publish: the inserted
@@ -409,13 +417,17 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
                 return PublishReport(run.run_id, as_of, customers, 0, 0, 0, 0, 0, 0, 0, 0, 0,
                                      full=False)
             everyone = records.join(xref.select("record_id", "customer_id"), "record_id")
-            xref = xref.join(scope, "customer_id", "left_semi")
+            # The customers in scope's rows, materialised once: the profile build reads each
+            # several times, and every read of a whole table is a scan (and a file listing)
+            # of all its rows for a few thousand kept.
+            xref = xref.join(scope, "customer_id", "left_semi").transform(io.checkpoint)
             ids = xref.select("record_id")
-            records = records.join(ids, "record_id", "left_semi")
+            records = records.join(ids, "record_id", "left_semi").transform(io.checkpoint)
             # counted over every customer: survivorship ranks names by how common their
             # words are, e-mails and phones by how many customers share them
             population = population_counts(everyone, of=records).transform(io.checkpoint)
-            interactions = interactions.join(ids, "record_id", "left_semi")
+            interactions = interactions.join(ids, "record_id", "left_semi").transform(
+                io.checkpoint)
             progress.step("customers in scope")
         else:
             log.info("publish: every customer (%s)", next(
@@ -426,10 +438,11 @@ def run_publish(ctx: StageContext, *, full: bool = False) -> PublishReport:
                                                                   "left_semi")
 
         consent = None
-        if consent_events is not None:
-            consent = consent_states(effective_consent(
-                consent_events if scope is None else consent_events.join(
-                    scope, "customer_id", "left_semi"), at))
+        if resolve_consent is not None:
+            # resolved against the records and cross-reference in scope (a subject held by
+            # a customer out of scope resolves to nothing here): the same rows as resolving
+            # against everyone and keeping the customers in scope, without reading everyone
+            consent = consent_states(effective_consent(resolve_consent(records, xref), at))
         # Predicates are checked here, while the plan is built: a bad one fails before work.
         built = build_profiles(records, xref, interactions, settings, as_of, consent=consent,
                                purposes=ctx.cfg.privacy.purposes,

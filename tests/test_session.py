@@ -93,3 +93,29 @@ def test_shipped_stage_settings_interpret_standardize_and_compile_block() -> Non
     assert SparkProfile.model_validate({"stage_conf": {}}).stage_conf == {}
     only = SparkProfile.model_validate({"stage_conf": {"block": INTERPRETED_EXPRESSIONS}})
     assert list(only.stage_conf) == ["block"]
+
+
+def test_local_tables_are_written_in_row_groups_and_files_two_cores_can_share(
+        spark: SparkSession, tmp_path: Path) -> None:
+    """A Parquet file is read by one task per row group, and OPTIMIZE packs files into one
+    task's output each: a locally built session writes row groups of at most 16 MB and
+    compacts into files of at most 32 MB, so a table of a few hundred MB is never one file
+    of one row group read and rewritten on one core."""
+    import pyarrow.parquet as pq
+
+    from udp_spark.session import LOCAL_DEFAULTS
+
+    assert spark.sparkContext.getConf().get("spark.hadoop.parquet.block.size") == \
+        LOCAL_DEFAULTS["spark.hadoop.parquet.block.size"]
+    assert int(spark.conf.get("spark.databricks.delta.optimize.maxFileSize")) == 32 * 2**20
+    # about 45 MB of incompressible text in one file
+    rows = spark.range(200_000).select(
+        F.sha2(F.col("id").cast("string"), 512).alias("a"),
+        F.sha2(F.concat(F.col("id").cast("string"), F.lit("x")), 512).alias("b"))
+    path = tmp_path / "t"
+    rows.coalesce(1).write.format("delta").save(str(path))
+    (data,) = path.glob("*.parquet")
+    meta = pq.ParquetFile(data).metadata
+    assert meta.num_row_groups >= 2
+    assert max(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)) <= (
+        16 * 2**20 * 1.1)

@@ -38,6 +38,14 @@ LOCAL_DEFAULTS: dict[str, str] = {
     "spark.ui.showConsoleProgress": "false",
     # Delta: small local tables do not need 50 log-replay partitions.
     "spark.databricks.delta.snapshotPartitions": "2",
+    # Parallel reads of a laptop's tables. A Parquet file is read by one task per row group,
+    # and OPTIMIZE / REORG (the erasure's purge) pack a table into files of up to 1 GB, one
+    # task per file written: a 130 MB table became one file of one or two row groups, read
+    # and rewritten on one core. Row groups of 16 MB and files of up to 32 MB: a full scan
+    # of the 1M bench's blocking index (5.2M rows) 3.4-4.5 s -> 2.0-2.8 s, the REORG of
+    # three deletion-vector tables 51-60 s -> 42-43 s (docs/bench.md, session 32).
+    "spark.hadoop.parquet.block.size": str(16 * 1024 * 1024),
+    "spark.databricks.delta.optimize.maxFileSize": str(32 * 1024 * 1024),
     "spark.databricks.delta.schema.autoMerge.enabled": "false",
     # Change data feed on every table created: the change-driven stages read what changed.
     "spark.databricks.delta.properties.defaults.enableChangeDataFeed": "true",

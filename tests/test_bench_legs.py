@@ -12,7 +12,12 @@ from pathlib import Path
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 
-from udp_spark.bench import MemorySampler, _tree_memory_kb
+from udp_spark.bench import (
+    MemorySampler,
+    _tree_memory_kb,
+    format_legs_median,
+    legs_median,
+)
 from udp_spark.bench_legs import (
     commit_phases,
     delta_commits,
@@ -59,6 +64,28 @@ def test_latency_summary_nearest_rank() -> None:
     assert s == {"n": 3, "p50_s": 20.0, "p95_s": 30.0, "max_s": 30.0}
     s = latency_summary(float(x) for x in range(1, 21))
     assert (s["p50_s"], s["p95_s"], s["max_s"]) == (10.0, 19.0, 20.0)
+
+
+def test_legs_median_over_repetitions_leaves_failed_legs_out() -> None:
+    runs = [
+        {"erase": {"erase_s": 310.0, "wall_s": 320.0},
+         "stream": {"latency": {"100": {"p50_s": 9.0, "p95_s": 12.0}}}},
+        {"erase": {"error": "killed"},
+         "stream": {"latency": {"100": {"p50_s": None, "p95_s": None}}}},
+        {"erase": {"erase_s": 280.0, "wall_s": 290.0},
+         "stream": {"latency": {"100": {"p50_s": 11.0, "p95_s": 20.0}}}},
+        {"erase": {"erase_s": 290.0, "wall_s": 305.0}},
+    ]
+    med = legs_median(runs)
+    assert med["erase"] == {"runs": 3, "failed": 1, "erase_s_all": [310.0, 280.0, 290.0],
+                            "wall_s_all": [320.0, 290.0, 305.0], "erase_s_median": 290.0,
+                            "wall_s_median": 305.0}
+    assert med["stream"]["100"]["runs"] == 2
+    assert med["stream"]["100"]["p50_s_median"] == 10.0
+    assert med["stream"]["100"]["p95_s_median"] == 16.0
+    text = format_legs_median(med)
+    assert "median of 3" in text and "290.0 s (310.0, 280.0, 290.0)" in text
+    assert "1 failed" in text
 
 
 def test_tree_memory_counts_the_pages_forked_processes_share_once() -> None:

@@ -13,7 +13,8 @@ stage through publish, then evaluate, then lands the held-out rows and runs inge
 again, reporting how many customer ids changed and whether any changed outside the clusters
 the new records touched.
 
-Then, on the first repetition's lakehouse only, the legs of ``udp_spark.bench_legs`` run, each
+Then, on the first repetition's lakehouse (on every repetition's with ``--legs-on every``,
+``BENCH_LEGS_ON``, which reports their medians), the legs of ``udp_spark.bench_legs`` run, each
 in its own process (``--legs stream,api,erase``, ``BENCH_LEGS``; ``none`` for none): stream
 latency from a landed file to the committed profile (``--stream-landings`` files of 100 and
 of 1,000 rows), the Profile API under open-loop load (``--api-rate``, ``--api-seconds``), and
@@ -403,6 +404,54 @@ def format_legs(legs: dict[str, Any]) -> str:
     return "".join(out)
 
 
+def legs_median(leg_runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over repetitions of the legs' headline figures (``--legs-on every``).
+
+    The erasure's own time and its process's wall time, the stream's p50 / p95 per landing
+    size; a repetition whose leg failed (or measured nothing) is left out and counted.
+    """
+    out: dict[str, Any] = {}
+    erase = [r["erase"] for r in leg_runs if "erase" in r]
+    ok = [e for e in erase if "error" not in e and e.get("erase_s") is not None]
+    if erase:
+        out["erase"] = {"runs": len(ok), "failed": len(erase) - len(ok),
+                        "erase_s_all": [e["erase_s"] for e in ok],
+                        "wall_s_all": [e.get("wall_s") for e in ok]}
+        if ok:
+            out["erase"]["erase_s_median"] = round(
+                statistics.median(e["erase_s"] for e in ok), 1)
+            walls = [e["wall_s"] for e in ok if e.get("wall_s") is not None]
+            if walls:
+                out["erase"]["wall_s_median"] = round(statistics.median(walls), 1)
+    lat: dict[str, list[dict[str, Any]]] = {}
+    for r in leg_runs:
+        for n, x in ((r.get("stream") or {}).get("latency") or {}).items():
+            if x.get("p50_s") is not None:  # a leg with no landing measured
+                lat.setdefault(n, []).append(x)
+    if lat:
+        out["stream"] = {n: {"runs": len(xs),
+                             "p50_s_median": round(statistics.median(x["p50_s"] for x in xs), 1),
+                             "p95_s_median": round(statistics.median(x["p95_s"] for x in xs), 1),
+                             "p50_s_all": [x["p50_s"] for x in xs]}
+                         for n, xs in lat.items()}
+    return out
+
+
+def format_legs_median(med: dict[str, Any]) -> str:
+    """The printed lines of the legs' medians over repetitions."""
+    out = []
+    e = med.get("erase")
+    if e and "erase_s_median" in e:
+        out.append(f"  erase, median of {e['runs']} repetitions' lakehouses: erasure itself "
+                   f"{e['erase_s_median']} s ({', '.join(str(x) for x in e['erase_s_all'])}); "
+                   f"udp erase process {e.get('wall_s_median')} s"
+                   + (f"; {e['failed']} failed" if e["failed"] else "") + "\n")
+    for n, x in (med.get("stream") or {}).items():
+        out.append(f"  stream {int(n):>5,} rows/landing, median of {x['runs']} repetitions: "
+                   f"p50 {x['p50_s_median']} s, p95 {x['p95_s_median']} s\n")
+    return "".join(out)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default=os.environ.get("BENCH_SIZES", "100000"))
@@ -422,6 +471,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--legs", default=os.environ.get("BENCH_LEGS", "stream,api,erase"),
                         help="legs run once per size after the first repetition (stream, "
                              "api, erase; none to skip; needs --stages all)")
+    parser.add_argument("--legs-on", choices=("first", "every"),
+                        default=os.environ.get("BENCH_LEGS_ON", "first"),
+                        help="run the legs on the first repetition's lakehouse only, or on "
+                             "every repetition's (medians of the erasure and the stream)")
     parser.add_argument("--stream-landings", type=int,
                         default=int(os.environ.get("BENCH_STREAM_LANDINGS", 10)),
                         help="files landed per batch size (100 and 1,000 rows)")
@@ -468,6 +521,7 @@ def main(argv: list[str] | None = None) -> None:
         peaks: list[Peak] = []
         extras: list[dict[str, Any]] = []
         leg_results: dict[str, Any] = {}
+        leg_runs: list[dict[str, Any]] = []
         for i in range(args.repeats):
             lake = Path(args.work) / f"lake-{size}-{i}"
             # A repetition's own folder: a kept lakehouse's bronze batch ids name its files
@@ -499,13 +553,17 @@ def main(argv: list[str] | None = None) -> None:
             sys.stderr.write(json.dumps({"size": size, "repeat": i, "peak_pss_mib": peak.pss,
                                          "peak_rss_mib": peak.rss, **extras[-1]},
                                         default=str) + "\n")
-            if i == 0:
+            if i == 0 or args.legs_on == "every":
+                this_run: dict[str, Any] = {}
                 for leg in legs:  # in LEG_ORDER: the erasure last, it changes the lakehouse
-                    leg_results[leg] = run_leg(leg, run_data, lake,
-                                               Path(args.work) / f"legs-{size}" / leg,
-                                               leg_options[leg])
-                    sys.stderr.write(json.dumps({"size": size, "leg": leg,
-                                                 **leg_results[leg]}, default=str) + "\n")
+                    this_run[leg] = run_leg(leg, run_data, lake,
+                                            Path(args.work) / f"legs-{size}-{i}" / leg,
+                                            leg_options[leg])
+                    sys.stderr.write(json.dumps({"size": size, "repeat": i, "leg": leg,
+                                                 **this_run[leg]}, default=str) + "\n")
+                leg_runs.append(this_run)
+                if i == 0:
+                    leg_results = this_run
             if args.keep and i == 0:
                 sys.stderr.write(f"kept {lake} and its data {run_data}\n")
             else:
@@ -536,6 +594,9 @@ def main(argv: list[str] | None = None) -> None:
             row["identity_resolution"] = identity_comparison(runs, extras)
         if leg_results:
             row["legs"] = leg_results
+        if len(leg_runs) > 1:
+            row["legs_all"] = leg_runs
+            row["legs_median"] = legs_median(leg_runs)
         results.append(row)
         sys.stdout.write(json.dumps(row) + "\n")
     out = Path(args.out)
@@ -582,6 +643,8 @@ def main(argv: list[str] | None = None) -> None:
                 + ")\n")
         if r.get("legs"):
             sys.stdout.write(format_legs(r["legs"]))
+        if r.get("legs_median"):
+            sys.stdout.write(format_legs_median(r["legs_median"]))
         for inc in r["incremental"]:
             if "ids_changed" in inc:
                 sys.stdout.write(

@@ -209,12 +209,14 @@ class Built:
 
 def build(spark: SparkSession, rows: list[tuple[Any, ...]], previous: DataFrame | None = None,
           run_id: str = "run-1", changed: list[str] | None = None,
-          before: list[tuple[Any, ...]] | None = None, **settings: Any) -> Built:
+          before: list[tuple[Any, ...]] | None = None, driver_max_evidence: int | None = None,
+          **settings: Any) -> Built:
     hh = build_households(
         profiles(spark, rows), previous, HouseholdSettings(**settings), AS_OF, run_id,
         changed=None if changed is None else spark.createDataFrame(
             [(c,) for c in changed], "customer_id string"),
-        before=None if before is None else profiles(spark, before))
+        before=None if before is None else profiles(spark, before),
+        **({} if driver_max_evidence is None else {"driver_max_evidence": driver_max_evidence}))
     households = hh.households.localCheckpoint()
     blocked = hh.blocked.localCheckpoint()
     return Built(households, households.select(F.explode("member_ids").alias("customer_id"),
@@ -241,6 +243,19 @@ def rebuilt(spark: SparkSession, first: Built) -> Built:
     """The same, rebuilt only around the customers in :data:`CHANGED`."""
     return build(spark, SECOND_RUN, first.households, run_id="run-2", changed=CHANGED,
                  before=[r for r in FIRST_RUN if r[0] in CHANGED])
+
+
+@pytest.fixture(scope="module")
+def in_spark(spark: SparkSession, first: Built) -> dict[str, Built]:
+    """The first, second and rebuilt builds again by the Spark plan (the fixtures above are
+    small enough to be built in the driver)."""
+    whole = build(spark, FIRST_RUN, driver_max_evidence=0)
+    return {"first": whole,
+            "second": build(spark, SECOND_RUN, whole.households, run_id="run-2",
+                            driver_max_evidence=0),
+            "rebuilt": build(spark, SECOND_RUN, whole.households, run_id="run-2",
+                             changed=CHANGED, before=[r for r in FIRST_RUN if r[0] in CHANGED],
+                             driver_max_evidence=0)}
 
 
 @pytest.fixture(scope="module")
@@ -361,6 +376,31 @@ def test_a_rebuild_around_the_changed_customers_equals_a_whole_one(first: Built,
     assert [tuple(x) for x in row["links"]] == [
         ("address", "23 oak ave|30023|US|zane"), ("address", "24 oak ave|30024|US|yates"),
         ("phone", number(301))]
+
+
+@pytest.mark.parametrize("name", ["first", "second", "rebuilt"])
+def test_the_driver_builds_the_rows_and_types_the_spark_plan_builds(
+        name: str, first: Built, second: Built, rebuilt: Built,
+        in_spark: dict[str, Built]) -> None:
+    driver, plan = {"first": first, "second": second, "rebuilt": rebuilt}[name], in_spark[name]
+    # the same schema (nullability too: it is gold.households'), rows, blocked keys and
+    # rebuild scope; ids included, so stable ids and minted ones agree as well
+    assert_df_equality(driver.households, plan.households, ignore_row_order=True)
+    assert_df_equality(driver.blocked, plan.blocked, ignore_row_order=True)
+    assert (driver.customers, driver.replaced) == (plan.customers, plan.replaced)
+    assert len(driver.rows) >= 10 and driver.blocked_rows
+
+
+def test_a_small_build_is_planned_in_the_driver(spark: SparkSession) -> None:
+    def plan(**kw: Any) -> str:
+        hh = build_households(profiles(spark, FIRST_RUN), None, HouseholdSettings(), AS_OF,
+                              "run-1", **kw)
+        return hh.households._jdf.queryExecution().optimizedPlan().toString()
+
+    # the driver's rows are a scan of collected rows; the Spark plan joins and aggregates
+    driver, spark_plan = plan(), plan(driver_max_evidence=0)
+    assert "Join" not in driver and "Aggregate" not in driver
+    assert "Join" in spark_plan and "Aggregate" in spark_plan
 
 
 def test_roles_by_age_at_as_of(first: Built) -> None:

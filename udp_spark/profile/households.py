@@ -44,17 +44,22 @@ previous households and writes the result.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
+import numpy as np
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 from pyspark.sql.window import Window
 
 from udp_spark import io
 from udp_spark.config import HouseholdSettings
-from udp_spark.graph import connected_components
+from udp_spark.graph import connected_components, min_labels
 from udp_spark.profile.build import CONTENT_COLUMNS
 from udp_spark.profile.functions import content_hash
 from udp_spark.standardize import functions as sf
@@ -87,6 +92,12 @@ HOUSEHOLD_CONTENT_COLUMNS: tuple[str, ...] = (
 HOUSEHOLD_COLUMNS: tuple[str, ...] = (*HOUSEHOLD_CONTENT_COLUMNS, "_row_hash", "run_id")
 
 _ADDRESS_FIELDS = ("street", "city", "state", "postcode", "country")
+
+# A build over at most this many evidence rows (a rebuild around the few customers a stream
+# micro-batch or an erasure changed; a small lakehouse's whole build) runs in the driver:
+# the same rules on collected rows, a handful of Spark jobs instead of about a hundred of
+# fixed cost (25 s for four customers at 1M source rows). 0: always in Spark.
+DRIVER_MAX_EVIDENCE = 50_000
 
 
 # --------------------------------------------------------------------------- columns
@@ -335,8 +346,8 @@ def households_to_rebuild(evidence: DataFrame, previous: DataFrame, changed: Dat
 
 def build_households(profiles: DataFrame, previous: DataFrame | None,
                      settings: HouseholdSettings, as_of: date, run_id: str, *,
-                     changed: DataFrame | None = None, before: DataFrame | None = None
-                     ) -> Households:
+                     changed: DataFrame | None = None, before: DataFrame | None = None,
+                     driver_max_evidence: int = DRIVER_MAX_EVIDENCE) -> Households:
     """Households of every customer in ``profiles`` (the whole population, not a subset:
     a household reaches any customer), or, given ``changed`` and ``previous``, only the
     households the changed customers can reach (:func:`households_to_rebuild`): the same
@@ -353,6 +364,8 @@ def build_households(profiles: DataFrame, previous: DataFrame | None,
             build everyone's.
         before: those customers' :data:`HOUSEHOLD_INPUT_COLUMNS` as ``previous`` was built
             from (their keys then), with ``changed``.
+        driver_max_evidence: build in the driver (:func:`_build_in_driver`, the same rows)
+            when the households to build hold at most this many evidence rows; 0: never.
 
     Example::
 
@@ -373,6 +386,12 @@ def build_households(profiles: DataFrame, previous: DataFrame | None,
         profiles = profiles.join(customers, "customer_id", "left_semi")
         reserved = previous.join(replaced, "household_id", "left_anti").select("household_id")
         previous = previous.join(replaced, "household_id", "left_semi")
+    if driver_max_evidence and evidence.count() <= driver_max_evidence:
+        households, blocked = _build_in_driver(evidence, profiles, previous, reserved, counted,
+                                               settings, as_of, run_id)
+        assignment = households.select(F.explode("member_ids").alias("customer_id"),
+                                       "household_id")
+        return Households(households, assignment, blocked, customers, replaced)
     edges, blocked = household_edges(evidence, settings, counted)
     edges = io.checkpoint(edges)
     # vertices: customers with a usable address, and customers with a link
@@ -432,6 +451,208 @@ def build_households(profiles: DataFrame, previous: DataFrame | None,
     assignment = households.select(F.explode("member_ids").alias("customer_id"),
                                    "household_id")
     return Households(households, assignment, blocked, customers, replaced)
+
+
+# --------------------------------------------------------------------------- in the driver
+#
+# :func:`build_households`'s Spark plan, step for step, on collected rows: every rule above
+# (caps, time overlap, components, stable ids, the chosen address and times) gives the same
+# rows, which tests/test_households.py checks against the plan on every scenario. Strings
+# compare by code point, as Spark compares them; a null sorts first and an aggregate skips
+# it, as in Spark.
+
+_TIMES = ("valid_from", "until", "first_seen_at", "last_seen_at")
+_FAR = 1 << 62  # later than any timestamp (microseconds): an open spell's end
+_ADDRESS_TYPE = T.StructType([T.StructField(f, T.StringType()) for f in _ADDRESS_FIELDS])
+# gold.households as the Spark plan types it (nullability included: the table's schema)
+_DRIVER_SCHEMA = T.StructType([
+    T.StructField("household_id", T.StringType()),
+    T.StructField("member_ids", T.ArrayType(T.StringType(), False), False),
+    T.StructField("members", T.ArrayType(T.StructType([
+        T.StructField("customer_id", T.StringType()),
+        T.StructField("role", T.StringType())]), False), False),
+    T.StructField("size", T.IntegerType(), False),
+    T.StructField("links", T.ArrayType(T.StructType([
+        T.StructField("kind", T.StringType(), False),
+        T.StructField("key", T.StringType())]), False), False),
+    T.StructField("address", _ADDRESS_TYPE),
+    T.StructField("first_seen_at", T.LongType()),
+    T.StructField("last_seen_at", T.LongType())])
+_BLOCKED_SCHEMA = T.StructType([
+    T.StructField("kind", T.StringType(), False), T.StructField("key", T.StringType()),
+    T.StructField("customers", T.LongType(), False),
+    T.StructField("reason", T.StringType(), False)])
+
+
+def _nulls_first(value: Any) -> tuple[bool, Any]:
+    """Sort key of a nullable value as Spark orders it ascending: null first."""
+    return (value is not None, value if value is not None else 0)
+
+
+def _least(values: Iterable[Any]) -> Any:
+    present = [v for v in values if v is not None]
+    return min(present) if present else None
+
+
+def _greatest(values: Iterable[Any]) -> Any:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+def _sha_id(text: str) -> str:
+    """``'H' || substring(sha2(text, 256), 1, 15)``."""
+    return "H" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:15]
+
+
+def _build_in_driver(evidence: DataFrame, profiles: DataFrame, previous: DataFrame | None,
+                     reserved: DataFrame | None, counted: DataFrame | None,
+                     settings: HouseholdSettings, as_of: date, run_id: str
+                     ) -> tuple[DataFrame, DataFrame]:
+    """The households and blocked keys :func:`build_households` gives, computed on the
+    collected ``evidence`` (already the customers to rebuild): a few Spark jobs to collect
+    the inputs, none per step."""
+    spark = evidence.sparkSession
+    rows = [r.asDict() for r in evidence.select(
+        "customer_id", "kind", "key", "link_key", "address", "anchor", "placeholder",
+        *[F.unix_micros(c).alias(c) for c in _TIMES]).collect()]
+    # caps: holders counted over the whole population (``counted``) when this is a part
+    caps = {"address": settings.max_address_customers, "phone": settings.max_phone_customers}
+    if counted is None:
+        holder_sets: dict[tuple[str, str], set[str]] = defaultdict(set)
+        flagged: dict[tuple[str, str], bool] = defaultdict(bool)
+        for r in rows:
+            holder_sets[(r["kind"], r["key"])].add(r["customer_id"])
+            flagged[(r["kind"], r["key"])] |= bool(r["placeholder"])
+        holders = {k: (len(v), flagged[k]) for k, v in holder_sets.items()}
+    else:
+        holders = {(h["kind"], h["key"]): (h["customers"], bool(h["_placeholder"]))
+                   for h in counted.join(evidence.select("kind", "key").distinct(),
+                                         ["kind", "key"], "left_semi")
+                   .groupBy("kind", "key").agg(
+                       F.count_distinct("customer_id").alias("customers"),
+                       F.max(F.col("placeholder").cast("int")).alias("_placeholder"))
+                   .collect()}
+    blocked = {k: (n, "placeholder" if ph else "over_cap") for k, (n, ph) in holders.items()
+               if n > caps[k[0]] or ph}
+    # links: two holders of one link key whose spells overlap
+    by_link: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        if r["link_key"] is not None and (r["kind"], r["key"]) not in blocked:
+            by_link[(r["kind"], r["link_key"])].append(r)
+    edges: set[tuple[str, str, str, str]] = set()
+    for (kind, link_key), held in by_link.items():
+        for a in held:
+            for b in held:
+                if (a["customer_id"] < b["customer_id"] and a["valid_from"] is not None
+                        and b["valid_from"] is not None
+                        and a["valid_from"] <= (b["until"] if b["until"] is not None else _FAR)
+                        and b["valid_from"] <= (a["until"] if a["until"] is not None
+                                                else _FAR)):
+                    edges.add((a["customer_id"], b["customer_id"], kind, link_key))
+    # components: customers with a usable address, and customers with a link
+    vertices = ({r["customer_id"] for r in rows if r["kind"] == "address"}
+                | {e[0] for e in edges} | {e[1] for e in edges})
+    component = {v: v for v in vertices}
+    if edges:
+        ids, comps = min_labels(np.array([e[0] for e in edges], dtype=object),
+                                np.array([e[1] for e in edges], dtype=object))
+        component.update(zip(ids.tolist(), comps.tolist(), strict=True))
+    roles = {r["customer_id"]: r["role"] for r in profiles.join(
+        evidence.select("customer_id").distinct(), "customer_id", "left_semi").select(
+        "customer_id", member_role(F.col("date_of_birth"), F.col("birth_year"), as_of,
+                                   settings.adult_age).alias("role")).collect()}
+    anchors: dict[str, list[Any]] = defaultdict(list)
+    for r in rows:
+        anchors[r["customer_id"]].append(r["anchor"])
+    anchor = {v: _least(anchors[v]) for v in vertices}
+    members: dict[str, list[str]] = defaultdict(list)
+    for v in vertices:
+        members[component[v]].append(v)
+    household_ids = _driver_stable_ids(spark, members, anchor, previous, reserved)
+    links: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for src, _, kind, link_key in edges:
+        links[component[src]].add((kind, link_key))
+    # times and address: from the evidence on the keys that linked the household; for a
+    # household nothing linked, from its member's addresses
+    used: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        if r["customer_id"] in component:
+            c = component[r["customer_id"]]
+            used[c].append({**r, "_linked": (r["kind"], r["link_key"]) in links[c]})
+    out = []
+    for c, ms in members.items():
+        mine = used[c]
+        per_address: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in mine:
+            if r["kind"] == "address":
+                per_address[r["key"]].append(r)
+        candidates = []
+        for key, held in per_address.items():
+            best = max(held, key=lambda r: (_nulls_first(r["last_seen_at"]), tuple(
+                _nulls_first(r["address"][f]) for f in _ADDRESS_FIELDS)))
+            candidates.append(((len({r["customer_id"] for r in held}),
+                                _nulls_first(_greatest(r["last_seen_at"] for r in held)), key),
+                               best["address"]))
+        address = max(candidates, key=lambda x: x[0])[1] if candidates else None
+        linked = [r for r in mine if r["_linked"]]
+        at_address = [r for r in mine if r["kind"] == "address"]
+        first = next((x for x in (_least(r["first_seen_at"] for r in part)
+                                  for part in (linked, at_address, mine)) if x is not None),
+                     None)
+        last = next((x for x in (_greatest(r["last_seen_at"] for r in part)
+                                 for part in (linked, at_address, mine)) if x is not None),
+                    None)
+        out.append((household_ids[c], sorted(ms),
+                    sorted(((m, roles.get(m)) for m in ms),
+                           key=lambda x: (x[0], _nulls_first(x[1]))),
+                    len(ms), sorted(links[c]), address, first, last))
+    households = spark.createDataFrame(out, _DRIVER_SCHEMA).select(
+        *[F.timestamp_micros(c).alias(c) if c in ("first_seen_at", "last_seen_at") else c
+          for c in HOUSEHOLD_CONTENT_COLUMNS])
+    households = (households.withColumn("_row_hash", content_hash(HOUSEHOLD_CONTENT_COLUMNS))
+                  .withColumn("run_id", F.lit(run_id)))
+    blocked_df = spark.createDataFrame(
+        [(k, key, n, reason) for (k, key), (n, reason) in sorted(blocked.items())],
+        _BLOCKED_SCHEMA)
+    return households, blocked_df
+
+
+def _driver_stable_ids(spark: Any, members: dict[str, list[str]], anchor: dict[str, Any],
+                       previous: DataFrame | None, reserved: DataFrame | None
+                       ) -> dict[str, str]:
+    """:func:`_stable_ids` on collected rows: component -> household id."""
+    minted = {c: _sha_id(",".join(sorted(anchor[m] if anchor[m] is not None else m
+                                         for m in ms))) for c, ms in members.items()}
+    if previous is None and reserved is None:
+        return minted
+    component = {m: c for c, ms in members.items() for m in ms}
+    votes: dict[tuple[str, str], int] = defaultdict(int)
+    sizes: dict[str, Any] = {}
+    if previous is not None:
+        for h in previous.select("household_id", "size", "member_ids").collect():
+            for m in h["member_ids"] or []:
+                if m in component:
+                    votes[(component[m], h["household_id"])] += 1
+                    sizes[h["household_id"]] = _greatest([sizes.get(h["household_id"]),
+                                                          h["size"]])
+    # each previous id to the component holding most of its members (ties: the smaller
+    # component); each component keeps the best of the ids that came to it
+    best_of_prev: dict[str, tuple[int, str]] = {}
+    for (c, prev), n in votes.items():
+        if prev not in best_of_prev or (-n, c) < (-best_of_prev[prev][0], best_of_prev[prev][1]):
+            best_of_prev[prev] = (n, c)
+    offers: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    for prev, (n, c) in best_of_prev.items():
+        size = sizes.get(prev)
+        offers[c].append((-n, size is None, -(size or 0), prev))
+    kept = {c: min(o)[3] for c, o in offers.items()}
+    taken = set(kept.values())
+    if reserved is not None:
+        wanted = spark.createDataFrame([(m,) for m in sorted(set(minted.values()))],
+                                       "household_id string")
+        taken |= {r[0] for r in reserved.join(wanted, "household_id", "left_semi").collect()}
+    return {c: kept.get(c) or (_sha_id(f"{minted[c]}|{c}") if minted[c] in taken
+                                else minted[c]) for c in members}
 
 
 def with_household_ids(assignment: DataFrame) -> Transform:

@@ -681,23 +681,13 @@ def _vacuum_settings(spark: SparkSession, retain_hours: float) -> Iterator[None]
         yield
 
 
-def reorg_purge(spark: SparkSession, ref: TableRef) -> None:
-    """REORG TABLE ... APPLY (PURGE) on a table that writes deletion vectors: the files
-    whose rows a deletion vector hides are rewritten without them (the old files stay for
-    VACUUM). No change data is written, and readers of any version are unaffected."""
-    if has_deletion_vectors(spark, ref):
-        started = time.perf_counter()
-        target = f"delta.`{ref.path}`" if ref.path else ref.name
-        spark.sql(f"REORG TABLE {target} APPLY (PURGE)")
-        log.info("%s: deletion vectors purged in %.1fs", ref, time.perf_counter() - started)
-
-
 def _vacuum_one(spark: SparkSession, ref: TableRef, retain_hours: float,
                 purge_deletion_vectors: bool) -> int:
     started = time.perf_counter()
     dt = delta_table(spark, ref)
-    if purge_deletion_vectors:
-        reorg_purge(spark, ref)
+    if purge_deletion_vectors and has_deletion_vectors(spark, ref):
+        target = f"delta.`{ref.path}`" if ref.path else ref.name
+        spark.sql(f"REORG TABLE {target} APPLY (PURGE)")
     reorg = time.perf_counter() - started
     dt.vacuum(retain_hours)
     last = dt.history(1).select("operation", "operationMetrics").first()

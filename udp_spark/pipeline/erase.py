@@ -19,10 +19,6 @@ One request, in order (docs/privacy.md):
    listing them (publish has already rebuilt the households without them).
 5. Purge: deletion vectors rewritten, every touched table VACUUMed with
    ``privacy.erasure.vacuum_retain_hours`` (default 0), Spark's checkpoint files removed.
-   The silver tables no later step writes have their deletion vectors purged in a
-   background thread while resolve and publish catch up (their many small Spark jobs
-   leave the cores idle much of the time); VACUUM waits for every stage, as the change data
-   it deletes is what they read.
 
 A request cut short (killed, failed) is finished by the next request for the same subject:
 before deleting anything a request records its subject's record and customer ids on its
@@ -40,7 +36,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -69,7 +64,6 @@ from udp_spark.standardize import functions as sf
 from udp_spark.standardize.transforms import field_column
 from udp_spark.tables import (
     AUDIT_RUNS,
-    DELETION_VECTOR_TABLES,
     GOLD_CUSTOMER_PROFILE,
     GOLD_CUSTOMER_PROFILE_HISTORY,
     GOLD_HOUSEHOLDS,
@@ -408,67 +402,58 @@ def _erase(ctx: StageContext, subject_type: str, value: str, request_id: str,
         crash_point("erase:after_party_records")
         progress.step("party records deleted")
 
-        # (the background purge's thread ends with the request, whatever happens)
-        with _BackgroundPurge(ctx) as background:
-            # 4. the change-driven stages take the deletes in (resolve re-clusters what the
-            # records held together), so that no stage's watermark is left behind the versions
-            # the purge below removes the change data of; once score is done no step writes
-            # the silver tables, whose deletion vectors are purged meanwhile
-            caught = catch_up(ctx, after_score=background.start)
-            block, scored = caught.get(SILVER_CANDIDATE_PAIRS), caught.get(SILVER_MATCH_SCORES)
-            if isinstance(block, BlockReport):
-                report.rows_removed[str(lake.ref(SILVER_CANDIDATE_PAIRS))] = block.pairs_retired
-                report.rows_removed[str(lake.ref(SILVER_BLOCK_KEYS))] = block.index_rows_retired
-            if isinstance(scored, dict):
-                report.rows_removed[str(lake.ref(SILVER_MATCH_SCORES))] = int(
-                    scored.get("pairs_deleted", 0))
-            progress.step("stages caught up")
-            if whole_person and custs:
-                gold: list[Callable[[], None]] = []
-                for t, key in ((GOLD_IDENTITY_XREF, ["record_id"]),
-                               (GOLD_CUSTOMER_PROFILE, ["customer_id"]),
-                               (GOLD_CUSTOMER_PROFILE_HISTORY, ["customer_id", "valid_from"]),
-                               (GOLD_SEGMENT_MEMBERSHIP, ["customer_id", "segment", "entered_at"]),
-                               (GOLD_PROFILE_EVENTS, ["event_id"]),
-                               (GOLD_IDENTITY_EVENTS, ["run_id", "event_type", "customer_id"]),
-                               (GOLD_HOUSEHOLDS, ["household_id"])):
-                    ref, df = _table(ctx, t)
-                    if df is None:
-                        continue
-                    sel = (df.filter(F.col("record_id").isin(*rids)) if t == GOLD_IDENTITY_XREF
-                           else df.filter(F.arrays_overlap("member_ids", F.array(
-                               *[F.lit(c) for c in custs]))) if t == GOLD_HOUSEHOLDS
-                           else df.filter(F.col("customer_id").isin(*custs) | (
-                               F.col("related_customer_id").isin(*custs)
-                               if "related_customer_id" in df.columns else F.lit(False))))
-                    gold.append(partial(_delete, ctx, report, ref, sel, key))
-                io.in_parallel(gold, workers)
-                progress.step("gold deleted")
-            elif rids:
-                # one record: the customer stays; its history rows built from that record go
-                ref, hist = _table(ctx, GOLD_CUSTOMER_PROFILE_HISTORY)
-                if hist is not None:
-                    _delete(ctx, report, ref, hist.filter(contains_any(
-                        F.to_json("lineage"), [f'"{r}"' for r in rids])),
-                        ["customer_id", "valid_from"])
-            # publish reads these tables' change feeds: it takes the deletes in now, so its
-            # watermarks are not left inside the change data the purge removes
-            if io.table_exists(spark, lake.ref(GOLD_CUSTOMER_PROFILE)):
-                from udp_spark.pipeline.publish import run_publish
+        # 4. the change-driven stages take the deletes in (resolve re-clusters what the
+        # records held together), so that no stage's watermark is left behind the versions
+        # the purge below removes the change data of
+        caught = catch_up(ctx)
+        block, scored = caught.get(SILVER_CANDIDATE_PAIRS), caught.get(SILVER_MATCH_SCORES)
+        if isinstance(block, BlockReport):
+            report.rows_removed[str(lake.ref(SILVER_CANDIDATE_PAIRS))] = block.pairs_retired
+            report.rows_removed[str(lake.ref(SILVER_BLOCK_KEYS))] = block.index_rows_retired
+        if isinstance(scored, dict):
+            report.rows_removed[str(lake.ref(SILVER_MATCH_SCORES))] = int(
+                scored.get("pairs_deleted", 0))
+        progress.step("stages caught up")
+        if whole_person and custs:
+            gold: list[Callable[[], None]] = []
+            for t, key in ((GOLD_IDENTITY_XREF, ["record_id"]),
+                           (GOLD_CUSTOMER_PROFILE, ["customer_id"]),
+                           (GOLD_CUSTOMER_PROFILE_HISTORY, ["customer_id", "valid_from"]),
+                           (GOLD_SEGMENT_MEMBERSHIP, ["customer_id", "segment", "entered_at"]),
+                           (GOLD_PROFILE_EVENTS, ["event_id"]),
+                           (GOLD_IDENTITY_EVENTS, ["run_id", "event_type", "customer_id"]),
+                           (GOLD_HOUSEHOLDS, ["household_id"])):
+                ref, df = _table(ctx, t)
+                if df is None:
+                    continue
+                sel = (df.filter(F.col("record_id").isin(*rids)) if t == GOLD_IDENTITY_XREF
+                       else df.filter(F.arrays_overlap("member_ids", F.array(
+                           *[F.lit(c) for c in custs]))) if t == GOLD_HOUSEHOLDS
+                       else df.filter(F.col("customer_id").isin(*custs) | (
+                           F.col("related_customer_id").isin(*custs)
+                           if "related_customer_id" in df.columns else F.lit(False))))
+                gold.append(partial(_delete, ctx, report, ref, sel, key))
+            io.in_parallel(gold, workers)
+            progress.step("gold deleted")
+        elif rids:
+            # one record: the customer stays; its history rows built from that record go
+            ref, hist = _table(ctx, GOLD_CUSTOMER_PROFILE_HISTORY)
+            if hist is not None:
+                _delete(ctx, report, ref, hist.filter(contains_any(
+                    F.to_json("lineage"), [f'"{r}"' for r in rids])),
+                    ["customer_id", "valid_from"])
+        # publish reads these tables' change feeds: it takes the deletes in now, so its
+        # watermarks are not left inside the change data the purge removes
+        if io.table_exists(spark, lake.ref(GOLD_CUSTOMER_PROFILE)):
+            from udp_spark.pipeline.publish import run_publish
 
-                run_publish(ctx)
-                progress.step("published")
-            # 5. purge earlier versions of every table (a silver table the background purge
-            # missed, or that failed, has its deletion vectors purged here)
-            background.wait()
-            # the tables with deletion vectors first: their REORG takes longest, and the
-            # short VACUUMs of the rest fill the other workers meanwhile
-            refs = sorted(lakehouse_tables(ctx), key=lambda r: (
-                (r.layer, r.table) not in DELETION_VECTOR_TABLES))
-            report.files_purged.update(io.vacuum_all(
-                spark, refs, cfg.privacy.erasure.vacuum_retain_hours,
-                purge_deletion_vectors=True, workers=cfg.privacy.erasure.parallel_purge))
-            progress.step("earlier versions purged")
+            run_publish(ctx)
+            progress.step("published")
+        # 5. purge earlier versions of every table
+        report.files_purged.update(io.vacuum_all(
+            spark, lakehouse_tables(ctx), cfg.privacy.erasure.vacuum_retain_hours,
+            purge_deletion_vectors=True, workers=cfg.privacy.erasure.parallel_purge))
+        progress.step("earlier versions purged")
         # Spark's own checkpoint files hold copies of intermediate rows: remove the files,
         # keep the folders (the session's checkpoint directory stays usable)
         ckpt = Path(checkpoint_dir(cfg).removeprefix("file:"))
@@ -485,56 +470,10 @@ def _erase(ctx: StageContext, subject_type: str, value: str, request_id: str,
         return report
 
 
-# The silver tables with deletion vectors (tables.DELETION_VECTOR_TABLES), the largest
-# first: no step of an erasure writes them after the catch-up's score, so their deletion
-# vectors are purged while resolve and publish run.
-_SILVER_DONE_AFTER_SCORE = (SILVER_MATCH_SCORES, SILVER_BLOCK_KEYS, SILVER_CANDIDATE_PAIRS)
-
-
-class _BackgroundPurge:
-    """:func:`_purge_silver` on a thread of its own, started once score has caught up;
-    leaving the ``with`` block waits for it, whatever happened in the block."""
-
-    def __init__(self, ctx: StageContext) -> None:
-        self._ctx = ctx
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="udp-purge")
-        self._job: Future[None] | None = None
-
-    def start(self) -> None:
-        self._job = self._pool.submit(_purge_silver, self._ctx)
-
-    def wait(self) -> None:
-        """Wait for it; a failure is logged, not raised: the purge that follows REORGs
-        every table with deletion vectors again, so nothing is left unpurged."""
-        self._pool.shutdown(wait=True)
-        if self._job is not None and (exc := self._job.exception()) is not None:
-            log.warning("erase: background purge of deletion vectors failed (%s); purged "
-                        "with the rest", exc)
-
-    def __enter__(self) -> _BackgroundPurge:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._pool.shutdown(wait=True)
-
-
-def _purge_silver(ctx: StageContext) -> None:
-    """REORG PURGE of :data:`_SILVER_DONE_AFTER_SCORE`, two at a time (resolve and publish
-    share the cores)."""
-    refs = [ctx.lakehouse.ref(t) for t in _SILVER_DONE_AFTER_SCORE]
-    refs = [r for r in refs if io.table_exists(ctx.spark, r)]
-    started = time.perf_counter()
-    io.in_parallel([partial(io.reorg_purge, ctx.spark, r) for r in refs], 2)
-    log.info("erase: deletion vectors of %d silver tables purged in the background in %.1fs",
-             len(refs), time.perf_counter() - started)
-
-
-def catch_up(ctx: StageContext, after_score: Callable[[], object] | None = None
-             ) -> dict[tuple[str, str], object]:
+def catch_up(ctx: StageContext) -> dict[tuple[str, str], object]:
     """Run standardize, block, score, resolve and publish on what changed (each where its
     output exists), before a purge removes the change data their watermarks point into.
-    ``after_score`` is called once score has run (or has nothing to run on). Returns each
-    stage's report by its output table."""
+    Returns each stage's report by its output table."""
     from udp_spark.pipeline.block import run_block
     from udp_spark.pipeline.publish import run_publish
     from udp_spark.pipeline.resolve import run_resolve
@@ -546,13 +485,8 @@ def catch_up(ctx: StageContext, after_score: Callable[[], object] | None = None
         (SILVER_PARTY_RECORDS, run_standardize), (SILVER_CANDIDATE_PAIRS, run_block),
         (SILVER_MATCH_SCORES, run_score), (GOLD_IDENTITY_XREF, run_resolve),
         (GOLD_CUSTOMER_PROFILE, run_publish))
-    reports: dict[tuple[str, str], object] = {}
-    for table, stage in stages:
-        if io.table_exists(spark, lake.ref(table)):
-            reports[table] = stage(ctx)
-        if table == SILVER_MATCH_SCORES and after_score is not None:
-            after_score()
-    return reports
+    return {table: stage(ctx) for table, stage in stages
+            if io.table_exists(spark, lake.ref(table))}
 
 
 def erase_pending(ctx: StageContext) -> list[ErasureReport]:

@@ -520,8 +520,7 @@ def main(argv: list[str] | None = None) -> None:
         runs: list[dict[str, float]] = []
         peaks: list[Peak] = []
         extras: list[dict[str, Any]] = []
-        leg_results: dict[str, Any] = {}
-        leg_runs: list[dict[str, Any]] = []
+        leg_runs: list[dict[str, Any]] = []  # the first repetition's, or every one's
         for i in range(args.repeats):
             lake = Path(args.work) / f"lake-{size}-{i}"
             # A repetition's own folder: a kept lakehouse's bronze batch ids name its files
@@ -562,8 +561,6 @@ def main(argv: list[str] | None = None) -> None:
                     sys.stderr.write(json.dumps({"size": size, "repeat": i, "leg": leg,
                                                  **this_run[leg]}, default=str) + "\n")
                 leg_runs.append(this_run)
-                if i == 0:
-                    leg_results = this_run
             if args.keep and i == 0:
                 sys.stderr.write(f"kept {lake} and its data {run_data}\n")
             else:
@@ -592,8 +589,8 @@ def main(argv: list[str] | None = None) -> None:
                                for e in extras]}
         if splink:
             row["identity_resolution"] = identity_comparison(runs, extras)
-        if leg_results:
-            row["legs"] = leg_results
+        if leg_runs and leg_runs[0]:
+            row["legs"] = leg_runs[0]
         if len(leg_runs) > 1:
             row["legs_all"] = leg_runs
             row["legs_median"] = legs_median(leg_runs)

@@ -52,7 +52,7 @@ from datetime import date
 from typing import Any
 
 import numpy as np
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.window import Window
@@ -95,8 +95,9 @@ _ADDRESS_FIELDS = ("street", "city", "state", "postcode", "country")
 
 # A build over at most this many evidence rows (a rebuild around the few customers a stream
 # micro-batch or an erasure changed; a small lakehouse's whole build) runs in the driver:
-# the same rules on collected rows, a handful of Spark jobs instead of about a hundred of
-# fixed cost (25 s for four customers at 1M source rows). 0: always in Spark.
+# the same rules on collected rows, about 5 Spark jobs instead of about 35. At 1M source
+# rows that is 1 s of an erasure's 24 s households step (the rest is whole-table work
+# before the build, docs/bench.md); on the demo's data the whole build. 0: always in Spark.
 DRIVER_MAX_EVIDENCE = 50_000
 
 
@@ -603,8 +604,7 @@ def _build_in_driver(evidence: DataFrame, profiles: DataFrame, previous: DataFra
                                  for part in (linked, at_address, mine)) if x is not None),
                     None)
         out.append((household_ids[c], sorted(ms),
-                    sorted(((m, roles.get(m)) for m in ms),
-                           key=lambda x: (x[0], _nulls_first(x[1]))),
+                    [(m, roles.get(m)) for m in sorted(ms)],  # ids unique: sorted by id
                     len(ms), sorted(links[c]), address, first, last))
     households = spark.createDataFrame(out, _DRIVER_SCHEMA).select(
         *[F.timestamp_micros(c).alias(c) if c in ("first_seen_at", "last_seen_at") else c
@@ -617,7 +617,7 @@ def _build_in_driver(evidence: DataFrame, profiles: DataFrame, previous: DataFra
     return households, blocked_df
 
 
-def _driver_stable_ids(spark: Any, members: dict[str, list[str]], anchor: dict[str, Any],
+def _driver_stable_ids(spark: SparkSession, members: dict[str, list[str]], anchor: dict[str, Any],
                        previous: DataFrame | None, reserved: DataFrame | None
                        ) -> dict[str, str]:
     """:func:`_stable_ids` on collected rows: component -> household id."""
@@ -626,25 +626,21 @@ def _driver_stable_ids(spark: Any, members: dict[str, list[str]], anchor: dict[s
     if previous is None and reserved is None:
         return minted
     component = {m: c for c, ms in members.items() for m in ms}
-    votes: dict[tuple[str, str], int] = defaultdict(int)
+    votes: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))  # prev -> c -> n
     sizes: dict[str, Any] = {}
     if previous is not None:
         for h in previous.select("household_id", "size", "member_ids").collect():
+            sizes[h["household_id"]] = h["size"]
             for m in h["member_ids"] or []:
                 if m in component:
-                    votes[(component[m], h["household_id"])] += 1
-                    sizes[h["household_id"]] = _greatest([sizes.get(h["household_id"]),
-                                                          h["size"]])
+                    votes[h["household_id"]][component[m]] += 1
     # each previous id to the component holding most of its members (ties: the smaller
     # component); each component keeps the best of the ids that came to it
-    best_of_prev: dict[str, tuple[int, str]] = {}
-    for (c, prev), n in votes.items():
-        if prev not in best_of_prev or (-n, c) < (-best_of_prev[prev][0], best_of_prev[prev][1]):
-            best_of_prev[prev] = (n, c)
     offers: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
-    for prev, (n, c) in best_of_prev.items():
-        size = sizes.get(prev)
-        offers[c].append((-n, size is None, -(size or 0), prev))
+    for prev, by_component in votes.items():
+        most, c = min((-n, comp) for comp, n in by_component.items())
+        size = sizes[prev]
+        offers[c].append((most, size is None, -(size or 0), prev))
     kept = {c: min(o)[3] for c, o in offers.items()}
     taken = set(kept.values())
     if reserved is not None:

@@ -75,17 +75,21 @@ def test_released_blocks_frees_what_was_persisted_inside_and_keeps_the_rest(
         inside.agg(F.sum("y")).first()
 
 
-@pytest.mark.parametrize(("dv", "limit", "operation"), [
-    (True, None, "DELETE"), (True, 1, "MERGE"), (False, None, "MERGE")])
+@pytest.mark.parametrize(("dv", "limit", "operation", "prefilter"), [
+    (True, None, "DELETE", True), (True, None, "DELETE", False), (True, 1, "MERGE", False),
+    (False, None, "MERGE", False)])
 def test_merge_delete_removes_the_keys_nulls_included_and_logs_no_value(
         spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        dv: bool, limit: int | None, operation: str) -> None:
+        dv: bool, limit: int | None, operation: str, prefilter: bool) -> None:
     """Erasure deletes through merge_delete: the rows whose keys match go (a null key
     matches a null), in every file, nothing else does, the change feed has them, and the
-    commit log holds none of the deleted values. A DELETE on a table with deletion vectors,
-    a MERGE with more keys than the DELETE takes or without deletion vectors."""
+    commit log holds none of the deleted values. A DELETE on a table with deletion vectors
+    (with the native pre-filter on the keys' hash buckets, and without it: more keys than
+    it takes), a MERGE with more keys than the DELETE takes or without deletion vectors."""
     if limit is not None:
         monkeypatch.setattr(io, "DELETE_BY_KEYS_MAX", limit)
+    if not prefilter:
+        monkeypatch.setattr(io, "KEY_PREFILTER_MAX_KEYS", 1)
     ref = TableRef("t", "keyed", path=str(tmp_path / "keyed"))
     rows = [("zebulon-a", "1", 1), ("zebulon-a", None, 2), ("other", "1", 3),
             ("zebulon-b", "2", 4), ("keep", "2", 5)]
@@ -113,6 +117,8 @@ def test_merge_delete_removes_the_keys_nulls_included_and_logs_no_value(
         2, 4, *range(10, 50)]
     log_text = "".join(p.read_text() for p in (tmp_path / "keyed" / "_delta_log").glob("*.json"))
     assert "zebulon" not in log_text.lower()
+    # the pre-filter is in the DELETE's predicate exactly when it was used
+    assert ("xxhash64" in log_text) == prefilter
     # keys that match nothing: no commit
     again = io.merge_delete(keys, ref, ["a", "b"])
     assert again.metric("numTargetRowsDeleted") == 0 and again.version is None

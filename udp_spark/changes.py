@@ -147,8 +147,7 @@ def read_watermarks(spark: SparkSession, lake: Lakehouse, stage: str
 
 def enable_change_feed(spark: SparkSession, ref: TableRef) -> None:
     """Turn change data feed on for a table created without it (one metadata commit)."""
-    props = io.delta_table(spark, ref).detail().select("properties").first()
-    if props and (props[0] or {}).get("delta.enableChangeDataFeed") == "true":
+    if io.table_properties(spark, ref).get("delta.enableChangeDataFeed") == "true":
         return
     target = f"delta.`{ref.path}`" if ref.path else ref.name
     spark.sql(f"ALTER TABLE {target} SET TBLPROPERTIES (delta.enableChangeDataFeed = true)")

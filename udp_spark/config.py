@@ -1024,8 +1024,9 @@ class ErasureSettings(_Model):
     parallel_deletes: int = Field(
         default=1, ge=1, le=32, description="tables deleted from at once (threads of one Spark "
         "session). 1: one after the other; on the 20k-row bench lakehouse, 2 cores at load "
-        "6-11, 4 made the deletes slower (318-329 s against 192-279 s): worth more only with "
-        "idle cores")
+        "6-11, 4 made the deletes slower (318-329 s against 192-279 s); at 1M source rows, "
+        "idle, 2 gained nothing (bronze 37.2 s against 38.1, silver 22.0 against 17.1): "
+        "worth more only with idle cores")
     parallel_purge: int = Field(
         default=4, ge=1, le=32, description="tables purged (REORG, VACUUM) at once: mostly "
         "file listing and driver work (same bench: 76-109 s against 138-139 s one after the "

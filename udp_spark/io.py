@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -515,23 +515,50 @@ def merge_upsert(df: DataFrame, ref: TableRef, keys: Sequence[str], *,
 DELETE_BY_KEYS_MAX = 250_000
 
 
-def _key_set_condition(keys: Sequence[str], on: Sequence[str]) -> Column:
+#: A DELETE by at most this many keys first keeps the rows whose key hash falls in one of
+#: the keys' buckets (:func:`_key_bucket`), natively, so that the pandas UDF's exact test
+#: runs on those few rows only, not on every row of the table.
+KEY_PREFILTER_MAX_KEYS = 2_000
+#: Buckets of the pre-filter: 2**16. The commit log records the keys' bucket numbers (a
+#: 16-bit hash of each key, shared by 1/65,536 of all keys: not a value), never the keys.
+KEY_BUCKET_BITS = 16
+
+
+def _key_bucket(cols: Sequence[Column]) -> Column:
+    """The bucket of a key: its xxhash64 modulo 2**:data:`KEY_BUCKET_BITS`."""
+    return F.pmod(F.xxhash64(*cols), F.lit(1 << KEY_BUCKET_BITS))
+
+
+def _key_set_condition(keys: Sequence[str], on: Sequence[str],
+                       buckets: Collection[int] | None = None) -> Column:
     """True where a row's ``on`` columns (as JSON) are one of ``keys``: a pandas UDF, so
-    a DELETE's commit log records its name, not the values it tests for."""
+    a DELETE's commit log records its name, not the values it tests for. With ``buckets``
+    (the keys' :func:`_key_bucket` over the table's column types), rows outside them are
+    dropped first by a native predicate, which Spark evaluates before the UDF: on the
+    1M bench's pairs and scores (4M rows, 300 keys) 5.4-5.9 s -> 2.5-3.1 s a DELETE."""
     wanted = frozenset(keys)
 
     @F.pandas_udf("boolean")  # type: ignore[call-overload]
     def in_key_set(row_keys: pd.Series) -> pd.Series:
         return row_keys.map(wanted.__contains__).astype(bool)
 
-    return in_key_set(F.to_json(F.struct(*[F.col(c) for c in on])))  # type: ignore[no-any-return]
+    exact: Column = in_key_set(F.to_json(F.struct(*[F.col(c) for c in on])))
+    if buckets is None:
+        return exact
+    return _key_bucket([F.col(c) for c in on]).isin(*sorted(buckets)) & exact
+
+
+def table_properties(spark: SparkSession, ref: TableRef) -> dict[str, str]:
+    """The table's properties (``delta.*`` settings and features), from its snapshot's
+    metadata: no Spark job, where ``DeltaTable.detail()`` runs one (0.5-1.3 s a table at 1M
+    source rows against 0.0-0.2 s, measured on the bench lakehouse in session 34)."""
+    target = f"delta.`{ref.path}`" if ref.path else ref.name
+    return {r[0]: r[1] for r in spark.sql(f"SHOW TBLPROPERTIES {target}").collect()}
 
 
 def has_deletion_vectors(spark: SparkSession, ref: TableRef) -> bool:
     """Whether the table writes deletion vectors (``delta.enableDeletionVectors``)."""
-    row = delta_table(spark, ref).detail().select("properties").first()
-    props = (row[0] if row is not None else None) or {}
-    return props.get("delta.enableDeletionVectors") == "true"
+    return table_properties(spark, ref).get("delta.enableDeletionVectors") == "true"
 
 
 def merge_delete(keys: DataFrame, ref: TableRef, on: Sequence[str]) -> WriteResult:
@@ -560,20 +587,27 @@ def _delete_keys(keys: DataFrame, ref: TableRef, on: Sequence[str],
     spark = keys.sparkSession
     before = _commit_info(spark, ref)
     wanted: list[str] | None = None
+    buckets: set[int] | None = None
     if deletion_vectors:
-        encoded = keys.select(F.to_json(F.struct(*[F.col(c) for c in on])).alias("k"))
-        wanted = [r[0] for r in encoded.distinct().limit(DELETE_BY_KEYS_MAX + 1).collect()]
+        # the bucket of each key as the table's columns hash it (same types as the rows)
+        types = {f.name: f.dataType for f in delta_table(spark, ref).toDF().schema.fields}
+        encoded = keys.select(F.to_json(F.struct(*[F.col(c) for c in on])).alias("k"),
+                              _key_bucket([F.col(c).cast(types[c]) for c in on]).alias("b"))
+        rows = encoded.distinct().limit(DELETE_BY_KEYS_MAX + 1).collect()
+        wanted = [r[0] for r in rows]
         if not wanted:
             return WriteResult(str(ref), None, "DELETE", {"numTargetRowsDeleted": 0})
         if len(wanted) > DELETE_BY_KEYS_MAX:
             wanted = None
+        elif len(wanted) <= KEY_PREFILTER_MAX_KEYS:
+            buckets = {int(r[1]) for r in rows}
     with writing(ref):
         if wanted is None:
             cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in on)
             (delta_table(spark, ref).alias("t").merge(
                 keys.select(*on).distinct().alias("s"), cond).whenMatchedDelete().execute())
         else:
-            delta_table(spark, ref).delete(_key_set_condition(wanted, on))
+            delta_table(spark, ref).delete(_key_set_condition(wanted, on, buckets))
     after = _commit_info(spark, ref)
     if after is None or (before is not None and after["version"] == before["version"]):
         return WriteResult(str(ref), None, "DELETE", {"numTargetRowsDeleted": 0})

@@ -106,3 +106,23 @@ def test_valid_mapping_expressions_pass(tmp_path: Path) -> None:
                "  email: {expr: \"lower(concat(u, '@', d))\"}\n"
                "  identifiers: {n: {expr: \"regexp_replace(n, '[^0-9]', '')\"}}\n")
     assert load_source(f).party is not None
+
+
+def test_mlflow_store_defaults_to_the_lakehouse_root(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each local lakehouse keeps its own matcher: a store in the working directory was
+    shared by every lakehouse run from there, and a run on new data scored with the model
+    another lakehouse had registered."""
+    monkeypatch.delenv("UDP_MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("UDP_LAKEHOUSE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    conf = REPO / "conf" / "pipeline.yaml"
+    assert load_config(conf).mlflow.tracking_uri == \
+        f"sqlite:///{tmp_path.resolve() / 'lakehouse' / 'mlflow.db'}"
+    assert load_config(conf, lakehouse_root=f"file:{tmp_path}/lh").mlflow.tracking_uri == \
+        f"sqlite:///{tmp_path.resolve() / 'lh' / 'mlflow.db'}"
+    # SQLite cannot live on object storage: the working directory, as before
+    assert load_config(conf, lakehouse_root="s3a://bucket/lh").mlflow.tracking_uri == \
+        "sqlite:///mlflow.db"
+    monkeypatch.setenv("UDP_MLFLOW_TRACKING_URI", "databricks")
+    assert load_config(conf).mlflow.tracking_uri == "databricks"

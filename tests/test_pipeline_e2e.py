@@ -270,6 +270,16 @@ def test_identity_resolution_is_accurate_and_ids_are_stable(
     sizes = pd.read_csv(truth).groupby("person_id").size()
     true_rate = float((sizes * (sizes - 1) / 2).sum()) / (records * (records - 1) / 2)
     assert 0.6 < trained.model.prior / true_rate < 1.5, (trained.model.prior, true_rate)
+    # The version records the lakehouse it was fitted for: `udp run` there keeps it, and a
+    # run on another lakehouse sharing this registry fits its own.
+    from udp_spark.pipeline.run import RunOptions, _check_train
+
+    assert _check_train(ctx, RunOptions()).startswith("skip: udp_matcher@champion is version 1")
+    other = StageContext(demo.spark, cfg.model_copy(update={"lakehouse": cfg.lakehouse.model_copy(
+        update={"root": str(tmp_path / "another-lake")})}))
+    assert _check_train(other, RunOptions()) == (
+        f"udp_matcher@champion (version 1) was fitted for another lakehouse "
+        f"({Path(cfg.lakehouse.root).resolve()})")
     run_score(ctx)
     first = run_resolve(ctx)
     assert first.events.get("created") == first.customers

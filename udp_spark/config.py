@@ -525,7 +525,10 @@ class MaintenanceSettings(_Model):
 
 
 class MlflowSettings(_Model):
-    tracking_uri: str = "sqlite:///mlflow.db"
+    tracking_uri: str = Field(
+        default="", description="the MLflow tracking (and, without registry_uri, registry) "
+        "store; empty: a SQLite file mlflow.db in the lakehouse root when that is a local "
+        "folder (each lakehouse its own matcher), else mlflow.db in the working directory")
     registry_uri: str | None = None
     experiment: str = "udp-spark-matcher"
     artifact_location: str | None = Field(
@@ -1060,6 +1063,24 @@ class PrivacySettings(_Model):
         return v
 
 
+def local_path(uri: str) -> Path | None:
+    """A folder given as a path or a ``file:`` URI, made absolute; None for any other
+    scheme (object storage, DBFS)."""
+    if "://" in uri and not uri.startswith("file:"):
+        return None
+    return Path(uri.removeprefix("file://").removeprefix("file:")).resolve()
+
+
+def default_tracking_uri(lakehouse_root: str) -> str:
+    """The MLflow store of a lakehouse: ``mlflow.db`` in its root folder when that is local,
+    so that a matcher registered for one lakehouse is never the one another scores with
+    (a store in the working directory was shared by every lakehouse run from there: a run on
+    new data skipped training and scored with the demo's model); ``mlflow.db`` in the
+    working directory for a lakehouse on object storage, where SQLite cannot live."""
+    root = local_path(lakehouse_root)
+    return f"sqlite:///{root / 'mlflow.db'}" if root else "sqlite:///mlflow.db"
+
+
 class PipelineConfig(_Model):
     """The whole pipeline: lakehouse location, Spark profile, sources and stage settings."""
 
@@ -1091,6 +1112,13 @@ class PipelineConfig(_Model):
         # Identifiers mapped in the sources are matched on without restating them (see
         # MatchingSettings.for_sources). The model is frozen: set the field once, here.
         object.__setattr__(self, "matching", self.matching.for_sources(self.sources))
+        return self
+
+    @model_validator(mode="after")
+    def _mlflow_store(self) -> PipelineConfig:
+        if not self.mlflow.tracking_uri:
+            object.__setattr__(self, "mlflow", self.mlflow.model_copy(update={
+                "tracking_uri": default_tracking_uri(self.lakehouse.root)}))
         return self
 
     @model_validator(mode="after")

@@ -68,6 +68,12 @@ def person_key(records: DataFrame) -> Column:
     return F.coalesce(*parts)
 
 
+def _keyed(person: Column) -> Column:
+    """A :func:`person_key` that tells people apart (a birth date or an address), not the
+    record itself."""
+    return person.startswith("d:") | person.startswith("a:")
+
+
 def _other_holders(present: DataFrame, key: Column, source: str,
                    at_least: int = 0, *, over_time: bool = False) -> DataFrame:
     """``(value, tf)``: per ``key`` value, its holders (:func:`person_key`) in each source
@@ -91,12 +97,22 @@ def _other_holders(present: DataFrame, key: Column, source: str,
               .otherwise(F.coalesce(F.year(record_time(present)).cast("string"), F.lit("-")))
               if over_time else F.lit("dob"))
     per_period = (present.select(F.col(source), key, period.alias("_period"), person)
-                  .distinct().groupBy(source, "value", "_period")
+                  .distinct()
+                  .groupBy(source, "value", "_period", _keyed(F.col("_person")).alias("_keyed"))
                   .agg(F.count("*").alias("_n")))
     by_dob = F.col("_period") == F.lit("dob")
-    holders = per_period.groupBy(source, "value").agg(
-        (F.coalesce(F.sum(F.when(by_dob, F.col("_n"))), F.lit(0))
-         + F.coalesce(F.max(F.when(~by_dob, F.col("_n"))), F.lit(0))).alias("n"))
+
+    def count(keyed: Column) -> Column:
+        return (F.coalesce(F.sum(F.when(by_dob & keyed, F.col("_n"))), F.lit(0))
+                + F.coalesce(F.max(F.when(~by_dob & keyed, F.col("_n"))), F.lit(0)))
+
+    # Records with neither birth date nor address are holders of their own only where the
+    # source knows no one else of the value: beside holders it can tell apart, such a record
+    # is most likely one of them (a claim keyed without its birth date).
+    holders = (per_period.groupBy(source, "value")
+               .agg(count(F.col("_keyed")).alias("_k"), count(~F.col("_keyed")).alias("_u"))
+               .select(source, "value",
+                       F.when(F.col("_k") > 0, F.col("_k")).otherwise(F.col("_u")).alias("n")))
     others = (holders.groupBy("value").agg(F.sum(F.col("n") - 1).alias("others"))
               .filter(F.col("others") >= at_least))
     total = holders.agg(F.sum("n").alias("total"))

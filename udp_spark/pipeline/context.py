@@ -11,7 +11,7 @@ from pyspark.sql import SparkSession
 
 from udp_spark import audit, io, progress
 from udp_spark.changes import read_watermarks
-from udp_spark.config import PipelineConfig
+from udp_spark.config import PipelineConfig, local_path
 from udp_spark.faults import crash_point
 from udp_spark.tables import Lakehouse
 
@@ -51,6 +51,13 @@ class StageContext:
 def checkpoint_dir(cfg: PipelineConfig) -> str:
     """``checkpoint_dir``, default ``<lakehouse root>/_checkpoints/spark``."""
     return cfg.checkpoint_dir or f"{cfg.lakehouse.root.rstrip('/')}/_checkpoints/spark"
+
+
+def lakehouse_identity(cfg: PipelineConfig) -> str:
+    """Which lakehouse a matcher is fitted for: its catalog and root (a local root as an
+    absolute path), recorded with every registered model version."""
+    root = str(local_path(cfg.lakehouse.root) or cfg.lakehouse.root)
+    return f"{cfg.lakehouse.catalog}:{root}" if cfg.lakehouse.catalog else root
 
 
 def mlflow_dfs_tmpdir(cfg: PipelineConfig) -> str:

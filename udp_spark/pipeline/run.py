@@ -32,7 +32,7 @@ from udp_spark import io
 from udp_spark.audit import new_run_id
 from udp_spark.changes import read_watermarks
 from udp_spark.lease import PIPELINE, Lease
-from udp_spark.pipeline.context import StageContext
+from udp_spark.pipeline.context import StageContext, lakehouse_identity
 from udp_spark.tables import (
     AUDIT_RUNS,
     GOLD_IDENTITY_EVENTS,
@@ -161,6 +161,7 @@ def _check_block(ctx: StageContext, opts: RunOptions) -> str:
 
 
 def _check_train(ctx: StageContext, opts: RunOptions) -> str:
+    from udp_spark.pipeline.train import LAKEHOUSE_PARAM
     from udp_spark.platform import mlflow_store
 
     if opts.retrain:
@@ -169,6 +170,13 @@ def _check_train(ctx: StageContext, opts: RunOptions) -> str:
     version = mlflow_store.alias_version(ctx.cfg.mlflow, mcfg.registered_name, mcfg.alias)
     if version is None:
         return f"no model registered as {mcfg.registered_name}@{mcfg.alias}"
+    # A registry shared by several lakehouses (one tracking server): a matcher fitted on
+    # another lakehouse's records is not this one's (its u, m and prior are of other data).
+    fitted_for = mlflow_store.alias_run_param(ctx.cfg.mlflow, mcfg.registered_name,
+                                              mcfg.alias, LAKEHOUSE_PARAM)
+    if fitted_for is not None and fitted_for != lakehouse_identity(ctx.cfg):
+        return (f"{mcfg.registered_name}@{mcfg.alias} (version {version}) was fitted for "
+                f"another lakehouse ({fitted_for})")
     return f"skip: {mcfg.registered_name}@{mcfg.alias} is version {version} (--retrain fits " \
            f"a new one)"
 

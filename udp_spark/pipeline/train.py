@@ -14,13 +14,20 @@ from udp_spark.matching.comparisons import (
 from udp_spark.matching.fellegi_sunter import FSModel
 from udp_spark.matching.supervised import SupervisedMatcher
 from udp_spark.matching.training import train_fellegi_sunter
-from udp_spark.pipeline.context import StageContext, audited_run, mlflow_dfs_tmpdir
+from udp_spark.pipeline.context import (
+    StageContext,
+    audited_run,
+    lakehouse_identity,
+    mlflow_dfs_tmpdir,
+)
 from udp_spark.pipeline.inputs import party_records
 from udp_spark.tables import (
     SILVER_CANDIDATE_PAIRS,
 )
 
 log = logging.getLogger(__name__)
+#: the training run parameter naming the lakehouse a matcher was fitted for
+LAKEHOUSE_PARAM = "lakehouse"
 
 
 @dataclass
@@ -88,7 +95,7 @@ def run_train(ctx: StageContext) -> TrainReport:
             model, settings=ctx.cfg.mlflow, name=mcfg.registered_name, alias=mcfg.alias,
             params={"kind": "fellegi_sunter", "comparisons": ",".join(model.comparisons),
                     "random_pairs": mcfg.random_pairs, "prior_method": model.prior_method,
-                    "udp_run_id": run.run_id,
+                    "udp_run_id": run.run_id, LAKEHOUSE_PARAM: lakehouse_identity(ctx.cfg),
                     "config_hash": ctx.cfg.config_hash},
             metrics=metrics)
         run.mlflow_run_id = reg.run_id
@@ -120,7 +127,7 @@ def _run_train_supervised(ctx: StageContext) -> TrainReport:
             params={"kind": "supervised", "configured_kind": mcfg.kind,
                     "comparisons": ",".join(trained.matcher.comparisons),
                     "udp_run_id": run.run_id, "config_hash": ctx.cfg.config_hash,
-                    **trained.params},
+                    LAKEHOUSE_PARAM: lakehouse_identity(ctx.cfg), **trained.params},
             metrics=trained.metrics, dfs_tmpdir=mlflow_dfs_tmpdir(ctx.cfg))
         run.mlflow_run_id = reg.run_id
         run.metrics.update(trained.metrics)

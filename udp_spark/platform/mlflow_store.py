@@ -105,6 +105,9 @@ class RegisteredModel:
 def configure(settings: MlflowSettings) -> None:
     """Point MLflow at the configured tracking store and experiment, and close the runs that
     a killed process of this machine left RUNNING (:func:`close_abandoned_runs`)."""
+    if settings.tracking_uri.startswith("sqlite:///"):  # the lakehouse may not exist yet
+        Path(settings.tracking_uri.removeprefix("sqlite:///")).resolve().parent.mkdir(
+            parents=True, exist_ok=True)
     mlflow.set_tracking_uri(settings.tracking_uri)
     if settings.registry_uri:
         mlflow.set_registry_uri(settings.registry_uri)
@@ -262,6 +265,18 @@ def alias_version(settings: MlflowSettings, name: str, alias: str) -> str | None
     configure(settings)
     try:
         return str(MlflowClient().get_model_version_by_alias(name, alias).version)
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
+def alias_run_param(settings: MlflowSettings, name: str, alias: str, param: str) -> str | None:
+    """A parameter of the training run of the version ``alias`` points at (None: no such
+    model, alias, run or parameter); reads no artifact."""
+    configure(settings)
+    client = MlflowClient()
+    try:
+        run_id = client.get_model_version_by_alias(name, alias).run_id
+        return client.get_run(run_id).data.params.get(param) if run_id else None
     except mlflow.exceptions.MlflowException:
         return None
 

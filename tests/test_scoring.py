@@ -94,6 +94,36 @@ def test_a_person_s_own_repeated_records_are_not_their_namesakes(spark: SparkSes
     assert given == {"ann": 0.0, "john": pytest.approx(2 / 6)}
 
 
+def test_a_record_without_birth_date_or_address_is_one_of_the_holders_its_source_knows(
+        spark: SparkSession) -> None:
+    """Benefit claims hold Ann Lee five times with her birth date and once keyed without it:
+    the undated claim is most likely hers, not a namesake's (counted as one, it gave a third
+    of the people with a claim a phantom namesake). Where the source knows no dated or
+    addressed holder, every undated record still counts (nothing says they are one)."""
+    import datetime as dt
+
+    d = dt.date
+    rows = [(f"b{i}", "claims", "ann", "lee", d(1950, 3, 4), None) for i in range(5)]
+    rows += [
+        ("b5", "claims", "ann", "lee", None, None),
+        ("b6", "claims", "tom", "baker", d(1961, 7, 8), None),
+        ("b7", "claims", "tom", "baker", d(1970, 1, 2), None),
+        ("b8", "claims", "tom", "baker", None, None),
+        ("t1", "tips", "ann", "lee", None, None),
+        ("t2", "tips", "ann", "lee", None, None),
+    ]
+    records = spark.createDataFrame(rows, "record_id string, source string, given_name_norm "
+                                    "string, family_name_norm string, date_of_birth date, "
+                                    "street_norm string")
+    joint = {r["value"]: r["tf"] for r in joint_tf_table(
+        records, ("given_name_norm", "family_name_norm")).collect()}
+    # claims: ann|lee 1 holder, tom|baker 2 (the undated claim one of them); tips: ann|lee 2
+    # undated records, 2 holders. 1 + 2 + 2 = 5 holders; others: tom|baker 1, ann|lee 1
+    assert joint == {"ann|lee": pytest.approx(1 / 5), "tom|baker": pytest.approx(1 / 5)}
+    given = {r["value"]: r["tf"] for r in tf_table(records, "given_name_norm").collect()}
+    assert given == {"ann": pytest.approx(1 / 5), "tom": pytest.approx(1 / 5)}
+
+
 def test_a_full_name_is_held_by_the_people_a_source_shows_at_once(spark: SparkSession) -> None:
     """An electoral roll lists Ann Lee at each home she had, years apart: one holder of her
     full name, not three. Two Tom Bakers at two addresses in one canvass are two people,

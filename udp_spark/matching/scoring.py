@@ -52,7 +52,8 @@ def person_key(records: DataFrame) -> Column:
     of the name they made the person their own namesakes (an exact full name weighed 2.5
     instead of 8.8 where a source held ten records per person). Two records of one name,
     birth date and source are taken as one holder; without a birth date or an address,
-    every record is its own holder (as before: nothing says they are one person).
+    every record is its own holder (nothing says they are one person) unless its source
+    knows dated or addressed holders of the value (:func:`_other_holders`).
     """
     cols = set(records.columns)
     parts: list[Column] = []

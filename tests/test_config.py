@@ -44,6 +44,15 @@ def test_missing_path_for_file_source(tmp_path: Path) -> None:
         load_source(f)
 
 
+def test_an_edition_register_needs_its_edition_date(tmp_path: Path) -> None:
+    f = _write(tmp_path / "s.yaml", "name: s\nformat: csv\npath: a.csv\ntrust_rank: 1\n"
+               "once_per_edition: true\nparty: {source_key: id, family_name: f}\n")
+    with pytest.raises(ConfigError, match=r"once_per_edition needs 'party\.created_at'"):
+        load_source(f)
+    f.write_text(f.read_text().replace("family_name: f}", "family_name: f, created_at: d}"))
+    assert load_source(f).once_per_edition
+
+
 def test_mapping_without_identifiers_is_rejected(tmp_path: Path) -> None:
     f = _write(tmp_path / "s.yaml", "name: s\nformat: csv\npath: a.csv\ntrust_rank: 1\n"
                "party: {source_key: id, city: c}\n")

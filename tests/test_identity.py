@@ -92,3 +92,56 @@ def test_manual_decisions_override_the_matcher(spark: SparkSession) -> None:
     assert clusters(None) == {frozenset("ab"), frozenset("c"), frozenset("d"), frozenset("ef")}
     assert clusters(manual) == {frozenset("a"), frozenset("b"), frozenset("cd"),
                                 frozenset("ef")}
+
+
+def test_two_entries_of_one_edition_are_never_one_customer(spark: SparkSession) -> None:
+    """An electoral roll lists a father and his son of one name at one address in the same
+    edition: their entries score as a match, but one edition lists a person once. A chain
+    through another record (b - x - c) is split as well, though b and c were never scored;
+    entries of different editions still join."""
+    from udp_spark.pipeline.resolve import cluster_records
+
+    records = spark.createDataFrame([(r,) for r in ("a", "b", "c", "x", "y")],
+                                    "record_id string")
+    scores = spark.createDataFrame([
+        ("a", "b", 20.0, 0.9999),  # same edition: father and son
+        ("b", "x", 15.0, 0.999), ("c", "x", 12.0, 0.998),  # b, c: same edition, joined by x
+        ("a", "y", 9.0, 0.99),  # a and y: other editions
+    ], "record_id_l string, record_id_r string, match_weight double, match_probability double")
+    for col in ("given_name", "date_of_birth", "email", "loyalty_id"):
+        scores = scores.withColumn(col, F.lit(-1))
+    # x is not a register entry
+    editions = spark.createDataFrame(
+        [("a", "roll|2010"), ("b", "roll|2010"), ("c", "roll|2010"), ("y", "roll|2014")],
+        "record_id string, edition string")
+
+    def clusters(e: DataFrame | None) -> set[frozenset[str]]:
+        got = cluster_records(records, scores, 0.9, backend="builtin", editions=e).collect()
+        by: dict[str, set[str]] = {}
+        for r in got:
+            by.setdefault(r["cluster_id"], set()).add(r["record_id"])
+        return {frozenset(v) for v in by.values()}
+
+    assert clusters(None) == {frozenset("abcxy")}
+    # a-b refused; b-x merges first (stronger), so c (b's edition) cannot follow x
+    assert clusters(editions) == {frozenset("ay"), frozenset("bx"), frozenset("c")}
+
+
+def test_an_edition_register_is_a_resolve_setting(spark: SparkSession) -> None:
+    """Marking a source once_per_edition re-clusters (resolve's fingerprint) without
+    standardizing the source again (its silver rows do not depend on it)."""
+    from pathlib import Path
+
+    from udp_spark.config import load_config
+    from udp_spark.pipeline.context import StageContext
+    from udp_spark.pipeline.resolve import resolve_fingerprint
+    from udp_spark.pipeline.standardize import source_fingerprint
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "conf" / "pipeline-registers.yaml")
+    roll = cfg.sources["electoral_roll"]
+    assert roll.once_per_edition and not cfg.sources["benefit_claims"].once_per_edition
+    plain = roll.model_copy(update={"once_per_edition": False})
+    off = cfg.model_copy(update={"sources": {**cfg.sources, "electoral_roll": plain}})
+    on_ctx, off_ctx = StageContext(spark, cfg), StageContext(spark, off)
+    assert source_fingerprint(on_ctx, roll) == source_fingerprint(off_ctx, plain)
+    assert resolve_fingerprint(on_ctx) != resolve_fingerprint(off_ctx)

@@ -166,6 +166,11 @@ class SourceConfig(_Model):
     require_name: bool = Field(default=False, description="records without any name are "
                                "flagged in quarantine ('empty name'); for sources that "
                                "always carry names")
+    once_per_edition: bool = Field(
+        default=False, description="a register of editions (an electoral roll, a census): "
+        "each record is one edition's entry, dated by its created_at, and an edition lists a "
+        "person once, so two records created at the same time are two people (resolve never "
+        "joins them: a parent and a child of one name at one address)")
     party: PartyMapping | None = None
     interactions: tuple[InteractionMapping, ...] = ()
     consent: tuple[ConsentMapping, ...] = Field(
@@ -198,6 +203,8 @@ class SourceConfig(_Model):
                              "'kafka.bootstrap.servers' (host:port,...)")
         if self.party is None and not self.interactions:
             raise ValueError("a source needs a 'party' mapping, 'interactions', or both")
+        if self.once_per_edition and (self.party is None or self.party.created_at is None):
+            raise ValueError("once_per_edition needs 'party.created_at' (the edition's date)")
         if self.consent and self.party is None:
             raise ValueError("'consent' needs a 'party' mapping (its subject is the record)")
         return self

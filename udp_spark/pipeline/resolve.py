@@ -52,7 +52,8 @@ def cluster_records(records: DataFrame, scores: DataFrame, threshold: float, *,
                     middle_name: bool = True, identifiers: Sequence[str] = (),
                     backend: str = "auto",
                     driver_max_edges: int = DRIVER_MAX_EDGES,
-                    manual: DataFrame | None = None) -> DataFrame:
+                    manual: DataFrame | None = None,
+                    editions: DataFrame | None = None) -> DataFrame:
     """``(record_id, cluster_id, component_id)`` for every record: components over accepted
     edges (``component_id``: the smallest record id of the component), split
     where strong conflicts say two members are different people (``identifiers``: names
@@ -61,6 +62,10 @@ def cluster_records(records: DataFrame, scores: DataFrame, threshold: float, *,
     ``manual``: ``(record_id_l, record_id_r, is_match)`` decisions of a person, which
     override the matcher: a match is a link merged before any other (and not a conflict),
     a non-match is a conflict whatever the score.
+
+    ``editions``: ``(record_id, edition)`` of records from registers that list a person once
+    per edition (:func:`edition_keys`): two records of one edition in one component are a
+    conflict, scored or not.
     """
     # (a model trained before the middle-name comparison scores without it)
     conflict = conflict_flag(dob=dob, given_name=given_name, loyalty_id=loyalty_id,
@@ -90,11 +95,38 @@ def cluster_records(records: DataFrame, scores: DataFrame, threshold: float, *,
         edges.select(F.col("dst").alias("id"))).distinct()
     cc = connected_components(vertices, edges, backend=backend,  # type: ignore[arg-type]
                               driver_max_edges=driver_max_edges)
+    if editions is not None:
+        flagged = flagged.unionByName(_same_edition_conflicts(editions, cc))
     split = flagged.transform(split_components(cc)).select("record_id", "cluster_id",
                                                            "component")
     return records.select("record_id").join(split, "record_id", "left").select(
         "record_id", F.coalesce("cluster_id", "record_id").alias("cluster_id"),
         F.coalesce("component", "record_id").alias("component_id"))
+
+
+def edition_keys(ctx: StageContext, records: DataFrame) -> DataFrame | None:
+    """``(record_id, edition)`` of the records of ``once_per_edition`` sources that carry a
+    date (source and ``created_at``), or None when no source is one."""
+    sources = sorted(n for n, s in ctx.cfg.sources.items() if s.once_per_edition)
+    if not sources:
+        return None
+    return records.filter(F.col("source").isin(sources) & F.col("created_at").isNotNull()) \
+        .select("record_id", F.concat_ws("|", "source", F.col("created_at").cast("string"))
+                .alias("edition"))
+
+
+def _same_edition_conflicts(editions: DataFrame, components: DataFrame) -> DataFrame:
+    """Conflict rows (the columns :func:`split_components` reads) for every two records of
+    one edition inside one component: pairs are formed only within components, so an
+    edition of thousands of entries costs no more than its members that meet."""
+    placed = editions.join(components.select(F.col("id").alias("record_id"), "component"),
+                           "record_id")
+    left = placed.select(F.col("record_id").alias("record_id_l"), "component", "edition")
+    right = placed.select(F.col("record_id").alias("record_id_r"), "component", "edition")
+    return left.join(right, ["component", "edition"]).filter(
+        F.col("record_id_l") < F.col("record_id_r")).select(
+        "record_id_l", "record_id_r", F.lit(0.0).alias("match_weight"),
+        F.lit(False).alias("is_edge"), F.lit(True).alias("is_conflict"))
 
 
 def manual_decisions(ctx: StageContext) -> DataFrame | None:
@@ -132,8 +164,10 @@ def resolve_fingerprint(ctx: StageContext) -> str:
     """What the clusters depend on besides the scores: threshold and conflict rules."""
     rcfg = ctx.cfg.matching.resolve
     how = {"graph_backend", "driver_graph_max_edges"}  # how components are found, not which
+    editions = sorted(n for n, s in ctx.cfg.sources.items() if s.once_per_edition)
     return fingerprint(rcfg.model_dump(mode="json", exclude=how),
-                       [i.name for i in ctx.cfg.matching.identifiers if i.conflict])
+                       [i.name for i in ctx.cfg.matching.identifiers if i.conflict],
+                       *([editions] if editions else []))
 
 
 def records_in_scope(xref: DataFrame, touched: DataFrame) -> DataFrame:
@@ -211,7 +245,7 @@ def run_resolve(ctx: StageContext, *, full: bool = False) -> ResolveReport:
             middle_name=rcfg.conflict_on_middle_name,
             identifiers=[i.name for i in ctx.cfg.matching.identifiers if i.conflict],
             backend=rcfg.graph_backend, driver_max_edges=rcfg.driver_graph_max_edges,
-            manual=manual).transform(io.checkpoint)
+            manual=manual, editions=edition_keys(ctx, records)).transform(io.checkpoint)
         progress.step("records clustered")
         ids, events = assign_customer_ids(clusters, previous, run.run_id)
         sizes = clusters.groupBy("cluster_id").agg(F.count("*").alias("cluster_size"))

@@ -88,9 +88,10 @@ def _union(frames: list[DataFrame]) -> DataFrame | None:
 
 
 def source_fingerprint(ctx: StageContext, source: SourceConfig) -> str:
-    """What a source's silver rows depend on: its mapping and the standardize settings."""
-    return fingerprint(source.model_dump(mode="json"), ctx.cfg.standardize.model_dump(
-        mode="json"))
+    """What a source's silver rows depend on: its mapping and the standardize settings
+    (``once_per_edition`` is read by resolve, not here)."""
+    return fingerprint(source.model_dump(mode="json", exclude={"once_per_edition"}),
+                       ctx.cfg.standardize.model_dump(mode="json"))
 
 
 def rows_to_standardize(bronze: DataFrame, source: SourceConfig, ch: Changes

@@ -354,6 +354,16 @@ def test_supervised_matcher_registers_scores_by_alias_and_beats_a_floor(lake) ->
     assert {"fs_holdout_f1", "fs_holdout_auc"} <= set(metrics)  # same pairs, FS model
     artifacts = {a.path for a in MlflowClient().list_artifacts(sup.mlflow_run_id)}
     assert {"match_weights.png", "match_weights.csv"} <= artifacts
+    # Another lakehouse sharing this registry keeps a supervised champion (its labels are
+    # here), where it would fit its own unsupervised one (test_pipeline_e2e).
+    from udp_spark.pipeline.context import StageContext
+    from udp_spark.pipeline.run import RunOptions, _check_train
+
+    other = ctx.cfg.model_copy(update={"lakehouse": ctx.cfg.lakehouse.model_copy(
+        update={"root": str(Path(ctx.cfg.lakehouse.root).parent / "another-lake")})})
+    assert _check_train(StageContext(spark, other), RunOptions()).startswith(
+        f"skip: udp_matcher@champion is version {sup.model_version}, a supervised matcher "
+        f"trained on another lakehouse")
 
     # Scoring loads the model by alias; the table keeps the Fellegi-Sunter columns.
     result = run_score(ctx)

@@ -167,20 +167,18 @@ def _check_train(ctx: StageContext, opts: RunOptions) -> str:
     if opts.retrain:
         return "--retrain"
     mcfg = ctx.cfg.matching.model
-    version = mlflow_store.alias_version(ctx.cfg.mlflow, mcfg.registered_name, mcfg.alias)
-    if version is None:
-        return f"no model registered as {mcfg.registered_name}@{mcfg.alias}"
     name = f"{mcfg.registered_name}@{mcfg.alias}"
+    champion = mlflow_store.alias_training(ctx.cfg.mlflow, mcfg.registered_name, mcfg.alias)
+    if champion is None:
+        return f"no model registered as {name}"
+    version, params = champion
     # A registry shared by several lakehouses (one tracking server): an unsupervised matcher
     # fitted on another lakehouse's records is not this one's (its u, m and prior are of
     # other data) and fitting needs nothing but the records; a supervised one is kept (its
     # labels are where it was trained: promoting it is a choice).
-    fitted_for = mlflow_store.alias_run_param(ctx.cfg.mlflow, mcfg.registered_name,
-                                              mcfg.alias, LAKEHOUSE_PARAM)
+    fitted_for = params.get(LAKEHOUSE_PARAM)
     if fitted_for is not None and fitted_for != lakehouse_identity(ctx.cfg):
-        kind = mlflow_store.alias_run_param(ctx.cfg.mlflow, mcfg.registered_name, mcfg.alias,
-                                            "kind")
-        if kind != "supervised":
+        if params.get("kind") != "supervised":
             return f"{name} (version {version}) was fitted for another lakehouse ({fitted_for})"
         return f"skip: {name} is version {version}, a supervised matcher trained on another " \
                f"lakehouse ({fitted_for}; --retrain fits one on this one's labels)"

@@ -269,16 +269,21 @@ def alias_version(settings: MlflowSettings, name: str, alias: str) -> str | None
         return None
 
 
-def alias_run_param(settings: MlflowSettings, name: str, alias: str, param: str) -> str | None:
-    """A parameter of the training run of the version ``alias`` points at (None: no such
-    model, alias, run or parameter); reads no artifact."""
+def alias_training(settings: MlflowSettings, name: str, alias: str
+                   ) -> tuple[str, dict[str, str]] | None:
+    """The version ``alias`` points at and its training run's parameters (empty when the
+    run is gone), or None (no such model or alias); reads no artifact."""
     configure(settings)
     client = MlflowClient()
     try:
-        run_id = client.get_model_version_by_alias(name, alias).run_id
-        return client.get_run(run_id).data.params.get(param) if run_id else None
+        mv = client.get_model_version_by_alias(name, alias)
     except mlflow.exceptions.MlflowException:
         return None
+    try:
+        params = dict(client.get_run(mv.run_id).data.params) if mv.run_id else {}
+    except mlflow.exceptions.MlflowException:
+        params = {}
+    return str(mv.version), params
 
 
 def _save_spark_model(model: Any, local: Path, dfs_tmpdir: str | None) -> None:

@@ -68,26 +68,37 @@ def test_id_churn_separates_explained_from_unexplained_changes(spark: SparkSessi
         "ids_changed": 2.0, "ids_changed_outside_touched": 1.0}
 
 
-def test_manual_decisions_override_the_matcher(spark: SparkSession) -> None:
-    from udp_spark.pipeline.resolve import cluster_records
-
-    records = spark.createDataFrame([(r,) for r in "abcdef"], "record_id string")
-    # a-b: the model is sure; c-d: the model says no; e-f: a model link, no decision.
-    scores = spark.createDataFrame([
-        ("a", "b", 9.0, 0.998), ("c", "d", -5.0, 0.03), ("e", "f", 8.0, 0.996),
-    ], "record_id_l string, record_id_r string, match_weight double, match_probability double")
+def _scores(spark: SparkSession, rows: list[tuple[str, str, float, float]]) -> DataFrame:
+    """Scored pairs with the comparison levels the conflict rule reads, all missing."""
+    scores = spark.createDataFrame(rows, "record_id_l string, record_id_r string, "
+                                   "match_weight double, match_probability double")
     for col in ("given_name", "date_of_birth", "email", "loyalty_id"):
         scores = scores.withColumn(col, F.lit(-1))
+    return scores
+
+
+def _resolved(records: DataFrame, scores: DataFrame, **options: DataFrame | None
+              ) -> set[frozenset[str]]:
+    """cluster_records at threshold 0.9 as sets of record ids."""
+    from udp_spark.pipeline.resolve import cluster_records
+
+    by: dict[str, set[str]] = {}
+    for r in cluster_records(records, scores, 0.9, backend="builtin", **options).collect():
+        by.setdefault(r["cluster_id"], set()).add(r["record_id"])
+    return {frozenset(v) for v in by.values()}
+
+
+def test_manual_decisions_override_the_matcher(spark: SparkSession) -> None:
+    records = spark.createDataFrame([(r,) for r in "abcdef"], "record_id string")
+    # a-b: the model is sure; c-d: the model says no; e-f: a model link, no decision.
+    scores = _scores(spark, [
+        ("a", "b", 9.0, 0.998), ("c", "d", -5.0, 0.03), ("e", "f", 8.0, 0.996)])
     # ("c", "x"): a decision about a record that is gone links nothing.
     manual = spark.createDataFrame([("a", "b", False), ("c", "d", True), ("c", "x", True)],
                                    "record_id_l string, record_id_r string, is_match boolean")
 
     def clusters(m: DataFrame | None) -> set[frozenset[str]]:
-        got = cluster_records(records, scores, 0.9, backend="builtin", manual=m).collect()
-        by: dict[str, set[str]] = {}
-        for r in got:
-            by.setdefault(r["cluster_id"], set()).add(r["record_id"])
-        return {frozenset(v) for v in by.values()}
+        return _resolved(records, scores, manual=m)
 
     assert clusters(None) == {frozenset("ab"), frozenset("c"), frozenset("d"), frozenset("ef")}
     assert clusters(manual) == {frozenset("a"), frozenset("b"), frozenset("cd"),
@@ -99,28 +110,20 @@ def test_two_entries_of_one_edition_are_never_one_customer(spark: SparkSession) 
     edition: their entries score as a match, but one edition lists a person once. A chain
     through another record (b - x - c) is split as well, though b and c were never scored;
     entries of different editions still join."""
-    from udp_spark.pipeline.resolve import cluster_records
-
     records = spark.createDataFrame([(r,) for r in ("a", "b", "c", "x", "y")],
                                     "record_id string")
-    scores = spark.createDataFrame([
+    scores = _scores(spark, [
         ("a", "b", 20.0, 0.9999),  # same edition: father and son
         ("b", "x", 15.0, 0.999), ("c", "x", 12.0, 0.998),  # b, c: same edition, joined by x
         ("a", "y", 9.0, 0.99),  # a and y: other editions
-    ], "record_id_l string, record_id_r string, match_weight double, match_probability double")
-    for col in ("given_name", "date_of_birth", "email", "loyalty_id"):
-        scores = scores.withColumn(col, F.lit(-1))
+    ])
     # x is not a register entry
     editions = spark.createDataFrame(
         [("a", "roll|2010"), ("b", "roll|2010"), ("c", "roll|2010"), ("y", "roll|2014")],
         "record_id string, edition string")
 
     def clusters(e: DataFrame | None) -> set[frozenset[str]]:
-        got = cluster_records(records, scores, 0.9, backend="builtin", editions=e).collect()
-        by: dict[str, set[str]] = {}
-        for r in got:
-            by.setdefault(r["cluster_id"], set()).add(r["record_id"])
-        return {frozenset(v) for v in by.values()}
+        return _resolved(records, scores, editions=e)
 
     assert clusters(None) == {frozenset("abcxy")}
     # a-b refused; b-x merges first (stronger), so c (b's edition) cannot follow x

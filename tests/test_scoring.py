@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from udp_spark.matching.comparisons import FULL_NAME
 from udp_spark.matching.fellegi_sunter import FSModel
@@ -67,6 +67,14 @@ def test_frequency_counts_other_people_per_source(spark: SparkSession) -> None:
                       "jones": pytest.approx(3 / 16)}
 
 
+def _name_frequencies(records: DataFrame) -> tuple[dict[str, float], dict[str, float]]:
+    """The full-name (joint) and first-name frequency tables as ``value -> tf``."""
+    joint = {r["value"]: r["tf"] for r in joint_tf_table(
+        records, ("given_name_norm", "family_name_norm")).collect()}
+    given = {r["value"]: r["tf"] for r in tf_table(records, "given_name_norm").collect()}
+    return joint, given
+
+
 def test_a_person_s_own_repeated_records_are_not_their_namesakes(spark: SparkSession) -> None:
     """A census holds Ann Lee once a decade: her five records (one birth date, two
     addresses) are one holder of her names, not five. Two John Smiths with other birth
@@ -86,11 +94,9 @@ def test_a_person_s_own_repeated_records_are_not_their_namesakes(spark: SparkSes
     records = spark.createDataFrame(rows, "record_id string, source string, given_name_norm "
                                     "string, family_name_norm string, date_of_birth date, "
                                     "street_norm string, postcode string")
-    joint = {r["value"]: r["tf"] for r in joint_tf_table(
-        records, ("given_name_norm", "family_name_norm")).collect()}
+    joint, given = _name_frequencies(records)
     # holders: ann|lee once in each source; john|smith twice in each -> 6 holders in all
     assert joint == {"john|smith": pytest.approx(2 / 6)}
-    given = {r["value"]: r["tf"] for r in tf_table(records, "given_name_norm").collect()}
     assert given == {"ann": 0.0, "john": pytest.approx(2 / 6)}
 
 
@@ -115,12 +121,10 @@ def test_a_record_without_birth_date_or_address_is_one_of_the_holders_its_source
     records = spark.createDataFrame(rows, "record_id string, source string, given_name_norm "
                                     "string, family_name_norm string, date_of_birth date, "
                                     "street_norm string")
-    joint = {r["value"]: r["tf"] for r in joint_tf_table(
-        records, ("given_name_norm", "family_name_norm")).collect()}
+    joint, given = _name_frequencies(records)
     # claims: ann|lee 1 holder, tom|baker 2 (the undated claim one of them); tips: ann|lee 2
     # undated records, 2 holders. 1 + 2 + 2 = 5 holders; others: tom|baker 1, ann|lee 1
     assert joint == {"ann|lee": pytest.approx(1 / 5), "tom|baker": pytest.approx(1 / 5)}
-    given = {r["value"]: r["tf"] for r in tf_table(records, "given_name_norm").collect()}
     assert given == {"ann": pytest.approx(1 / 5), "tom": pytest.approx(1 / 5)}
 
 
@@ -147,12 +151,10 @@ def test_a_full_name_is_held_by_the_people_a_source_shows_at_once(spark: SparkSe
     records = spark.createDataFrame(rows, "record_id string, source string, given_name_norm "
                                     "string, family_name_norm string, date_of_birth date, "
                                     "street_norm string, updated_at timestamp")
-    joint = {r["value"]: r["tf"] for r in joint_tf_table(
-        records, ("given_name_norm", "family_name_norm")).collect()}
+    joint, given = _name_frequencies(records)
     # roll: ann|lee one holder at a time, tom|baker two in 2010; claims: two birth dates.
     # 1 + 2 + 2 = 5 holders; others: tom|baker 1, ann|lee 0 (roll) + 1 (claims)
     assert joint == {"ann|lee": pytest.approx(1 / 5), "tom|baker": pytest.approx(1 / 5)}
-    given = {r["value"]: r["tf"] for r in tf_table(records, "given_name_norm").collect()}
     # per address: ann 3 in the roll + 2 in claims, tom 2 (3 high st, 9 mill ln): 7 holders
     assert given == {"ann": pytest.approx(3 / 7), "tom": pytest.approx(1 / 7)}
 

@@ -96,6 +96,7 @@ def cluster_records(records: DataFrame, scores: DataFrame, threshold: float, *,
     cc = connected_components(vertices, edges, backend=backend,  # type: ignore[arg-type]
                               driver_max_edges=driver_max_edges)
     if editions is not None:
+        cc = cc.transform(io.checkpoint)  # read twice: for the editions' pairs and the split
         flagged = flagged.unionByName(_same_edition_conflicts(editions, cc))
     split = flagged.transform(split_components(cc)).select("record_id", "cluster_id",
                                                            "component")
@@ -104,10 +105,15 @@ def cluster_records(records: DataFrame, scores: DataFrame, threshold: float, *,
         F.coalesce("component", "record_id").alias("component_id"))
 
 
+def _edition_sources(ctx: StageContext) -> list[str]:
+    """The sources marked ``once_per_edition``, sorted."""
+    return sorted(n for n, s in ctx.cfg.sources.items() if s.once_per_edition)
+
+
 def edition_keys(ctx: StageContext, records: DataFrame) -> DataFrame | None:
     """``(record_id, edition)`` of the records of ``once_per_edition`` sources that carry a
     date (source and ``created_at``), or None when no source is one."""
-    sources = sorted(n for n, s in ctx.cfg.sources.items() if s.once_per_edition)
+    sources = _edition_sources(ctx)
     if not sources:
         return None
     return records.filter(F.col("source").isin(sources) & F.col("created_at").isNotNull()) \
@@ -164,7 +170,7 @@ def resolve_fingerprint(ctx: StageContext) -> str:
     """What the clusters depend on besides the scores: threshold and conflict rules."""
     rcfg = ctx.cfg.matching.resolve
     how = {"graph_backend", "driver_graph_max_edges"}  # how components are found, not which
-    editions = sorted(n for n, s in ctx.cfg.sources.items() if s.once_per_edition)
+    editions = _edition_sources(ctx)
     return fingerprint(rcfg.model_dump(mode="json", exclude=how),
                        [i.name for i in ctx.cfg.matching.identifiers if i.conflict],
                        *([editions] if editions else []))

@@ -105,9 +105,9 @@ class RegisteredModel:
 def configure(settings: MlflowSettings) -> None:
     """Point MLflow at the configured tracking store and experiment, and close the runs that
     a killed process of this machine left RUNNING (:func:`close_abandoned_runs`)."""
-    if settings.tracking_uri.startswith("sqlite:///"):  # the lakehouse may not exist yet
-        Path(settings.tracking_uri.removeprefix("sqlite:///")).resolve().parent.mkdir(
-            parents=True, exist_ok=True)
+    db = _sqlite_file(settings)
+    if db is not None:  # a store in the lakehouse root: the lakehouse may not exist yet
+        db.parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(settings.tracking_uri)
     if settings.registry_uri:
         mlflow.set_registry_uri(settings.registry_uri)
@@ -129,10 +129,15 @@ def artifact_location(settings: MlflowSettings) -> str | None:
     working directory is, which splits one store over two places), else the server's."""
     if settings.artifact_location:
         return settings.artifact_location
-    if settings.tracking_uri.startswith("sqlite:///"):
-        db = Path(settings.tracking_uri.removeprefix("sqlite:///"))
-        return str(db.resolve().parent / "mlruns")
-    return None
+    db = _sqlite_file(settings)
+    return str(db.parent / "mlruns") if db is not None else None
+
+
+def _sqlite_file(settings: MlflowSettings) -> Path | None:
+    """The tracking store's file when it is SQLite (absolute), else None."""
+    if not settings.tracking_uri.startswith("sqlite:///"):
+        return None
+    return Path(settings.tracking_uri.removeprefix("sqlite:///")).resolve()
 
 
 def _process_tags() -> dict[str, str]:
